@@ -1,0 +1,137 @@
+//! Command line and environment: every flag also reads an environment variable.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::engine::sim::SimConfig;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "whatsapp-manager",
+    version,
+    about = "Links many WhatsApp numbers at once and turns their contacts into contact groups"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP API server.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EngineKind {
+    /// A simulated phone network, for demos, tests and benchmarks.
+    Sim,
+    /// The real WhatsApp Web multi-device protocol.
+    Whatsapp,
+}
+
+impl EngineKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Sim => "sim",
+            Self::Whatsapp => "whatsapp",
+        }
+    }
+}
+
+fn seconds(s: &str) -> Result<Duration, String> {
+    let v: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if !v.is_finite() || v < 0.0 || v > 86_400.0 * 365.0 {
+        return Err(format!("{s:?} is not a usable number of seconds"));
+    }
+    Ok(Duration::from_secs_f64(v))
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "WAM_LISTEN", default_value = "127.0.0.1:5000")]
+    pub listen: String,
+
+    /// Database URL (SQLite); the file and its folder are created if missing.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://data/whatsapp-manager.db"
+    )]
+    pub database: String,
+
+    /// Folder for engine files (credentials of linked sessions, simulated phones).
+    #[arg(long, env = "WAM_DATA_DIR", default_value = "data/")]
+    pub data_dir: PathBuf,
+
+    /// Which engine speaks to WhatsApp.
+    #[arg(long, env = "WAM_ENGINE", value_enum, default_value = "sim")]
+    pub engine: EngineKind,
+
+    /// sim: size of the generated phone book of a pair nobody set one for.
+    #[arg(long, env = "WAM_SIM_CONTACTS", default_value_t = 200)]
+    pub sim_contacts: usize,
+
+    /// sim: the phone scans the first QR code this many seconds after it shows (unset: never).
+    #[arg(long, env = "WAM_SIM_AUTO_SCAN", value_parser = seconds)]
+    pub sim_auto_scan: Option<Duration>,
+
+    /// sim: seconds between QR code rotations.
+    #[arg(long, env = "WAM_SIM_QR_INTERVAL", value_parser = seconds, default_value = "20")]
+    pub sim_qr_interval: Duration,
+
+    /// sim: QR codes shown before the session gives up with an error.
+    #[arg(long, env = "WAM_SIM_QR_ATTEMPTS", default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..))]
+    pub sim_qr_attempts: u32,
+
+    /// sim: pause per 1,000 contacts read, to make a fetch observable.
+    #[arg(long, env = "WAM_SIM_FETCH_DELAY_MS", default_value_t = 0)]
+    pub sim_fetch_delay_ms: u64,
+}
+
+/// What the application needs, independent of how it was given.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: String,
+    pub database_url: String,
+    pub data_dir: PathBuf,
+    pub engine: EngineKind,
+    pub sim: SimConfig,
+}
+
+impl From<ServeArgs> for Config {
+    fn from(a: ServeArgs) -> Self {
+        Self {
+            listen: a.listen,
+            database_url: a.database,
+            data_dir: a.data_dir,
+            engine: a.engine,
+            sim: SimConfig {
+                contacts: a.sim_contacts,
+                auto_scan: a.sim_auto_scan,
+                qr_interval: a.sim_qr_interval.max(Duration::from_millis(10)),
+                qr_attempts: a.sim_qr_attempts,
+                fetch_delay: Duration::from_millis(a.sim_fetch_delay_ms),
+                ..SimConfig::default()
+            },
+        }
+    }
+}
+
+impl Config {
+    /// Defaults of `serve`, for tests and embedding.
+    pub fn defaults() -> Self {
+        match Cli::try_parse_from(["whatsapp-manager", "serve"]) {
+            Ok(Cli {
+                command: Command::Serve(a),
+            }) => a.into(),
+            Err(e) => unreachable!("default arguments must parse: {e}"),
+        }
+    }
+}

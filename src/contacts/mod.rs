@@ -1,0 +1,207 @@
+//! From what an account holds to the contacts we keep: classification, E.164, the fetch job.
+
+pub mod fetch;
+
+use std::collections::HashMap;
+
+use crate::domain::PhoneNumber;
+use crate::engine::RawContact;
+use crate::store::{FetchSummary, ImportContact};
+
+/// What one raw chat id turned out to be.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Classified {
+    Person(ImportContact),
+    Group,
+    Broadcast,
+    Newsletter,
+    Own,
+    UnresolvedLid,
+    Invalid,
+}
+
+/// Splits `user[.agent][:device]@server` into the bare user and the server.
+fn split_jid(jid: &str) -> Option<(&str, &str)> {
+    let (user, server) = jid.trim().split_once('@')?;
+    let user = user.split([':', '.']).next().unwrap_or(user);
+    Some((user, server))
+}
+
+/// The phone number of a person jid (`@s.whatsapp.net`, or the old `@c.us`).
+fn person_number(jid: &str) -> Option<PhoneNumber> {
+    let (user, server) = split_jid(jid)?;
+    match server {
+        "s.whatsapp.net" | "c.us" => PhoneNumber::parse_international(user),
+        _ => None,
+    }
+}
+
+fn clean(s: &Option<String>) -> Option<String> {
+    s.as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+}
+
+pub fn classify(raw: &RawContact, own: &[PhoneNumber]) -> Classified {
+    let Some((_, server)) = split_jid(&raw.jid) else {
+        return Classified::Invalid;
+    };
+    let phone = match server {
+        "s.whatsapp.net" | "c.us" => person_number(&raw.jid),
+        "lid" => match raw.pn_jid.as_deref().and_then(person_number) {
+            Some(p) => Some(p),
+            None => return Classified::UnresolvedLid,
+        },
+        "g.us" => return Classified::Group,
+        "broadcast" => return Classified::Broadcast,
+        "newsletter" => return Classified::Newsletter,
+        _ => None,
+    };
+    let Some(phone) = phone else {
+        return Classified::Invalid;
+    };
+    if own.contains(&phone) {
+        return Classified::Own;
+    }
+    Classified::Person(ImportContact {
+        jid: format!("{}@s.whatsapp.net", phone.digits()),
+        phone,
+        name: clean(&raw.name),
+        push_name: clean(&raw.push_name),
+        is_business: raw.is_business,
+        last_message_at: raw.last_message_at.filter(|t| *t > 0),
+    })
+}
+
+pub fn own_numbers<'a>(jids: impl IntoIterator<Item = &'a str>) -> Vec<PhoneNumber> {
+    jids.into_iter()
+        .filter_map(|j| person_number(j).or_else(|| PhoneNumber::parse_international(j)))
+        .collect()
+}
+
+/// Classifies a chunk, counts what was left out, and merges the same number seen twice
+/// (a `@c.us` and a `@s.whatsapp.net` chat, a LID chat and its phone chat).
+pub fn prepare_chunk(
+    chunk: &[RawContact],
+    own: &[PhoneNumber],
+    summary: &mut FetchSummary,
+) -> Vec<ImportContact> {
+    let mut by_phone: HashMap<PhoneNumber, ImportContact> = HashMap::with_capacity(chunk.len());
+    let mut order = Vec::with_capacity(chunk.len());
+    summary.received += chunk.len() as u64;
+    for raw in chunk {
+        match classify(raw, own) {
+            Classified::Person(c) => match by_phone.get_mut(&c.phone) {
+                Some(seen) => {
+                    summary.merged_duplicates += 1;
+                    merge(seen, c);
+                }
+                None => {
+                    order.push(c.phone.clone());
+                    by_phone.insert(c.phone.clone(), c);
+                }
+            },
+            Classified::Group => summary.skipped_groups += 1,
+            Classified::Broadcast => summary.skipped_broadcasts += 1,
+            Classified::Newsletter => summary.skipped_newsletters += 1,
+            Classified::Own => summary.skipped_self += 1,
+            Classified::UnresolvedLid => summary.skipped_unresolved_lids += 1,
+            Classified::Invalid => summary.skipped_invalid += 1,
+        }
+    }
+    order
+        .into_iter()
+        .filter_map(|p| by_phone.remove(&p))
+        .collect()
+}
+
+fn merge(into: &mut ImportContact, other: ImportContact) {
+    if into.name.is_none() {
+        into.name = other.name;
+    }
+    if into.push_name.is_none() {
+        into.push_name = other.push_name;
+    }
+    into.is_business |= other.is_business;
+    into.last_message_at = match (into.last_message_at, other.last_message_at) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(jid: &str) -> RawContact {
+        RawContact {
+            jid: jid.into(),
+            ..RawContact::default()
+        }
+    }
+
+    #[test]
+    fn keeps_only_person_chats_with_a_number() {
+        let own = own_numbers(["966500000001@s.whatsapp.net"]);
+        let cases = [
+            ("966512345678@s.whatsapp.net", "person"),
+            ("966512345678:12@s.whatsapp.net", "person"),
+            ("966512345678.0:3@s.whatsapp.net", "person"),
+            ("201012345678@c.us", "person"),
+            ("120363012345678901@g.us", "group"),
+            ("status@broadcast", "broadcast"),
+            ("1234567@broadcast", "broadcast"),
+            ("120363400000000000@newsletter", "newsletter"),
+            ("123456789012345@lid", "lid"),
+            ("966500000001@s.whatsapp.net", "own"),
+            ("not-a-jid", "invalid"),
+            ("abc@s.whatsapp.net", "invalid"),
+            ("12@s.whatsapp.net", "invalid"),
+            ("@s.whatsapp.net", "invalid"),
+            ("966512345678@call", "invalid"),
+        ];
+        for (jid, want) in cases {
+            let got = match classify(&raw(jid), &own) {
+                Classified::Person(_) => "person",
+                Classified::Group => "group",
+                Classified::Broadcast => "broadcast",
+                Classified::Newsletter => "newsletter",
+                Classified::Own => "own",
+                Classified::UnresolvedLid => "lid",
+                Classified::Invalid => "invalid",
+            };
+            assert_eq!(got, want, "{jid}");
+        }
+    }
+
+    #[test]
+    fn a_lid_with_its_phone_jid_becomes_that_number() {
+        let mut r = raw("123456789012345@lid");
+        r.pn_jid = Some("201012345678@s.whatsapp.net".into());
+        match classify(&r, &[]) {
+            Classified::Person(c) => assert_eq!(c.phone.as_str(), "+201012345678"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn duplicates_in_a_chunk_merge_keeping_names_and_newest_activity() {
+        let mut a = raw("966512345678@c.us");
+        a.name = Some("Ali".into());
+        a.last_message_at = Some(100);
+        let mut b = raw("966512345678:2@s.whatsapp.net");
+        b.push_name = Some(" ".into());
+        b.last_message_at = Some(200);
+        b.is_business = true;
+        let mut s = FetchSummary::default();
+        let out = prepare_chunk(&[a, b], &[], &mut s);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].name.as_deref(), Some("Ali"));
+        assert_eq!(out[0].push_name, None);
+        assert_eq!(out[0].last_message_at, Some(200));
+        assert!(out[0].is_business);
+        assert_eq!(s.merged_duplicates, 1);
+        assert_eq!(s.received, 2);
+    }
+}

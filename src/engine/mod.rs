@@ -1,0 +1,99 @@
+//! The seam between a session actor and whatever speaks to WhatsApp.
+//!
+//! An engine starts clients; a client reports what happens through an ordered event channel
+//! (the actor's only view of the connection) and answers the actor's calls.
+
+pub mod sim;
+mod sim_book;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tokio::sync::mpsc;
+
+use crate::domain::{Pair, SessionId};
+
+/// What a client tells its actor, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EngineEvent {
+    /// A new QR code is showing; it replaces the previous one.
+    Qr { code: String },
+    /// The phone accepted the link.
+    Authenticated,
+    /// Connected and usable. `phone` is the account's number as WhatsApp writes it (digits).
+    Ready {
+        phone: String,
+        push_name: Option<String>,
+    },
+    /// The connection dropped; the client reconnects by itself.
+    Disconnected { reason: String },
+    /// Unlinked from the phone: credentials are gone, a new QR is needed.
+    LoggedOut { reason: String },
+    /// The client stopped for a reason a person must act on.
+    Failed { message: String },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("the client is not available")]
+    ClientGone,
+    #[error("the client is not connected")]
+    NotConnected,
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// One chat or contact as the account holds it, before any filtering.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RawContact {
+    pub jid: String,
+    /// The phone-number jid of a LID chat, when WhatsApp told us the mapping.
+    pub pn_jid: Option<String>,
+    pub name: Option<String>,
+    pub push_name: Option<String>,
+    pub is_business: bool,
+    /// Unix seconds of the last message in the chat.
+    pub last_message_at: Option<i64>,
+}
+
+/// Streams the account's contacts in chunks, so a fetch can commit and report as it goes.
+#[async_trait]
+pub trait ContactSource: Send {
+    /// How many entries will come, when known up front.
+    fn total(&self) -> Option<u64>;
+    async fn next_chunk(&mut self) -> Result<Option<Vec<RawContact>>, EngineError>;
+    /// The account's own jids as the source knows them, to keep the account out of its contacts.
+    fn own_jids(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// What an engine needs to start a client for a session.
+pub struct ClientStart {
+    pub session_id: SessionId,
+    pub pair: Pair,
+    /// The actor holds the receiving end; a client sends every status change here, in order.
+    pub events: mpsc::Sender<EngineEvent>,
+}
+
+#[async_trait]
+pub trait EngineClient: Send + Sync {
+    /// False once the client has vanished, with or without an event.
+    fn is_alive(&self) -> bool;
+    async fn read_contacts(&self) -> Result<Box<dyn ContactSource>, EngineError>;
+    /// Unlinks from the phone and deletes the credentials.
+    async fn logout(&self) -> Result<(), EngineError>;
+    /// Disconnects, keeping the credentials for the next start.
+    async fn stop(&self);
+}
+
+#[async_trait]
+pub trait Engine: Send + Sync + 'static {
+    fn name(&self) -> &'static str;
+    /// Starts a client: reconnects on stored credentials, or starts showing QR codes.
+    async fn start(&self, start: ClientStart) -> Result<Arc<dyn EngineClient>, EngineError>;
+    /// Whether the session is linked (credentials stored).
+    async fn has_credentials(&self, session_id: &SessionId) -> bool;
+    /// Deletes the credentials of a session that has no live client.
+    async fn forget(&self, session_id: &SessionId) -> Result<(), EngineError>;
+}

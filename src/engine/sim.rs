@@ -1,0 +1,604 @@
+//! A simulated phone network: QR codes that rotate and run out, a phone that scans, links
+//! that survive restarts (a credentials file per session, like the real engine's store),
+//! phone books, and the faults a real connection has.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use async_trait::async_trait;
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+pub use super::sim_book::{PhoneBook, SimEntry, default_me_digits};
+use super::sim_book::{Rng, generate};
+use super::{
+    ClientStart, ContactSource, Engine, EngineClient, EngineError, EngineEvent, RawContact,
+};
+use crate::clock::SharedClock;
+use crate::domain::{Pair, SessionId};
+
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// Size of the generated book of a pair nobody gave one.
+    pub contacts: usize,
+    /// The phone scans the first QR this long after it shows.
+    pub auto_scan: Option<Duration>,
+    pub qr_interval: Duration,
+    pub qr_attempts: u32,
+    /// Pause after every 1,000 contacts read.
+    pub fetch_delay: Duration,
+    /// How long a dropped connection stays down before the client is back.
+    pub reconnect_backoff: Duration,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            contacts: 200,
+            auto_scan: None,
+            qr_interval: Duration::from_secs(20),
+            qr_attempts: 6,
+            fetch_delay: Duration::ZERO,
+            reconnect_backoff: Duration::from_millis(500),
+        }
+    }
+}
+
+const CHUNK: usize = 1_000;
+const SLOW_FETCH: Duration = Duration::from_secs(3);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    DropClient,
+    Disconnect,
+    Logout,
+    FailFetch,
+    SlowFetch,
+}
+
+impl Fault {
+    pub const NAMES: &'static str = "drop_client, disconnect, logout, fail_fetch, slow_fetch";
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "drop_client" => Self::DropClient,
+            "disconnect" => Self::Disconnect,
+            "logout" => Self::Logout,
+            "fail_fetch" => Self::FailFetch,
+            "slow_fetch" => Self::SlowFetch,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SimError {
+    #[error("No QR code is showing for {0}: there is nothing to scan.")]
+    NoQr(Pair),
+    #[error("No live simulated client for {0}. Call /api/whatsapp/init first.")]
+    NoClient(Pair),
+}
+
+/// The linked device a credentials file holds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct LinkedDevice {
+    me: String,
+    push_name: Option<String>,
+    linked_at_ms: i64,
+}
+
+enum Control {
+    Scan(oneshot::Sender<bool>),
+    Fault(Fault),
+    /// Unlink on the API's request; the actor records `logged_out` itself.
+    Unlink(oneshot::Sender<()>),
+    Stop,
+}
+
+/// State a client shares between its task, its handle and the network's fault routes.
+struct ClientShared {
+    session_id: SessionId,
+    pair: Pair,
+    alive: AtomicBool,
+    connected: AtomicBool,
+    /// Bumped on every connection change, so a fetch notices a drop mid-read.
+    generation: AtomicU64,
+    qr_showing: AtomicBool,
+    fail_next_fetch: AtomicBool,
+    slow_next_fetch: AtomicBool,
+    control: mpsc::UnboundedSender<Control>,
+    /// Held here as well as by the task: a dropped client vanishes *without* closing the
+    /// actor's event channel, exactly like a client that died silently.
+    _events: mpsc::Sender<EngineEvent>,
+}
+
+struct Inner {
+    cfg: SimConfig,
+    dir: PathBuf,
+    clock: SharedClock,
+    books: Mutex<HashMap<Pair, Arc<PhoneBook>>>,
+    /// The newest client started for each pair.
+    clients: Mutex<HashMap<Pair, Arc<ClientShared>>>,
+    qr_counter: AtomicU64,
+}
+
+#[derive(Clone)]
+pub struct SimNetwork {
+    inner: Arc<Inner>,
+}
+
+impl SimNetwork {
+    pub fn new(cfg: SimConfig, data_dir: PathBuf, clock: SharedClock) -> anyhow::Result<Self> {
+        let dir = data_dir.join("sim");
+        for sub in ["sessions", "phonebooks"] {
+            std::fs::create_dir_all(dir.join(sub))
+                .with_context(|| format!("cannot create {}", dir.join(sub).display()))?;
+        }
+        Ok(Self {
+            inner: Arc::new(Inner {
+                cfg,
+                dir,
+                clock,
+                books: Mutex::default(),
+                clients: Mutex::default(),
+                qr_counter: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    fn link_path(&self, id: &SessionId) -> PathBuf {
+        self.inner.dir.join("sessions").join(format!("{id}.json"))
+    }
+
+    fn book_path(&self, pair: Pair) -> PathBuf {
+        self.inner
+            .dir
+            .join("phonebooks")
+            .join(format!("{}_{}.json", pair.user_id, pair.place_id))
+    }
+
+    /// Sets what the pair's phone holds; it outlives restarts like a real phone would.
+    pub async fn set_phonebook(&self, pair: Pair, book: PhoneBook) -> anyhow::Result<()> {
+        let book = Arc::new(book);
+        let bytes = serde_json::to_vec(&*book)?;
+        let path = self.book_path(pair);
+        let tmp = path.with_extension("json.tmp");
+        tokio::fs::write(&tmp, bytes).await?;
+        tokio::fs::rename(&tmp, &path).await?;
+        lock(&self.inner.books).insert(pair, book);
+        Ok(())
+    }
+
+    pub async fn phonebook(&self, pair: Pair) -> Arc<PhoneBook> {
+        if let Some(b) = lock(&self.inner.books).get(&pair) {
+            return b.clone();
+        }
+        let loaded = match tokio::fs::read(self.book_path(pair)).await {
+            Ok(bytes) => serde_json::from_slice::<PhoneBook>(&bytes).ok(),
+            Err(_) => None,
+        };
+        let book =
+            Arc::new(loaded.unwrap_or_else(|| {
+                generate(pair, self.inner.cfg.contacts, self.inner.clock.now())
+            }));
+        lock(&self.inner.books).entry(pair).or_insert(book).clone()
+    }
+
+    fn live_client(&self, pair: Pair) -> Option<Arc<ClientShared>> {
+        lock(&self.inner.clients)
+            .get(&pair)
+            .filter(|c| c.alive.load(Ordering::SeqCst))
+            .cloned()
+    }
+
+    /// The phone scans the QR code that is showing.
+    pub async fn scan(&self, pair: Pair) -> Result<SessionId, SimError> {
+        let client = self.live_client(pair).ok_or(SimError::NoQr(pair))?;
+        if !client.qr_showing.load(Ordering::SeqCst) {
+            return Err(SimError::NoQr(pair));
+        }
+        let (tx, rx) = oneshot::channel();
+        client
+            .control
+            .send(Control::Scan(tx))
+            .map_err(|_| SimError::NoQr(pair))?;
+        match rx.await {
+            Ok(true) => Ok(client.session_id.clone()),
+            _ => Err(SimError::NoQr(pair)),
+        }
+    }
+
+    pub fn fault(&self, pair: Pair, fault: Fault) -> Result<SessionId, SimError> {
+        let client = self.live_client(pair).ok_or(SimError::NoClient(pair))?;
+        match fault {
+            Fault::FailFetch => client.fail_next_fetch.store(true, Ordering::SeqCst),
+            Fault::SlowFetch => client.slow_next_fetch.store(true, Ordering::SeqCst),
+            Fault::DropClient => {
+                // Gone at once: the next use must find it dead, whatever the task is doing.
+                client.alive.store(false, Ordering::SeqCst);
+                client.connected.store(false, Ordering::SeqCst);
+                client.generation.fetch_add(1, Ordering::SeqCst);
+                let _ = client.control.send(Control::Fault(fault));
+            }
+            Fault::Disconnect | Fault::Logout => {
+                client
+                    .control
+                    .send(Control::Fault(fault))
+                    .map_err(|_| SimError::NoClient(pair))?;
+            }
+        }
+        Ok(client.session_id.clone())
+    }
+
+    fn next_qr(&self, session: &SessionId) -> String {
+        let n = self.inner.qr_counter.fetch_add(1, Ordering::Relaxed);
+        let mut rng = Rng::new(
+            n ^ (self.inner.clock.now_ms() as u64).rotate_left(17)
+                ^ session.unix_ms().unwrap_or(0) as u64,
+        );
+        let mut part = |len: usize| {
+            let bytes: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+            base64::engine::general_purpose::STANDARD.encode(bytes)
+        };
+        // The shape of a WhatsApp Web QR payload: ref, noise key, identity key, ADV secret.
+        format!("2@{},{},{},{}", part(24), part(32), part(32), part(32))
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic elsewhere must not take the whole sim network down with a poisoned lock.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[async_trait]
+impl Engine for SimNetwork {
+    fn name(&self) -> &'static str {
+        "sim"
+    }
+
+    async fn start(&self, start: ClientStart) -> Result<Arc<dyn EngineClient>, EngineError> {
+        let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(ClientShared {
+            session_id: start.session_id.clone(),
+            pair: start.pair,
+            alive: AtomicBool::new(true),
+            connected: AtomicBool::new(false),
+            generation: AtomicU64::new(0),
+            qr_showing: AtomicBool::new(false),
+            fail_next_fetch: AtomicBool::new(false),
+            slow_next_fetch: AtomicBool::new(false),
+            control: ctl_tx,
+            _events: start.events.clone(),
+        });
+        if let Some(old) = lock(&self.inner.clients).insert(start.pair, shared.clone()) {
+            let _ = old.control.send(Control::Stop);
+        }
+        tokio::spawn(run_client(
+            self.clone(),
+            shared.clone(),
+            ctl_rx,
+            start.events,
+        ));
+        Ok(Arc::new(SimClient {
+            net: self.clone(),
+            shared,
+        }))
+    }
+
+    async fn has_credentials(&self, session_id: &SessionId) -> bool {
+        tokio::fs::try_exists(self.link_path(session_id))
+            .await
+            .unwrap_or(false)
+    }
+
+    async fn forget(&self, session_id: &SessionId) -> Result<(), EngineError> {
+        match tokio::fs::remove_file(self.link_path(session_id)).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(EngineError::Failed(format!(
+                "cannot delete credentials: {e}"
+            ))),
+        }
+    }
+}
+
+struct SimClient {
+    net: SimNetwork,
+    shared: Arc<ClientShared>,
+}
+
+#[async_trait]
+impl EngineClient for SimClient {
+    fn is_alive(&self) -> bool {
+        self.shared.alive.load(Ordering::SeqCst)
+    }
+
+    async fn read_contacts(&self) -> Result<Box<dyn ContactSource>, EngineError> {
+        if !self.is_alive() {
+            return Err(EngineError::ClientGone);
+        }
+        if !self.shared.connected.load(Ordering::SeqCst) {
+            return Err(EngineError::NotConnected);
+        }
+        if self.shared.fail_next_fetch.swap(false, Ordering::SeqCst) {
+            return Err(EngineError::Failed(
+                "the phone did not answer the contact read (simulated failure)".into(),
+            ));
+        }
+        let book = self.net.phonebook(self.shared.pair).await;
+        Ok(Box::new(SimSource {
+            generation: self.shared.generation.load(Ordering::SeqCst),
+            shared: self.shared.clone(),
+            book,
+            pos: 0,
+            slow: self.shared.slow_next_fetch.swap(false, Ordering::SeqCst),
+            delay: self.net.inner.cfg.fetch_delay,
+        }))
+    }
+
+    async fn logout(&self) -> Result<(), EngineError> {
+        let (tx, rx) = oneshot::channel();
+        if self.shared.control.send(Control::Unlink(tx)).is_ok() {
+            let _ = rx.await;
+        }
+        self.shared.alive.store(false, Ordering::SeqCst);
+        self.net.forget(&self.shared.session_id).await
+    }
+
+    async fn stop(&self) {
+        self.shared.alive.store(false, Ordering::SeqCst);
+        let _ = self.shared.control.send(Control::Stop);
+    }
+}
+
+struct SimSource {
+    shared: Arc<ClientShared>,
+    generation: u64,
+    book: Arc<PhoneBook>,
+    pos: usize,
+    slow: bool,
+    delay: Duration,
+}
+
+#[async_trait]
+impl ContactSource for SimSource {
+    fn total(&self) -> Option<u64> {
+        Some(self.book.entries.len() as u64)
+    }
+
+    async fn next_chunk(&mut self) -> Result<Option<Vec<RawContact>>, EngineError> {
+        if self.slow {
+            self.slow = false;
+            tokio::time::sleep(SLOW_FETCH).await;
+        } else if self.pos > 0 && !self.delay.is_zero() {
+            tokio::time::sleep(self.delay).await;
+        }
+        if !self.shared.alive.load(Ordering::SeqCst) {
+            return Err(EngineError::ClientGone);
+        }
+        if self.shared.generation.load(Ordering::SeqCst) != self.generation {
+            return Err(EngineError::Failed(
+                "the connection dropped while contacts were being read".into(),
+            ));
+        }
+        if self.pos >= self.book.entries.len() {
+            return Ok(None);
+        }
+        let end = (self.pos + CHUNK).min(self.book.entries.len());
+        let chunk = self.book.entries[self.pos..end]
+            .iter()
+            .map(|e| RawContact {
+                jid: e.jid.clone(),
+                pn_jid: e.pn_jid.clone(),
+                name: e.name.clone(),
+                push_name: e.push_name.clone(),
+                is_business: e.is_business,
+                last_message_at: e.last_message_at,
+            })
+            .collect();
+        self.pos = end;
+        Ok(Some(chunk))
+    }
+
+    fn own_jids(&self) -> Vec<String> {
+        self.book.me.iter().cloned().collect()
+    }
+}
+
+enum Linking {
+    Linked(LinkedDevice),
+    Exhausted,
+    Stopped,
+}
+
+async fn run_client(
+    net: SimNetwork,
+    shared: Arc<ClientShared>,
+    mut ctl: mpsc::UnboundedReceiver<Control>,
+    events: mpsc::Sender<EngineEvent>,
+) {
+    let stored = match tokio::fs::read(net.link_path(&shared.session_id)).await {
+        Ok(bytes) => serde_json::from_slice::<LinkedDevice>(&bytes).ok(),
+        Err(_) => None,
+    };
+    let device = match stored {
+        Some(d) => d,
+        None => match show_qr_codes(&net, &shared, &mut ctl, &events).await {
+            Linking::Linked(d) => d,
+            Linking::Exhausted => {
+                shared.alive.store(false, Ordering::SeqCst);
+                let n = net.inner.cfg.qr_attempts;
+                let _ = events
+                    .send(EngineEvent::Failed {
+                        message: format!(
+                            "QR code attempts ran out: {n} QR codes were shown and none was \
+                             scanned. Call /api/whatsapp/restart or /api/whatsapp/init to get a \
+                             new QR code."
+                        ),
+                    })
+                    .await;
+                return;
+            }
+            Linking::Stopped => return,
+        },
+    };
+    connected_loop(&net, &shared, &mut ctl, &events, device).await;
+}
+
+async fn show_qr_codes(
+    net: &SimNetwork,
+    shared: &ClientShared,
+    ctl: &mut mpsc::UnboundedReceiver<Control>,
+    events: &mpsc::Sender<EngineEvent>,
+) -> Linking {
+    let cfg = &net.inner.cfg;
+    let auto_scan_at = cfg.auto_scan.map(|d| Instant::now() + d);
+    for _ in 0..cfg.qr_attempts.max(1) {
+        let code = net.next_qr(&shared.session_id);
+        shared.qr_showing.store(true, Ordering::SeqCst);
+        if events.send(EngineEvent::Qr { code }).await.is_err() {
+            return Linking::Stopped;
+        }
+        let rotate_at = Instant::now() + cfg.qr_interval;
+        loop {
+            let auto = auto_scan_at;
+            tokio::select! {
+                _ = tokio::time::sleep_until(rotate_at) => break,
+                _ = tokio::time::sleep_until(auto.unwrap_or(rotate_at)), if auto.is_some() => {
+                    return link(net, shared, events).await;
+                }
+                c = ctl.recv() => match c {
+                    Some(Control::Scan(reply)) => {
+                        let _ = reply.send(true);
+                        return link(net, shared, events).await;
+                    }
+                    Some(Control::Unlink(reply)) => {
+                        let _ = reply.send(());
+                        shared.qr_showing.store(false, Ordering::SeqCst);
+                        return Linking::Stopped;
+                    }
+                    Some(Control::Fault(Fault::DropClient)) | Some(Control::Stop) | None => {
+                        shared.qr_showing.store(false, Ordering::SeqCst);
+                        return Linking::Stopped;
+                    }
+                    // Nothing to drop or unlink before the phone has linked.
+                    Some(Control::Fault(_)) => {}
+                }
+            }
+        }
+    }
+    shared.qr_showing.store(false, Ordering::SeqCst);
+    Linking::Exhausted
+}
+
+async fn link(
+    net: &SimNetwork,
+    shared: &ClientShared,
+    events: &mpsc::Sender<EngineEvent>,
+) -> Linking {
+    shared.qr_showing.store(false, Ordering::SeqCst);
+    let _ = events.send(EngineEvent::Authenticated).await;
+    let book = net.phonebook(shared.pair).await;
+    let me = book
+        .me
+        .as_deref()
+        .and_then(|jid| jid.split('@').next())
+        .map(|u| u.split(':').next().unwrap_or(u).to_string())
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| default_me_digits(shared.pair));
+    let device = LinkedDevice {
+        me,
+        push_name: book.push_name.clone(),
+        linked_at_ms: net.inner.clock.now_ms(),
+    };
+    let path = net.link_path(&shared.session_id);
+    match serde_json::to_vec(&device) {
+        Ok(bytes) => {
+            if let Err(e) = tokio::fs::write(&path, bytes).await {
+                tracing::error!("❌ Simulated engine cannot store credentials: {e}");
+            }
+        }
+        Err(e) => tracing::error!("❌ Simulated engine cannot encode credentials: {e}"),
+    }
+    Linking::Linked(device)
+}
+
+async fn connected_loop(
+    net: &SimNetwork,
+    shared: &ClientShared,
+    ctl: &mut mpsc::UnboundedReceiver<Control>,
+    events: &mpsc::Sender<EngineEvent>,
+    device: LinkedDevice,
+) {
+    let ready = || EngineEvent::Ready {
+        phone: device.me.clone(),
+        push_name: device.push_name.clone(),
+    };
+    shared.connected.store(true, Ordering::SeqCst);
+    if events.send(ready()).await.is_err() {
+        return;
+    }
+    let down = |shared: &ClientShared| {
+        shared.connected.store(false, Ordering::SeqCst);
+        shared.generation.fetch_add(1, Ordering::SeqCst);
+    };
+    loop {
+        match ctl.recv().await {
+            Some(Control::Scan(reply)) => {
+                let _ = reply.send(false);
+            }
+            Some(Control::Fault(Fault::Disconnect)) => {
+                down(shared);
+                let _ = events
+                    .send(EngineEvent::Disconnected {
+                        reason: "connection to WhatsApp lost (simulated)".into(),
+                    })
+                    .await;
+                tokio::select! {
+                    _ = tokio::time::sleep(net.inner.cfg.reconnect_backoff) => {}
+                    c = ctl.recv() => {
+                        if !matches!(c, Some(Control::Fault(Fault::FailFetch | Fault::SlowFetch | Fault::Disconnect))) {
+                            return;
+                        }
+                    }
+                }
+                if !shared.alive.load(Ordering::SeqCst) {
+                    return;
+                }
+                shared.connected.store(true, Ordering::SeqCst);
+                if events.send(ready()).await.is_err() {
+                    return;
+                }
+            }
+            Some(Control::Fault(Fault::Logout)) => {
+                down(shared);
+                shared.alive.store(false, Ordering::SeqCst);
+                let _ = net.forget(&shared.session_id).await;
+                let _ = events
+                    .send(EngineEvent::LoggedOut {
+                        reason: "the device was unlinked from the phone".into(),
+                    })
+                    .await;
+                return;
+            }
+            Some(Control::Unlink(reply)) => {
+                down(shared);
+                shared.alive.store(false, Ordering::SeqCst);
+                let _ = net.forget(&shared.session_id).await;
+                let _ = reply.send(());
+                return;
+            }
+            Some(Control::Fault(Fault::DropClient)) | Some(Control::Stop) | None => {
+                down(shared);
+                return;
+            }
+            Some(Control::Fault(Fault::FailFetch | Fault::SlowFetch)) => {}
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! The one error type of the service; each variant is an HTTP outcome.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+use crate::http::envelope;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    #[error("{0}")]
+    Unavailable(String),
+    /// Details go to the log, never to the client.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl AppError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn no_session() -> Self {
+        Self::NotFound("No WhatsApp session found. Please initialize a session first.".into())
+    }
+
+    pub fn client_unavailable() -> Self {
+        Self::Unavailable(
+            "WhatsApp client is not available. Please restart the session and try again.".into(),
+        )
+    }
+}
+
+impl From<sqlx::Error> for AppError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Internal(anyhow::Error::new(e).context("database error"))
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let message = match &self {
+            Self::Internal(e) => {
+                tracing::error!("❌ Internal error: {e:#}");
+                "Internal server error".to_string()
+            }
+            other => other.to_string(),
+        };
+        envelope::error(status, &message)
+    }
+}
+
+pub type AppResult<T> = Result<T, AppError>;

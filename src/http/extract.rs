@@ -1,0 +1,131 @@
+//! Extractors that turn every malformed request into *our* error envelope.
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::domain::{Pair, PlaceId, UserId};
+use crate::error::AppError;
+
+/// A JSON body. Parsed whatever the content type says (back offices are not always careful
+/// with headers); an empty body is `{}`, so a missing field is named, not "EOF".
+pub struct Body<T>(pub T);
+
+impl<S, T> FromRequest<S> for Body<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|r| {
+            if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                AppError::PayloadTooLarge("Request body is too large".into())
+            } else {
+                AppError::BadRequest(format!("Could not read the request body: {r}"))
+            }
+        })?;
+        let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+            b"{}"
+        } else {
+            &bytes
+        };
+        let value: Value = serde_json::from_slice(bytes)
+            .map_err(|e| AppError::BadRequest(format!("Malformed JSON body: {e}")))?;
+        if !value.is_object() {
+            return Err(AppError::BadRequest(
+                "Request body must be a JSON object".into(),
+            ));
+        }
+        serde_json::from_value(value)
+            .map(Body)
+            .map_err(|e| AppError::BadRequest(format!("Invalid request body: {e}")))
+    }
+}
+
+/// The query string as plain pairs; values are parsed (and named in errors) by the handler.
+pub struct Query(pub HashMap<String, String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Query {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let q = parts.uri.query().unwrap_or("");
+        let mut map = HashMap::new();
+        for (k, v) in form_urlencoded::parse(q.as_bytes()) {
+            // The first value wins, like most frameworks do.
+            map.entry(k.into_owned()).or_insert_with(|| v.into_owned());
+        }
+        Ok(Query(map))
+    }
+}
+
+impl Query {
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(String::as_str)
+    }
+
+    pub fn pair(&self) -> Result<Pair, AppError> {
+        Ok(Pair::new(
+            UserId::from_text(self.get(UserId::FIELD))?,
+            PlaceId::from_text(self.get(PlaceId::FIELD))?,
+        ))
+    }
+
+    /// `page` ≥ 1 (default 1) and `limit` in 1..=1000 (default 50).
+    pub fn pagination(&self) -> Result<(i64, i64), AppError> {
+        let page = match self.get("page") {
+            None => 1,
+            Some(s) => crate::domain::parse_positive_str("page", s)?,
+        };
+        let limit = match self.get("limit") {
+            None => 50,
+            Some(s) => match s.trim().parse::<i64>() {
+                Ok(v) if (1..=1000).contains(&v) => v,
+                _ => {
+                    return Err(AppError::BadRequest(
+                        "limit must be an integer between 1 and 1000".into(),
+                    ));
+                }
+            },
+        };
+        Ok((page, limit))
+    }
+}
+
+/// `{"user_id", "place_id"}` of a POST body.
+#[derive(serde::Deserialize)]
+pub struct PairBody {
+    #[serde(default)]
+    pub user_id: Option<Value>,
+    #[serde(default)]
+    pub place_id: Option<Value>,
+}
+
+impl PairBody {
+    pub fn pair(&self) -> Result<Pair, AppError> {
+        pair_from(&self.user_id, &self.place_id)
+    }
+}
+
+pub fn pair_from(user_id: &Option<Value>, place_id: &Option<Value>) -> Result<Pair, AppError> {
+    Ok(Pair::new(
+        UserId::from_json(user_id.as_ref())?,
+        PlaceId::from_json(place_id.as_ref())?,
+    ))
+}
+
+pub fn pagination_json(page: i64, limit: i64, total: i64) -> Value {
+    serde_json::json!({
+        "page": page,
+        "limit": limit,
+        "total": total,
+        "pages": (total + limit - 1) / limit,
+    })
+}

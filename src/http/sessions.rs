@@ -1,0 +1,293 @@
+//! Session lifecycle and the on-demand contact fetch.
+
+use std::collections::BTreeMap;
+
+use axum::extract::State;
+use axum::response::Response;
+use serde_json::{Value, json};
+
+use super::extract::{Body, PairBody, Query};
+use super::{AppState, envelope};
+use crate::clock::rfc3339_ms;
+use crate::domain::{Pair, SessionStatus};
+use crate::error::{AppError, AppResult};
+use crate::session::SessionSnapshot;
+use crate::store::AutoRule;
+
+/// The status fields of the contract, shared by status, info, init, restart and logout.
+fn status_json(s: &SessionSnapshot) -> Value {
+    let r = &s.record;
+    json!({
+        "session_id": r.session_id,
+        "user_id": r.pair.user_id,
+        "place_id": r.pair.place_id,
+        "status": r.status,
+        "client_ready": s.client_ready,
+        "qr_code": s.qr.as_ref().filter(|_| r.status == SessionStatus::QrReady).map(|q| q.data_url.as_str()),
+        "phone_number": r.phone_number,
+        "name": r.name,
+        "connected_at": r.connected_at.and_then(rfc3339_ms),
+        "session_exists": true,
+        "total_contacts": s.total_contacts,
+        "total_groups": s.total_groups,
+        "last_contacts_sync": r.fetch.last_sync.and_then(rfc3339_ms),
+        "contacts_fetch_progress": r.fetch.progress,
+        "contacts_fetch_completed": r.fetch.completed,
+        "contacts_fetch_error": r.fetch.error,
+        "is_fetching": r.status == SessionStatus::FetchingContacts,
+        "error_message": r.error_message,
+        "last_activity": r.last_activity.and_then(rfc3339_ms),
+        "created_at": rfc3339_ms(r.created_at),
+        "updated_at": rfc3339_ms(r.updated_at),
+    })
+}
+
+fn status_message(s: &SessionSnapshot) -> String {
+    match s.record.status {
+        SessionStatus::Initializing => "Session is initializing".into(),
+        SessionStatus::QrReady => "QR code is ready: scan it with WhatsApp on the phone".into(),
+        SessionStatus::Authenticated => "QR code scanned; the session is connecting".into(),
+        SessionStatus::Ready => "Session is ready".into(),
+        SessionStatus::FetchingContacts => "Session is ready and fetching contacts".into(),
+        SessionStatus::Disconnected => match &s.record.error_message {
+            Some(m) => format!("Session is disconnected: {m}"),
+            None => "Session is disconnected; reconnecting automatically".into(),
+        },
+        SessionStatus::LoggedOut => {
+            "Session is logged out. Call /api/whatsapp/init to link again with a new QR code."
+                .into()
+        }
+        SessionStatus::Error => match &s.record.error_message {
+            Some(m) => format!("Session error: {m}"),
+            None => "Session error. Call /api/whatsapp/restart.".into(),
+        },
+    }
+}
+
+async fn require(st: &AppState, pair: Pair) -> AppResult<std::sync::Arc<SessionSnapshot>> {
+    st.manager
+        .snapshot(pair)
+        .await?
+        .ok_or_else(AppError::no_session)
+}
+
+/// # `POST /api/whatsapp/init`
+pub async fn init(State(st): State<AppState>, Body(b): Body<PairBody>) -> AppResult<Response> {
+    let pair = b.pair()?;
+    let out = st.manager.init(pair).await?;
+    let message = if out.already_active {
+        "Session already active"
+    } else {
+        "Client initialization started"
+    };
+    Ok(envelope::ok(status_json(&out.snapshot), message))
+}
+
+/// # `GET /api/whatsapp/status`
+pub async fn status(State(st): State<AppState>, q: Query) -> AppResult<Response> {
+    let pair = q.pair()?;
+    match st.manager.snapshot(pair).await? {
+        Some(s) => Ok(envelope::ok(status_json(&s), &status_message(&s))),
+        None => Ok(envelope::ok(
+            json!({
+                "session_id": null,
+                "user_id": pair.user_id,
+                "place_id": pair.place_id,
+                "status": "not_initialized",
+                "client_ready": false,
+                "qr_code": null,
+                "session_exists": false,
+                "total_contacts": 0,
+                "total_groups": 0,
+                "contacts_fetch_progress": 0,
+                "contacts_fetch_completed": false,
+                "contacts_fetch_error": null,
+            }),
+            "No session found for this user and place. Call /api/whatsapp/init to start one.",
+        )),
+    }
+}
+
+/// # `GET /api/whatsapp/contacts/progress`
+pub async fn progress(State(st): State<AppState>, q: Query) -> AppResult<Response> {
+    let s = require(&st, q.pair()?).await?;
+    let r = &s.record;
+    let data = json!({
+        "session_id": r.session_id,
+        "status": r.status,
+        "contacts_fetch_progress": r.fetch.progress,
+        "processed": r.fetch.processed,
+        "total": r.fetch.total,
+        "contacts_fetch_completed": r.fetch.completed,
+        "contacts_fetch_error": r.fetch.error,
+        "total_contacts": s.total_contacts,
+        "total_groups": s.total_groups,
+        "last_contacts_sync": r.fetch.last_sync.and_then(rfc3339_ms),
+        "is_fetching": r.status == SessionStatus::FetchingContacts,
+        "fetch_summary": r.fetch.summary,
+    });
+    Ok(envelope::ok(data, "Contact fetch progress retrieved"))
+}
+
+/// # `GET /api/whatsapp/info`
+pub async fn info(State(st): State<AppState>, q: Query) -> AppResult<Response> {
+    let pair = q.pair()?;
+    let s = require(&st, pair).await?;
+    let now = st.clock.now();
+    let since = now.timestamp() - AutoRule::RECENT_DAYS * 86_400;
+    let stats = st.store.contact_stats(pair, since).await?;
+    let r = &s.record;
+
+    let mut score: i64 = 100;
+    let mut issues: Vec<String> = Vec::new();
+    let mut advice: Vec<String> = Vec::new();
+    match r.status {
+        SessionStatus::Ready | SessionStatus::FetchingContacts => {}
+        SessionStatus::Initializing | SessionStatus::Authenticated => {
+            score -= 30;
+            issues.push("The session is still connecting.".into());
+            advice.push("Wait a few seconds and check the status again.".into());
+        }
+        SessionStatus::QrReady => {
+            score -= 40;
+            issues.push("The QR code has not been scanned yet.".into());
+            advice.push(
+                "Open WhatsApp on the phone, go to Linked devices and scan the QR code from the status."
+                    .into(),
+            );
+        }
+        SessionStatus::Disconnected => {
+            score -= 50;
+            issues.push(
+                r.error_message
+                    .clone()
+                    .unwrap_or_else(|| "The session is disconnected.".into()),
+            );
+            advice.push("Restart the session with POST /api/whatsapp/restart.".into());
+        }
+        SessionStatus::LoggedOut => {
+            score -= 80;
+            issues.push("The number was unlinked from the phone.".into());
+            advice.push("Call POST /api/whatsapp/init and scan the new QR code.".into());
+        }
+        SessionStatus::Error => {
+            score -= 80;
+            issues.push(
+                r.error_message
+                    .clone()
+                    .unwrap_or_else(|| "The session stopped with an error.".into()),
+            );
+            advice.push("Restart the session with POST /api/whatsapp/restart.".into());
+        }
+    }
+    if r.status.is_ready() {
+        if r.fetch.last_sync.is_none() && r.status != SessionStatus::FetchingContacts {
+            score -= 10;
+            issues.push("Contacts have never been fetched.".into());
+            advice.push(
+                "Start a contact fetch with POST /api/whatsapp/start-contact-fetch to fill the groups."
+                    .into(),
+            );
+        } else if let Some(last) = r.fetch.last_sync {
+            let age_days = (now.timestamp_millis() - last) / 86_400_000;
+            if age_days >= 7 {
+                score -= 10;
+                issues.push(format!("Contacts were last fetched {age_days} days ago."));
+                advice.push("Fetch contacts again to bring in new numbers and activity.".into());
+            }
+        }
+    }
+    if let Some(err) = &r.fetch.error {
+        score -= 15;
+        issues.push(format!("The last contact fetch failed: {err}"));
+        advice.push("Start the contact fetch again; contacts already saved are kept.".into());
+    }
+    if stats.total_contacts > 0 && stats.without_any_name * 2 > stats.total_contacts {
+        score -= 5;
+        issues.push("More than half of the contacts have no name.".into());
+        advice.push(
+            "Names come from the phone's address book; save names there and fetch again.".into(),
+        );
+    }
+    if advice.is_empty() {
+        advice.push("Everything looks fine; no action needed.".into());
+    }
+
+    let mut data = status_json(&s);
+    if let Value::Object(map) = &mut data {
+        map.insert("contact_statistics".into(), json!(stats));
+        map.insert(
+            "health".into(),
+            json!({ "score": score.clamp(0, 100), "issues": issues }),
+        );
+        map.insert("recommendations".into(), json!(advice));
+        map.insert("fetch_summary".into(), json!(r.fetch.summary));
+    }
+    Ok(envelope::ok(data, "Session information retrieved"))
+}
+
+/// # `POST /api/whatsapp/start-contact-fetch`
+pub async fn start_contact_fetch(
+    State(st): State<AppState>,
+    Body(b): Body<PairBody>,
+) -> AppResult<Response> {
+    let started = st.manager.start_contact_fetch(b.pair()?).await?;
+    Ok(envelope::ok(
+        json!({
+            "success": true,
+            "message": "Background contact fetch started",
+            "session_id": started.session_id,
+            "current_status": started.current_status,
+        }),
+        "Background contact fetch started successfully",
+    ))
+}
+
+/// # `POST /api/whatsapp/restart`
+pub async fn restart(State(st): State<AppState>, Body(b): Body<PairBody>) -> AppResult<Response> {
+    let s = st.manager.restart(b.pair()?).await?;
+    Ok(envelope::ok(status_json(&s), "Session restart initiated"))
+}
+
+/// # `POST /api/whatsapp/logout`
+pub async fn logout(State(st): State<AppState>, Body(b): Body<PairBody>) -> AppResult<Response> {
+    let out = st.manager.logout(b.pair()?).await?;
+    let message = if out.already_logged_out {
+        "Session already logged out"
+    } else {
+        "Logged out successfully"
+    };
+    Ok(envelope::ok(status_json(&out.snapshot), message))
+}
+
+/// # `GET /api/whatsapp/stats`
+pub async fn stats(State(st): State<AppState>) -> AppResult<Response> {
+    let mut by_status: BTreeMap<&'static str, i64> =
+        SessionStatus::ALL.iter().map(|s| (s.as_str(), 0)).collect();
+    let sessions = st.store.latest_sessions().await?;
+    for rec in &sessions {
+        *by_status.entry(rec.status.as_str()).or_default() += 1;
+    }
+    let rss = resident_memory_bytes();
+    Ok(envelope::ok(
+        json!({
+            "live_clients": st.manager.live_count(),
+            "total_sessions": sessions.len(),
+            "sessions_by_status": by_status,
+            "memory": {
+                "rss_bytes": rss,
+                "rss_mb": rss.map(|b| (b as f64 / 1_048_576.0 * 10.0).round() / 10.0),
+            },
+            "uptime_seconds": st.started.elapsed().as_secs(),
+            "engine": st.engine,
+        }),
+        "Service statistics retrieved",
+    ))
+}
+
+/// Resident set size from /proc (Linux); `None` elsewhere.
+fn resident_memory_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}

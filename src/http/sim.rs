@@ -1,0 +1,115 @@
+//! The simulated phone network's controls (`--engine sim` only).
+
+use axum::extract::State;
+use axum::response::Response;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::extract::{Body, PairBody, pair_from};
+use super::{AppState, envelope};
+use crate::contacts::own_numbers;
+use crate::engine::sim::{Fault, PhoneBook, SimEntry, SimError, SimNetwork};
+use crate::error::{AppError, AppResult};
+
+fn network(st: &AppState) -> AppResult<&SimNetwork> {
+    st.sim
+        .as_ref()
+        .ok_or_else(|| AppError::NotFound("The simulated phone network is not running".into()))
+}
+
+fn sim_error(e: SimError) -> AppError {
+    match e {
+        SimError::NoQr(_) => AppError::BadRequest(e.to_string()),
+        SimError::NoClient(_) => AppError::NotFound(e.to_string()),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct PhonebookBody {
+    #[serde(default)]
+    user_id: Option<Value>,
+    #[serde(default)]
+    place_id: Option<Value>,
+    #[serde(default)]
+    me: Option<String>,
+    #[serde(default)]
+    push_name: Option<String>,
+    #[serde(default)]
+    entries: Option<Vec<SimEntry>>,
+}
+
+/// # `PUT /api/sim/phonebook`
+pub async fn set_phonebook(
+    State(st): State<AppState>,
+    Body(b): Body<PhonebookBody>,
+) -> AppResult<Response> {
+    let net = network(&st)?;
+    let pair = pair_from(&b.user_id, &b.place_id)?;
+    let entries = b
+        .entries
+        .ok_or_else(|| AppError::BadRequest("entries is required".into()))?;
+    if let Some(me) = &b.me {
+        if own_numbers([me.as_str()]).is_empty() || !me.contains('@') {
+            return Err(AppError::BadRequest(
+                "me must be the account's jid, like 966512345678@s.whatsapp.net".into(),
+            ));
+        }
+    }
+    let count = entries.len();
+    net.set_phonebook(
+        pair,
+        PhoneBook {
+            me: b.me,
+            push_name: b.push_name,
+            entries,
+        },
+    )
+    .await
+    .map_err(|e| AppError::Internal(e.context("store the simulated phone book")))?;
+    Ok(envelope::ok(
+        json!({ "user_id": pair.user_id, "place_id": pair.place_id, "entries": count }),
+        "Phone book set",
+    ))
+}
+
+/// # `POST /api/sim/scan`
+pub async fn scan(State(st): State<AppState>, Body(b): Body<PairBody>) -> AppResult<Response> {
+    let pair = b.pair()?;
+    let session_id = network(&st)?.scan(pair).await.map_err(sim_error)?;
+    Ok(envelope::ok(
+        json!({ "session_id": session_id, "user_id": pair.user_id, "place_id": pair.place_id }),
+        "QR code scanned",
+    ))
+}
+
+#[derive(Deserialize)]
+pub struct FaultBody {
+    #[serde(default)]
+    user_id: Option<Value>,
+    #[serde(default)]
+    place_id: Option<Value>,
+    #[serde(default)]
+    kind: Option<Value>,
+}
+
+/// # `POST /api/sim/fault`
+pub async fn fault(State(st): State<AppState>, Body(b): Body<FaultBody>) -> AppResult<Response> {
+    let pair = pair_from(&b.user_id, &b.place_id)?;
+    let kind = match &b.kind {
+        None | Some(Value::Null) => return Err(AppError::BadRequest("kind is required".into())),
+        Some(Value::String(s)) => Fault::parse(s.trim()).ok_or_else(|| {
+            AppError::BadRequest(format!("kind must be one of: {}", Fault::NAMES))
+        })?,
+        Some(_) => {
+            return Err(AppError::BadRequest(format!(
+                "kind must be one of: {}",
+                Fault::NAMES
+            )));
+        }
+    };
+    let session_id = network(&st)?.fault(pair, kind).map_err(sim_error)?;
+    Ok(envelope::ok(
+        json!({ "session_id": session_id, "kind": b.kind }),
+        "Fault injected",
+    ))
+}

@@ -1,0 +1,17 @@
+//! WhatsApp Manager: many linked WhatsApp numbers, one per (user_id, place_id), and their
+//! contacts turned into contact groups.
+
+pub mod app;
+pub mod clock;
+pub mod config;
+pub mod contacts;
+pub mod domain;
+pub mod engine;
+pub mod error;
+pub mod http;
+pub mod qr;
+pub mod session;
+pub mod store;
+
+pub use app::Application;
+pub use config::Config;

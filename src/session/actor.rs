@@ -1,0 +1,556 @@
+//! The session actor: the only owner of a session's engine client and record.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::manager::Registry;
+use super::{Command, FetchStarted, SessionSnapshot};
+use crate::clock::SharedClock;
+use crate::contacts::fetch::{FetchJob, FetchOutcome, FetchUpdate};
+use crate::domain::{PhoneNumber, SessionStatus};
+use crate::engine::{ClientStart, Engine, EngineClient, EngineEvent};
+use crate::error::{AppError, AppResult};
+use crate::qr::QrImage;
+use crate::store::{FetchState, SessionRecord, Store};
+
+/// How long shutdown and restart wait for a running fetch to reach a batch boundary.
+const FETCH_STOP_GRACE: Duration = Duration::from_secs(5);
+
+pub(super) struct Deps {
+    pub engine: Arc<dyn Engine>,
+    pub store: Arc<dyn Store>,
+    pub clock: SharedClock,
+    pub registry: Arc<Registry>,
+}
+
+struct RunningFetch {
+    cancel: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+pub(super) struct Actor {
+    serial: u64,
+    record: SessionRecord,
+    deps: Deps,
+    client: Option<Arc<dyn EngineClient>>,
+    /// The current client's events; replaced on restart so a stopped client's late events
+    /// can never touch the new one's state.
+    events: Option<mpsc::Receiver<EngineEvent>>,
+    commands: mpsc::Receiver<Command>,
+    state: watch::Sender<Arc<SessionSnapshot>>,
+    qr: Option<Arc<QrImage>>,
+    counts: (i64, i64),
+    fetch: Option<RunningFetch>,
+    /// Fetch jobs hold clones of the sender.
+    fetch_tx: mpsc::Sender<FetchUpdate>,
+    fetch_rx: mpsc::Receiver<FetchUpdate>,
+}
+
+#[derive(PartialEq, Eq)]
+enum Flow {
+    Continue,
+    Stop,
+}
+
+impl Actor {
+    pub(super) fn new(
+        serial: u64,
+        record: SessionRecord,
+        deps: Deps,
+        commands: mpsc::Receiver<Command>,
+        state: watch::Sender<Arc<SessionSnapshot>>,
+    ) -> Self {
+        let (fetch_tx, fetch_rx) = mpsc::channel(64);
+        Self {
+            serial,
+            record,
+            deps,
+            client: None,
+            events: None,
+            commands,
+            state,
+            qr: None,
+            counts: (0, 0),
+            fetch: None,
+            fetch_tx,
+            fetch_rx,
+        }
+    }
+
+    pub(super) fn initial_snapshot(record: &SessionRecord) -> SessionSnapshot {
+        SessionSnapshot {
+            record: record.clone(),
+            qr: None,
+            client_ready: false,
+            fetch_running: false,
+            total_contacts: 0,
+            total_groups: 0,
+        }
+    }
+
+    #[tracing::instrument(name = "session", skip_all, fields(session.id = %self.record.session_id))]
+    pub(super) async fn run(mut self) {
+        self.refresh_counts().await;
+        self.start_client().await;
+        if !self.record.status.is_terminal() {
+            loop {
+                let flow = tokio::select! {
+                    cmd = self.commands.recv() => match cmd {
+                        Some(cmd) => self.on_command(cmd).await,
+                        None => {
+                            self.shutdown().await;
+                            Flow::Stop
+                        }
+                    },
+                    ev = next_event(&mut self.events) => match ev {
+                        Some(ev) => self.on_event(ev).await,
+                        None => {
+                            self.events = None;
+                            self.on_client_task_ended().await;
+                            Flow::Continue
+                        }
+                    },
+                    Some(update) = self.fetch_rx.recv() => {
+                        self.on_fetch_update(update).await;
+                        Flow::Continue
+                    }
+                };
+                if flow == Flow::Stop {
+                    break;
+                }
+            }
+        }
+        self.deps.registry.remove(self.record.pair, self.serial);
+    }
+
+    fn id(&self) -> &crate::domain::SessionId {
+        &self.record.session_id
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.deps.clock.now_ms()
+    }
+
+    fn publish(&self) {
+        let client_ready =
+            self.record.status.is_ready() && self.client.as_ref().is_some_and(|c| c.is_alive());
+        let snap = SessionSnapshot {
+            record: self.record.clone(),
+            qr: self.qr.clone(),
+            client_ready,
+            fetch_running: self.fetch.is_some(),
+            total_contacts: self.counts.0,
+            total_groups: self.counts.1,
+        };
+        self.state.send_replace(Arc::new(snap));
+    }
+
+    /// Writes the record through and publishes it.
+    async fn save(&mut self) {
+        let now = self.now_ms();
+        self.record.updated_at = now;
+        self.record.last_activity = Some(now);
+        if let Err(e) = self.deps.store.save_session(&self.record).await {
+            tracing::error!("❌ Failed to save session {}: {e:#}", self.id());
+        }
+        self.publish();
+    }
+
+    async fn refresh_counts(&mut self) {
+        match self.deps.store.pair_counts(self.record.pair).await {
+            Ok(c) => self.counts = c,
+            Err(e) => tracing::warn!("⚠️ Cannot count contacts of session {}: {e:#}", self.id()),
+        }
+    }
+
+    async fn start_client(&mut self) {
+        let (tx, rx) = mpsc::channel(64);
+        let start = ClientStart {
+            session_id: self.record.session_id.clone(),
+            pair: self.record.pair,
+            events: tx,
+        };
+        match self.deps.engine.start(start).await {
+            Ok(client) => {
+                tracing::info!("ℹ️ Client started for session: {}", self.id());
+                self.client = Some(client);
+                self.events = Some(rx);
+                self.publish();
+            }
+            Err(e) => {
+                tracing::error!("❌ Client failed to start for session {}: {e}", self.id());
+                self.record.status = SessionStatus::Error;
+                self.record.error_message = Some(format!(
+                    "The WhatsApp client could not start: {e}. Call /api/whatsapp/restart to try again."
+                ));
+                self.save().await;
+            }
+        }
+    }
+
+    async fn on_event(&mut self, ev: EngineEvent) -> Flow {
+        let id = self.id().clone();
+        match ev {
+            EngineEvent::Qr { code } => {
+                match QrImage::render(code) {
+                    Ok(img) => self.qr = Some(Arc::new(img)),
+                    Err(e) => tracing::error!("❌ Cannot render QR code for session {id}: {e:#}"),
+                }
+                tracing::info!("ℹ️ QR code ready for session: {id}");
+                if self.record.status != SessionStatus::QrReady {
+                    self.record.status = SessionStatus::QrReady;
+                    self.save().await;
+                } else {
+                    self.publish();
+                }
+            }
+            EngineEvent::Authenticated => {
+                tracing::info!("✅ Session authenticated: {id}");
+                self.qr = None;
+                self.record.status = SessionStatus::Authenticated;
+                self.save().await;
+            }
+            EngineEvent::Ready { phone, push_name } => {
+                tracing::info!("✅ Session ready: {id}");
+                self.qr = None;
+                if let Some(p) = PhoneNumber::parse_international(&phone) {
+                    self.record.phone_number = Some(p);
+                }
+                if push_name.is_some() {
+                    self.record.name = push_name;
+                }
+                self.record.connected_at = Some(self.now_ms());
+                self.record.error_message = None;
+                // Groups first: whoever sees `ready` must also see the two groups.
+                self.create_default_groups().await;
+                self.refresh_counts().await;
+                self.record.status = if self.fetch.is_some() {
+                    SessionStatus::FetchingContacts
+                } else {
+                    SessionStatus::Ready
+                };
+                self.save().await;
+            }
+            EngineEvent::Disconnected { reason } => {
+                tracing::warn!("⚠️ Session disconnected: {id} ({reason})");
+                tracing::info!("🔄 Reconnecting session {id} automatically");
+                self.record.status = SessionStatus::Disconnected;
+                self.save().await;
+            }
+            EngineEvent::LoggedOut { reason } => {
+                tracing::warn!("⚠️ Session logged out: {id} ({reason})");
+                self.stop_fetch("the session was logged out").await;
+                if let Err(e) = self.deps.engine.forget(&id).await {
+                    tracing::error!("❌ Cannot delete credentials of session {id}: {e}");
+                }
+                self.client = None;
+                self.events = None;
+                self.qr = None;
+                self.record.status = SessionStatus::LoggedOut;
+                self.record.error_message = Some(format!(
+                    "Logged out: {reason}. Call /api/whatsapp/init to link again with a new QR code."
+                ));
+                self.save().await;
+                return Flow::Stop;
+            }
+            EngineEvent::Failed { message } => {
+                tracing::error!("❌ Session error: {id}: {message}");
+                self.stop_fetch("the session stopped with an error").await;
+                if let Some(c) = self.client.take() {
+                    c.stop().await;
+                }
+                self.events = None;
+                self.qr = None;
+                self.record.status = SessionStatus::Error;
+                self.record.error_message = Some(message);
+                self.save().await;
+                return Flow::Stop;
+            }
+        }
+        Flow::Continue
+    }
+
+    async fn create_default_groups(&mut self) {
+        let id = self.id().clone();
+        let user = self.record.pair.user_id;
+        tracing::info!("🏗️ Creating default groups for session: {id}");
+        match self
+            .deps
+            .store
+            .ensure_default_groups(self.record.pair, self.now_ms())
+            .await
+        {
+            Ok(outcome) => {
+                tracing::info!(
+                    "ℹ️ Found {} existing auto groups: {}",
+                    outcome.existing.len(),
+                    outcome.existing.join(", ")
+                );
+                tracing::info!(
+                    "✅ Created {} new default groups for user {user}",
+                    outcome.created
+                );
+                tracing::info!(
+                    "✅ Created {} default groups for session: {id}",
+                    outcome.created
+                );
+            }
+            Err(e) => {
+                tracing::error!("❌ Error creating default groups for session {id}: {e:#}");
+            }
+        }
+    }
+
+    /// The event channel closed: the client task is gone although nobody stopped it.
+    async fn on_client_task_ended(&mut self) {
+        if self.record.status.is_terminal() || self.client.is_none() {
+            return;
+        }
+        tracing::warn!(
+            "⚠️ Client task ended unexpectedly for session {}",
+            self.id()
+        );
+        self.mark_client_gone().await;
+    }
+
+    async fn mark_client_gone(&mut self) {
+        tracing::warn!(
+            "⚠️ Client not found in memory for session {}, updating status",
+            self.id()
+        );
+        self.record.status = SessionStatus::Disconnected;
+        self.record.error_message = Some(
+            "WhatsApp client is not available. Please restart the session and try again.".into(),
+        );
+        self.save().await;
+        tracing::info!("🔄 Session status updated to disconnected");
+    }
+
+    async fn on_command(&mut self, cmd: Command) -> Flow {
+        match cmd {
+            Command::StartFetch(reply) => {
+                let r = self.start_fetch().await;
+                let _ = reply.send(r);
+            }
+            Command::EnsureRunning(reply) => {
+                let alive = self.client.as_ref().is_some_and(|c| c.is_alive());
+                if !alive {
+                    self.restart().await;
+                }
+                let _ = reply.send(!alive);
+            }
+            Command::Restart(reply) => {
+                self.restart().await;
+                let _ = reply.send(());
+            }
+            Command::Logout(reply) => {
+                self.logout().await;
+                let _ = reply.send(());
+                return Flow::Stop;
+            }
+            Command::Shutdown(reply) => {
+                self.shutdown().await;
+                let _ = reply.send(());
+                return Flow::Stop;
+            }
+        }
+        Flow::Continue
+    }
+
+    /// Checks 2 to 5 of the contract, in order, atomically: the actor handles one command
+    /// at a time, so of any number of racing requests exactly one starts a fetch.
+    async fn start_fetch(&mut self) -> AppResult<FetchStarted> {
+        let status = self.record.status;
+        if !status.is_ready() {
+            return Err(AppError::BadRequest(format!(
+                "Session is not ready for contact fetch. Current status: {status}. Please wait for \
+                 session to be ready or restart the session."
+            )));
+        }
+        let client = match &self.client {
+            Some(c) if c.is_alive() => c.clone(),
+            _ => {
+                self.mark_client_gone().await;
+                tracing::error!(
+                    "❌ Error starting contact fetch: Client not available - session may have been disconnected"
+                );
+                return Err(AppError::client_unavailable());
+            }
+        };
+        if self.fetch.is_some() {
+            return Err(AppError::Conflict(
+                "A contact fetch is already running for this session. Follow it at GET \
+                 /api/whatsapp/contacts/progress."
+                    .into(),
+            ));
+        }
+        tracing::info!("⚡ Contact fetch starting for session: {}", self.id());
+        let cancel = CancellationToken::new();
+        let job = FetchJob {
+            session_id: self.record.session_id.clone(),
+            pair: self.record.pair,
+            client,
+            store: self.deps.store.clone(),
+            clock: self.deps.clock.clone(),
+            own_phone: self.record.phone_number.clone(),
+            updates: self.fetch_tx.clone(),
+            cancel: cancel.clone(),
+        };
+        self.fetch = Some(RunningFetch {
+            cancel,
+            task: tokio::spawn(job.run()),
+        });
+        self.record.status = SessionStatus::FetchingContacts;
+        self.record.fetch = FetchState {
+            last_sync: self.record.fetch.last_sync,
+            ..FetchState::default()
+        };
+        self.save().await;
+        Ok(FetchStarted {
+            session_id: self.record.session_id.clone(),
+            current_status: status,
+        })
+    }
+
+    async fn on_fetch_update(&mut self, update: FetchUpdate) {
+        match update {
+            FetchUpdate::Progress {
+                processed,
+                total,
+                percent,
+            } => {
+                self.record.fetch.processed = processed;
+                self.record.fetch.total = total;
+                self.record.fetch.progress = percent;
+                self.publish();
+            }
+            FetchUpdate::Done(outcome) => {
+                self.fetch = None;
+                self.finish_fetch(outcome).await;
+            }
+        }
+    }
+
+    async fn finish_fetch(&mut self, outcome: FetchOutcome) {
+        let id = self.id().clone();
+        match outcome {
+            FetchOutcome::Completed(summary) => {
+                tracing::info!(
+                    "✅ Contact fetch completed for session {id}: {} contacts saved from {} chats \
+                     ({} groups, {} broadcasts, {} newsletters, {} unresolved LIDs, {} invalid ids skipped)",
+                    summary.imported,
+                    summary.received,
+                    summary.skipped_groups,
+                    summary.skipped_broadcasts,
+                    summary.skipped_newsletters,
+                    summary.skipped_unresolved_lids,
+                    summary.skipped_invalid,
+                );
+                let f = &mut self.record.fetch;
+                f.completed = true;
+                f.error = None;
+                f.progress = 100;
+                f.total = f.total.max(summary.received as i64);
+                f.processed = f.total;
+                f.summary = Some(summary);
+                f.last_sync = Some(self.deps.clock.now_ms());
+            }
+            FetchOutcome::Failed(message) => {
+                tracing::error!("❌ Contact fetch failed for session {id}: {message}");
+                self.record.fetch.completed = false;
+                self.record.fetch.error = Some(message);
+            }
+            FetchOutcome::Cancelled => {}
+        }
+        if self.record.status == SessionStatus::FetchingContacts {
+            self.record.status = SessionStatus::Ready;
+        }
+        self.refresh_counts().await;
+        self.save().await;
+    }
+
+    /// Cancels a running fetch and waits for it to leave at a batch boundary; committed
+    /// batches stay, and the next fetch completes the picture.
+    async fn stop_fetch(&mut self, why: &str) {
+        let Some(running) = self.fetch.take() else {
+            return;
+        };
+        running.cancel.cancel();
+        if tokio::time::timeout(FETCH_STOP_GRACE, running.task)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "⚠️ Contact fetch of session {} did not stop in time",
+                self.id()
+            );
+        }
+        // Its Done message is stale now; drop it so it cannot end a later fetch.
+        while self.fetch_rx.try_recv().is_ok() {}
+        self.record.fetch.completed = false;
+        self.record.fetch.error = Some(format!(
+            "Contact fetch was interrupted because {why}. Start it again to complete it; \
+             nothing already saved is lost."
+        ));
+        if self.record.status == SessionStatus::FetchingContacts {
+            self.record.status = SessionStatus::Ready;
+        }
+    }
+
+    async fn restart(&mut self) {
+        let id = self.id().clone();
+        tracing::info!("🔄 Restarting session: {id}");
+        self.stop_fetch("the session was restarted").await;
+        if let Some(c) = self.client.take() {
+            c.stop().await;
+        }
+        self.events = None;
+        self.qr = None;
+        self.record.status = SessionStatus::Initializing;
+        self.record.error_message = None;
+        self.save().await;
+        self.start_client().await;
+    }
+
+    async fn logout(&mut self) {
+        let id = self.id().clone();
+        self.stop_fetch("the session was logged out").await;
+        let result = match self.client.take() {
+            Some(c) => c.logout().await,
+            None => self.deps.engine.forget(&id).await,
+        };
+        if let Err(e) = result {
+            tracing::error!("❌ Logout of session {id} did not complete cleanly: {e}");
+            // The credentials must not survive a logout, whatever the phone said.
+            let _ = self.deps.engine.forget(&id).await;
+        }
+        self.events = None;
+        self.qr = None;
+        self.record.status = SessionStatus::LoggedOut;
+        self.record.error_message = None;
+        self.save().await;
+        tracing::info!("✅ Session logged out: {id}");
+    }
+
+    /// Server stop: keep the status as it is (a `ready` session is restored on start),
+    /// but never leave it `fetching_contacts`.
+    async fn shutdown(&mut self) {
+        self.stop_fetch("the server stopped").await;
+        if let Some(c) = self.client.take() {
+            c.stop().await;
+        }
+        self.events = None;
+        self.save().await;
+    }
+}
+
+async fn next_event(rx: &mut Option<mpsc::Receiver<EngineEvent>>) -> Option<EngineEvent> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,388 @@
+//! The registry of live sessions and every operation that spans the database and an actor.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio_util::task::TaskTracker;
+
+use super::actor::{Actor, Deps};
+use super::{Command, FetchStarted, SessionHandle, SessionSnapshot};
+use crate::clock::SharedClock;
+use crate::domain::{Pair, SessionId, SessionStatus};
+use crate::engine::Engine;
+use crate::error::{AppError, AppResult};
+use crate::store::{SessionRecord, Store};
+
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
+
+/// Live actors by pair. The std mutex is never held across an `.await`.
+#[derive(Default)]
+pub(crate) struct Registry {
+    live: Mutex<HashMap<Pair, SessionHandle>>,
+}
+
+impl Registry {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<Pair, SessionHandle>> {
+        self.live.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn get(&self, pair: Pair) -> Option<SessionHandle> {
+        self.map().get(&pair).filter(|h| h.is_running()).cloned()
+    }
+
+    fn insert(&self, handle: SessionHandle) {
+        self.map().insert(handle.pair, handle);
+    }
+
+    /// Called by an ending actor; leaves a newer actor of the same pair alone.
+    pub(crate) fn remove(&self, pair: Pair, serial: u64) {
+        let mut map = self.map();
+        if map.get(&pair).is_some_and(|h| h.serial == serial) {
+            map.remove(&pair);
+        }
+    }
+
+    fn all(&self) -> Vec<SessionHandle> {
+        self.map().values().cloned().collect()
+    }
+
+    fn len(&self) -> usize {
+        self.map().len()
+    }
+}
+
+pub struct InitOutcome {
+    pub snapshot: Arc<SessionSnapshot>,
+    pub already_active: bool,
+}
+
+pub struct LogoutOutcome {
+    pub snapshot: Arc<SessionSnapshot>,
+    pub already_logged_out: bool,
+}
+
+struct Inner {
+    registry: Arc<Registry>,
+    engine: Arc<dyn Engine>,
+    store: Arc<dyn Store>,
+    clock: SharedClock,
+    /// Serialises init/restart/logout of one pair, so 100 racing inits make one session.
+    pair_locks: Mutex<HashMap<Pair, Arc<tokio::sync::Mutex<()>>>>,
+    serial: AtomicU64,
+    actors: TaskTracker,
+}
+
+#[derive(Clone)]
+pub struct SessionManager {
+    inner: Arc<Inner>,
+}
+
+impl SessionManager {
+    pub fn new(engine: Arc<dyn Engine>, store: Arc<dyn Store>, clock: SharedClock) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                registry: Arc::default(),
+                engine,
+                store,
+                clock,
+                pair_locks: Mutex::default(),
+                serial: AtomicU64::new(1),
+                actors: TaskTracker::new(),
+            }),
+        }
+    }
+
+    pub fn live_count(&self) -> usize {
+        self.inner.registry.len()
+    }
+
+    pub fn live(&self, pair: Pair) -> Option<SessionHandle> {
+        self.inner.registry.get(pair)
+    }
+
+    pub fn live_snapshots(&self) -> Vec<Arc<SessionSnapshot>> {
+        self.inner
+            .registry
+            .all()
+            .iter()
+            .map(SessionHandle::snapshot)
+            .collect()
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    async fn lock_pair(&self, pair: Pair) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = self
+            .inner
+            .pair_locks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(pair)
+            .or_default()
+            .clone();
+        lock.lock_owned().await
+    }
+
+    fn spawn(&self, record: SessionRecord) -> SessionHandle {
+        let serial = self.inner.serial.fetch_add(1, Ordering::Relaxed);
+        let (cmd_tx, cmd_rx) = mpsc::channel(32);
+        let (state_tx, state_rx) = watch::channel(Arc::new(Actor::initial_snapshot(&record)));
+        let handle = SessionHandle {
+            serial,
+            pair: record.pair,
+            commands: cmd_tx,
+            state: state_rx,
+        };
+        self.inner.registry.insert(handle.clone());
+        let deps = Deps {
+            engine: self.inner.engine.clone(),
+            store: self.inner.store.clone(),
+            clock: self.inner.clock.clone(),
+            registry: self.inner.registry.clone(),
+        };
+        let actor = Actor::new(serial, record, deps, cmd_rx, state_tx);
+        self.inner.actors.spawn(actor.run());
+        handle
+    }
+
+    /// The latest session of the pair: the live one, or the last one persisted.
+    pub async fn snapshot(&self, pair: Pair) -> AppResult<Option<Arc<SessionSnapshot>>> {
+        if let Some(h) = self.live(pair) {
+            return Ok(Some(h.snapshot()));
+        }
+        let Some(record) = self.inner.store.latest_session(pair).await? else {
+            return Ok(None);
+        };
+        let (total_contacts, total_groups) = self.inner.store.pair_counts(pair).await?;
+        Ok(Some(Arc::new(SessionSnapshot {
+            record,
+            qr: None,
+            client_ready: false,
+            fetch_running: false,
+            total_contacts,
+            total_groups,
+        })))
+    }
+
+    /// # `POST /api/whatsapp/init`
+    pub async fn init(&self, pair: Pair) -> AppResult<InitOutcome> {
+        let _guard = self.lock_pair(pair).await;
+        if let Some(h) = self.live(pair) {
+            if !h.snapshot().status().is_terminal() {
+                match h.ask(Command::EnsureRunning).await {
+                    Some(restarted) => {
+                        return Ok(InitOutcome {
+                            snapshot: h.snapshot(),
+                            already_active: !restarted,
+                        });
+                    }
+                    // The actor ended meanwhile: start anew below.
+                    None => {}
+                }
+            }
+        }
+        let latest = self.inner.store.latest_session(pair).await?;
+        let now = self.inner.clock.now_ms();
+        if let Some(rec) = latest.as_ref() {
+            // Still linked: reconnect the same session, no new QR.
+            if !rec.status.is_terminal() && self.inner.engine.has_credentials(&rec.session_id).await
+            {
+                tracing::info!("🔄 Reconnecting linked session: {}", rec.session_id);
+                let mut rec = rec.clone();
+                rec.status = SessionStatus::Initializing;
+                rec.error_message = None;
+                let handle = self.spawn(rec);
+                return Ok(InitOutcome {
+                    snapshot: handle.snapshot(),
+                    already_active: false,
+                });
+            }
+        }
+        // Ids of one pair strictly increase, even within one millisecond.
+        let ms = latest
+            .as_ref()
+            .and_then(|r| r.session_id.unix_ms())
+            .map_or(now, |last| now.max(last + 1));
+        let record = SessionRecord::new(SessionId::new(pair, ms), pair, now);
+        self.inner.store.insert_session(&record).await?;
+        tracing::info!(
+            "ℹ️ Initializing new session: {} for {pair}",
+            record.session_id
+        );
+        let handle = self.spawn(record);
+        Ok(InitOutcome {
+            snapshot: handle.snapshot(),
+            already_active: false,
+        })
+    }
+
+    /// # `POST /api/whatsapp/start-contact-fetch`
+    pub async fn start_contact_fetch(&self, pair: Pair) -> AppResult<FetchStarted> {
+        tracing::info!(
+            "ℹ️ Attempting to start contact fetch for user {}, place {}",
+            pair.user_id,
+            pair.place_id
+        );
+        if let Some(h) = self.live(pair) {
+            if let Some(result) = h.ask(Command::StartFetch).await {
+                if result.is_ok() {
+                    tracing::info!(
+                        "ℹ️ Starting background contact fetch for user {}, place {}",
+                        pair.user_id,
+                        pair.place_id
+                    );
+                    tracing::info!("✅ Background contact fetch started successfully");
+                }
+                return result;
+            }
+        }
+        // No live actor: the database has the last word on what the session was.
+        let Some(mut rec) = self.inner.store.latest_session(pair).await? else {
+            return Err(AppError::no_session());
+        };
+        if !rec.status.is_ready() {
+            return Err(AppError::BadRequest(format!(
+                "Session is not ready for contact fetch. Current status: {}. Please wait for \
+                 session to be ready or restart the session.",
+                rec.status
+            )));
+        }
+        tracing::warn!(
+            "⚠️ Client not found in memory for session {}, updating status",
+            rec.session_id
+        );
+        rec.status = SessionStatus::Disconnected;
+        rec.error_message = Some(
+            "WhatsApp client is not available. Please restart the session and try again.".into(),
+        );
+        rec.updated_at = self.inner.clock.now_ms();
+        self.inner.store.save_session(&rec).await?;
+        tracing::info!("🔄 Session status updated to disconnected");
+        tracing::error!(
+            "❌ Error starting contact fetch: Client not available - session may have been disconnected"
+        );
+        Err(AppError::client_unavailable())
+    }
+
+    /// # `POST /api/whatsapp/restart`
+    pub async fn restart(&self, pair: Pair) -> AppResult<Arc<SessionSnapshot>> {
+        let _guard = self.lock_pair(pair).await;
+        if let Some(h) = self.live(pair) {
+            if h.ask(Command::Restart).await.is_some() {
+                return Ok(h.snapshot());
+            }
+        }
+        let Some(mut rec) = self.inner.store.latest_session(pair).await? else {
+            return Err(AppError::no_session());
+        };
+        tracing::info!("🔄 Restarting session: {}", rec.session_id);
+        rec.status = SessionStatus::Initializing;
+        rec.error_message = None;
+        let handle = self.spawn(rec);
+        Ok(handle.snapshot())
+    }
+
+    /// # `POST /api/whatsapp/logout`
+    pub async fn logout(&self, pair: Pair) -> AppResult<LogoutOutcome> {
+        let _guard = self.lock_pair(pair).await;
+        if let Some(h) = self.live(pair) {
+            let mut state = h.state.clone();
+            if h.ask(Command::Logout).await.is_some() {
+                let snapshot = state.borrow_and_update().clone();
+                return Ok(LogoutOutcome {
+                    snapshot,
+                    already_logged_out: false,
+                });
+            }
+        }
+        let Some(mut rec) = self.inner.store.latest_session(pair).await? else {
+            return Err(AppError::no_session());
+        };
+        let already = rec.status == SessionStatus::LoggedOut;
+        if let Err(e) = self.inner.engine.forget(&rec.session_id).await {
+            return Err(AppError::Internal(
+                anyhow::anyhow!(e).context("delete credentials"),
+            ));
+        }
+        if !already {
+            rec.status = SessionStatus::LoggedOut;
+            rec.error_message = None;
+            rec.updated_at = self.inner.clock.now_ms();
+            self.inner.store.save_session(&rec).await?;
+            tracing::info!("✅ Session logged out: {}", rec.session_id);
+        }
+        let (total_contacts, total_groups) = self.inner.store.pair_counts(pair).await?;
+        Ok(LogoutOutcome {
+            snapshot: Arc::new(SessionSnapshot {
+                record: rec,
+                qr: None,
+                client_ready: false,
+                fetch_running: false,
+                total_contacts,
+                total_groups,
+            }),
+            already_logged_out: already,
+        })
+    }
+
+    /// Brings back every session that was linked when the server stopped, same session id,
+    /// no new QR; a fetch the stop cut short is marked so, never left `fetching_contacts`.
+    pub async fn restore(&self) -> anyhow::Result<usize> {
+        let mut restored = 0;
+        for mut rec in self.inner.store.latest_sessions().await? {
+            if rec.status.is_terminal() {
+                continue;
+            }
+            if rec.status == SessionStatus::FetchingContacts {
+                rec.fetch.completed = false;
+                rec.fetch.error = Some(
+                    "Contact fetch was interrupted because the server stopped. Start it again to \
+                     complete it; nothing already saved is lost."
+                        .into(),
+                );
+            }
+            if self.inner.engine.has_credentials(&rec.session_id).await {
+                tracing::info!("🔄 Restoring session: {}", rec.session_id);
+                rec.status = SessionStatus::Initializing;
+                rec.error_message = None;
+                self.spawn(rec);
+                restored += 1;
+            } else if rec.status != SessionStatus::Disconnected {
+                rec.status = SessionStatus::Disconnected;
+                rec.error_message = Some(
+                    "The server restarted before this session was linked. Call \
+                     /api/whatsapp/init for a new QR code."
+                        .into(),
+                );
+                rec.updated_at = self.inner.clock.now_ms();
+                self.inner.store.save_session(&rec).await?;
+            }
+        }
+        Ok(restored)
+    }
+
+    /// Stops every actor (each stops its fetch at a batch boundary and its client) and
+    /// waits for them, bounded.
+    pub async fn shutdown(&self) {
+        let handles = self.inner.registry.all();
+        let mut waits = tokio::task::JoinSet::new();
+        for h in handles {
+            waits.spawn(async move {
+                let _ = h.ask(Command::Shutdown).await;
+            });
+        }
+        let all = async {
+            while waits.join_next().await.is_some() {}
+            self.inner.actors.close();
+            self.inner.actors.wait().await;
+        };
+        if tokio::time::timeout(SHUTDOWN_GRACE, all).await.is_err() {
+            tracing::warn!("⚠️ Some sessions did not stop within {SHUTDOWN_GRACE:?}");
+        }
+    }
+}

@@ -1,0 +1,82 @@
+//! Sessions: one actor task per live session owns its engine client; handlers reach it
+//! through a [`SessionHandle`] and read its state from a watch channel without waiting.
+
+mod actor;
+mod manager;
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::domain::{Pair, SessionId, SessionStatus};
+use crate::error::AppResult;
+use crate::qr::QrImage;
+use crate::store::SessionRecord;
+
+pub use manager::{InitOutcome, LogoutOutcome, SessionManager};
+
+/// What a status read sees: the persisted record plus what only the live actor knows.
+#[derive(Debug, Clone)]
+pub struct SessionSnapshot {
+    pub record: SessionRecord,
+    pub qr: Option<Arc<QrImage>>,
+    /// A live client is linked and connected.
+    pub client_ready: bool,
+    pub fetch_running: bool,
+    pub total_contacts: i64,
+    pub total_groups: i64,
+}
+
+impl SessionSnapshot {
+    pub fn status(&self) -> SessionStatus {
+        self.record.status
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchStarted {
+    pub session_id: SessionId,
+    /// The status the session had when the fetch was accepted.
+    pub current_status: SessionStatus,
+}
+
+pub(crate) enum Command {
+    StartFetch(oneshot::Sender<AppResult<FetchStarted>>),
+    /// From `init`: restart the client if it died; answers whether it did.
+    EnsureRunning(oneshot::Sender<bool>),
+    Restart(oneshot::Sender<()>),
+    Logout(oneshot::Sender<()>),
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// A cheap handle to a live actor.
+#[derive(Clone)]
+pub struct SessionHandle {
+    /// Tells apart two actors of the same pair over time.
+    pub(crate) serial: u64,
+    pub pair: Pair,
+    /// The actor holds the receiver; it ends when every handle is gone or on Shutdown.
+    pub(crate) commands: mpsc::Sender<Command>,
+    /// The actor holds the sender and publishes every change.
+    pub(crate) state: watch::Receiver<Arc<SessionSnapshot>>,
+}
+
+impl SessionHandle {
+    pub fn snapshot(&self) -> Arc<SessionSnapshot> {
+        self.state.borrow().clone()
+    }
+
+    /// Sends a command and waits for the answer; `None` when the actor has ended.
+    pub(crate) async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Option<T> {
+        let (tx, rx) = oneshot::channel();
+        self.commands.send(make(tx)).await.ok()?;
+        rx.await.ok()
+    }
+
+    pub fn is_running(&self) -> bool {
+        !self.commands.is_closed()
+    }
+}

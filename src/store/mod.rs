@@ -1,0 +1,250 @@
+//! Persistence behind a small trait, so a Postgres backend can sit beside SQLite later.
+
+mod sqlite;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{Pair, PhoneNumber, SessionId, SessionStatus};
+
+pub use sqlite::SqliteStore;
+
+pub type StoreResult<T> = Result<T, anyhow::Error>;
+
+/// A session as persisted; the actor owns the live copy and writes it through.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionRecord {
+    pub session_id: SessionId,
+    pub pair: Pair,
+    pub status: SessionStatus,
+    pub phone_number: Option<PhoneNumber>,
+    pub name: Option<String>,
+    pub error_message: Option<String>,
+    pub connected_at: Option<i64>,
+    pub last_activity: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub fetch: FetchState,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FetchState {
+    pub progress: i64,
+    pub processed: i64,
+    pub total: i64,
+    pub completed: bool,
+    pub error: Option<String>,
+    pub summary: Option<FetchSummary>,
+    pub last_sync: Option<i64>,
+}
+
+impl SessionRecord {
+    pub fn new(session_id: SessionId, pair: Pair, now_ms: i64) -> Self {
+        Self {
+            session_id,
+            pair,
+            status: SessionStatus::Initializing,
+            phone_number: None,
+            name: None,
+            error_message: None,
+            connected_at: None,
+            last_activity: Some(now_ms),
+            created_at: now_ms,
+            updated_at: now_ms,
+            fetch: FetchState::default(),
+        }
+    }
+}
+
+/// What a fetch read and what it kept; the skipped ids are reported, never silently lost.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FetchSummary {
+    pub received: u64,
+    pub imported: u64,
+    pub skipped_groups: u64,
+    pub skipped_broadcasts: u64,
+    pub skipped_newsletters: u64,
+    pub skipped_self: u64,
+    pub skipped_unresolved_lids: u64,
+    pub skipped_invalid: u64,
+    pub merged_duplicates: u64,
+}
+
+/// One contact ready to upsert.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImportContact {
+    pub phone: PhoneNumber,
+    pub jid: String,
+    pub name: Option<String>,
+    pub push_name: Option<String>,
+    pub is_business: bool,
+    /// Unix seconds of the last message in the chat.
+    pub last_message_at: Option<i64>,
+}
+
+/// Progress written in the same transaction as the batch it describes.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchProgress<'a> {
+    pub session_id: &'a SessionId,
+    pub processed: i64,
+    pub total: i64,
+    pub percent: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AutoRule {
+    All,
+    Recent90Days,
+}
+
+impl AutoRule {
+    pub const RECENT_DAYS: i64 = 90;
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::All => "all",
+            Self::Recent90Days => "recent_90d",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "all" => Some(Self::All),
+            "recent_90d" => Some(Self::Recent90Days),
+            _ => None,
+        }
+    }
+
+    /// The exact names of the notes; changing them would orphan every existing pair's groups.
+    pub fn group_name(self) -> &'static str {
+        match self {
+            Self::All => "جميع الارقام",
+            Self::Recent90Days => "اخر الارقام (90 يوم)",
+        }
+    }
+
+    pub fn description(self) -> &'static str {
+        match self {
+            Self::All => "Every number of this WhatsApp account",
+            Self::Recent90Days => "Numbers with chat activity in the last 90 days",
+        }
+    }
+
+    pub fn filter(self) -> serde_json::Value {
+        match self {
+            Self::All => serde_json::json!({ "rule": "all" }),
+            Self::Recent90Days => serde_json::json!({
+                "rule": "last_interaction_within_days",
+                "days": Self::RECENT_DAYS
+            }),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupRecord {
+    pub id: i64,
+    pub pair: Pair,
+    pub name: String,
+    pub description: Option<String>,
+    pub auto_rule: Option<AutoRule>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub contact_count: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContactRecord {
+    pub id: i64,
+    pub phone_number: String,
+    pub name: Option<String>,
+    pub push_name: Option<String>,
+    pub is_business: bool,
+    pub last_message_at: Option<i64>,
+    pub tags: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SearchType {
+    Name,
+    Phone,
+    #[default]
+    All,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ContactQuery {
+    pub search: Option<String>,
+    pub search_type: SearchType,
+    pub page: i64,
+    pub limit: i64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ContactStats {
+    pub total_contacts: i64,
+    pub with_saved_name: i64,
+    pub with_push_name: i64,
+    pub without_any_name: i64,
+    pub business: i64,
+    pub active_last_90_days: i64,
+    pub with_known_activity: i64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct DefaultGroupsOutcome {
+    pub existing: Vec<String>,
+    pub created: u64,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    async fn ping(&self) -> StoreResult<()>;
+    async fn close(&self);
+
+    async fn insert_session(&self, rec: &SessionRecord) -> StoreResult<()>;
+    async fn save_session(&self, rec: &SessionRecord) -> StoreResult<()>;
+    async fn latest_session(&self, pair: Pair) -> StoreResult<Option<SessionRecord>>;
+    /// The newest session of every pair.
+    async fn latest_sessions(&self) -> StoreResult<Vec<SessionRecord>>;
+
+    /// Creates the automatic groups that are missing; safe under any concurrency.
+    async fn ensure_default_groups(
+        &self,
+        pair: Pair,
+        now_ms: i64,
+    ) -> StoreResult<DefaultGroupsOutcome>;
+
+    /// Upserts one batch and records the fetch's progress, atomically.
+    async fn import_contacts(
+        &self,
+        pair: Pair,
+        batch: &[ImportContact],
+        progress: BatchProgress<'_>,
+        now_ms: i64,
+    ) -> StoreResult<()>;
+
+    /// (total active contacts, groups) of the pair.
+    async fn pair_counts(&self, pair: Pair) -> StoreResult<(i64, i64)>;
+    async fn contact_stats(&self, pair: Pair, recent_since_s: i64) -> StoreResult<ContactStats>;
+
+    async fn list_groups(
+        &self,
+        pair: Pair,
+        page: i64,
+        limit: i64,
+        recent_since_s: i64,
+    ) -> StoreResult<(Vec<GroupRecord>, i64)>;
+    async fn group(
+        &self,
+        pair: Pair,
+        group_id: i64,
+        recent_since_s: i64,
+    ) -> StoreResult<Option<GroupRecord>>;
+    async fn group_contacts(
+        &self,
+        group: &GroupRecord,
+        query: &ContactQuery,
+        recent_since_s: i64,
+    ) -> StoreResult<(Vec<ContactRecord>, i64)>;
+}

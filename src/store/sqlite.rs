@@ -1,0 +1,524 @@
+//! SQLite backend: WAL, one file, multi-row upserts inside transactions.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+use async_trait::async_trait;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{QueryBuilder, Row, Sqlite};
+
+use super::{
+    AutoRule, BatchProgress, ContactQuery, ContactRecord, ContactStats, DefaultGroupsOutcome,
+    FetchState, GroupRecord, ImportContact, SearchType, SessionRecord, Store, StoreResult,
+};
+use crate::domain::{Pair, PhoneNumber, PlaceId, SessionId, SessionStatus, UserId};
+
+/// SQLite allows 32,766 bound parameters per statement; 7 per contact row.
+const UPSERT_ROWS_PER_STATEMENT: usize = 2_000;
+
+#[derive(Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating file and folder if missing) and migrates the database.
+    pub async fn connect(url: &str) -> anyhow::Result<Self> {
+        let opts = SqliteConnectOptions::from_str(url)
+            .with_context(|| format!("invalid database URL {url:?}"))?;
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        if !in_memory {
+            let file = opts.get_filename();
+            if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("cannot create database folder {}", dir.display()))?;
+            }
+        }
+        let opts = opts
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            // An in-memory database lives in one connection.
+            .max_connections(if in_memory { 1 } else { 8 })
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(opts)
+            .await
+            .with_context(|| format!("cannot open database {url}"))?;
+        sqlx::migrate!("./migrations/sqlite")
+            .run(&pool)
+            .await
+            .context("database migration failed")?;
+        Ok(Self { pool })
+    }
+
+    pub fn database_path(url: &str) -> Option<std::path::PathBuf> {
+        SqliteConnectOptions::from_str(url)
+            .ok()
+            .map(|o| Path::new(o.get_filename()).to_path_buf())
+    }
+}
+
+fn session_from_row(row: &SqliteRow) -> StoreResult<SessionRecord> {
+    let status: String = row.try_get("status")?;
+    let summary: Option<String> = row.try_get("fetch_summary")?;
+    Ok(SessionRecord {
+        session_id: SessionId::from_db(row.try_get("session_id")?),
+        pair: Pair::new(
+            UserId::new_unchecked(row.try_get("user_id")?),
+            PlaceId::new_unchecked(row.try_get("place_id")?),
+        ),
+        status: SessionStatus::parse(&status)
+            .with_context(|| format!("unknown session status {status:?} in database"))?,
+        phone_number: row
+            .try_get::<Option<String>, _>("phone_number")?
+            .map(PhoneNumber::from_db),
+        name: row.try_get("name")?,
+        error_message: row.try_get("error_message")?,
+        connected_at: row.try_get("connected_at")?,
+        last_activity: row.try_get("last_activity")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+        fetch: FetchState {
+            progress: row.try_get("fetch_progress")?,
+            processed: row.try_get("fetch_processed")?,
+            total: row.try_get("fetch_total")?,
+            completed: row.try_get("fetch_completed")?,
+            error: row.try_get("fetch_error")?,
+            summary: summary.and_then(|s| serde_json::from_str(&s).ok()),
+            last_sync: row.try_get("last_contacts_sync")?,
+        },
+    })
+}
+
+fn group_from_row(row: &SqliteRow) -> StoreResult<GroupRecord> {
+    let rule: Option<String> = row.try_get("auto_rule")?;
+    Ok(GroupRecord {
+        id: row.try_get("id")?,
+        pair: Pair::new(
+            UserId::new_unchecked(row.try_get("user_id")?),
+            PlaceId::new_unchecked(row.try_get("place_id")?),
+        ),
+        name: row.try_get("name")?,
+        description: row.try_get("description")?,
+        auto_rule: rule.as_deref().and_then(AutoRule::parse),
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+        contact_count: row.try_get("contact_count")?,
+    })
+}
+
+fn contact_from_row(row: &SqliteRow) -> StoreResult<ContactRecord> {
+    let tags: String = row.try_get("tags")?;
+    Ok(ContactRecord {
+        id: row.try_get("id")?,
+        phone_number: row.try_get("phone_number")?,
+        name: row.try_get("name")?,
+        push_name: row.try_get("push_name")?,
+        is_business: row.try_get("is_business")?,
+        last_message_at: row.try_get("last_message_at")?,
+        tags: serde_json::from_str(&tags).unwrap_or_default(),
+    })
+}
+
+/// `contact_count` of a group, evaluated now: automatic groups are rules, not lists, so the
+/// 90-day group stays right as time passes. `?1` is the 90-day cut-off in unix seconds.
+const GROUP_COLUMNS: &str = "g.id, g.user_id, g.place_id, g.name, g.description, g.auto_rule, \
+    g.created_at, g.updated_at, CASE g.auto_rule \
+      WHEN 'all' THEN (SELECT COUNT(*) FROM contacts c WHERE c.user_id = g.user_id \
+            AND c.place_id = g.place_id AND c.is_active = 1) \
+      WHEN 'recent_90d' THEN (SELECT COUNT(*) FROM contacts c WHERE c.user_id = g.user_id \
+            AND c.place_id = g.place_id AND c.is_active = 1 AND c.last_message_at >= ?1) \
+      ELSE (SELECT COUNT(*) FROM contact_group_members m JOIN contacts c ON c.id = m.contact_id \
+            WHERE m.group_id = g.id AND c.is_active = 1) END AS contact_count";
+
+const SESSION_COLUMNS: &str = "session_id, user_id, place_id, status, phone_number, name, \
+    error_message, connected_at, last_activity, created_at, updated_at, fetch_progress, \
+    fetch_processed, fetch_total, fetch_completed, fetch_error, fetch_summary, last_contacts_sync";
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn insert_session(&self, rec: &SessionRecord) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO sessions (session_id, user_id, place_id, status, phone_number, name, \
+             error_message, connected_at, last_activity, created_at, updated_at, fetch_progress, \
+             fetch_processed, fetch_total, fetch_completed, fetch_error, fetch_summary, \
+             last_contacts_sync) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        )
+        .bind(rec.session_id.as_str())
+        .bind(rec.pair.user_id.get())
+        .bind(rec.pair.place_id.get())
+        .bind(rec.status.as_str())
+        .bind(rec.phone_number.as_ref().map(PhoneNumber::as_str))
+        .bind(rec.name.as_deref())
+        .bind(rec.error_message.as_deref())
+        .bind(rec.connected_at)
+        .bind(rec.last_activity)
+        .bind(rec.created_at)
+        .bind(rec.updated_at)
+        .bind(rec.fetch.progress)
+        .bind(rec.fetch.processed)
+        .bind(rec.fetch.total)
+        .bind(rec.fetch.completed)
+        .bind(rec.fetch.error.as_deref())
+        .bind(summary_json(rec))
+        .bind(rec.fetch.last_sync)
+        .execute(&self.pool)
+        .await
+        .context("insert session")?;
+        Ok(())
+    }
+
+    async fn save_session(&self, rec: &SessionRecord) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE sessions SET status = ?, phone_number = ?, name = ?, error_message = ?, \
+             connected_at = ?, last_activity = ?, updated_at = ?, fetch_progress = ?, \
+             fetch_processed = ?, fetch_total = ?, fetch_completed = ?, fetch_error = ?, \
+             fetch_summary = ?, last_contacts_sync = ? WHERE session_id = ?",
+        )
+        .bind(rec.status.as_str())
+        .bind(rec.phone_number.as_ref().map(PhoneNumber::as_str))
+        .bind(rec.name.as_deref())
+        .bind(rec.error_message.as_deref())
+        .bind(rec.connected_at)
+        .bind(rec.last_activity)
+        .bind(rec.updated_at)
+        .bind(rec.fetch.progress)
+        .bind(rec.fetch.processed)
+        .bind(rec.fetch.total)
+        .bind(rec.fetch.completed)
+        .bind(rec.fetch.error.as_deref())
+        .bind(summary_json(rec))
+        .bind(rec.fetch.last_sync)
+        .bind(rec.session_id.as_str())
+        .execute(&self.pool)
+        .await
+        .context("save session")?;
+        Ok(())
+    }
+
+    async fn latest_session(&self, pair: Pair) -> StoreResult<Option<SessionRecord>> {
+        let mut q = QueryBuilder::<Sqlite>::new("SELECT ");
+        q.push(SESSION_COLUMNS)
+            .push(" FROM sessions WHERE user_id = ")
+            .push_bind(pair.user_id.get())
+            .push(" AND place_id = ")
+            .push_bind(pair.place_id.get())
+            .push(" ORDER BY created_at DESC, rowid DESC LIMIT 1");
+        let row = q.build().fetch_optional(&self.pool).await?;
+        row.as_ref().map(session_from_row).transpose()
+    }
+
+    async fn latest_sessions(&self) -> StoreResult<Vec<SessionRecord>> {
+        let mut q = QueryBuilder::<Sqlite>::new("SELECT ");
+        q.push(SESSION_COLUMNS).push(
+            " FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY user_id, place_id \
+             ORDER BY created_at DESC, rowid DESC) AS rn FROM sessions) WHERE rn = 1",
+        );
+        let rows = q.build().fetch_all(&self.pool).await?;
+        rows.iter().map(session_from_row).collect()
+    }
+
+    async fn ensure_default_groups(
+        &self,
+        pair: Pair,
+        now_ms: i64,
+    ) -> StoreResult<DefaultGroupsOutcome> {
+        let rules = [AutoRule::All, AutoRule::Recent90Days];
+        let existing: Vec<String> = sqlx::query_scalar(
+            "SELECT name FROM contact_groups WHERE user_id = ? AND place_id = ? \
+             AND auto_rule IS NOT NULL ORDER BY id",
+        )
+        .bind(pair.user_id.get())
+        .bind(pair.place_id.get())
+        .fetch_all(&self.pool)
+        .await?;
+        // ON CONFLICT DO NOTHING: concurrent ready events, reconnects and other server
+        // instances all race here, and the unique constraints decide.
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO contact_groups (user_id, place_id, name, description, kind, auto_rule, \
+             created_at, updated_at) ",
+        );
+        q.push_values(rules, |mut b, rule| {
+            b.push_bind(pair.user_id.get())
+                .push_bind(pair.place_id.get())
+                .push_bind(rule.group_name())
+                .push_bind(rule.description())
+                .push_bind("auto")
+                .push_bind(rule.as_str())
+                .push_bind(now_ms)
+                .push_bind(now_ms);
+        });
+        q.push(" ON CONFLICT DO NOTHING");
+        let created = q.build().execute(&self.pool).await?.rows_affected();
+        Ok(DefaultGroupsOutcome { existing, created })
+    }
+
+    async fn import_contacts(
+        &self,
+        pair: Pair,
+        batch: &[ImportContact],
+        progress: BatchProgress<'_>,
+        now_ms: i64,
+    ) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        for chunk in batch.chunks(UPSERT_ROWS_PER_STATEMENT) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO contacts (user_id, place_id, phone_number, jid, name, push_name, \
+                 is_business, last_message_at, created_at, updated_at, last_synced_at) ",
+            );
+            q.push_values(chunk, |mut b, c| {
+                b.push_bind(pair.user_id.get())
+                    .push_bind(pair.place_id.get())
+                    .push_bind(c.phone.as_str())
+                    .push_bind(c.jid.as_str())
+                    .push_bind(c.name.as_deref())
+                    .push_bind(c.push_name.as_deref())
+                    .push_bind(c.is_business)
+                    .push_bind(c.last_message_at)
+                    .push(&format!("{now_ms}, {now_ms}, {now_ms}"));
+            });
+            // Never lose what we knew: a name is not replaced by an empty one, activity only
+            // moves forward, tags and custom fields are not touched.
+            q.push(
+                " ON CONFLICT (user_id, place_id, phone_number) DO UPDATE SET \
+                 jid = excluded.jid, \
+                 name = COALESCE(excluded.name, contacts.name), \
+                 push_name = COALESCE(excluded.push_name, contacts.push_name), \
+                 is_business = excluded.is_business, \
+                 last_message_at = CASE \
+                   WHEN excluded.last_message_at IS NULL THEN contacts.last_message_at \
+                   WHEN contacts.last_message_at IS NULL THEN excluded.last_message_at \
+                   ELSE MAX(contacts.last_message_at, excluded.last_message_at) END, \
+                 is_active = 1, \
+                 updated_at = excluded.updated_at, \
+                 last_synced_at = excluded.last_synced_at",
+            );
+            q.build()
+                .execute(&mut *tx)
+                .await
+                .context("upsert contacts")?;
+        }
+        sqlx::query(
+            "UPDATE sessions SET fetch_processed = ?, fetch_total = ?, fetch_progress = ?, \
+             updated_at = ? WHERE session_id = ?",
+        )
+        .bind(progress.processed)
+        .bind(progress.total)
+        .bind(progress.percent)
+        .bind(now_ms)
+        .bind(progress.session_id.as_str())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn pair_counts(&self, pair: Pair) -> StoreResult<(i64, i64)> {
+        let row = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM contacts WHERE user_id = ?1 AND place_id = ?2 \
+               AND is_active = 1) AS contacts, \
+             (SELECT COUNT(*) FROM contact_groups WHERE user_id = ?1 AND place_id = ?2) AS groups",
+        )
+        .bind(pair.user_id.get())
+        .bind(pair.place_id.get())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((row.try_get("contacts")?, row.try_get("groups")?))
+    }
+
+    async fn contact_stats(&self, pair: Pair, recent_since_s: i64) -> StoreResult<ContactStats> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS total, \
+               COALESCE(SUM(name IS NOT NULL), 0) AS named, \
+               COALESCE(SUM(push_name IS NOT NULL), 0) AS pushed, \
+               COALESCE(SUM(name IS NULL AND push_name IS NULL), 0) AS nameless, \
+               COALESCE(SUM(is_business), 0) AS business, \
+               COALESCE(SUM(last_message_at >= ?3), 0) AS recent, \
+               COALESCE(SUM(last_message_at IS NOT NULL), 0) AS known \
+             FROM contacts WHERE user_id = ?1 AND place_id = ?2 AND is_active = 1",
+        )
+        .bind(pair.user_id.get())
+        .bind(pair.place_id.get())
+        .bind(recent_since_s)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(ContactStats {
+            total_contacts: row.try_get("total")?,
+            with_saved_name: row.try_get("named")?,
+            with_push_name: row.try_get("pushed")?,
+            without_any_name: row.try_get("nameless")?,
+            business: row.try_get("business")?,
+            active_last_90_days: row.try_get("recent")?,
+            with_known_activity: row.try_get("known")?,
+        })
+    }
+
+    async fn list_groups(
+        &self,
+        pair: Pair,
+        page: i64,
+        limit: i64,
+        recent_since_s: i64,
+    ) -> StoreResult<(Vec<GroupRecord>, i64)> {
+        let total: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM contact_groups WHERE user_id = ? AND place_id = ?",
+        )
+        .bind(pair.user_id.get())
+        .bind(pair.place_id.get())
+        .fetch_one(&self.pool)
+        .await?;
+        let mut q = QueryBuilder::<Sqlite>::new("SELECT ");
+        q.push(GROUP_COLUMNS);
+        q.push(" FROM contact_groups g WHERE g.user_id = ?2 AND g.place_id = ?3");
+        // Automatic groups first, "all" before "90 days", then manual ones by age.
+        q.push(
+            " ORDER BY g.auto_rule IS NULL, g.auto_rule = 'recent_90d', g.id \
+             LIMIT ?4 OFFSET ?5",
+        );
+        let rows = q
+            .build()
+            .bind(recent_since_s)
+            .bind(pair.user_id.get())
+            .bind(pair.place_id.get())
+            .bind(limit)
+            .bind((page - 1).saturating_mul(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        let groups = rows
+            .iter()
+            .map(group_from_row)
+            .collect::<StoreResult<_>>()?;
+        Ok((groups, total))
+    }
+
+    async fn group(
+        &self,
+        pair: Pair,
+        group_id: i64,
+        recent_since_s: i64,
+    ) -> StoreResult<Option<GroupRecord>> {
+        let mut q = QueryBuilder::<Sqlite>::new("SELECT ");
+        q.push(GROUP_COLUMNS);
+        q.push(" FROM contact_groups g WHERE g.id = ?2 AND g.user_id = ?3 AND g.place_id = ?4");
+        let row = q
+            .build()
+            .bind(recent_since_s)
+            .bind(group_id)
+            .bind(pair.user_id.get())
+            .bind(pair.place_id.get())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(group_from_row).transpose()
+    }
+
+    async fn group_contacts(
+        &self,
+        group: &GroupRecord,
+        query: &ContactQuery,
+        recent_since_s: i64,
+    ) -> StoreResult<(Vec<ContactRecord>, i64)> {
+        // The same WHERE serves the count and the page.
+        fn push_filter(
+            q: &mut QueryBuilder<Sqlite>,
+            group: &GroupRecord,
+            query: &ContactQuery,
+            since: i64,
+        ) {
+            q.push(" FROM contacts c WHERE c.user_id = ")
+                .push_bind(group.pair.user_id.get())
+                .push(" AND c.place_id = ")
+                .push_bind(group.pair.place_id.get())
+                .push(" AND c.is_active = 1");
+            match group.auto_rule {
+                Some(AutoRule::All) => {}
+                Some(AutoRule::Recent90Days) => {
+                    q.push(" AND c.last_message_at >= ").push_bind(since);
+                }
+                None => {
+                    q.push(
+                        " AND c.id IN (SELECT contact_id FROM contact_group_members WHERE group_id = ",
+                    )
+                    .push_bind(group.id)
+                    .push(")");
+                }
+            }
+            if let Some(text) = query.search.as_deref() {
+                // instr() matches literally: user input is never a pattern.
+                let lowered = text.to_lowercase();
+                let digits: String = text.chars().filter(char::is_ascii_digit).collect();
+                let by_name = |q: &mut QueryBuilder<Sqlite>| {
+                    q.push("(instr(lower(COALESCE(c.name, '')), ")
+                        .push_bind(lowered.clone())
+                        .push(") > 0 OR instr(lower(COALESCE(c.push_name, '')), ")
+                        .push_bind(lowered.clone())
+                        .push(") > 0)");
+                };
+                let by_phone = |q: &mut QueryBuilder<Sqlite>| {
+                    if digits.is_empty() {
+                        q.push("0");
+                    } else {
+                        q.push("instr(c.phone_number, ")
+                            .push_bind(digits.clone())
+                            .push(") > 0");
+                    }
+                };
+                q.push(" AND (");
+                match query.search_type {
+                    SearchType::Name => by_name(q),
+                    SearchType::Phone => by_phone(q),
+                    SearchType::All => {
+                        by_name(q);
+                        q.push(" OR ");
+                        by_phone(q);
+                    }
+                }
+                q.push(")");
+            }
+        }
+
+        let mut count = QueryBuilder::<Sqlite>::new("SELECT COUNT(*)");
+        push_filter(&mut count, group, query, recent_since_s);
+        let total: i64 = count.build_query_scalar().fetch_one(&self.pool).await?;
+
+        let mut page = QueryBuilder::<Sqlite>::new(
+            "SELECT c.id, c.phone_number, c.name, c.push_name, c.is_business, \
+             c.last_message_at, c.tags",
+        );
+        push_filter(&mut page, group, query, recent_since_s);
+        page.push(" ORDER BY c.last_message_at IS NULL, c.last_message_at DESC, c.id LIMIT ")
+            .push_bind(query.limit)
+            .push(" OFFSET ")
+            .push_bind((query.page - 1).saturating_mul(query.limit));
+        let rows = page.build().fetch_all(&self.pool).await?;
+        let contacts = rows
+            .iter()
+            .map(contact_from_row)
+            .collect::<StoreResult<_>>()?;
+        Ok((contacts, total))
+    }
+}
+
+fn summary_json(rec: &SessionRecord) -> Option<String> {
+    rec.fetch
+        .summary
+        .as_ref()
+        .and_then(|s| serde_json::to_string(s).ok())
+}
