@@ -1,0 +1,10 @@
+//! HTTP tests against a real server on port 0, one test per sentence of the contract.
+
+#![allow(dead_code)]
+
+mod helpers;
+
+mod conventions;
+mod fetch;
+mod groups;
+mod lifecycle;
