@@ -34,7 +34,7 @@ fn status_json(s: &SessionSnapshot) -> Value {
         "contacts_fetch_progress": r.fetch.progress,
         "contacts_fetch_completed": r.fetch.completed,
         "contacts_fetch_error": r.fetch.error,
-        "is_fetching": r.status == SessionStatus::FetchingContacts,
+        "is_fetching": s.fetch_running,
         "error_message": r.error_message,
         "last_activity": r.last_activity.and_then(rfc3339_ms),
         "created_at": rfc3339_ms(r.created_at),
@@ -123,7 +123,7 @@ pub async fn progress(State(st): State<AppState>, q: Query) -> AppResult<Respons
         "total_contacts": s.total_contacts,
         "total_groups": s.total_groups,
         "last_contacts_sync": r.fetch.last_sync.and_then(rfc3339_ms),
-        "is_fetching": r.status == SessionStatus::FetchingContacts,
+        "is_fetching": s.fetch_running,
         "fetch_summary": r.fetch.summary,
     });
     Ok(envelope::ok(data, "Contact fetch progress retrieved"))

@@ -426,6 +426,8 @@ impl Actor {
                 self.record.fetch.processed = processed;
                 self.record.fetch.total = total;
                 self.record.fetch.progress = percent;
+                // Readers watch the contacts arrive, not only a percentage.
+                self.refresh_counts().await;
                 self.publish();
             }
             FetchUpdate::Done(outcome) => {

@@ -141,7 +141,10 @@ impl TestApp {
 
     pub async fn init(&self, user: i64, place: i64) -> Value {
         let (s, v) = self
-            .post("/api/whatsapp/init", json!({"user_id": user, "place_id": place}))
+            .post(
+                "/api/whatsapp/init",
+                json!({"user_id": user, "place_id": place}),
+            )
             .await;
         assert_eq!(s, StatusCode::OK, "{v}");
         v
@@ -149,7 +152,9 @@ impl TestApp {
 
     pub async fn status(&self, user: i64, place: i64) -> Value {
         let (s, v) = self
-            .get(&format!("/api/whatsapp/status?user_id={user}&place_id={place}"))
+            .get(&format!(
+                "/api/whatsapp/status?user_id={user}&place_id={place}"
+            ))
             .await;
         assert_eq!(s, StatusCode::OK, "{v}");
         v["data"].clone()
@@ -157,7 +162,9 @@ impl TestApp {
 
     pub async fn progress(&self, user: i64, place: i64) -> Value {
         let (s, v) = self
-            .get(&format!("/api/whatsapp/contacts/progress?user_id={user}&place_id={place}"))
+            .get(&format!(
+                "/api/whatsapp/contacts/progress?user_id={user}&place_id={place}"
+            ))
             .await;
         assert_eq!(s, StatusCode::OK, "{v}");
         v["data"].clone()
@@ -242,7 +249,9 @@ impl TestApp {
 
     pub async fn groups(&self, user: i64, place: i64) -> Vec<Value> {
         let (s, v) = self
-            .get(&format!("/api/whatsapp/groups?user_id={user}&place_id={place}&limit=1000"))
+            .get(&format!(
+                "/api/whatsapp/groups?user_id={user}&place_id={place}&limit=1000"
+            ))
             .await;
         assert_eq!(s, StatusCode::OK, "{v}");
         v["data"]["groups"].as_array().expect("groups").clone()

@@ -1,1 +1,343 @@
+//! "Session lifecycle" and "On ready".
 
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn init_starts_a_session_that_shows_a_png_qr_code() {
+    let app = spawn_app().await;
+    let v = app.init(1, 2).await;
+    assert_eq!(v["message"], "Client initialization started");
+    assert!(
+        ["initializing", "qr_ready"].contains(&v["data"]["status"].as_str().unwrap()),
+        "{v}"
+    );
+    let st = app.wait_status(1, 2, "qr_ready").await;
+    let qr = st["qr_code"].as_str().expect("qr_code while qr_ready");
+    assert!(qr.starts_with("data:image/png;base64,"), "{qr}");
+    assert_eq!(st["session_exists"], true);
+    assert_eq!(st["client_ready"], false);
+    assert_eq!(st["session_id"], v["data"]["session_id"]);
+}
+
+#[tokio::test]
+async fn a_second_init_returns_the_live_session() {
+    let app = spawn_app().await;
+    let first = app.init(1, 2).await;
+    let second = app.init(1, 2).await;
+    assert_eq!(second["message"], "Session already active");
+    assert_eq!(first["data"]["session_id"], second["data"]["session_id"]);
+}
+
+#[tokio::test]
+async fn concurrent_inits_for_one_pair_make_one_session() {
+    let app = spawn_app().await;
+    let mut calls = Vec::new();
+    for _ in 0..30 {
+        calls.push(app.post("/api/whatsapp/init", json!({"user_id": 5, "place_id": 6})));
+    }
+    let results = futures::future::join_all(calls).await;
+    let ids: std::collections::HashSet<String> = results
+        .iter()
+        .map(|(s, v)| {
+            assert_eq!(*s, StatusCode::OK, "{v}");
+            v["data"]["session_id"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    app.wait_status(5, 6, "qr_ready").await;
+    app.scan(5, 6).await;
+    app.wait_status(5, 6, "ready").await;
+    assert_eq!(app.groups(5, 6).await.len(), 2);
+}
+
+#[tokio::test]
+async fn scanning_links_the_session_through_authenticated_to_ready() {
+    let app = spawn_app().await;
+    app.set_phonebook(1, 2, "966512340000@s.whatsapp.net", json!([]))
+        .await;
+    app.init(1, 2).await;
+    app.wait_status(1, 2, "qr_ready").await;
+    let (s, v) = app.scan(1, 2).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let st = app.wait_status(1, 2, "ready").await;
+    assert_eq!(st["qr_code"], json!(null));
+    assert_eq!(st["client_ready"], true);
+    assert_eq!(st["phone_number"], "+966512340000");
+    assert_eq!(st["name"], "Test Shop");
+    assert!(st["connected_at"].is_string(), "{st}");
+    // Once linked there is no QR to scan.
+    let (s, v) = app.scan(1, 2).await;
+    assert_error(s, &v, 400);
+}
+
+#[tokio::test]
+async fn ready_creates_the_two_default_groups_and_fetches_nothing() {
+    let app = spawn_app().await;
+    let st = app.ready_session(3, 4).await;
+    assert_eq!(st["total_groups"], 2, "{st}");
+    let groups = app.groups(3, 4).await;
+    let names: Vec<&str> = groups.iter().map(|g| g["name"].as_str().unwrap()).collect();
+    assert_eq!(names, vec![ALL_GROUP, RECENT_GROUP]);
+    for g in &groups {
+        assert_eq!(g["contact_count"], 0, "{g}");
+        assert_eq!(g["type"], "auto");
+    }
+    // No automatic fetch: nothing is imported however long we wait.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let st = app.status(3, 4).await;
+    assert_eq!(st["status"], "ready");
+    assert_eq!(st["total_contacts"], 0);
+    assert_eq!(st["contacts_fetch_completed"], false);
+    assert_eq!(st["last_contacts_sync"], json!(null));
+}
+
+#[tokio::test]
+async fn reconnects_never_duplicate_the_default_groups() {
+    let app = spawn_app().await;
+    app.ready_session(1, 1).await;
+    for _ in 0..3 {
+        let (s, v) = app.fault(1, 1, "disconnect").await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        app.wait_status(1, 1, "disconnected").await;
+        app.wait_status(1, 1, "ready").await;
+    }
+    let (s, _) = app
+        .post(
+            "/api/whatsapp/restart",
+            json!({"user_id": 1, "place_id": 1}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    app.wait_status(1, 1, "ready").await;
+    let groups = app.groups(1, 1).await;
+    assert_eq!(groups.len(), 2, "{groups:?}");
+}
+
+#[tokio::test]
+async fn disconnect_is_followed_by_an_automatic_reconnect() {
+    let app = spawn_app().await;
+    let before = app.ready_session(1, 1).await;
+    app.fault(1, 1, "disconnect").await;
+    let during = app.wait_status(1, 1, "disconnected").await;
+    assert_eq!(during["client_ready"], false);
+    let after = app.wait_status(1, 1, "ready").await;
+    assert_eq!(before["session_id"], after["session_id"]);
+}
+
+#[tokio::test]
+async fn restart_reconnects_a_linked_session_without_a_new_qr() {
+    let app = spawn_app().await;
+    let before = app.ready_session(1, 2).await;
+    let (s, v) = app
+        .post(
+            "/api/whatsapp/restart",
+            json!({"user_id": 1, "place_id": 2}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["data"]["session_id"], before["session_id"]);
+    let after = app.wait_status(1, 2, "ready").await;
+    assert_eq!(after["session_id"], before["session_id"]);
+}
+
+#[tokio::test]
+async fn restart_and_logout_need_a_session() {
+    let app = spawn_app().await;
+    for path in ["/api/whatsapp/restart", "/api/whatsapp/logout"] {
+        let (s, v) = app.post(path, json!({"user_id": 9, "place_id": 9})).await;
+        let msg = assert_error(s, &v, 404);
+        assert_eq!(
+            msg,
+            "No WhatsApp session found. Please initialize a session first."
+        );
+    }
+}
+
+#[tokio::test]
+async fn logout_forgets_credentials_and_init_then_needs_a_new_qr() {
+    let app = spawn_app().await;
+    let linked = app.ready_session(1, 2).await;
+    let (s, v) = app
+        .post("/api/whatsapp/logout", json!({"user_id": 1, "place_id": 2}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["data"]["status"], "logged_out");
+    let st = app.status(1, 2).await;
+    assert_eq!(st["status"], "logged_out");
+    assert_eq!(st["client_ready"], false);
+    let creds = app
+        .config
+        .data_dir
+        .join("sim/sessions")
+        .join(format!("{}.json", linked["session_id"].as_str().unwrap()));
+    assert!(!creds.exists(), "credentials survived logout: {creds:?}");
+    // A logout of a logged-out session is harmless.
+    let (s, v) = app
+        .post("/api/whatsapp/logout", json!({"user_id": 1, "place_id": 2}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["message"], "Session already logged out");
+
+    let again = app.init(1, 2).await;
+    assert_eq!(again["message"], "Client initialization started");
+    assert_ne!(again["data"]["session_id"], linked["session_id"]);
+    app.wait_status(1, 2, "qr_ready").await;
+    // The groups of the pair are kept and not duplicated by the new link.
+    app.scan(1, 2).await;
+    app.wait_status(1, 2, "ready").await;
+    assert_eq!(app.groups(1, 2).await.len(), 2);
+}
+
+#[tokio::test]
+async fn an_unlink_from_the_phone_ends_logged_out() {
+    let app = spawn_app().await;
+    app.ready_session(1, 2).await;
+    let (s, v) = app.fault(1, 2, "logout").await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let st = app.wait_status(1, 2, "logged_out").await;
+    assert!(
+        st["error_message"].as_str().unwrap().contains("init"),
+        "{st}"
+    );
+    let (s, v) = app.start_fetch(1, 2).await;
+    let msg = assert_error(s, &v, 400);
+    assert!(msg.contains("Current status: logged_out"), "{msg}");
+}
+
+#[tokio::test]
+async fn qr_codes_rotate_and_run_out_into_an_error_that_says_why() {
+    let app = spawn_app_with(|c| {
+        c.sim.qr_interval = Duration::from_millis(300);
+        c.sim.qr_attempts = 3;
+    })
+    .await;
+    app.init(1, 2).await;
+    let first = app.wait_status(1, 2, "qr_ready").await["qr_code"].clone();
+    let mut seen = std::collections::HashSet::new();
+    seen.insert(first.as_str().unwrap().to_string());
+    let st = loop {
+        let st = app.status(1, 2).await;
+        if let Some(q) = st["qr_code"].as_str() {
+            seen.insert(q.to_string());
+        }
+        if st["status"] == "error" {
+            break st;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(seen.len(), 3, "each rotation shows a new code");
+    assert_eq!(st["qr_code"], json!(null));
+    let why = st["error_message"].as_str().unwrap();
+    assert!(why.contains("QR code attempts ran out"), "{why}");
+    // A restart starts a new round of QR codes on the same session.
+    let (s, v) = app
+        .post(
+            "/api/whatsapp/restart",
+            json!({"user_id": 1, "place_id": 2}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let st = app.wait_status(1, 2, "qr_ready").await;
+    assert_eq!(st["session_id"], v["data"]["session_id"]);
+}
+
+#[tokio::test]
+async fn auto_scan_links_without_a_scan_call() {
+    let app = spawn_app_with(|c| c.sim.auto_scan = Some(Duration::from_millis(100))).await;
+    app.init(7, 8).await;
+    app.wait_status(7, 8, "ready").await;
+}
+
+#[tokio::test]
+async fn a_ready_session_comes_back_ready_after_a_server_restart() {
+    let app = spawn_app().await;
+    let before = app.ready_session(1, 2).await;
+    let app = app.restart_server().await;
+    let after = app.wait_status(1, 2, "ready").await;
+    assert_eq!(after["session_id"], before["session_id"]);
+    assert_eq!(after["phone_number"], before["phone_number"]);
+    assert_eq!(app.groups(1, 2).await.len(), 2);
+    let again = app.init(1, 2).await;
+    assert_eq!(again["message"], "Session already active");
+    assert_eq!(again["data"]["session_id"], before["session_id"]);
+}
+
+#[tokio::test]
+async fn an_unlinked_session_is_not_left_waiting_after_a_restart() {
+    let app = spawn_app().await;
+    app.init(1, 2).await;
+    app.wait_status(1, 2, "qr_ready").await;
+    let app = app.restart_server().await;
+    let st = app.status(1, 2).await;
+    assert_eq!(st["status"], "disconnected", "{st}");
+    assert!(st["error_message"].as_str().unwrap().contains("init"));
+    let v = app.init(1, 2).await;
+    assert_eq!(v["message"], "Client initialization started");
+    app.wait_status(1, 2, "qr_ready").await;
+}
+
+#[tokio::test]
+async fn info_reports_statistics_health_and_recommendations() {
+    let app = spawn_app().await;
+    app.init(1, 2).await;
+    app.wait_status(1, 2, "qr_ready").await;
+    let (s, v) = app.get("/api/whatsapp/info?user_id=1&place_id=2").await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let d = &v["data"];
+    assert_eq!(d["status"], "qr_ready");
+    assert!(d["health"]["score"].as_i64().unwrap() < 100);
+    assert!(!d["health"]["issues"].as_array().unwrap().is_empty());
+    assert!(
+        d["recommendations"][0].as_str().unwrap().contains("scan"),
+        "{d}"
+    );
+
+    app.scan(1, 2).await;
+    app.wait_status(1, 2, "ready").await;
+    let (_, v) = app.get("/api/whatsapp/info?user_id=1&place_id=2").await;
+    let d = &v["data"];
+    assert_eq!(d["contact_statistics"]["total_contacts"], 0);
+    assert!(
+        d["recommendations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r.as_str().unwrap().contains("start-contact-fetch")),
+        "{d}"
+    );
+    app.fetch_and_wait(1, 2).await;
+    let (_, v) = app.get("/api/whatsapp/info?user_id=1&place_id=2").await;
+    let d = &v["data"];
+    assert!(d["contact_statistics"]["total_contacts"].as_i64().unwrap() > 0);
+    assert_eq!(d["health"]["score"], 100, "{d}");
+}
+
+#[tokio::test]
+async fn stats_count_sessions_by_status() {
+    let app = spawn_app().await;
+    app.ready_session(1, 1).await;
+    app.init(1, 2).await;
+    app.wait_status(1, 2, "qr_ready").await;
+    let (s, v) = app.get("/api/whatsapp/stats").await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let d = &v["data"];
+    assert_eq!(d["live_clients"], 2);
+    assert_eq!(d["sessions_by_status"]["ready"], 1);
+    assert_eq!(d["sessions_by_status"]["qr_ready"], 1);
+    assert!(d["memory"]["rss_bytes"].as_u64().unwrap() > 0);
+}
+
+#[tokio::test]
+async fn health_counts_live_sessions() {
+    let app = spawn_app().await;
+    app.ready_session(1, 1).await;
+    let (s, v) = app.get("/api/health").await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["data"]["active_sessions"], 1);
+    assert_eq!(v["data"]["database"], "connected");
+}
