@@ -46,7 +46,7 @@ fn seconds(s: &str) -> Result<Duration, String> {
         .trim()
         .parse()
         .map_err(|_| format!("{s:?} is not a number of seconds"))?;
-    if !v.is_finite() || v < 0.0 || v > 86_400.0 * 365.0 {
+    if !v.is_finite() || !(0.0..=86_400.0 * 365.0).contains(&v) {
         return Err(format!("{s:?} is not a usable number of seconds"));
     }
     Ok(Duration::from_secs_f64(v))

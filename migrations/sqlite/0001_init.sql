@@ -31,6 +31,9 @@ CREATE TABLE contacts (
     jid              TEXT,
     name             TEXT,
     push_name        TEXT,
+    -- Lowercased by the application (SQLite's lower() folds ASCII only), for search.
+    name_lc          TEXT,
+    push_name_lc     TEXT,
     is_business      INTEGER NOT NULL DEFAULT 0,
     last_message_at  INTEGER,
     tags             TEXT NOT NULL DEFAULT '[]',

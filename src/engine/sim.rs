@@ -602,3 +602,106 @@ async fn connected_loop(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::SystemClock;
+    use crate::domain::{PlaceId, UserId};
+
+    fn pair() -> Pair {
+        Pair::new(UserId::new_unchecked(1), PlaceId::new_unchecked(2))
+    }
+
+    async fn start(
+        cfg: SimConfig,
+    ) -> (
+        SimNetwork,
+        Arc<dyn EngineClient>,
+        mpsc::Receiver<EngineEvent>,
+        tempfile::TempDir,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let net = SimNetwork::new(cfg, dir.path().to_path_buf(), Arc::new(SystemClock)).unwrap();
+        let (tx, rx) = mpsc::channel(16);
+        let client = net
+            .start(ClientStart {
+                session_id: SessionId::new(pair(), 1),
+                pair: pair(),
+                events: tx,
+            })
+            .await
+            .unwrap();
+        (net, client, rx, dir)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn qr_codes_rotate_on_the_interval_then_run_out() {
+        let cfg = SimConfig {
+            qr_interval: Duration::from_secs(20),
+            qr_attempts: 6,
+            ..SimConfig::default()
+        };
+        let (_net, client, mut rx, _dir) = start(cfg).await;
+        let mut codes = Vec::new();
+        let mut at = Vec::new();
+        let failure = loop {
+            match rx.recv().await.unwrap() {
+                EngineEvent::Qr { code } => {
+                    codes.push(code);
+                    at.push(Instant::now());
+                }
+                EngineEvent::Failed { message } => break message,
+                other => panic!("unexpected {other:?}"),
+            }
+        };
+        assert_eq!(codes.len(), 6);
+        assert_eq!(
+            codes.iter().collect::<std::collections::HashSet<_>>().len(),
+            6
+        );
+        for w in at.windows(2) {
+            assert_eq!(w[1] - w[0], Duration::from_secs(20));
+        }
+        assert!(failure.contains("QR code attempts ran out"), "{failure}");
+        assert!(!client.is_alive());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn auto_scan_links_after_its_delay() {
+        let cfg = SimConfig {
+            auto_scan: Some(Duration::from_secs(5)),
+            ..SimConfig::default()
+        };
+        let (_net, client, mut rx, _dir) = start(cfg).await;
+        assert!(matches!(rx.recv().await, Some(EngineEvent::Qr { .. })));
+        let t0 = Instant::now();
+        assert_eq!(rx.recv().await, Some(EngineEvent::Authenticated));
+        assert_eq!(t0.elapsed(), Duration::from_secs(5));
+        match rx.recv().await {
+            Some(EngineEvent::Ready { phone, .. }) => assert_eq!(phone, default_me_digits(pair())),
+            other => panic!("{other:?}"),
+        }
+        assert!(client.is_alive());
+    }
+
+    #[tokio::test]
+    async fn a_dropped_client_is_dead_without_any_event() {
+        let (net, client, mut rx, _dir) = start(SimConfig::default()).await;
+        assert!(matches!(rx.recv().await, Some(EngineEvent::Qr { .. })));
+        net.scan(pair()).await.unwrap();
+        assert_eq!(rx.recv().await, Some(EngineEvent::Authenticated));
+        assert!(matches!(rx.recv().await, Some(EngineEvent::Ready { .. })));
+        net.fault(pair(), Fault::DropClient).unwrap();
+        assert!(!client.is_alive());
+        assert!(matches!(
+            client.read_contacts().await,
+            Err(EngineError::ClientGone)
+        ));
+        let quiet = tokio::time::timeout(Duration::from_millis(200), rx.recv()).await;
+        assert!(
+            quiet.is_err(),
+            "a vanished client must not announce itself: {quiet:?}"
+        );
+    }
+}

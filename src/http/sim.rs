@@ -48,12 +48,12 @@ pub async fn set_phonebook(
     let entries = b
         .entries
         .ok_or_else(|| AppError::BadRequest("entries is required".into()))?;
-    if let Some(me) = &b.me {
-        if own_numbers([me.as_str()]).is_empty() || !me.contains('@') {
-            return Err(AppError::BadRequest(
-                "me must be the account's jid, like 966512345678@s.whatsapp.net".into(),
-            ));
-        }
+    if let Some(me) = &b.me
+        && (own_numbers([me.as_str()]).is_empty() || !me.contains('@'))
+    {
+        return Err(AppError::BadRequest(
+            "me must be the account's jid, like 966512345678@s.whatsapp.net".into(),
+        ));
     }
     let count = entries.len();
     net.set_phonebook(

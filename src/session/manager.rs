@@ -172,19 +172,15 @@ impl SessionManager {
     /// # `POST /api/whatsapp/init`
     pub async fn init(&self, pair: Pair) -> AppResult<InitOutcome> {
         let _guard = self.lock_pair(pair).await;
-        if let Some(h) = self.live(pair) {
-            if !h.snapshot().status().is_terminal() {
-                match h.ask(Command::EnsureRunning).await {
-                    Some(restarted) => {
-                        return Ok(InitOutcome {
-                            snapshot: h.snapshot(),
-                            already_active: !restarted,
-                        });
-                    }
-                    // The actor ended meanwhile: start anew below.
-                    None => {}
-                }
-            }
+        // An actor that ended meanwhile answers None: start anew below.
+        if let Some(h) = self.live(pair)
+            && !h.snapshot().status().is_terminal()
+            && let Some(restarted) = h.ask(Command::EnsureRunning).await
+        {
+            return Ok(InitOutcome {
+                snapshot: h.snapshot(),
+                already_active: !restarted,
+            });
         }
         let latest = self.inner.store.latest_session(pair).await?;
         let now = self.inner.clock.now_ms();
@@ -228,18 +224,18 @@ impl SessionManager {
             pair.user_id,
             pair.place_id
         );
-        if let Some(h) = self.live(pair) {
-            if let Some(result) = h.ask(Command::StartFetch).await {
-                if result.is_ok() {
-                    tracing::info!(
-                        "ℹ️ Starting background contact fetch for user {}, place {}",
-                        pair.user_id,
-                        pair.place_id
-                    );
-                    tracing::info!("✅ Background contact fetch started successfully");
-                }
-                return result;
+        if let Some(h) = self.live(pair)
+            && let Some(result) = h.ask(Command::StartFetch).await
+        {
+            if result.is_ok() {
+                tracing::info!(
+                    "ℹ️ Starting background contact fetch for user {}, place {}",
+                    pair.user_id,
+                    pair.place_id
+                );
+                tracing::info!("✅ Background contact fetch started successfully");
             }
+            return result;
         }
         // No live actor: the database has the last word on what the session was.
         let Some(mut rec) = self.inner.store.latest_session(pair).await? else {
@@ -272,10 +268,10 @@ impl SessionManager {
     /// # `POST /api/whatsapp/restart`
     pub async fn restart(&self, pair: Pair) -> AppResult<Arc<SessionSnapshot>> {
         let _guard = self.lock_pair(pair).await;
-        if let Some(h) = self.live(pair) {
-            if h.ask(Command::Restart).await.is_some() {
-                return Ok(h.snapshot());
-            }
+        if let Some(h) = self.live(pair)
+            && h.ask(Command::Restart).await.is_some()
+        {
+            return Ok(h.snapshot());
         }
         let Some(mut rec) = self.inner.store.latest_session(pair).await? else {
             return Err(AppError::no_session());

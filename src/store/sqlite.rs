@@ -18,7 +18,7 @@ use super::{
 };
 use crate::domain::{Pair, PhoneNumber, PlaceId, SessionId, SessionStatus, UserId};
 
-/// SQLite allows 32,766 bound parameters per statement; 7 per contact row.
+/// SQLite allows 32,766 bound parameters per statement; 10 per contact row.
 const UPSERT_ROWS_PER_STATEMENT: usize = 2_000;
 
 #[derive(Clone)]
@@ -282,7 +282,8 @@ impl Store for SqliteStore {
         for chunk in batch.chunks(UPSERT_ROWS_PER_STATEMENT) {
             let mut q = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO contacts (user_id, place_id, phone_number, jid, name, push_name, \
-                 is_business, last_message_at, created_at, updated_at, last_synced_at) ",
+                 name_lc, push_name_lc, is_business, last_message_at, created_at, updated_at, \
+                 last_synced_at) ",
             );
             q.push_values(chunk, |mut b, c| {
                 b.push_bind(pair.user_id.get())
@@ -291,9 +292,11 @@ impl Store for SqliteStore {
                     .push_bind(c.jid.as_str())
                     .push_bind(c.name.as_deref())
                     .push_bind(c.push_name.as_deref())
+                    .push_bind(c.name.as_deref().map(str::to_lowercase))
+                    .push_bind(c.push_name.as_deref().map(str::to_lowercase))
                     .push_bind(c.is_business)
                     .push_bind(c.last_message_at)
-                    .push(&format!("{now_ms}, {now_ms}, {now_ms}"));
+                    .push(format!("{now_ms}, {now_ms}, {now_ms}"));
             });
             // Never lose what we knew: a name is not replaced by an empty one, activity only
             // moves forward, tags and custom fields are not touched.
@@ -302,6 +305,8 @@ impl Store for SqliteStore {
                  jid = excluded.jid, \
                  name = COALESCE(excluded.name, contacts.name), \
                  push_name = COALESCE(excluded.push_name, contacts.push_name), \
+                 name_lc = COALESCE(excluded.name_lc, contacts.name_lc), \
+                 push_name_lc = COALESCE(excluded.push_name_lc, contacts.push_name_lc), \
                  is_business = excluded.is_business, \
                  last_message_at = CASE \
                    WHEN excluded.last_message_at IS NULL THEN contacts.last_message_at \
@@ -465,9 +470,9 @@ impl Store for SqliteStore {
                 let lowered = text.to_lowercase();
                 let digits: String = text.chars().filter(char::is_ascii_digit).collect();
                 let by_name = |q: &mut QueryBuilder<Sqlite>| {
-                    q.push("(instr(lower(COALESCE(c.name, '')), ")
+                    q.push("(instr(COALESCE(c.name_lc, ''), ")
                         .push_bind(lowered.clone())
-                        .push(") > 0 OR instr(lower(COALESCE(c.push_name, '')), ")
+                        .push(") > 0 OR instr(COALESCE(c.push_name_lc, ''), ")
                         .push_bind(lowered.clone())
                         .push(") > 0)");
                 };
@@ -521,4 +526,50 @@ fn summary_json(rec: &SessionRecord) -> Option<String> {
         .summary
         .as_ref()
         .and_then(|s| serde_json::to_string(s).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn default_groups_stay_unique_under_racing_servers() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        // Two "server instances" on one database, each racing itself.
+        let a = SqliteStore::connect(&url).await.unwrap();
+        let b = SqliteStore::connect(&url).await.unwrap();
+        let pair = Pair::new(UserId::new_unchecked(1), PlaceId::new_unchecked(2));
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..40 {
+            let s = if i % 2 == 0 { a.clone() } else { b.clone() };
+            tasks.spawn(async move { s.ensure_default_groups(pair, i).await.unwrap().created });
+        }
+        let mut created = 0;
+        while let Some(n) = tasks.join_next().await {
+            created += n.unwrap();
+        }
+        assert_eq!(created, 2);
+        let (groups, total) = a.list_groups(pair, 1, 100, 0).await.unwrap();
+        assert_eq!(total, 2);
+        let names: Vec<_> = groups.iter().map(|g| g.name.as_str()).collect();
+        assert_eq!(names, vec!["جميع الارقام", "اخر الارقام (90 يوم)"]);
+        let again = a.ensure_default_groups(pair, 99).await.unwrap();
+        assert_eq!(again.created, 0);
+        assert_eq!(again.existing.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn the_schema_refuses_a_second_group_of_a_default_name() {
+        let store = SqliteStore::connect("sqlite::memory:").await.unwrap();
+        let pair = Pair::new(UserId::new_unchecked(1), PlaceId::new_unchecked(2));
+        store.ensure_default_groups(pair, 1).await.unwrap();
+        let dup = sqlx::query(
+            "INSERT INTO contact_groups (user_id, place_id, name, kind, created_at, updated_at) \
+             VALUES (1, 2, 'جميع الارقام', 'manual', 1, 1)",
+        )
+        .execute(&store.pool)
+        .await;
+        assert!(dup.is_err(), "the database must enforce the unique name");
+    }
 }
