@@ -8,3 +8,4 @@ mod conventions;
 mod fetch;
 mod groups;
 mod lifecycle;
+mod process;

@@ -1,0 +1,291 @@
+//! The real binary: its flags, its logs, and what SIGTERM and `kill -9` leave behind.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_whatsapp-manager");
+
+/// The server as a child process, its stderr (the logs) collected as it goes.
+struct Server {
+    child: Child,
+    logs: Arc<Mutex<String>>,
+    base: String,
+    client: reqwest::Client,
+}
+
+impl Server {
+    async fn start(dir: &std::path::Path, extra: &[&str]) -> Server {
+        let db = format!("sqlite://{}", dir.join("wam.db").display());
+        let data = dir.join("data");
+        let mut child = Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0", "--database", &db, "--data-dir"])
+            .arg(&data)
+            .args(["--engine", "sim"])
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start server");
+        let logs = Arc::new(Mutex::new(String::new()));
+        let (port_tx, port_rx) = std::sync::mpsc::channel();
+        let stderr = child.stderr.take().expect("stderr");
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("listening on http://").nth(1) {
+                    let port = rest.split([':', ' ']).nth(1).unwrap_or("").to_string();
+                    let _ = port_tx.send(port);
+                }
+                let mut l = sink.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        let port = port_rx
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("server did not start: {}", logs.lock().unwrap()));
+        Server {
+            child,
+            logs,
+            base: format!("http://127.0.0.1:{port}"),
+            client: reqwest::Client::new(),
+        }
+    }
+
+    fn logs(&self) -> String {
+        self.logs.lock().unwrap().clone()
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let mut req = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let res = req.send().await.expect("request");
+        (res.status(), res.json().await.expect("json"))
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.call(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    async fn status(&self) -> Value {
+        self.call(reqwest::Method::GET, "/api/whatsapp/status?user_id=1&place_id=2", None)
+            .await
+            .1["data"]
+            .clone()
+    }
+
+    async fn wait_for(&self, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
+        for _ in 0..1000 {
+            let st = self.status().await;
+            if ok(&st) {
+                return st;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("never {what}: {}", self.status().await);
+    }
+
+    async fn wait_status(&self, want: &str) -> Value {
+        self.wait_for(want, |s| s["status"] == want).await
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .expect("kill")
+            .success();
+        assert!(ok);
+    }
+
+    /// Waits for the process to exit; returns its exit code and how long it took.
+    fn wait_exit(&mut self, limit: Duration) -> (Option<i32>, Duration) {
+        let t0 = std::time::Instant::now();
+        loop {
+            if let Some(st) = self.child.try_wait().expect("wait") {
+                return (st.code(), t0.elapsed());
+            }
+            if t0.elapsed() > limit {
+                let _ = self.child.kill();
+                panic!("server did not exit within {limit:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn pair() -> Value {
+    json!({"user_id": 1, "place_id": 2})
+}
+
+fn book(n: usize) -> Value {
+    let now = chrono::Utc::now().timestamp();
+    let entries: Vec<Value> = (0..n)
+        .map(|i| {
+            json!({"jid": format!("9665{:08}@s.whatsapp.net", 10_000_000 + i),
+                   "name": format!("C{i}"), "last_message_at": now - (i as i64 % 200) * 86_400})
+        })
+        .collect();
+    json!({"user_id": 1, "place_id": 2, "me": "966500000001@s.whatsapp.net", "entries": entries})
+}
+
+#[test]
+fn help_lists_every_flag_with_its_environment_variable() {
+    let out = Command::new(BIN).args(["serve", "--help"]).output().expect("run");
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--listen", "WAM_LISTEN", "127.0.0.1:5000", "--database", "DATABASE_URL",
+        "sqlite://data/whatsapp-manager.db", "--data-dir", "WAM_DATA_DIR", "--engine",
+        "WAM_ENGINE", "--sim-contacts", "--sim-auto-scan", "--sim-qr-interval",
+        "--sim-qr-attempts", "--sim-fetch-delay-ms",
+    ] {
+        assert!(help.contains(flag), "--help lacks {flag}:\n{help}");
+    }
+}
+
+#[test]
+fn the_whatsapp_engine_refuses_to_start_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("x.db").display());
+    let out = Command::new(BIN)
+        .args(["serve", "--engine", "whatsapp", "--listen", "127.0.0.1:0", "--database", &db])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--engine sim"), "{err}");
+}
+
+#[test]
+fn a_bad_flag_value_is_refused_before_starting() {
+    let out = Command::new(BIN)
+        .args(["serve", "--sim-qr-attempts", "0"])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+}
+
+#[tokio::test]
+async fn logs_follow_the_notes_and_never_carry_qr_payloads() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = Server::start(dir.path(), &["--sim-auto-scan", "0.2"]).await;
+    let (s, v) = srv.post("/api/whatsapp/init", pair()).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let id = v["data"]["session_id"].as_str().unwrap().to_string();
+    let ready = srv.wait_status("ready").await;
+    assert_eq!(ready["session_id"], id.as_str());
+    let (s, _) = srv.post("/api/whatsapp/start-contact-fetch", pair()).await;
+    assert_eq!(s, StatusCode::OK);
+    srv.wait_for("fetched", |s| s["contacts_fetch_completed"] == true).await;
+    let (s, _) = srv.post("/api/sim/fault", json!({"user_id": 1, "place_id": 2, "kind": "drop_client"})).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = srv.post("/api/whatsapp/start-contact-fetch", pair()).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let logs = srv.logs();
+    for line in [
+        format!("✅ Session ready: {id}"),
+        format!("🏗️ Creating default groups for session: {id}"),
+        "ℹ️ Found 0 existing auto groups: ".to_string(),
+        "✅ Created 2 new default groups for user 1".to_string(),
+        format!("✅ Created 2 default groups for session: {id}"),
+        "ℹ️ Attempting to start contact fetch for user 1, place 2".to_string(),
+        "ℹ️ Starting background contact fetch for user 1, place 2".to_string(),
+        format!("⚡ Contact fetch starting for session: {id}"),
+        "✅ Background contact fetch started successfully".to_string(),
+        format!("⚠️ Client not found in memory for session {id}, updating status"),
+        "🔄 Session status updated to disconnected".to_string(),
+        "❌ Error starting contact fetch: Client not available - session may have been disconnected".to_string(),
+    ] {
+        assert!(logs.contains(&line), "missing log line {line:?} in:\n{logs}");
+    }
+    // A QR payload is `ref,key,key,secret`: digits '@' then base64 runs joined by commas.
+    for (i, _) in logs.match_indices('@') {
+        let tail: String = logs[i + 1..].chars().take(40).collect();
+        let b64 = tail
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || "+/=".contains(*c))
+            .count();
+        assert!(
+            !(b64 >= 16 && tail.chars().nth(b64) == Some(',')),
+            "a QR payload reached the logs near: {tail}"
+        );
+    }
+    assert!(!logs.contains("data:image/png"), "a QR image reached the logs");
+}
+
+#[tokio::test]
+async fn sigterm_mid_fetch_exits_promptly_and_leaves_the_fetch_resumable() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut srv = Server::start(dir.path(), &["--sim-auto-scan", "0", "--sim-fetch-delay-ms", "200"]).await;
+    let (s, _) = srv.call(reqwest::Method::PUT, "/api/sim/phonebook", Some(book(30_000))).await;
+    assert_eq!(s, StatusCode::OK);
+    srv.post("/api/whatsapp/init", pair()).await;
+    let before = srv.wait_status("ready").await;
+    srv.post("/api/whatsapp/start-contact-fetch", pair()).await;
+    srv.wait_for("partly fetched", |s| s["total_contacts"].as_i64().unwrap_or(0) >= 2_000)
+        .await;
+    srv.signal("-TERM");
+    let (code, took) = srv.wait_exit(Duration::from_secs(15));
+    assert_eq!(code, Some(0), "{}", srv.logs());
+    assert!(took < Duration::from_secs(10), "exit took {took:?}");
+
+    let srv = Server::start(dir.path(), &["--sim-auto-scan", "0"]).await;
+    let st = srv.wait_status("ready").await;
+    assert_eq!(st["session_id"], before["session_id"], "same session, no new scan");
+    assert!(st["contacts_fetch_error"].as_str().unwrap().contains("interrupted"), "{st}");
+    let (s, _) = srv.post("/api/whatsapp/start-contact-fetch", pair()).await;
+    assert_eq!(s, StatusCode::OK);
+    let done = srv.wait_for("fetched", |s| s["contacts_fetch_completed"] == true).await;
+    assert_eq!(done["total_contacts"], 30_000);
+    assert_eq!(done["total_groups"], 2);
+}
+
+#[tokio::test]
+async fn kill_9_mid_fetch_loses_nothing_and_duplicates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut srv = Server::start(dir.path(), &["--sim-auto-scan", "0", "--sim-fetch-delay-ms", "200"]).await;
+    let (s, _) = srv.call(reqwest::Method::PUT, "/api/sim/phonebook", Some(book(30_000))).await;
+    assert_eq!(s, StatusCode::OK);
+    srv.post("/api/whatsapp/init", pair()).await;
+    let before = srv.wait_status("ready").await;
+    srv.post("/api/whatsapp/start-contact-fetch", pair()).await;
+    srv.wait_for("partly fetched", |s| s["total_contacts"].as_i64().unwrap_or(0) >= 3_000)
+        .await;
+    srv.signal("-KILL");
+    srv.wait_exit(Duration::from_secs(10));
+
+    let srv = Server::start(dir.path(), &["--sim-auto-scan", "0"]).await;
+    let st = srv.wait_status("ready").await;
+    assert_eq!(st["session_id"], before["session_id"]);
+    assert_ne!(st["status"], "fetching_contacts");
+    let (s, v) = srv.post("/api/whatsapp/start-contact-fetch", pair()).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let done = srv.wait_for("fetched", |s| s["contacts_fetch_completed"] == true).await;
+    assert_eq!(done["total_contacts"], 30_000);
+    let (_, groups) = srv
+        .call(reqwest::Method::GET, "/api/whatsapp/groups?user_id=1&place_id=2", None)
+        .await;
+    let groups = groups["data"]["groups"].as_array().unwrap().clone();
+    assert_eq!(groups.len(), 2);
+    assert_eq!(groups[0]["contact_count"], 30_000);
+    // Activity spreads over 200 days in steps of one day: days 0..=89 are recent.
+    assert_eq!(groups[1]["contact_count"], 30_000 / 200 * 90);
+}
