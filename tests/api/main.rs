@@ -5,6 +5,7 @@
 mod helpers;
 
 mod conventions;
+mod database_down;
 mod fetch;
 mod groups;
 mod lifecycle;

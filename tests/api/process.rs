@@ -23,7 +23,14 @@ impl Server {
         let db = format!("sqlite://{}", dir.join("wam.db").display());
         let data = dir.join("data");
         let mut child = Command::new(BIN)
-            .args(["serve", "--listen", "127.0.0.1:0", "--database", &db, "--data-dir"])
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--database",
+                &db,
+                "--data-dir",
+            ])
             .arg(&data)
             .args(["--engine", "sim"])
             .args(extra)
@@ -62,7 +69,12 @@ impl Server {
         self.logs.lock().unwrap().clone()
     }
 
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let mut req = self.client.request(method, format!("{}{path}", self.base));
         if let Some(b) = body {
             req = req.json(&b);
@@ -76,9 +88,13 @@ impl Server {
     }
 
     async fn status(&self) -> Value {
-        self.call(reqwest::Method::GET, "/api/whatsapp/status?user_id=1&place_id=2", None)
-            .await
-            .1["data"]
+        self.call(
+            reqwest::Method::GET,
+            "/api/whatsapp/status?user_id=1&place_id=2",
+            None,
+        )
+        .await
+        .1["data"]
             .clone()
     }
 
@@ -146,14 +162,28 @@ fn book(n: usize) -> Value {
 
 #[test]
 fn help_lists_every_flag_with_its_environment_variable() {
-    let out = Command::new(BIN).args(["serve", "--help"]).output().expect("run");
+    let out = Command::new(BIN)
+        .args(["serve", "--help"])
+        .output()
+        .expect("run");
     assert!(out.status.success());
     let help = String::from_utf8_lossy(&out.stdout);
     for flag in [
-        "--listen", "WAM_LISTEN", "127.0.0.1:5000", "--database", "DATABASE_URL",
-        "sqlite://data/whatsapp-manager.db", "--data-dir", "WAM_DATA_DIR", "--engine",
-        "WAM_ENGINE", "--sim-contacts", "--sim-auto-scan", "--sim-qr-interval",
-        "--sim-qr-attempts", "--sim-fetch-delay-ms",
+        "--listen",
+        "WAM_LISTEN",
+        "127.0.0.1:5000",
+        "--database",
+        "DATABASE_URL",
+        "sqlite://data/whatsapp-manager.db",
+        "--data-dir",
+        "WAM_DATA_DIR",
+        "--engine",
+        "WAM_ENGINE",
+        "--sim-contacts",
+        "--sim-auto-scan",
+        "--sim-qr-interval",
+        "--sim-qr-attempts",
+        "--sim-fetch-delay-ms",
     ] {
         assert!(help.contains(flag), "--help lacks {flag}:\n{help}");
     }
@@ -164,7 +194,15 @@ fn the_whatsapp_engine_refuses_to_start_with_a_clear_message() {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("x.db").display());
     let out = Command::new(BIN)
-        .args(["serve", "--engine", "whatsapp", "--listen", "127.0.0.1:0", "--database", &db])
+        .args([
+            "serve",
+            "--engine",
+            "whatsapp",
+            "--listen",
+            "127.0.0.1:0",
+            "--database",
+            &db,
+        ])
         .output()
         .expect("run");
     assert!(!out.status.success());
@@ -192,8 +230,14 @@ async fn logs_follow_the_notes_and_never_carry_qr_payloads() {
     assert_eq!(ready["session_id"], id.as_str());
     let (s, _) = srv.post("/api/whatsapp/start-contact-fetch", pair()).await;
     assert_eq!(s, StatusCode::OK);
-    srv.wait_for("fetched", |s| s["contacts_fetch_completed"] == true).await;
-    let (s, _) = srv.post("/api/sim/fault", json!({"user_id": 1, "place_id": 2, "kind": "drop_client"})).await;
+    srv.wait_for("fetched", |s| s["contacts_fetch_completed"] == true)
+        .await;
+    let (s, _) = srv
+        .post(
+            "/api/sim/fault",
+            json!({"user_id": 1, "place_id": 2, "kind": "drop_client"}),
+        )
+        .await;
     assert_eq!(s, StatusCode::OK);
     let (s, _) = srv.post("/api/whatsapp/start-contact-fetch", pair()).await;
     assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
@@ -228,20 +272,35 @@ async fn logs_follow_the_notes_and_never_carry_qr_payloads() {
             "a QR payload reached the logs near: {tail}"
         );
     }
-    assert!(!logs.contains("data:image/png"), "a QR image reached the logs");
+    assert!(
+        !logs.contains("data:image/png"),
+        "a QR image reached the logs"
+    );
 }
 
 #[tokio::test]
 async fn sigterm_mid_fetch_exits_promptly_and_leaves_the_fetch_resumable() {
     let dir = tempfile::tempdir().unwrap();
-    let mut srv = Server::start(dir.path(), &["--sim-auto-scan", "0", "--sim-fetch-delay-ms", "200"]).await;
-    let (s, _) = srv.call(reqwest::Method::PUT, "/api/sim/phonebook", Some(book(30_000))).await;
+    let mut srv = Server::start(
+        dir.path(),
+        &["--sim-auto-scan", "0", "--sim-fetch-delay-ms", "200"],
+    )
+    .await;
+    let (s, _) = srv
+        .call(
+            reqwest::Method::PUT,
+            "/api/sim/phonebook",
+            Some(book(30_000)),
+        )
+        .await;
     assert_eq!(s, StatusCode::OK);
     srv.post("/api/whatsapp/init", pair()).await;
     let before = srv.wait_status("ready").await;
     srv.post("/api/whatsapp/start-contact-fetch", pair()).await;
-    srv.wait_for("partly fetched", |s| s["total_contacts"].as_i64().unwrap_or(0) >= 2_000)
-        .await;
+    srv.wait_for("partly fetched", |s| {
+        s["total_contacts"].as_i64().unwrap_or(0) >= 2_000
+    })
+    .await;
     srv.signal("-TERM");
     let (code, took) = srv.wait_exit(Duration::from_secs(15));
     assert_eq!(code, Some(0), "{}", srv.logs());
@@ -249,11 +308,22 @@ async fn sigterm_mid_fetch_exits_promptly_and_leaves_the_fetch_resumable() {
 
     let srv = Server::start(dir.path(), &["--sim-auto-scan", "0"]).await;
     let st = srv.wait_status("ready").await;
-    assert_eq!(st["session_id"], before["session_id"], "same session, no new scan");
-    assert!(st["contacts_fetch_error"].as_str().unwrap().contains("interrupted"), "{st}");
+    assert_eq!(
+        st["session_id"], before["session_id"],
+        "same session, no new scan"
+    );
+    assert!(
+        st["contacts_fetch_error"]
+            .as_str()
+            .unwrap()
+            .contains("interrupted"),
+        "{st}"
+    );
     let (s, _) = srv.post("/api/whatsapp/start-contact-fetch", pair()).await;
     assert_eq!(s, StatusCode::OK);
-    let done = srv.wait_for("fetched", |s| s["contacts_fetch_completed"] == true).await;
+    let done = srv
+        .wait_for("fetched", |s| s["contacts_fetch_completed"] == true)
+        .await;
     assert_eq!(done["total_contacts"], 30_000);
     assert_eq!(done["total_groups"], 2);
 }
@@ -261,14 +331,26 @@ async fn sigterm_mid_fetch_exits_promptly_and_leaves_the_fetch_resumable() {
 #[tokio::test]
 async fn kill_9_mid_fetch_loses_nothing_and_duplicates_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let mut srv = Server::start(dir.path(), &["--sim-auto-scan", "0", "--sim-fetch-delay-ms", "200"]).await;
-    let (s, _) = srv.call(reqwest::Method::PUT, "/api/sim/phonebook", Some(book(30_000))).await;
+    let mut srv = Server::start(
+        dir.path(),
+        &["--sim-auto-scan", "0", "--sim-fetch-delay-ms", "200"],
+    )
+    .await;
+    let (s, _) = srv
+        .call(
+            reqwest::Method::PUT,
+            "/api/sim/phonebook",
+            Some(book(30_000)),
+        )
+        .await;
     assert_eq!(s, StatusCode::OK);
     srv.post("/api/whatsapp/init", pair()).await;
     let before = srv.wait_status("ready").await;
     srv.post("/api/whatsapp/start-contact-fetch", pair()).await;
-    srv.wait_for("partly fetched", |s| s["total_contacts"].as_i64().unwrap_or(0) >= 3_000)
-        .await;
+    srv.wait_for("partly fetched", |s| {
+        s["total_contacts"].as_i64().unwrap_or(0) >= 3_000
+    })
+    .await;
     srv.signal("-KILL");
     srv.wait_exit(Duration::from_secs(10));
 
@@ -278,10 +360,16 @@ async fn kill_9_mid_fetch_loses_nothing_and_duplicates_nothing() {
     assert_ne!(st["status"], "fetching_contacts");
     let (s, v) = srv.post("/api/whatsapp/start-contact-fetch", pair()).await;
     assert_eq!(s, StatusCode::OK, "{v}");
-    let done = srv.wait_for("fetched", |s| s["contacts_fetch_completed"] == true).await;
+    let done = srv
+        .wait_for("fetched", |s| s["contacts_fetch_completed"] == true)
+        .await;
     assert_eq!(done["total_contacts"], 30_000);
     let (_, groups) = srv
-        .call(reqwest::Method::GET, "/api/whatsapp/groups?user_id=1&place_id=2", None)
+        .call(
+            reqwest::Method::GET,
+            "/api/whatsapp/groups?user_id=1&place_id=2",
+            None,
+        )
         .await;
     let groups = groups["data"]["groups"].as_array().unwrap().clone();
     assert_eq!(groups.len(), 2);

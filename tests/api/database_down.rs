@@ -1,0 +1,149 @@
+//! A database that stops answering: health says 503, other routes a 500 envelope, no panic.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use serde_json::Value;
+use tower::ServiceExt;
+use whatsapp_manager::clock::SystemClock;
+use whatsapp_manager::domain::Pair;
+use whatsapp_manager::engine::sim::{SimConfig, SimNetwork};
+use whatsapp_manager::http::{AppState, router};
+use whatsapp_manager::session::SessionManager;
+use whatsapp_manager::store::*;
+
+struct DownStore;
+
+fn down<T>() -> StoreResult<T> {
+    Err(anyhow::anyhow!("database is gone"))
+}
+
+#[async_trait]
+impl Store for DownStore {
+    async fn ping(&self) -> StoreResult<()> {
+        down()
+    }
+    async fn close(&self) {}
+    async fn insert_session(&self, _: &SessionRecord) -> StoreResult<()> {
+        down()
+    }
+    async fn save_session(&self, _: &SessionRecord) -> StoreResult<()> {
+        down()
+    }
+    async fn latest_session(&self, _: Pair) -> StoreResult<Option<SessionRecord>> {
+        down()
+    }
+    async fn latest_sessions(&self) -> StoreResult<Vec<SessionRecord>> {
+        down()
+    }
+    async fn ensure_default_groups(&self, _: Pair, _: i64) -> StoreResult<DefaultGroupsOutcome> {
+        down()
+    }
+    async fn import_contacts(
+        &self,
+        _: Pair,
+        _: &[ImportContact],
+        _: BatchProgress<'_>,
+        _: i64,
+    ) -> StoreResult<()> {
+        down()
+    }
+    async fn pair_counts(&self, _: Pair) -> StoreResult<(i64, i64)> {
+        down()
+    }
+    async fn contact_stats(&self, _: Pair, _: i64) -> StoreResult<ContactStats> {
+        down()
+    }
+    async fn list_groups(
+        &self,
+        _: Pair,
+        _: i64,
+        _: i64,
+        _: i64,
+    ) -> StoreResult<(Vec<GroupRecord>, i64)> {
+        down()
+    }
+    async fn group(&self, _: Pair, _: i64, _: i64) -> StoreResult<Option<GroupRecord>> {
+        down()
+    }
+    async fn group_contacts(
+        &self,
+        _: &GroupRecord,
+        _: &ContactQuery,
+        _: i64,
+    ) -> StoreResult<(Vec<ContactRecord>, i64)> {
+        down()
+    }
+}
+
+async fn call(app: axum::Router, method: &str, uri: &str, body: &str) -> (StatusCode, Value) {
+    let req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let res = app.oneshot(req).await.unwrap();
+    let status = res.status();
+    let bytes = axum::body::to_bytes(res.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    (status, serde_json::from_slice(&bytes).unwrap())
+}
+
+#[tokio::test]
+async fn health_is_503_and_other_routes_500_in_the_envelope_when_the_database_is_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(SystemClock);
+    let net = SimNetwork::new(
+        SimConfig::default(),
+        dir.path().to_path_buf(),
+        clock.clone(),
+    )
+    .unwrap();
+    let store: Arc<dyn Store> = Arc::new(DownStore);
+    let state = AppState {
+        manager: SessionManager::new(Arc::new(net.clone()), store.clone(), clock.clone()),
+        store,
+        clock,
+        sim: Some(net),
+        engine: "sim",
+        started: Instant::now(),
+    };
+    let app = router(state);
+
+    let (s, v) = call(app.clone(), "GET", "/api/health", "").await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+    assert_eq!(v["success"], false);
+    assert_eq!(v["status_code"], 503);
+    assert_eq!(v["message"], "Database is unreachable");
+
+    for (method, uri, body) in [
+        ("GET", "/api/whatsapp/status?user_id=1&place_id=2", ""),
+        (
+            "POST",
+            "/api/whatsapp/init",
+            r#"{"user_id":1,"place_id":2}"#,
+        ),
+        (
+            "POST",
+            "/api/whatsapp/start-contact-fetch",
+            r#"{"user_id":1,"place_id":2}"#,
+        ),
+        ("GET", "/api/whatsapp/groups?user_id=1&place_id=2", ""),
+    ] {
+        let (s, v) = call(app.clone(), method, uri, body).await;
+        assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR, "{uri}: {v}");
+        assert_eq!(
+            v["message"], "Internal server error",
+            "no internals leak: {v}"
+        );
+        assert_eq!(v["status_code"], 500);
+    }
+    // Input is still validated first: a client mistake stays a 400.
+    let (s, _) = call(app, "GET", "/api/whatsapp/status?user_id=x&place_id=2", "").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+}
