@@ -12,6 +12,9 @@ use crate::domain::{Pair, PhoneNumber, SessionId};
 use crate::engine::{EngineClient, EngineError};
 use crate::store::{BatchProgress, FetchSummary, Store};
 
+/// An update from the fetch numbered `.0`; the actor ignores those of a fetch it has let go.
+pub type FetchMessage = (u64, FetchUpdate);
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum FetchUpdate {
     Progress {
@@ -31,6 +34,8 @@ pub enum FetchOutcome {
 }
 
 pub struct FetchJob {
+    /// Distinguishes this fetch's updates from those of an earlier one of the same session.
+    pub serial: u64,
     pub session_id: SessionId,
     pub pair: Pair,
     pub client: Arc<dyn EngineClient>,
@@ -38,21 +43,39 @@ pub struct FetchJob {
     pub clock: SharedClock,
     pub own_phone: Option<PhoneNumber>,
     /// The session actor holds the receiver.
-    pub updates: mpsc::Sender<FetchUpdate>,
+    pub updates: mpsc::Sender<FetchMessage>,
     pub cancel: CancellationToken,
 }
 
 impl FetchJob {
+    /// Runs to an outcome that is always reported, even when the import panics: a session
+    /// must never stay `fetching_contacts` because its fetch died.
     pub async fn run(self) {
+        let updates = self.updates.clone();
+        let serial = self.serial;
+        let cancel = self.cancel.clone();
+        let id = self.session_id.clone();
+        let inner = tokio::spawn(async move { self.import().await });
+        let _abort_on_drop = AbortOnDrop(inner.abort_handle());
+        let mut inner = inner;
         let outcome = tokio::select! {
+            // A finished import wins over a cancel that arrives at the same moment.
             biased;
-            _ = self.cancel.cancelled() => FetchOutcome::Cancelled,
-            r = self.import() => match r {
-                Ok(summary) => FetchOutcome::Completed(summary),
-                Err(message) => FetchOutcome::Failed(message),
+            r = &mut inner => match r {
+                Ok(Ok(summary)) => FetchOutcome::Completed(summary),
+                Ok(Err(message)) => FetchOutcome::Failed(message),
+                Err(e) => {
+                    tracing::error!("❌ Contact fetch task of session {id} died: {e}");
+                    FetchOutcome::Failed(
+                        "Contact fetch failed because of an internal error. Start it again; \
+                         nothing already saved is lost."
+                            .into(),
+                    )
+                }
             },
+            _ = cancel.cancelled() => FetchOutcome::Cancelled,
         };
-        let _ = self.updates.send(FetchUpdate::Done(outcome)).await;
+        let _ = updates.send((serial, FetchUpdate::Done(outcome))).await;
     }
 
     async fn import(&self) -> Result<FetchSummary, String> {
@@ -86,14 +109,12 @@ impl FetchJob {
                         .to_string()
                 })?;
             summary.imported += batch.len() as u64;
-            let _ = self
-                .updates
-                .send(FetchUpdate::Progress {
-                    processed,
-                    total: total_now,
-                    percent,
-                })
-                .await;
+            let progress = FetchUpdate::Progress {
+                processed,
+                total: total_now,
+                percent,
+            };
+            let _ = self.updates.send((self.serial, progress)).await;
         }
         Ok(summary)
     }
@@ -112,5 +133,15 @@ fn describe(e: EngineError) -> String {
                 .into()
         }
         EngineError::Failed(m) => format!("Contact fetch failed: {m}. Start the fetch again."),
+    }
+}
+
+/// Cancelling a fetch (or dropping its runner) stops the import at its next await; an
+/// uncommitted batch is rolled back with its transaction.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

@@ -432,7 +432,6 @@ async fn run_client(
         None => match show_qr_codes(&net, &shared, &mut ctl, &events).await {
             Linking::Linked(d) => d,
             Linking::Exhausted => {
-                shared.alive.store(false, Ordering::SeqCst);
                 let n = net.inner.cfg.qr_attempts;
                 let _ = events
                     .send(EngineEvent::Failed {
@@ -443,6 +442,8 @@ async fn run_client(
                         ),
                     })
                     .await;
+                // Dead only after saying why, so a liveness check finds the reason first.
+                shared.alive.store(false, Ordering::SeqCst);
                 return;
             }
             Linking::Stopped => return,
@@ -540,34 +541,18 @@ async fn connected_loop(
         phone: device.me.clone(),
         push_name: device.push_name.clone(),
     };
-    shared.connected.store(true, Ordering::SeqCst);
-    if events.send(ready()).await.is_err() {
-        return;
-    }
-    let down = |shared: &ClientShared| {
+    let down = || {
         shared.connected.store(false, Ordering::SeqCst);
         shared.generation.fetch_add(1, Ordering::SeqCst);
     };
+    // While the connection is down, when it comes back. Every control message is handled
+    // the same way up or down: an unlink during the backoff must not be lost.
+    let mut reconnect_at = Some(Instant::now());
     loop {
-        match ctl.recv().await {
-            Some(Control::Scan(reply)) => {
-                let _ = reply.send(false);
-            }
-            Some(Control::Fault(Fault::Disconnect)) => {
-                down(shared);
-                let _ = events
-                    .send(EngineEvent::Disconnected {
-                        reason: "connection to WhatsApp lost (simulated)".into(),
-                    })
-                    .await;
-                tokio::select! {
-                    _ = tokio::time::sleep(net.inner.cfg.reconnect_backoff) => {}
-                    c = ctl.recv() => {
-                        if !matches!(c, Some(Control::Fault(Fault::FailFetch | Fault::SlowFetch | Fault::Disconnect))) {
-                            return;
-                        }
-                    }
-                }
+        let wake = reconnect_at;
+        tokio::select! {
+            _ = tokio::time::sleep_until(wake.unwrap_or_else(Instant::now)), if wake.is_some() => {
+                reconnect_at = None;
                 if !shared.alive.load(Ordering::SeqCst) {
                     return;
                 }
@@ -576,29 +561,45 @@ async fn connected_loop(
                     return;
                 }
             }
-            Some(Control::Fault(Fault::Logout)) => {
-                down(shared);
-                shared.alive.store(false, Ordering::SeqCst);
-                let _ = net.forget(&shared.session_id).await;
-                let _ = events
-                    .send(EngineEvent::LoggedOut {
-                        reason: "the device was unlinked from the phone".into(),
-                    })
-                    .await;
-                return;
+            c = ctl.recv() => match c {
+                Some(Control::Scan(reply)) => {
+                    let _ = reply.send(false);
+                }
+                Some(Control::Fault(Fault::Disconnect)) => {
+                    if reconnect_at.is_none() {
+                        down();
+                        let _ = events
+                            .send(EngineEvent::Disconnected {
+                                reason: "connection to WhatsApp lost (simulated)".into(),
+                            })
+                            .await;
+                        reconnect_at = Some(Instant::now() + net.inner.cfg.reconnect_backoff);
+                    }
+                }
+                Some(Control::Fault(Fault::Logout)) => {
+                    down();
+                    shared.alive.store(false, Ordering::SeqCst);
+                    let _ = net.forget(&shared.session_id).await;
+                    let _ = events
+                        .send(EngineEvent::LoggedOut {
+                            reason: "the device was unlinked from the phone".into(),
+                        })
+                        .await;
+                    return;
+                }
+                Some(Control::Unlink(reply)) => {
+                    down();
+                    shared.alive.store(false, Ordering::SeqCst);
+                    let _ = net.forget(&shared.session_id).await;
+                    let _ = reply.send(());
+                    return;
+                }
+                Some(Control::Fault(Fault::DropClient)) | Some(Control::Stop) | None => {
+                    down();
+                    return;
+                }
+                Some(Control::Fault(Fault::FailFetch | Fault::SlowFetch)) => {}
             }
-            Some(Control::Unlink(reply)) => {
-                down(shared);
-                shared.alive.store(false, Ordering::SeqCst);
-                let _ = net.forget(&shared.session_id).await;
-                let _ = reply.send(());
-                return;
-            }
-            Some(Control::Fault(Fault::DropClient)) | Some(Control::Stop) | None => {
-                down(shared);
-                return;
-            }
-            Some(Control::Fault(Fault::FailFetch | Fault::SlowFetch)) => {}
         }
     }
 }

@@ -67,13 +67,14 @@ pub fn router(state: AppState) -> Router {
             .route("/fault", post(sim::fault));
         app = app.nest("/api/sim", sim);
     }
+    // Outermost last: the envelope middleware must see what the timeout produces.
     app.fallback(not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(middleware::from_fn(envelope_every_error))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
         ))
+        .layer(middleware::from_fn(envelope_every_error))
         .layer(CatchPanicLayer::custom(
             |_: Box<dyn std::any::Any + Send>| {
                 tracing::error!("❌ A request handler panicked");

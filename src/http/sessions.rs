@@ -22,7 +22,7 @@ fn status_json(s: &SessionSnapshot) -> Value {
         "user_id": r.pair.user_id,
         "place_id": r.pair.place_id,
         "status": r.status,
-        "client_ready": s.client_ready,
+        "client_ready": s.client_ready(),
         "qr_code": s.qr.as_ref().filter(|_| r.status == SessionStatus::QrReady).map(|q| q.data_url.as_str()),
         "phone_number": r.phone_number,
         "name": r.name,
@@ -179,6 +179,11 @@ pub async fn info(State(st): State<AppState>, q: Query) -> AppResult<Response> {
             );
             advice.push("Restart the session with POST /api/whatsapp/restart.".into());
         }
+    }
+    if r.status.is_ready() && s.client.is_some() && !s.client_alive() {
+        score -= 50;
+        issues.push("The WhatsApp client is not responding.".into());
+        advice.push("Restart the session with POST /api/whatsapp/restart.".into());
     }
     if r.status.is_ready() {
         if r.fetch.last_sync.is_none() && r.status != SessionStatus::FetchingContacts {

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use super::manager::Registry;
 use super::{Command, FetchStarted, SessionSnapshot};
 use crate::clock::SharedClock;
-use crate::contacts::fetch::{FetchJob, FetchOutcome, FetchUpdate};
+use crate::contacts::fetch::{FetchJob, FetchMessage, FetchOutcome, FetchUpdate};
 use crate::domain::{PhoneNumber, SessionStatus};
 use crate::engine::{ClientStart, Engine, EngineClient, EngineEvent};
 use crate::error::{AppError, AppResult};
@@ -19,6 +19,9 @@ use crate::store::{FetchState, SessionRecord, Store};
 
 /// How long shutdown and restart wait for a running fetch to reach a batch boundary.
 const FETCH_STOP_GRACE: Duration = Duration::from_secs(5);
+/// How often a client that is not linked yet is checked for having silently died.
+const LIVENESS_CHECK: Duration = Duration::from_secs(2);
+const DEFAULT_GROUP_ATTEMPTS: u32 = 3;
 
 pub(super) struct Deps {
     pub engine: Arc<dyn Engine>,
@@ -28,6 +31,7 @@ pub(super) struct Deps {
 }
 
 struct RunningFetch {
+    serial: u64,
     cancel: CancellationToken,
     task: JoinHandle<()>,
 }
@@ -45,9 +49,10 @@ pub(super) struct Actor {
     qr: Option<Arc<QrImage>>,
     counts: (i64, i64),
     fetch: Option<RunningFetch>,
+    fetch_serial: u64,
     /// Fetch jobs hold clones of the sender.
-    fetch_tx: mpsc::Sender<FetchUpdate>,
-    fetch_rx: mpsc::Receiver<FetchUpdate>,
+    fetch_tx: mpsc::Sender<FetchMessage>,
+    fetch_rx: mpsc::Receiver<FetchMessage>,
 }
 
 #[derive(PartialEq, Eq)]
@@ -76,6 +81,7 @@ impl Actor {
             qr: None,
             counts: (0, 0),
             fetch: None,
+            fetch_serial: 0,
             fetch_tx,
             fetch_rx,
         }
@@ -85,7 +91,7 @@ impl Actor {
         SessionSnapshot {
             record: record.clone(),
             qr: None,
-            client_ready: false,
+            client: None,
             fetch_running: false,
             total_contacts: 0,
             total_groups: 0,
@@ -96,8 +102,16 @@ impl Actor {
     pub(super) async fn run(mut self) {
         self.refresh_counts().await;
         self.start_client().await;
+        let mut liveness = tokio::time::interval(LIVENESS_CHECK);
+        liveness.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         if !self.record.status.is_terminal() {
             loop {
+                let linking = matches!(
+                    self.record.status,
+                    SessionStatus::Initializing
+                        | SessionStatus::QrReady
+                        | SessionStatus::Authenticated
+                );
                 let flow = tokio::select! {
                     cmd = self.commands.recv() => match cmd {
                         Some(cmd) => self.on_command(cmd).await,
@@ -114,9 +128,16 @@ impl Actor {
                             Flow::Continue
                         }
                     },
-                    Some(update) = self.fetch_rx.recv() => {
-                        self.on_fetch_update(update).await;
+                    Some((serial, update)) = self.fetch_rx.recv() => {
+                        // Updates of a fetch already let go are stale.
+                        if self.fetch.as_ref().is_some_and(|f| f.serial == serial) {
+                            self.on_fetch_update(update).await;
+                        }
                         Flow::Continue
+                    }
+                    // Before linking there is no "use" to discover a dead client: look.
+                    _ = liveness.tick(), if linking && self.client.is_some() => {
+                        self.check_liveness().await
                     }
                 };
                 if flow == Flow::Stop {
@@ -136,12 +157,10 @@ impl Actor {
     }
 
     fn publish(&self) {
-        let client_ready =
-            self.record.status.is_ready() && self.client.as_ref().is_some_and(|c| c.is_alive());
         let snap = SessionSnapshot {
             record: self.record.clone(),
             qr: self.qr.clone(),
-            client_ready,
+            client: self.client.clone(),
             fetch_running: self.fetch.is_some(),
             total_contacts: self.counts.0,
             total_groups: self.counts.1,
@@ -278,12 +297,25 @@ impl Actor {
         let id = self.id().clone();
         let user = self.record.pair.user_id;
         tracing::info!("🏗️ Creating default groups for session: {id}");
-        match self
-            .deps
-            .store
-            .ensure_default_groups(self.record.pair, self.now_ms())
-            .await
-        {
+        let mut attempt = 1;
+        let result = loop {
+            let r = self
+                .deps
+                .store
+                .ensure_default_groups(self.record.pair, self.now_ms())
+                .await;
+            match r {
+                Err(e) if attempt < DEFAULT_GROUP_ATTEMPTS => {
+                    tracing::warn!(
+                        "⚠️ Creating default groups for session {id} failed (attempt {attempt}), retrying: {e:#}"
+                    );
+                    tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
+                    attempt += 1;
+                }
+                other => break other,
+            }
+        };
+        match result {
             Ok(outcome) => {
                 tracing::info!(
                     "ℹ️ Found {} existing auto groups: {}",
@@ -315,6 +347,22 @@ impl Actor {
             self.id()
         );
         self.mark_client_gone().await;
+    }
+
+    /// A client that died before linking leaves no QR to scan and no error to read.
+    async fn check_liveness(&mut self) -> Flow {
+        // An event already sent (a QR failure, say) explains the death better than we can.
+        while let Some(ev) = self.events.as_mut().and_then(|rx| rx.try_recv().ok()) {
+            if self.on_event(ev).await == Flow::Stop {
+                return Flow::Stop;
+            }
+        }
+        if self.client.as_ref().is_some_and(|c| !c.is_alive()) {
+            tracing::warn!("⚠️ Client of session {} stopped before linking", self.id());
+            self.qr = None;
+            self.mark_client_gone().await;
+        }
+        Flow::Continue
     }
 
     async fn mark_client_gone(&mut self) {
@@ -358,6 +406,10 @@ impl Actor {
                 return Flow::Stop;
             }
         }
+        // A client that could not start leaves nothing for this actor to drive.
+        if self.record.status.is_terminal() {
+            return Flow::Stop;
+        }
         Flow::Continue
     }
 
@@ -390,7 +442,9 @@ impl Actor {
         }
         tracing::info!("⚡ Contact fetch starting for session: {}", self.id());
         let cancel = CancellationToken::new();
+        self.fetch_serial += 1;
         let job = FetchJob {
+            serial: self.fetch_serial,
             session_id: self.record.session_id.clone(),
             pair: self.record.pair,
             client,
@@ -401,6 +455,7 @@ impl Actor {
             cancel: cancel.clone(),
         };
         self.fetch = Some(RunningFetch {
+            serial: self.fetch_serial,
             cancel,
             task: tokio::spawn(job.run()),
         });
@@ -476,13 +531,14 @@ impl Actor {
     }
 
     /// Cancels a running fetch and waits for it to leave at a batch boundary; committed
-    /// batches stay, and the next fetch completes the picture.
+    /// batches stay, and the next fetch completes the picture. A fetch that finished just
+    /// before the stop is recorded as finished, not as interrupted.
     async fn stop_fetch(&mut self, why: &str) {
-        let Some(running) = self.fetch.take() else {
+        let Some(mut running) = self.fetch.take() else {
             return;
         };
         running.cancel.cancel();
-        if tokio::time::timeout(FETCH_STOP_GRACE, running.task)
+        if tokio::time::timeout(FETCH_STOP_GRACE, &mut running.task)
             .await
             .is_err()
         {
@@ -490,9 +546,20 @@ impl Actor {
                 "⚠️ Contact fetch of session {} did not stop in time",
                 self.id()
             );
+            running.task.abort();
         }
-        // Its Done message is stale now; drop it so it cannot end a later fetch.
-        while self.fetch_rx.try_recv().is_ok() {}
+        let mut outcome = None;
+        while let Ok((serial, update)) = self.fetch_rx.try_recv() {
+            if serial == running.serial
+                && let FetchUpdate::Done(o) = update
+            {
+                outcome = Some(o);
+            }
+        }
+        if let Some(done @ (FetchOutcome::Completed(_) | FetchOutcome::Failed(_))) = outcome {
+            self.finish_fetch(done).await;
+            return;
+        }
         self.record.fetch.completed = false;
         self.record.fetch.error = Some(format!(
             "Contact fetch was interrupted because {why}. Start it again to complete it; \

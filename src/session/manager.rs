@@ -50,7 +50,7 @@ impl Registry {
     }
 
     fn len(&self) -> usize {
-        self.map().len()
+        self.map().values().filter(|h| h.is_running()).count()
     }
 }
 
@@ -162,7 +162,7 @@ impl SessionManager {
         Ok(Some(Arc::new(SessionSnapshot {
             record,
             qr: None,
-            client_ready: false,
+            client: None,
             fetch_running: false,
             total_contacts,
             total_groups,
@@ -171,6 +171,11 @@ impl SessionManager {
 
     /// # `POST /api/whatsapp/init`
     pub async fn init(&self, pair: Pair) -> AppResult<InitOutcome> {
+        let this = self.clone();
+        detached(async move { this.init_now(pair).await }).await
+    }
+
+    async fn init_now(&self, pair: Pair) -> AppResult<InitOutcome> {
         let _guard = self.lock_pair(pair).await;
         // An actor that ended meanwhile answers None: start anew below.
         if let Some(h) = self.live(pair)
@@ -219,6 +224,11 @@ impl SessionManager {
 
     /// # `POST /api/whatsapp/start-contact-fetch`
     pub async fn start_contact_fetch(&self, pair: Pair) -> AppResult<FetchStarted> {
+        let this = self.clone();
+        detached(async move { this.start_contact_fetch_now(pair).await }).await
+    }
+
+    async fn start_contact_fetch_now(&self, pair: Pair) -> AppResult<FetchStarted> {
         tracing::info!(
             "ℹ️ Attempting to start contact fetch for user {}, place {}",
             pair.user_id,
@@ -237,7 +247,14 @@ impl SessionManager {
             }
             return result;
         }
-        // No live actor: the database has the last word on what the session was.
+        // No live actor: the database has the last word on what the session was. Under the
+        // pair's lock, so a concurrent init's reconnect is not overwritten.
+        let _guard = self.lock_pair(pair).await;
+        if let Some(h) = self.live(pair)
+            && let Some(result) = h.ask(Command::StartFetch).await
+        {
+            return result;
+        }
         let Some(mut rec) = self.inner.store.latest_session(pair).await? else {
             return Err(AppError::no_session());
         };
@@ -248,25 +265,36 @@ impl SessionManager {
                 rec.status
             )));
         }
-        tracing::warn!(
-            "⚠️ Client not found in memory for session {}, updating status",
-            rec.session_id
-        );
+        // The same span as the actor's lines, so these carry the session id too.
+        let span = tracing::info_span!("session", session.id = %rec.session_id);
+        span.in_scope(|| {
+            tracing::warn!(
+                "⚠️ Client not found in memory for session {}, updating status",
+                rec.session_id
+            )
+        });
         rec.status = SessionStatus::Disconnected;
         rec.error_message = Some(
             "WhatsApp client is not available. Please restart the session and try again.".into(),
         );
         rec.updated_at = self.inner.clock.now_ms();
         self.inner.store.save_session(&rec).await?;
-        tracing::info!("🔄 Session status updated to disconnected");
-        tracing::error!(
-            "❌ Error starting contact fetch: Client not available - session may have been disconnected"
-        );
+        span.in_scope(|| {
+            tracing::info!("🔄 Session status updated to disconnected");
+            tracing::error!(
+                "❌ Error starting contact fetch: Client not available - session may have been disconnected"
+            );
+        });
         Err(AppError::client_unavailable())
     }
 
     /// # `POST /api/whatsapp/restart`
     pub async fn restart(&self, pair: Pair) -> AppResult<Arc<SessionSnapshot>> {
+        let this = self.clone();
+        detached(async move { this.restart_now(pair).await }).await
+    }
+
+    async fn restart_now(&self, pair: Pair) -> AppResult<Arc<SessionSnapshot>> {
         let _guard = self.lock_pair(pair).await;
         if let Some(h) = self.live(pair)
             && h.ask(Command::Restart).await.is_some()
@@ -285,6 +313,11 @@ impl SessionManager {
 
     /// # `POST /api/whatsapp/logout`
     pub async fn logout(&self, pair: Pair) -> AppResult<LogoutOutcome> {
+        let this = self.clone();
+        detached(async move { this.logout_now(pair).await }).await
+    }
+
+    async fn logout_now(&self, pair: Pair) -> AppResult<LogoutOutcome> {
         let _guard = self.lock_pair(pair).await;
         if let Some(h) = self.live(pair) {
             let mut state = h.state.clone();
@@ -317,7 +350,7 @@ impl SessionManager {
             snapshot: Arc::new(SessionSnapshot {
                 record: rec,
                 qr: None,
-                client_ready: false,
+                client: None,
                 fetch_running: false,
                 total_contacts,
                 total_groups,
@@ -348,8 +381,9 @@ impl SessionManager {
                 rec.error_message = None;
                 self.spawn(rec);
                 restored += 1;
-            } else if rec.status != SessionStatus::Disconnected {
-                rec.status = SessionStatus::Disconnected;
+            } else {
+                // Nothing to reconnect to: a person must ask for a new QR code.
+                rec.status = SessionStatus::Error;
                 rec.error_message = Some(
                     "The server restarted before this session was linked. Call \
                      /api/whatsapp/init for a new QR code."
@@ -381,4 +415,14 @@ impl SessionManager {
             tracing::warn!("⚠️ Some sessions did not stop within {SHUTDOWN_GRACE:?}");
         }
     }
+}
+
+/// Runs a state change to its end even if the request that asked for it goes away: a
+/// client that hangs up must not leave a session row without its actor, or half a logout.
+async fn detached<T: Send + 'static>(
+    work: impl std::future::Future<Output = AppResult<T>> + Send + 'static,
+) -> AppResult<T> {
+    tokio::spawn(work)
+        .await
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("session task failed: {e}")))?
 }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::domain::{Pair, SessionId, SessionStatus};
+use crate::engine::EngineClient;
 use crate::error::AppResult;
 use crate::qr::QrImage;
 use crate::store::SessionRecord;
@@ -16,12 +17,12 @@ use crate::store::SessionRecord;
 pub use manager::{InitOutcome, LogoutOutcome, SessionManager};
 
 /// What a status read sees: the persisted record plus what only the live actor knows.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SessionSnapshot {
     pub record: SessionRecord,
     pub qr: Option<Arc<QrImage>>,
-    /// A live client is linked and connected.
-    pub client_ready: bool,
+    /// The live client, asked (an atomic read, never a wait) whether it is still there.
+    pub client: Option<Arc<dyn EngineClient>>,
     pub fetch_running: bool,
     pub total_contacts: i64,
     pub total_groups: i64,
@@ -30,6 +31,17 @@ pub struct SessionSnapshot {
 impl SessionSnapshot {
     pub fn status(&self) -> SessionStatus {
         self.record.status
+    }
+
+    /// Linked, connected, and the client has not vanished. A vanished client keeps the
+    /// status `ready` until it is used (the notes' "client not available" path), but it is
+    /// never reported ready.
+    pub fn client_ready(&self) -> bool {
+        self.record.status.is_ready() && self.client_alive()
+    }
+
+    pub fn client_alive(&self) -> bool {
+        self.client.as_ref().is_some_and(|c| c.is_alive())
     }
 }
 

@@ -274,7 +274,7 @@ async fn an_unlinked_session_is_not_left_waiting_after_a_restart() {
     app.wait_status(1, 2, "qr_ready").await;
     let app = app.restart_server().await;
     let st = app.status(1, 2).await;
-    assert_eq!(st["status"], "disconnected", "{st}");
+    assert_eq!(st["status"], "error", "{st}");
     assert!(st["error_message"].as_str().unwrap().contains("init"));
     let v = app.init(1, 2).await;
     assert_eq!(v["message"], "Client initialization started");
@@ -340,4 +340,61 @@ async fn health_counts_live_sessions() {
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["data"]["active_sessions"], 1);
     assert_eq!(v["data"]["database"], "connected");
+}
+
+#[tokio::test]
+async fn an_unlink_while_the_connection_is_down_is_not_lost() {
+    let app = spawn_app_with(|c| c.sim.reconnect_backoff = Duration::from_secs(2)).await;
+    let linked = app.ready_session(1, 2).await;
+    app.fault(1, 2, "disconnect").await;
+    app.wait_status(1, 2, "disconnected").await;
+    let (s, v) = app.fault(1, 2, "logout").await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    app.wait_status(1, 2, "logged_out").await;
+    let creds = app
+        .config
+        .data_dir
+        .join("sim/sessions")
+        .join(format!("{}.json", linked["session_id"].as_str().unwrap()));
+    assert!(!creds.exists());
+    // The unlink holds across a server restart.
+    let app = app.restart_server().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(app.status(1, 2).await["status"], "logged_out");
+}
+
+#[tokio::test]
+async fn a_client_that_vanishes_while_showing_a_qr_does_not_leave_it_showing() {
+    let app = spawn_app().await;
+    app.init(1, 2).await;
+    app.wait_status(1, 2, "qr_ready").await;
+    app.fault(1, 2, "drop_client").await;
+    let st = app.wait_status(1, 2, "disconnected").await;
+    assert_eq!(st["qr_code"], json!(null));
+    assert!(
+        st["error_message"].as_str().unwrap().contains("restart"),
+        "{st}"
+    );
+    let (s, _) = app
+        .post(
+            "/api/whatsapp/restart",
+            json!({"user_id": 1, "place_id": 2}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    app.wait_status(1, 2, "qr_ready").await;
+}
+
+#[tokio::test]
+async fn a_vanished_client_is_never_reported_ready() {
+    let app = spawn_app().await;
+    app.ready_session(1, 2).await;
+    app.fault(1, 2, "drop_client").await;
+    let st = app.status(1, 2).await;
+    // The status waits for the next use (the notes' 503 path), but client_ready is honest.
+    assert_eq!(st["status"], "ready");
+    assert_eq!(st["client_ready"], false);
+    let (_, v) = app.get("/api/whatsapp/info?user_id=1&place_id=2").await;
+    let issues = v["data"]["health"]["issues"].to_string();
+    assert!(issues.contains("not responding"), "{issues}");
 }
