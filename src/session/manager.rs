@@ -210,7 +210,7 @@ impl SessionManager {
             .and_then(|r| r.session_id.unix_ms())
             .map_or(now, |last| now.max(last + 1));
         let record = SessionRecord::new(SessionId::new(pair, ms), pair, now);
-        self.inner.store.insert_session(&record).await?;
+        self.inner.store.save_session(&record).await?;
         tracing::info!(
             "ℹ️ Initializing new session: {} for {pair}",
             record.session_id

@@ -202,7 +202,7 @@ pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> StoreResult<()>;
     async fn close(&self);
 
-    async fn insert_session(&self, rec: &SessionRecord) -> StoreResult<()>;
+    /// Creates or overwrites the session's row.
     async fn save_session(&self, rec: &SessionRecord) -> StoreResult<()>;
     async fn latest_session(&self, pair: Pair) -> StoreResult<Option<SessionRecord>>;
     /// The newest session of every pair.

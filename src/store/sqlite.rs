@@ -155,12 +155,20 @@ impl Store for SqliteStore {
         self.pool.close().await;
     }
 
-    async fn insert_session(&self, rec: &SessionRecord) -> StoreResult<()> {
+    async fn save_session(&self, rec: &SessionRecord) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO sessions (session_id, user_id, place_id, status, phone_number, name, \
              error_message, connected_at, last_activity, created_at, updated_at, fetch_progress, \
              fetch_processed, fetch_total, fetch_completed, fetch_error, fetch_summary, \
-             last_contacts_sync) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+             last_contacts_sync) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) \
+             ON CONFLICT (session_id) DO UPDATE SET status = excluded.status, \
+             phone_number = excluded.phone_number, name = excluded.name, \
+             error_message = excluded.error_message, connected_at = excluded.connected_at, \
+             last_activity = excluded.last_activity, updated_at = excluded.updated_at, \
+             fetch_progress = excluded.fetch_progress, fetch_processed = excluded.fetch_processed, \
+             fetch_total = excluded.fetch_total, fetch_completed = excluded.fetch_completed, \
+             fetch_error = excluded.fetch_error, fetch_summary = excluded.fetch_summary, \
+             last_contacts_sync = excluded.last_contacts_sync",
         )
         .bind(rec.session_id.as_str())
         .bind(rec.pair.user_id.get())
@@ -180,34 +188,6 @@ impl Store for SqliteStore {
         .bind(rec.fetch.error.as_deref())
         .bind(summary_json(rec))
         .bind(rec.fetch.last_sync)
-        .execute(&self.pool)
-        .await
-        .context("insert session")?;
-        Ok(())
-    }
-
-    async fn save_session(&self, rec: &SessionRecord) -> StoreResult<()> {
-        sqlx::query(
-            "UPDATE sessions SET status = ?, phone_number = ?, name = ?, error_message = ?, \
-             connected_at = ?, last_activity = ?, updated_at = ?, fetch_progress = ?, \
-             fetch_processed = ?, fetch_total = ?, fetch_completed = ?, fetch_error = ?, \
-             fetch_summary = ?, last_contacts_sync = ? WHERE session_id = ?",
-        )
-        .bind(rec.status.as_str())
-        .bind(rec.phone_number.as_ref().map(PhoneNumber::as_str))
-        .bind(rec.name.as_deref())
-        .bind(rec.error_message.as_deref())
-        .bind(rec.connected_at)
-        .bind(rec.last_activity)
-        .bind(rec.updated_at)
-        .bind(rec.fetch.progress)
-        .bind(rec.fetch.processed)
-        .bind(rec.fetch.total)
-        .bind(rec.fetch.completed)
-        .bind(rec.fetch.error.as_deref())
-        .bind(summary_json(rec))
-        .bind(rec.fetch.last_sync)
-        .bind(rec.session_id.as_str())
         .execute(&self.pool)
         .await
         .context("save session")?;

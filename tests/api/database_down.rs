@@ -27,9 +27,6 @@ impl Store for DownStore {
         down()
     }
     async fn close(&self) {}
-    async fn insert_session(&self, _: &SessionRecord) -> StoreResult<()> {
-        down()
-    }
     async fn save_session(&self, _: &SessionRecord) -> StoreResult<()> {
         down()
     }

@@ -278,11 +278,10 @@ async fn logs_follow_the_notes_and_never_carry_qr_payloads() {
     );
 }
 
-#[tokio::test]
-async fn sigterm_mid_fetch_exits_promptly_and_leaves_the_fetch_resumable() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut srv = Server::start(
-        dir.path(),
+/// A server fetching a 30,000-contact book slowly, with at least `landed` contacts saved.
+async fn server_mid_fetch(dir: &std::path::Path, landed: i64) -> (Server, Value) {
+    let srv = Server::start(
+        dir,
         &["--sim-auto-scan", "0", "--sim-fetch-delay-ms", "200"],
     )
     .await;
@@ -295,12 +294,20 @@ async fn sigterm_mid_fetch_exits_promptly_and_leaves_the_fetch_resumable() {
         .await;
     assert_eq!(s, StatusCode::OK);
     srv.post("/api/whatsapp/init", pair()).await;
-    let before = srv.wait_status("ready").await;
-    srv.post("/api/whatsapp/start-contact-fetch", pair()).await;
+    let ready = srv.wait_status("ready").await;
+    let (s, _) = srv.post("/api/whatsapp/start-contact-fetch", pair()).await;
+    assert_eq!(s, StatusCode::OK);
     srv.wait_for("partly fetched", |s| {
-        s["total_contacts"].as_i64().unwrap_or(0) >= 2_000
+        s["total_contacts"].as_i64().unwrap_or(0) >= landed
     })
     .await;
+    (srv, ready)
+}
+
+#[tokio::test]
+async fn sigterm_mid_fetch_exits_promptly_and_leaves_the_fetch_resumable() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut srv, before) = server_mid_fetch(dir.path(), 2_000).await;
     srv.signal("-TERM");
     let (code, took) = srv.wait_exit(Duration::from_secs(15));
     assert_eq!(code, Some(0), "{}", srv.logs());
@@ -331,26 +338,7 @@ async fn sigterm_mid_fetch_exits_promptly_and_leaves_the_fetch_resumable() {
 #[tokio::test]
 async fn kill_9_mid_fetch_loses_nothing_and_duplicates_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let mut srv = Server::start(
-        dir.path(),
-        &["--sim-auto-scan", "0", "--sim-fetch-delay-ms", "200"],
-    )
-    .await;
-    let (s, _) = srv
-        .call(
-            reqwest::Method::PUT,
-            "/api/sim/phonebook",
-            Some(book(30_000)),
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK);
-    srv.post("/api/whatsapp/init", pair()).await;
-    let before = srv.wait_status("ready").await;
-    srv.post("/api/whatsapp/start-contact-fetch", pair()).await;
-    srv.wait_for("partly fetched", |s| {
-        s["total_contacts"].as_i64().unwrap_or(0) >= 3_000
-    })
-    .await;
+    let (mut srv, before) = server_mid_fetch(dir.path(), 3_000).await;
     srv.signal("-KILL");
     srv.wait_exit(Duration::from_secs(10));
 
