@@ -45,7 +45,7 @@ impl Default for SimConfig {
             qr_interval: Duration::from_secs(20),
             qr_attempts: 6,
             fetch_delay: Duration::ZERO,
-            reconnect_backoff: Duration::from_millis(500),
+            reconnect_backoff: Duration::from_secs(1),
         }
     }
 }

@@ -23,10 +23,14 @@ pub struct SimEntry {
     pub name: Option<String>,
     #[serde(default)]
     pub push_name: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_false")]
     pub is_business: bool,
     #[serde(default)]
     pub last_message_at: Option<i64>,
+}
+
+fn null_as_false<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    Ok(Option::<bool>::deserialize(d)?.unwrap_or(false))
 }
 
 /// splitmix64: a tiny deterministic generator; the sim needs repeatability, not quality.

@@ -205,7 +205,7 @@ async fn the_fetch_keeps_only_person_chats_with_a_phone_number() {
 async fn numbers_are_normalised_to_e164() {
     let app = spawn_app().await;
     let entries = json!([
-        {"jid": "5491123456789@s.whatsapp.net"},   // Argentina mobile with 9
+        {"jid": "5491123456789@s.whatsapp.net", "is_business": null}, // Argentina mobile with 9
         {"jid": "390612345678@s.whatsapp.net"},    // Italy, leading zero kept
         {"jid": "447911123456.0:2@s.whatsapp.net"},// UK with agent and device
         {"jid": "14155552671@c.us"},               // NANP
