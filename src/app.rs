@@ -56,6 +56,7 @@ impl Application {
                 sim,
                 engine: engine.name(),
                 started: Instant::now(),
+                request_timeout: config.request_timeout,
             },
         })
     }

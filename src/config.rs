@@ -103,6 +103,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub engine: EngineKind,
     pub sim: SimConfig,
+    /// A request still running after this answers 408.
+    pub request_timeout: Duration,
 }
 
 impl From<ServeArgs> for Config {
@@ -112,6 +114,7 @@ impl From<ServeArgs> for Config {
             database_url: a.database,
             data_dir: a.data_dir,
             engine: a.engine,
+            request_timeout: crate::http::REQUEST_TIMEOUT,
             sim: SimConfig {
                 contacts: a.sim_contacts,
                 auto_scan: a.sim_auto_scan,

@@ -39,9 +39,11 @@ pub struct AppState {
     pub sim: Option<SimNetwork>,
     pub engine: &'static str,
     pub started: Instant,
+    pub request_timeout: Duration,
 }
 
 pub fn router(state: AppState) -> Router {
+    let timeout = state.request_timeout;
     let whatsapp = Router::new()
         .route("/init", post(sessions::init))
         .route("/status", get(sessions::status))
@@ -72,7 +74,7 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
-            REQUEST_TIMEOUT,
+            timeout,
         ))
         .layer(middleware::from_fn(envelope_every_error))
         .layer(CatchPanicLayer::custom(

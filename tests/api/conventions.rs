@@ -599,3 +599,25 @@ async fn sim_phonebook_accepts_bodies_far_over_one_mebibyte() {
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["data"]["entries"], 50_000, "{v}");
 }
+
+#[tokio::test]
+async fn a_request_that_times_out_answers_408_in_the_error_envelope() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app_with(|c| c.request_timeout = std::time::Duration::from_millis(300)).await;
+    let addr = app.base.trim_start_matches("http://").to_string();
+    let mut sock = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    // Promise 100 bytes of body and send one: the handler waits for the rest.
+    sock.write_all(
+        b"POST /api/whatsapp/init HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+          Content-Length: 100\r\nConnection: close\r\n\r\n{",
+    )
+    .await
+    .unwrap();
+    let mut raw = Vec::new();
+    sock.read_to_end(&mut raw).await.unwrap();
+    let text = String::from_utf8_lossy(&raw);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    let body: Value = serde_json::from_str(text.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    assert_eq!(body["success"], false);
+    assert_eq!(body["status_code"], 408);
+}

@@ -109,6 +109,7 @@ async fn health_is_503_and_other_routes_500_in_the_envelope_when_the_database_is
         sim: Some(net),
         engine: "sim",
         started: Instant::now(),
+        request_timeout: std::time::Duration::from_secs(5),
     };
     let app = router(state);
 
