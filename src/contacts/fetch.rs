@@ -6,7 +6,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{own_numbers, prepare_chunk};
+use super::{ChunkPreparer, own_numbers};
 use crate::clock::SharedClock;
 use crate::domain::{Pair, PhoneNumber, SessionId};
 use crate::engine::{EngineClient, EngineError};
@@ -43,7 +43,7 @@ pub struct FetchJob {
     pub clock: SharedClock,
     pub own_phone: Option<PhoneNumber>,
     /// The session actor holds the receiver.
-    pub updates: mpsc::Sender<FetchMessage>,
+    pub updates: mpsc::UnboundedSender<FetchMessage>,
     pub cancel: CancellationToken,
 }
 
@@ -55,27 +55,33 @@ impl FetchJob {
         let serial = self.serial;
         let cancel = self.cancel.clone();
         let id = self.session_id.clone();
-        let inner = tokio::spawn(async move { self.import().await });
+        let mut inner = tokio::spawn(async move { self.import().await });
         let _abort_on_drop = AbortOnDrop(inner.abort_handle());
-        let mut inner = inner;
-        let outcome = tokio::select! {
-            // A finished import wins over a cancel that arrives at the same moment.
+        // A finished import wins over a cancel that arrives at the same moment.
+        let finished = tokio::select! {
             biased;
-            r = &mut inner => match r {
-                Ok(Ok(summary)) => FetchOutcome::Completed(summary),
-                Ok(Err(message)) => FetchOutcome::Failed(message),
-                Err(e) => {
-                    tracing::error!("❌ Contact fetch task of session {id} died: {e}");
-                    FetchOutcome::Failed(
-                        "Contact fetch failed because of an internal error. Start it again; \
-                         nothing already saved is lost."
-                            .into(),
-                    )
-                }
-            },
-            _ = cancel.cancelled() => FetchOutcome::Cancelled,
+            r = &mut inner => Some(r),
+            _ = cancel.cancelled() => None,
         };
-        let _ = updates.send((serial, FetchUpdate::Done(outcome))).await;
+        let outcome = match finished {
+            Some(Ok(Ok(summary))) => FetchOutcome::Completed(summary),
+            Some(Ok(Err(message))) => FetchOutcome::Failed(message),
+            Some(Err(e)) => {
+                tracing::error!("❌ Contact fetch task of session {id} died: {e}");
+                FetchOutcome::Failed(
+                    "Contact fetch failed because of an internal error. Start it again; \
+                     nothing already saved is lost."
+                        .into(),
+                )
+            }
+            None => {
+                // Wait for the abort to land: nothing may write after "cancelled" is said.
+                inner.abort();
+                let _ = inner.await;
+                FetchOutcome::Cancelled
+            }
+        };
+        let _ = updates.send((serial, FetchUpdate::Done(outcome)));
     }
 
     async fn import(&self) -> Result<FetchSummary, String> {
@@ -85,11 +91,11 @@ impl FetchJob {
         let mut own: Vec<PhoneNumber> = self.own_phone.iter().cloned().collect();
         let jids = source.own_jids();
         own.extend(own_numbers(jids.iter().map(String::as_str)));
-        let mut summary = FetchSummary::default();
+        let mut prep = ChunkPreparer::new(own, self.clock.now().timestamp());
         let mut processed: i64 = 0;
         tracing::info!("⚡ Reading contacts for session: {id} ({total} chats and contacts)");
         while let Some(chunk) = source.next_chunk().await.map_err(describe)? {
-            let batch = prepare_chunk(&chunk, &own, &mut summary);
+            let batch = prep.prepare(&chunk);
             processed += chunk.len() as i64;
             let total_now = total.max(processed);
             // 100 is kept for "done": the last batch is not the end until the source says so.
@@ -108,15 +114,15 @@ impl FetchJob {
                     "Contact fetch failed: the contacts could not be saved. Start the fetch again."
                         .to_string()
                 })?;
-            summary.imported += batch.len() as u64;
+            prep.summary.imported += batch.len() as u64;
             let progress = FetchUpdate::Progress {
                 processed,
                 total: total_now,
                 percent,
             };
-            let _ = self.updates.send((self.serial, progress)).await;
+            let _ = self.updates.send((self.serial, progress));
         }
-        Ok(summary)
+        Ok(prep.summary)
     }
 }
 

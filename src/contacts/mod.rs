@@ -2,7 +2,7 @@
 
 pub mod fetch;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::domain::PhoneNumber;
 use crate::engine::RawContact;
@@ -43,7 +43,12 @@ fn clean(s: &Option<String>) -> Option<String> {
         .map(str::to_owned)
 }
 
-pub fn classify(raw: &RawContact, own: &[PhoneNumber]) -> Classified {
+/// Activity stamped further ahead than this is a broken clock, not activity: kept, it would
+/// pin a contact in the 90-day group forever.
+const CLOCK_SKEW_S: i64 = 86_400;
+
+/// `latest_s`: the latest believable activity time (unix seconds).
+pub fn classify(raw: &RawContact, own: &[PhoneNumber], latest_s: i64) -> Classified {
     let Some((_, server)) = split_jid(&raw.jid) else {
         return Classified::Invalid;
     };
@@ -70,7 +75,7 @@ pub fn classify(raw: &RawContact, own: &[PhoneNumber]) -> Classified {
         name: clean(&raw.name),
         push_name: clean(&raw.push_name),
         is_business: raw.is_business,
-        last_message_at: raw.last_message_at.filter(|t| *t > 0),
+        last_message_at: raw.last_message_at.filter(|t| *t > 0 && *t <= latest_s),
     })
 }
 
@@ -80,40 +85,66 @@ pub fn own_numbers<'a>(jids: impl IntoIterator<Item = &'a str>) -> Vec<PhoneNumb
         .collect()
 }
 
-/// Classifies a chunk, counts what was left out, and merges the same number seen twice
-/// (a `@c.us` and a `@s.whatsapp.net` chat, a LID chat and its phone chat).
-pub fn prepare_chunk(
-    chunk: &[RawContact],
-    own: &[PhoneNumber],
-    summary: &mut FetchSummary,
-) -> Vec<ImportContact> {
-    let mut by_phone: HashMap<PhoneNumber, ImportContact> = HashMap::with_capacity(chunk.len());
-    let mut order = Vec::with_capacity(chunk.len());
-    summary.received += chunk.len() as u64;
-    for raw in chunk {
-        match classify(raw, own) {
-            Classified::Person(c) => match by_phone.get_mut(&c.phone) {
-                Some(seen) => {
-                    summary.merged_duplicates += 1;
-                    merge(seen, c);
-                }
-                None => {
-                    order.push(c.phone.clone());
-                    by_phone.insert(c.phone.clone(), c);
-                }
-            },
-            Classified::Group => summary.skipped_groups += 1,
-            Classified::Broadcast => summary.skipped_broadcasts += 1,
-            Classified::Newsletter => summary.skipped_newsletters += 1,
-            Classified::Own => summary.skipped_self += 1,
-            Classified::UnresolvedLid => summary.skipped_unresolved_lids += 1,
-            Classified::Invalid => summary.skipped_invalid += 1,
+/// What one fetch knows while it reads chunk after chunk.
+pub struct ChunkPreparer {
+    own: Vec<PhoneNumber>,
+    latest_s: i64,
+    /// Numbers this fetch has seen as a business: a later duplicate (say its LID chat)
+    /// without the flag must not clear it.
+    business: HashSet<PhoneNumber>,
+    pub summary: FetchSummary,
+}
+
+impl ChunkPreparer {
+    pub fn new(own: Vec<PhoneNumber>, now_s: i64) -> Self {
+        Self {
+            own,
+            latest_s: now_s + CLOCK_SKEW_S,
+            business: HashSet::new(),
+            summary: FetchSummary::default(),
         }
     }
-    order
-        .into_iter()
-        .filter_map(|p| by_phone.remove(&p))
-        .collect()
+
+    /// Classifies a chunk, counts what was left out, and merges the same number seen twice
+    /// (a `@c.us` and a `@s.whatsapp.net` chat, a LID chat and its phone chat).
+    pub fn prepare(&mut self, chunk: &[RawContact]) -> Vec<ImportContact> {
+        let summary = &mut self.summary;
+        let mut by_phone: HashMap<PhoneNumber, ImportContact> = HashMap::with_capacity(chunk.len());
+        let mut order = Vec::with_capacity(chunk.len());
+        summary.received += chunk.len() as u64;
+        for raw in chunk {
+            match classify(raw, &self.own, self.latest_s) {
+                Classified::Person(c) => match by_phone.get_mut(&c.phone) {
+                    Some(seen) => {
+                        summary.merged_duplicates += 1;
+                        merge(seen, c);
+                    }
+                    None => {
+                        order.push(c.phone.clone());
+                        by_phone.insert(c.phone.clone(), c);
+                    }
+                },
+                Classified::Group => summary.skipped_groups += 1,
+                Classified::Broadcast => summary.skipped_broadcasts += 1,
+                Classified::Newsletter => summary.skipped_newsletters += 1,
+                Classified::Own => summary.skipped_self += 1,
+                Classified::UnresolvedLid => summary.skipped_unresolved_lids += 1,
+                Classified::Invalid => summary.skipped_invalid += 1,
+            }
+        }
+        let mut batch: Vec<ImportContact> = order
+            .into_iter()
+            .filter_map(|p| by_phone.remove(&p))
+            .collect();
+        for c in &mut batch {
+            if c.is_business {
+                self.business.insert(c.phone.clone());
+            } else if self.business.contains(&c.phone) {
+                c.is_business = true;
+            }
+        }
+        batch
+    }
 }
 
 fn merge(into: &mut ImportContact, other: ImportContact) {
@@ -162,7 +193,7 @@ mod tests {
             ("966512345678@call", "invalid"),
         ];
         for (jid, want) in cases {
-            let got = match classify(&raw(jid), &own) {
+            let got = match classify(&raw(jid), &own, i64::MAX) {
                 Classified::Person(_) => "person",
                 Classified::Group => "group",
                 Classified::Broadcast => "broadcast",
@@ -179,7 +210,7 @@ mod tests {
     fn a_lid_with_its_phone_jid_becomes_that_number() {
         let mut r = raw("123456789012345@lid");
         r.pn_jid = Some("201012345678@s.whatsapp.net".into());
-        match classify(&r, &[]) {
+        match classify(&r, &[], i64::MAX) {
             Classified::Person(c) => assert_eq!(c.phone.as_str(), "+201012345678"),
             other => panic!("{other:?}"),
         }
@@ -194,8 +225,9 @@ mod tests {
         b.push_name = Some(" ".into());
         b.last_message_at = Some(200);
         b.is_business = true;
-        let mut s = FetchSummary::default();
-        let out = prepare_chunk(&[a, b], &[], &mut s);
+        let mut prep = ChunkPreparer::new(Vec::new(), 1_000);
+        let out = prep.prepare(&[a, b]);
+        let s = &prep.summary;
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].name.as_deref(), Some("Ali"));
         assert_eq!(out[0].push_name, None);
@@ -203,5 +235,44 @@ mod tests {
         assert!(out[0].is_business);
         assert_eq!(s.merged_duplicates, 1);
         assert_eq!(s.received, 2);
+    }
+}
+
+#[cfg(test)]
+mod across_chunks {
+    use super::*;
+
+    fn person(jid: &str, business: bool, at: Option<i64>) -> RawContact {
+        RawContact {
+            jid: jid.into(),
+            is_business: business,
+            last_message_at: at,
+            ..RawContact::default()
+        }
+    }
+
+    #[test]
+    fn a_business_seen_in_one_chunk_stays_business_in_a_later_one() {
+        let mut prep = ChunkPreparer::new(Vec::new(), 1_000);
+        let first = prep.prepare(&[person("966512345678@c.us", true, None)]);
+        assert!(first[0].is_business);
+        let later = prep.prepare(&[person("966512345678@s.whatsapp.net", false, None)]);
+        assert!(later[0].is_business);
+        // A fresh fetch starts from what the phone says now.
+        let mut next = ChunkPreparer::new(Vec::new(), 1_000);
+        assert!(
+            !next.prepare(&[person("966512345678@s.whatsapp.net", false, None)])[0].is_business
+        );
+    }
+
+    #[test]
+    fn activity_from_the_future_is_ignored() {
+        let mut prep = ChunkPreparer::new(Vec::new(), 1_000);
+        let out = prep.prepare(&[
+            person("966512345001@s.whatsapp.net", false, Some(i64::MAX)),
+            person("966512345002@s.whatsapp.net", false, Some(1_000 + 3_600)),
+        ]);
+        assert_eq!(out[0].last_message_at, None);
+        assert_eq!(out[1].last_message_at, Some(4_600));
     }
 }

@@ -545,9 +545,13 @@ async fn connected_loop(
         shared.connected.store(false, Ordering::SeqCst);
         shared.generation.fetch_add(1, Ordering::SeqCst);
     };
+    shared.connected.store(true, Ordering::SeqCst);
+    if events.send(ready()).await.is_err() {
+        return;
+    }
     // While the connection is down, when it comes back. Every control message is handled
     // the same way up or down: an unlink during the backoff must not be lost.
-    let mut reconnect_at = Some(Instant::now());
+    let mut reconnect_at: Option<Instant> = None;
     loop {
         let wake = reconnect_at;
         tokio::select! {

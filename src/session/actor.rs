@@ -51,8 +51,8 @@ pub(super) struct Actor {
     fetch: Option<RunningFetch>,
     fetch_serial: u64,
     /// Fetch jobs hold clones of the sender.
-    fetch_tx: mpsc::Sender<FetchMessage>,
-    fetch_rx: mpsc::Receiver<FetchMessage>,
+    fetch_tx: mpsc::UnboundedSender<FetchMessage>,
+    fetch_rx: mpsc::UnboundedReceiver<FetchMessage>,
 }
 
 #[derive(PartialEq, Eq)]
@@ -69,7 +69,9 @@ impl Actor {
         commands: mpsc::Receiver<Command>,
         state: watch::Sender<Arc<SessionSnapshot>>,
     ) -> Self {
-        let (fetch_tx, fetch_rx) = mpsc::channel(64);
+        // Unbounded but small: at most one message per committed batch, and a stop must
+        // never wait for the actor to drain it.
+        let (fetch_tx, fetch_rx) = mpsc::unbounded_channel();
         Self {
             serial,
             record,
@@ -106,11 +108,14 @@ impl Actor {
         liveness.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         if !self.record.status.is_terminal() {
             loop {
-                let linking = matches!(
+                // Where no request will "use" the client soon, look whether it silently died:
+                // before linking, and while it is supposedly reconnecting.
+                let watch_liveness = matches!(
                     self.record.status,
                     SessionStatus::Initializing
                         | SessionStatus::QrReady
                         | SessionStatus::Authenticated
+                        | SessionStatus::Disconnected
                 );
                 let flow = tokio::select! {
                     cmd = self.commands.recv() => match cmd {
@@ -135,8 +140,7 @@ impl Actor {
                         }
                         Flow::Continue
                     }
-                    // Before linking there is no "use" to discover a dead client: look.
-                    _ = liveness.tick(), if linking && self.client.is_some() => {
+                    _ = liveness.tick(), if watch_liveness && self.client.is_some() => {
                         self.check_liveness().await
                     }
                 };
@@ -358,18 +362,23 @@ impl Actor {
             }
         }
         if self.client.as_ref().is_some_and(|c| !c.is_alive()) {
-            tracing::warn!("⚠️ Client of session {} stopped before linking", self.id());
+            tracing::warn!("⚠️ Client of session {} stopped unexpectedly", self.id());
             self.qr = None;
             self.mark_client_gone().await;
         }
         Flow::Continue
     }
 
+    /// The client is dead: drop it (a restart or init starts a new one) and say so.
     async fn mark_client_gone(&mut self) {
         tracing::warn!(
             "⚠️ Client not found in memory for session {}, updating status",
             self.id()
         );
+        if let Some(c) = self.client.take() {
+            c.stop().await;
+        }
+        self.events = None;
         self.record.status = SessionStatus::Disconnected;
         self.record.error_message = Some(
             "WhatsApp client is not available. Please restart the session and try again.".into(),

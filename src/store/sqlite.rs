@@ -287,7 +287,7 @@ impl Store for SqliteStore {
                  push_name = COALESCE(excluded.push_name, contacts.push_name), \
                  name_lc = COALESCE(excluded.name_lc, contacts.name_lc), \
                  push_name_lc = COALESCE(excluded.push_name_lc, contacts.push_name_lc), \
-                 is_business = MAX(contacts.is_business, excluded.is_business), \
+                 is_business = excluded.is_business, \
                  last_message_at = CASE \
                    WHEN excluded.last_message_at IS NULL THEN contacts.last_message_at \
                    WHEN contacts.last_message_at IS NULL THEN excluded.last_message_at \

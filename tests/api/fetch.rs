@@ -454,3 +454,51 @@ async fn a_dropped_connection_mid_fetch_ends_the_fetch_with_an_error_not_a_stuck
     let p = app.fetch_and_wait(1, 2).await;
     assert_eq!(p["total_contacts"], 10_000, "{p}");
 }
+
+#[tokio::test]
+async fn a_later_fetch_can_clear_the_business_flag() {
+    let app = spawn_app().await;
+    let entry = |business: bool| json!([{"jid": "966512345001@s.whatsapp.net", "name": "Shop", "is_business": business}]);
+    app.set_phonebook(1, 2, ME, entry(true)).await;
+    app.ready_session(1, 2).await;
+    app.fetch_and_wait(1, 2).await;
+    let id = app.group_id(1, 2, ALL_GROUP).await;
+    let path = format!("/api/whatsapp/groups/{id}/contacts?user_id=1&place_id=2");
+    assert_eq!(
+        app.get(&path).await.1["data"]["contacts"][0]["is_business"],
+        true
+    );
+    app.set_phonebook(1, 2, ME, entry(false)).await;
+    app.fetch_and_wait(1, 2).await;
+    assert_eq!(
+        app.get(&path).await.1["data"]["contacts"][0]["is_business"],
+        false
+    );
+}
+
+#[tokio::test]
+async fn activity_stamped_in_the_future_does_not_pin_a_contact_in_the_90_day_group() {
+    let app = spawn_app().await;
+    app.set_phonebook(
+        1,
+        2,
+        ME,
+        json!([
+            person("966512345001", Some("Broken clock"), Some(i64::MAX)),
+            person(
+                "966512345002",
+                Some("Next year"),
+                Some(days_ago(&app, -365))
+            ),
+            person("966512345003", Some("Today"), Some(days_ago(&app, 0))),
+        ]),
+    )
+    .await;
+    app.ready_session(1, 2).await;
+    app.fetch_and_wait(1, 2).await;
+    assert_eq!(
+        app.group_numbers(1, 2, RECENT_GROUP).await,
+        vec!["+966512345003"]
+    );
+    assert_eq!(app.group_numbers(1, 2, ALL_GROUP).await.len(), 3);
+}

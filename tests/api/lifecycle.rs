@@ -398,3 +398,41 @@ async fn a_vanished_client_is_never_reported_ready() {
     let issues = v["data"]["health"]["issues"].to_string();
     assert!(issues.contains("not responding"), "{issues}");
 }
+
+#[tokio::test]
+async fn a_client_that_dies_while_reconnecting_is_reported_gone() {
+    let app = spawn_app_with(|c| c.sim.reconnect_backoff = Duration::from_millis(500)).await;
+    app.ready_session(1, 2).await;
+    app.fault(1, 2, "disconnect").await;
+    app.fault(1, 2, "drop_client").await;
+    // No reconnect will come; within a liveness check the status says why.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(6);
+    let st = loop {
+        let st = app.status(1, 2).await;
+        if st["error_message"].is_string() || tokio::time::Instant::now() > deadline {
+            break st;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(st["status"], "disconnected", "{st}");
+    assert!(
+        st["error_message"].as_str().unwrap().contains("restart"),
+        "{st}"
+    );
+    let again = app.init(1, 2).await;
+    assert_eq!(again["message"], "Client initialization started");
+    app.wait_status(1, 2, "ready").await;
+}
+
+#[tokio::test]
+async fn a_disconnect_right_after_linking_is_not_lost() {
+    let app = spawn_app_with(|c| c.sim.reconnect_backoff = Duration::from_secs(2)).await;
+    app.init(1, 2).await;
+    app.wait_status(1, 2, "qr_ready").await;
+    let (s, _) = app.scan(1, 2).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = app.fault(1, 2, "disconnect").await;
+    assert_eq!(s, StatusCode::OK);
+    app.wait_status(1, 2, "disconnected").await;
+    app.wait_status(1, 2, "ready").await;
+}
