@@ -103,19 +103,6 @@ impl SessionManager {
         self.inner.registry.get(pair)
     }
 
-    pub fn live_snapshots(&self) -> Vec<Arc<SessionSnapshot>> {
-        self.inner
-            .registry
-            .all()
-            .iter()
-            .map(SessionHandle::snapshot)
-            .collect()
-    }
-
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.inner.store
-    }
-
     async fn lock_pair(&self, pair: Pair) -> tokio::sync::OwnedMutexGuard<()> {
         let lock = self
             .inner

@@ -1,6 +1,5 @@
 //! SQLite backend: WAL, one file, multi-row upserts inside transactions.
 
-use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -58,12 +57,6 @@ impl SqliteStore {
             .await
             .context("database migration failed")?;
         Ok(Self { pool })
-    }
-
-    pub fn database_path(url: &str) -> Option<std::path::PathBuf> {
-        SqliteConnectOptions::from_str(url)
-            .ok()
-            .map(|o| Path::new(o.get_filename()).to_path_buf())
     }
 }
 
