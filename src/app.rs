@@ -5,16 +5,41 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use tokio::net::TcpListener;
 
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{Config, EngineKind};
 use crate::engine::Engine;
 use crate::engine::sim::SimNetwork;
+use crate::engine::whatsapp::{WhatsAppEngine, WhatsAppOptions};
 use crate::http::{AppState, router};
 use crate::session::SessionManager;
 use crate::store::{SqliteStore, Store};
+
+pub struct ApplicationBuilder {
+    config: Config,
+    clock: SharedClock,
+    whatsapp: WhatsAppOptions,
+}
+
+impl ApplicationBuilder {
+    pub fn clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Options of the real engine: where its connections go (a fake WhatsApp server in
+    /// tests), a fixed WhatsApp Web version, the connect timeout.
+    pub fn whatsapp(mut self, options: WhatsAppOptions) -> Self {
+        self.whatsapp = options;
+        self
+    }
+
+    pub async fn build(self) -> anyhow::Result<Application> {
+        Application::assemble(self).await
+    }
+}
 
 pub struct Application {
     listener: TcpListener,
@@ -23,19 +48,38 @@ pub struct Application {
 
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        Self::build_with_clock(config, Arc::new(SystemClock)).await
+        Self::builder(config).build().await
     }
 
     pub async fn build_with_clock(config: Config, clock: SharedClock) -> anyhow::Result<Self> {
+        Self::builder(config).clock(clock).build().await
+    }
+
+    /// For embedding and tests: the clock and the real engine's connection can be swapped,
+    /// which no command-line flag allows.
+    pub fn builder(config: Config) -> ApplicationBuilder {
+        ApplicationBuilder {
+            config,
+            clock: Arc::new(SystemClock),
+            whatsapp: WhatsAppOptions::default(),
+        }
+    }
+
+    async fn assemble(b: ApplicationBuilder) -> anyhow::Result<Self> {
+        let ApplicationBuilder {
+            config,
+            clock,
+            whatsapp,
+        } = b;
         let (engine, sim): (Arc<dyn Engine>, Option<SimNetwork>) = match config.engine {
             EngineKind::Sim => {
                 let net =
                     SimNetwork::new(config.sim.clone(), config.data_dir.clone(), clock.clone())?;
                 (Arc::new(net.clone()), Some(net))
             }
-            EngineKind::Whatsapp => bail!(
-                "the whatsapp engine is not available in this build yet; start the server with \
-                 --engine sim"
+            EngineKind::Whatsapp => (
+                Arc::new(WhatsAppEngine::new(&config.data_dir, whatsapp)?),
+                None,
             ),
         };
         let store: Arc<dyn Store> = Arc::new(SqliteStore::connect(&config.database_url).await?);

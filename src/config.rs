@@ -70,8 +70,8 @@ pub struct ServeArgs {
     #[arg(long, env = "WAM_DATA_DIR", default_value = "data/")]
     pub data_dir: PathBuf,
 
-    /// Which engine speaks to WhatsApp.
-    #[arg(long, env = "WAM_ENGINE", value_enum, default_value = "sim")]
+    /// Which engine speaks to WhatsApp: the real one (`whatsapp`) or a simulated network (`sim`).
+    #[arg(long, env = "WAM_ENGINE", value_enum, default_value = "whatsapp")]
     pub engine: EngineKind,
 
     /// sim: size of the generated phone book of a pair nobody set one for.

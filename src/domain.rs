@@ -171,6 +171,29 @@ impl PhoneNumber {
         Some(Self(e164))
     }
 
+    /// A number as a person types it: `+966 50 123 4567`, `00966-50-1234567`,
+    /// `(966) 501234567`. Always international: a country code is required.
+    pub fn parse_typed(raw: &str) -> Option<Self> {
+        let trimmed = raw.trim();
+        let (plus, rest) = match trimmed.strip_prefix('+') {
+            Some(r) => (true, r),
+            None => (false, trimmed),
+        };
+        let mut digits = String::with_capacity(rest.len());
+        for c in rest.chars() {
+            match c {
+                '0'..='9' => digits.push(c),
+                ' ' | '-' | '.' | '(' | ')' => {}
+                _ => return None,
+            }
+        }
+        let digits = match digits.strip_prefix("00") {
+            Some(d) if !plus => d.to_string(),
+            _ => digits,
+        };
+        Self::parse_international(&digits)
+    }
+
     pub fn from_db(s: String) -> Self {
         Self(s)
     }

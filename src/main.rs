@@ -8,10 +8,21 @@ use whatsapp_manager::{Application, Config};
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn")),
+    // The WhatsApp library is chatty at info (every reconnect attempt); our own lines say
+    // what a person needs, with the session id.
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new(
+            "info,sqlx=warn,whatsapp_rust=warn,wacore=warn,whatsapp_rust_tokio_transport=warn",
         )
+    });
+    // Whatever the level asked for: the library prints pairing codes at info under this
+    // target, and a pairing code is a credential.
+    let filter = match "Client/PairCode=warn".parse() {
+        Ok(d) => filter.add_directive(d),
+        Err(_) => filter,
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
         .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)

@@ -9,6 +9,7 @@ use base64::Engine as _;
 pub struct QrImage {
     /// Exactly the string the engine emitted; never logged.
     pub raw: String,
+    pub png: Vec<u8>,
     pub data_url: String,
 }
 
@@ -26,9 +27,9 @@ impl QrImage {
             .context("PNG encoding failed")?;
         let data_url = format!(
             "data:image/png;base64,{}",
-            base64::engine::general_purpose::STANDARD.encode(png)
+            base64::engine::general_purpose::STANDARD.encode(&png)
         );
-        Ok(Self { raw, data_url })
+        Ok(Self { raw, png, data_url })
     }
 }
 

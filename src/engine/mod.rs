@@ -5,13 +5,14 @@
 
 pub mod sim;
 mod sim_book;
+pub mod whatsapp;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 
-use crate::domain::{Pair, SessionId};
+use crate::domain::{Pair, PhoneNumber, SessionId};
 
 /// What a client tells its actor, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,6 +86,9 @@ pub trait EngineClient: Send + Sync {
     async fn logout(&self) -> Result<(), EngineError>;
     /// Disconnects, keeping the credentials for the next start.
     async fn stop(&self);
+    /// Links by a code typed on the phone (Linked devices → Link with phone number)
+    /// instead of a QR scan; returns the code to show.
+    async fn pair_code(&self, phone: &PhoneNumber) -> Result<String, EngineError>;
 }
 
 #[async_trait]

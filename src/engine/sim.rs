@@ -21,7 +21,7 @@ use super::{
     ClientStart, ContactSource, Engine, EngineClient, EngineError, EngineEvent, RawContact,
 };
 use crate::clock::SharedClock;
-use crate::domain::{Pair, SessionId};
+use crate::domain::{Pair, PhoneNumber, SessionId};
 
 #[derive(Debug, Clone)]
 pub struct SimConfig {
@@ -236,6 +236,20 @@ impl SimNetwork {
         Ok(client.session_id.clone())
     }
 
+    fn next_pair_code(&self, session: &SessionId) -> String {
+        // WhatsApp's pairing codes: 8 characters of Crockford's base32.
+        const ALPHABET: &[u8] = b"123456789ABCDEFGHJKLMNPQRSTVWXYZ";
+        let n = self.inner.qr_counter.fetch_add(1, Ordering::Relaxed);
+        let mut rng = Rng::new(
+            n.rotate_left(29)
+                ^ (self.inner.clock.now_ms() as u64)
+                ^ session.unix_ms().unwrap_or(0) as u64,
+        );
+        (0..8)
+            .map(|_| ALPHABET[(rng.next() % ALPHABET.len() as u64) as usize] as char)
+            .collect()
+    }
+
     fn next_qr(&self, session: &SessionId) -> String {
         let n = self.inner.qr_counter.fetch_add(1, Ordering::Relaxed);
         let mut rng = Rng::new(
@@ -354,6 +368,18 @@ impl EngineClient for SimClient {
     async fn stop(&self) {
         self.shared.alive.store(false, Ordering::SeqCst);
         let _ = self.shared.control.send(Control::Stop);
+    }
+
+    /// The simulated phone accepts a code like it accepts a scan: through the sim's scan
+    /// route (or auto-scan), while the session is waiting to be linked.
+    async fn pair_code(&self, _phone: &PhoneNumber) -> Result<String, EngineError> {
+        if !self.is_alive() {
+            return Err(EngineError::ClientGone);
+        }
+        if !self.shared.qr_showing.load(Ordering::SeqCst) {
+            return Err(EngineError::NotConnected);
+        }
+        Ok(self.net.next_pair_code(&self.shared.session_id))
     }
 }
 

@@ -4,6 +4,7 @@ pub mod envelope;
 pub mod extract;
 mod groups;
 mod health;
+mod linking;
 mod sessions;
 mod sim;
 
@@ -47,6 +48,8 @@ pub fn router(state: AppState) -> Router {
     let whatsapp = Router::new()
         .route("/init", post(sessions::init))
         .route("/status", get(sessions::status))
+        .route("/qr", get(linking::qr))
+        .route("/pair-code", post(linking::pair_code))
         .route("/info", get(sessions::info))
         .route("/restart", post(sessions::restart))
         .route("/logout", post(sessions::logout))

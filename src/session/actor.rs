@@ -226,6 +226,7 @@ impl Actor {
                 tracing::info!("ℹ️ QR code ready for session: {id}");
                 if self.record.status != SessionStatus::QrReady {
                     self.record.status = SessionStatus::QrReady;
+                    self.record.error_message = None;
                     self.save().await;
                 } else {
                     self.publish();
@@ -261,7 +262,10 @@ impl Actor {
             EngineEvent::Disconnected { reason } => {
                 tracing::warn!("⚠️ Session disconnected: {id} ({reason})");
                 tracing::info!("🔄 Reconnecting session {id} automatically");
+                // A QR code of a connection that is gone can no longer be scanned.
+                self.qr = None;
                 self.record.status = SessionStatus::Disconnected;
+                self.record.error_message = Some(reason);
                 self.save().await;
             }
             EngineEvent::LoggedOut { reason } => {
@@ -404,6 +408,10 @@ impl Actor {
                 self.restart().await;
                 let _ = reply.send(());
             }
+            Command::LinkingClient(reply) => {
+                let r = self.linking_client().await;
+                let _ = reply.send(r);
+            }
             Command::Logout(reply) => {
                 self.logout().await;
                 let _ = reply.send(());
@@ -424,6 +432,31 @@ impl Actor {
 
     /// Checks 2 to 5 of the contract, in order, atomically: the actor handles one command
     /// at a time, so of any number of racing requests exactly one starts a fetch.
+    async fn linking_client(&mut self) -> AppResult<Arc<dyn EngineClient>> {
+        let status = self.record.status;
+        match status {
+            SessionStatus::Ready | SessionStatus::FetchingContacts | SessionStatus::Authenticated => {
+                Err(AppError::Conflict(format!(
+                    "Session is already linked to WhatsApp (status: {status}). Call \
+                     /api/whatsapp/logout first to link another phone."
+                )))
+            }
+            SessionStatus::LoggedOut | SessionStatus::Error => Err(AppError::BadRequest(format!(
+                "Session is not waiting to be linked. Current status: {status}. Call \
+                 /api/whatsapp/init first."
+            ))),
+            SessionStatus::Initializing | SessionStatus::QrReady | SessionStatus::Disconnected => {
+                match &self.client {
+                    Some(c) if c.is_alive() => Ok(c.clone()),
+                    _ => {
+                        self.mark_client_gone().await;
+                        Err(AppError::client_unavailable())
+                    }
+                }
+            }
+        }
+    }
+
     async fn start_fetch(&mut self) -> AppResult<FetchStarted> {
         let status = self.record.status;
         if !status.is_ready() {

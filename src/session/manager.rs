@@ -11,8 +11,8 @@ use tokio_util::task::TaskTracker;
 use super::actor::{Actor, Deps};
 use super::{Command, FetchStarted, SessionHandle, SessionSnapshot};
 use crate::clock::SharedClock;
-use crate::domain::{Pair, SessionId, SessionStatus};
-use crate::engine::Engine;
+use crate::domain::{Pair, PhoneNumber, SessionId, SessionStatus};
+use crate::engine::{Engine, EngineError};
 use crate::error::{AppError, AppResult};
 use crate::store::{SessionRecord, Store};
 
@@ -177,8 +177,11 @@ impl SessionManager {
         let latest = self.inner.store.latest_session(pair).await?;
         let now = self.inner.clock.now_ms();
         if let Some(rec) = latest.as_ref() {
-            // Still linked: reconnect the same session, no new QR.
-            if !rec.status.is_terminal() && self.inner.engine.has_credentials(&rec.session_id).await
+            // Still linked: reconnect the same session, no new QR. That includes a session
+            // stopped by an error (a ban that ended, a replaced stream): the phone still
+            // lists the device.
+            if rec.status != SessionStatus::LoggedOut
+                && self.inner.engine.has_credentials(&rec.session_id).await
             {
                 tracing::info!("🔄 Reconnecting linked session: {}", rec.session_id);
                 let mut rec = rec.clone();
@@ -273,6 +276,58 @@ impl SessionManager {
             );
         });
         Err(AppError::client_unavailable())
+    }
+
+    /// # `POST /api/whatsapp/pair-code`
+    pub async fn pair_code(
+        &self,
+        pair: Pair,
+        phone: PhoneNumber,
+    ) -> AppResult<(Arc<SessionSnapshot>, String)> {
+        let this = self.clone();
+        detached(async move { this.pair_code_now(pair, phone).await }).await
+    }
+
+    async fn pair_code_now(
+        &self,
+        pair: Pair,
+        phone: PhoneNumber,
+    ) -> AppResult<(Arc<SessionSnapshot>, String)> {
+        let live = match self.live(pair) {
+            Some(h) => h.ask(Command::LinkingClient).await.map(|r| (h, r)),
+            None => None,
+        };
+        let Some((handle, client)) = live else {
+            // No actor: the session ended (logged out, failed) or was never started here.
+            return match self.inner.store.latest_session(pair).await? {
+                None => Err(AppError::no_session()),
+                Some(rec) if rec.status.is_terminal() => Err(AppError::BadRequest(format!(
+                    "Session is not waiting to be linked. Current status: {}. Call \
+                     /api/whatsapp/init first.",
+                    rec.status
+                ))),
+                Some(_) => Err(AppError::client_unavailable()),
+            };
+        };
+        let client = client?;
+        let id = handle.snapshot().record.session_id.clone();
+        tracing::info!("ℹ️ Pairing code requested for session: {id}");
+        match client.pair_code(&phone).await {
+            Ok(code) => {
+                tracing::info!("✅ Pairing code issued for session: {id}");
+                Ok((handle.snapshot(), code))
+            }
+            Err(EngineError::ClientGone) => Err(AppError::client_unavailable()),
+            Err(EngineError::NotConnected) => Err(AppError::Unavailable(
+                "The session is not connected to WhatsApp yet, so no pairing code can be \
+                 requested. Wait until its status is qr_ready and try again."
+                    .into(),
+            )),
+            Err(EngineError::Failed(m)) => {
+                tracing::warn!("⚠️ Pairing code refused for session {id}: {m}");
+                Err(AppError::BadGateway(m))
+            }
+        }
     }
 
     /// # `POST /api/whatsapp/restart`

@@ -54,6 +54,8 @@ pub struct FetchStarted {
 
 pub(crate) enum Command {
     StartFetch(oneshot::Sender<AppResult<FetchStarted>>),
+    /// For a pairing code: the live client of a session still waiting to be linked.
+    LinkingClient(oneshot::Sender<AppResult<Arc<dyn crate::engine::EngineClient>>>),
     /// From `init`: restart the client if it died; answers whether it did.
     EnsureRunning(oneshot::Sender<bool>),
     Restart(oneshot::Sender<()>),

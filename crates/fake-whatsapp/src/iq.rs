@@ -1,0 +1,173 @@
+//! Answers to the IQs a client sends (mostly during and after login).
+//!
+//! Everything not listed gets an empty `type="result"`: the client treats most
+//! of the post-login queries (props, privacy, digest, device lists, ...) as
+//! best-effort and only logs a parse failure, but an unanswered IQ would hold
+//! its caller for 75 s.
+
+use wacore_binary::builder::NodeBuilder;
+use wacore_binary::node::{Node, NodeContent};
+
+pub(crate) const SERVER: &str = "s.whatsapp.net";
+
+/// What the connection knows that answers may depend on.
+pub(crate) struct IqCtx {
+    /// Pre-keys the server holds for this device.
+    pub prekey_count: usize,
+}
+
+/// Side effects of an IQ, applied by the connection.
+#[derive(Debug, Default)]
+pub(crate) struct IqEffects {
+    /// The client uploaded this many one-time pre-keys.
+    pub uploaded_prekeys: Option<usize>,
+    /// The client left passive mode (`<active/>`): offline delivery starts.
+    pub went_active: bool,
+    /// The client asked to unlink itself (logout).
+    pub removed_self: bool,
+}
+
+pub(crate) struct IqAnswer {
+    pub reply: Node,
+    pub effects: IqEffects,
+}
+
+fn attr(node: &Node, key: &str) -> Option<String> {
+    node.attrs.get(key).map(|v| v.to_string())
+}
+
+/// Builds the answer for an IQ request (`type="get"` or `"set"`).
+pub(crate) fn answer(req: &Node, ctx: &IqCtx) -> IqAnswer {
+    let xmlns = attr(req, "xmlns").unwrap_or_default();
+    let kind = attr(req, "type").unwrap_or_default();
+    let first_child = req.children().and_then(|c| c.first());
+    let child_tag = first_child.map(|c| c.tag.as_ref()).unwrap_or("");
+    let mut effects = IqEffects::default();
+
+    let content: Vec<Node> = match (xmlns.as_str(), kind.as_str(), child_tag) {
+        // Pre-key count.
+        ("encrypt", "get", "count") => vec![
+            NodeBuilder::new("count")
+                .attr("value", ctx.prekey_count.to_string())
+                .build(),
+        ],
+        // Pre-key upload: <registration/><type/><identity/><list><key/>...</list><skey/>.
+        ("encrypt", "set", _) => {
+            let uploaded = req
+                .get_optional_child("list")
+                .map(|l| l.get_children_by_tag("key").count())
+                .unwrap_or(0);
+            effects.uploaded_prekeys = Some(uploaded);
+            Vec::new()
+        }
+        ("passive", _, "active") => {
+            effects.went_active = true;
+            Vec::new()
+        }
+        ("w:sync:app:state", _, "sync") => vec![empty_app_state(first_child)],
+        ("w", "get", "props") => vec![
+            NodeBuilder::new("props")
+                .attr("protocol", "1")
+                .attr("hash", "fake")
+                .attr("refresh", "86400")
+                .build(),
+        ],
+        ("blocklist", "get", _) => vec![NodeBuilder::new("list").build()],
+        ("privacy", "get", _) => vec![NodeBuilder::new("privacy").build()],
+        ("md", "set", "remove-companion-device") => {
+            effects.removed_self = true;
+            Vec::new()
+        }
+        _ => Vec::new(),
+    };
+
+    IqAnswer {
+        reply: result_for(req, content),
+        effects,
+    }
+}
+
+/// `<iq type="result" id=.. from=..>` answering `req`.
+pub(crate) fn result_for(req: &Node, content: Vec<Node>) -> Node {
+    let id = attr(req, "id").unwrap_or_default();
+    let from = attr(req, "to")
+        .filter(|t| !t.is_empty() && t != "@s.whatsapp.net")
+        .unwrap_or_else(|| SERVER.to_string());
+    let mut b = NodeBuilder::new("iq")
+        .attr("from", from)
+        .attr("type", "result")
+        .attr("id", id);
+    if !content.is_empty() {
+        b = b.children(content);
+    }
+    b.build()
+}
+
+/// Every requested collection, empty and at version 0: no snapshot, no
+/// patches, so the client needs no app-state keys to "sync" it.
+fn empty_app_state(sync: Option<&Node>) -> Node {
+    let collections: Vec<Node> = sync
+        .map(|s| {
+            s.get_children_by_tag("collection")
+                .filter_map(|c| attr(c, "name"))
+                .map(|name| {
+                    NodeBuilder::new("collection")
+                        .attr("name", name)
+                        .attr("version", "0")
+                        .build()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Node::new("sync", Default::default(), Some(NodeContent::Nodes(collections)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn iq(xmlns: &str, kind: &str, child: Node) -> Node {
+        NodeBuilder::new("iq")
+            .attr("id", "1")
+            .attr("xmlns", xmlns.to_string())
+            .attr("type", kind.to_string())
+            .attr("to", SERVER)
+            .children([child])
+            .build()
+    }
+
+    #[test]
+    fn count_reports_prekeys() {
+        let a = answer(
+            &iq("encrypt", "get", NodeBuilder::new("count").build()),
+            &IqCtx { prekey_count: 7 },
+        );
+        let count = a.reply.get_optional_child("count").unwrap();
+        assert_eq!(attr(count, "value").as_deref(), Some("7"));
+        assert_eq!(attr(&a.reply, "type").as_deref(), Some("result"));
+        assert_eq!(attr(&a.reply, "id").as_deref(), Some("1"));
+    }
+
+    #[test]
+    fn app_state_mirrors_collections() {
+        let sync = NodeBuilder::new("sync")
+            .children([
+                NodeBuilder::new("collection").attr("name", "critical_block").build(),
+                NodeBuilder::new("collection").attr("name", "regular").build(),
+            ])
+            .build();
+        let a = answer(&iq("w:sync:app:state", "set", sync), &IqCtx { prekey_count: 0 });
+        let lists = wacore::appstate::patch_decode::parse_patch_lists(&a.reply).unwrap();
+        assert_eq!(lists.len(), 2);
+        assert!(lists.iter().all(|l| l.patches.is_empty() && l.error.is_none()));
+    }
+
+    #[test]
+    fn active_is_flagged() {
+        let a = answer(
+            &iq("passive", "set", NodeBuilder::new("active").build()),
+            &IqCtx { prekey_count: 0 },
+        );
+        assert!(a.effects.went_active);
+    }
+}

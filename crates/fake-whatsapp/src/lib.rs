@@ -1,0 +1,608 @@
+//! An in-process fake WhatsApp server for tests.
+//!
+//! [`FakeWhatsApp`] plays the WhatsApp chat server for real `whatsapp-rust`
+//! clients: every `create_transport()` of its transport factory opens a
+//! "connection" served by a tokio task that speaks the server side of the
+//! Noise handshake (XX, IK and XXfallback), the encrypted binary-node framing,
+//! QR pairing (driven by [`FakeWhatsApp::scan`] and the [`phone`] module), login
+//! (`<success>`), the IQs a fresh login sends, and a set of fault scripts
+//! (dropped connections, stream errors, device removal, failed logins, no
+//! network).
+//!
+//! ```ignore
+//! let fake = FakeWhatsApp::new();
+//! let bot = Bot::builder()
+//!     .with_backend(wacore::store::InMemoryBackend::new())
+//!     .with_transport_factory(fake.factory())
+//!     .with_http_client(NoHttp)
+//!     .with_runtime(TokioRuntime)
+//!     .with_version((2, 3000, 1))
+//!     .build()
+//!     .await?;
+//! // ... wait for Event::PairingQrCode { code, .. } ...
+//! fake.scan(&code, "15551234567", "Shop").await?;
+//! ```
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use tokio::sync::{Notify, mpsc, oneshot};
+use wacore_binary::builder::NodeBuilder;
+use wacore_binary::node::Node;
+
+mod conn;
+mod iq;
+mod noise;
+pub mod phone;
+mod transport;
+
+pub use transport::FakeTransportFactory;
+
+/// How long [`FakeWhatsApp::scan`] waits for the client's `pair-device-sign`.
+const PAIR_REPLY_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long the fault scripts wait for the targeted connections to close.
+const CLOSE_WAIT: Duration = Duration::from_secs(5);
+
+/// The fake server. Cheap to clone: all clones share one server.
+#[derive(Clone)]
+pub struct FakeWhatsApp {
+    inner: Arc<Inner>,
+}
+
+impl Default for FakeWhatsApp {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for FakeWhatsApp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let st = self.inner.lock();
+        f.debug_struct("FakeWhatsApp")
+            .field("connections", &st.conns.len())
+            .field("accounts", &st.accounts.len())
+            .field("offline", &st.offline)
+            .finish()
+    }
+}
+
+pub(crate) struct Inner {
+    identity: noise::ServerIdentity,
+    state: Mutex<State>,
+    /// Woken (notify_waiters) whenever connections or registrations change.
+    changed: Notify,
+    next_id: AtomicU64,
+}
+
+/// A scripted answer for the next login of an account.
+#[derive(Debug, Clone)]
+pub(crate) struct LoginFailure {
+    pub reason: u16,
+    pub expire_secs: Option<u64>,
+}
+
+pub(crate) struct State {
+    pub offline: bool,
+    pub qr_refs: usize,
+    pub allow_ik: bool,
+    pub push_name_as_biz: bool,
+    pub conns: HashMap<u64, ConnEntry>,
+    pub accounts: HashMap<String, Account>,
+    pub fail_logins: HashMap<String, LoginFailure>,
+    pub connections_opened: u64,
+    pub connections_refused: u64,
+    pub ik_handshakes: u64,
+}
+
+pub(crate) struct ConnEntry {
+    pub cmd: mpsc::UnboundedSender<conn::Cmd>,
+    pub kind: ConnKind,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum ConnKind {
+    /// Noise handshake not finished yet.
+    Handshaking,
+    /// An unregistered client waiting to be paired.
+    Registration {
+        refs: Vec<String>,
+        noise_pub: [u8; 32],
+        pairing: bool,
+    },
+    /// A registered device logging in.
+    Login {
+        phone: String,
+        device: u16,
+        logged_in: bool,
+    },
+}
+
+pub(crate) struct Account {
+    /// The scripted phone: identity key, LID, push name.
+    pub phone: phone::PhoneAccount,
+    pub devices: BTreeMap<u16, DeviceRecord>,
+    pub next_device: u16,
+    pub logins: u64,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct DeviceRecord {
+    pub noise_pub: [u8; 32],
+    pub prekeys: usize,
+}
+
+impl Inner {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock must not take the whole fake down.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn next_id(&self) -> String {
+        format!("fake.{}", self.next_id.fetch_add(1, Ordering::Relaxed))
+    }
+
+    pub(crate) fn identity(&self) -> &noise::ServerIdentity {
+        &self.identity
+    }
+
+    pub(crate) fn notify_changed(&self) {
+        self.changed.notify_waiters();
+    }
+
+    /// Waits until `cond` holds (checked on every state change) or `timeout`.
+    async fn wait_until(&self, timeout: Duration, mut cond: impl FnMut(&State) -> bool) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if cond(&self.lock()) {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return cond(&self.lock());
+            }
+        }
+    }
+}
+
+impl FakeWhatsApp {
+    /// Creates a fake server. Nothing is spawned until the first connection,
+    /// which spawns its task on the tokio runtime the client runs on.
+    pub fn new() -> Self {
+        // The leaf certificate expires in ~2 years: paired clients cache it and
+        // use IK on later connects, which the fake serves.
+        let not_after = wacore::time::now_secs().max(0) as u64 + 2 * 365 * 24 * 3600;
+        Self {
+            inner: Arc::new(Inner {
+                identity: noise::ServerIdentity::generate(not_after),
+                state: Mutex::new(State {
+                    offline: false,
+                    qr_refs: 6,
+                    allow_ik: true,
+                    push_name_as_biz: true,
+                    conns: HashMap::new(),
+                    accounts: HashMap::new(),
+                    fail_logins: HashMap::new(),
+                    connections_opened: 0,
+                    connections_refused: 0,
+                    ik_handshakes: 0,
+                }),
+                changed: Notify::new(),
+                next_id: AtomicU64::new(1),
+            }),
+        }
+    }
+
+    /// Number of `<ref>`s in each `pair-device` IQ (default 6, like WhatsApp).
+    /// The client shows the first for 60 s and each further one for 20 s, then
+    /// emits `PairingQrCodesExhausted`; `with_qr_refs(1)` exhausts after 60 s.
+    pub fn with_qr_refs(self, n: usize) -> Self {
+        self.inner.lock().qr_refs = n.max(1);
+        self
+    }
+
+    /// Whether IK handshakes are accepted (default true). When false, every IK
+    /// hello is answered with XXfallback.
+    pub fn with_ik(self, allow: bool) -> Self {
+        self.inner.lock().allow_ik = allow;
+        self
+    }
+
+    /// Whether `scan` passes the push name to the client inside the
+    /// `pair-success` (as `<biz name=...>`, the only pairing field the client
+    /// turns into its push name). Default true. Without it the client's push
+    /// name stays empty: the real source is an encrypted app-state mutation
+    /// this fake does not produce.
+    pub fn with_push_name_in_pair_success(self, enabled: bool) -> Self {
+        self.inner.lock().push_name_as_biz = enabled;
+        self
+    }
+
+    /// The transport factory to hand to the client, as a trait object.
+    pub fn transport_factory(&self) -> Arc<dyn whatsapp_rust::transport::TransportFactory> {
+        Arc::new(self.factory())
+    }
+
+    /// The concrete transport factory (for `BotBuilder::with_transport_factory`,
+    /// which wants a value implementing the trait, not an `Arc<dyn ..>`).
+    pub fn factory(&self) -> FakeTransportFactory {
+        FakeTransportFactory::new(self.inner.clone())
+    }
+
+    /// Pairs the client that is showing `qr` with the account `phone_digits`
+    /// (created on first use; later scans of the same number add devices to
+    /// the same account), like scanning the code with the phone.
+    ///
+    /// Sends `pair-success`, waits for and verifies the client's
+    /// `pair-device-sign`, records the device, then ends the registration
+    /// connection with stream error 515 so the client reconnects and logs in.
+    pub async fn scan(&self, qr: &str, phone_digits: &str, push_name: &str) -> anyhow::Result<()> {
+        if phone_digits.is_empty() || !phone_digits.bytes().all(|b| b.is_ascii_digit()) {
+            bail!("phone number must be digits only, got {phone_digits:?}");
+        }
+        let payload = phone::parse_qr(qr).context("parsing QR code")?;
+
+        // Find the registration connection that showed this ref, and claim it.
+        let (conn_id, cmd, account, device_id) = {
+            let mut st = self.inner.lock();
+            let found = st.conns.iter_mut().find_map(|(id, entry)| match &mut entry.kind {
+                ConnKind::Registration {
+                    refs,
+                    noise_pub,
+                    pairing,
+                } if refs.iter().any(|r| *r == payload.pair_ref) => {
+                    Some((*id, entry.cmd.clone(), noise_pub, pairing))
+                }
+                _ => None,
+            });
+            let Some((conn_id, cmd, noise_pub, pairing)) = found else {
+                bail!("no open registration connection is showing this QR code (expired or already used?)");
+            };
+            if *noise_pub != payload.noise_pub {
+                bail!("QR code noise key does not match the connection that showed it");
+            }
+            if *pairing {
+                bail!("this QR code is already being scanned");
+            }
+            *pairing = true;
+
+            let push_name_as_biz = st.push_name_as_biz;
+            let account = st
+                .accounts
+                .entry(phone_digits.to_string())
+                .or_insert_with(|| Account {
+                    phone: phone::PhoneAccount::new(phone_digits, push_name),
+                    devices: BTreeMap::new(),
+                    next_device: 1,
+                    logins: 0,
+                });
+            account.phone.push_name = push_name.to_string();
+            account.phone.send_biz_name = push_name_as_biz;
+            let device_id = account.next_device;
+            account.next_device = account.next_device.wrapping_add(1).max(1);
+            (conn_id, cmd, account.phone.clone(), device_id)
+        };
+
+        let result = self
+            .pair(conn_id, &cmd, &account, &payload, phone_digits, device_id)
+            .await;
+        if result.is_err() {
+            // Let the QR be scanned again.
+            let mut st = self.inner.lock();
+            if let Some(ConnEntry {
+                kind: ConnKind::Registration { pairing, .. },
+                ..
+            }) = st.conns.get_mut(&conn_id)
+            {
+                *pairing = false;
+            }
+        }
+        result
+    }
+
+    async fn pair(
+        &self,
+        conn_id: u64,
+        cmd: &mpsc::UnboundedSender<conn::Cmd>,
+        account: &phone::PhoneAccount,
+        payload: &phone::QrPayload,
+        phone_digits: &str,
+        device_id: u16,
+    ) -> anyhow::Result<()> {
+        let iq_id = self.inner.next_id();
+        let node = phone::pair_success_node(account, payload, device_id, &iq_id)
+            .context("building pair-success")?;
+
+        let (tx, rx) = oneshot::channel();
+        cmd.send(conn::Cmd::SendAwait {
+            node,
+            id: iq_id.clone(),
+            reply: tx,
+        })
+        .map_err(|_| anyhow!("the registration connection closed"))?;
+        let reply = match tokio::time::timeout(PAIR_REPLY_TIMEOUT, rx).await {
+            Err(_) => bail!("the client did not answer pair-success within {PAIR_REPLY_TIMEOUT:?}"),
+            Ok(Err(_)) => bail!("the registration connection closed before the client answered"),
+            Ok(Ok(reply)) => reply,
+        };
+        if reply.attrs().optional_string("type").as_deref() == Some("error") {
+            let err = reply.get_optional_child("error");
+            let code = err
+                .and_then(|e| e.attrs().optional_string("code").map(|c| c.to_string()))
+                .unwrap_or_default();
+            let text = err
+                .and_then(|e| e.attrs().optional_string("text").map(|c| c.to_string()))
+                .unwrap_or_default();
+            bail!("the client rejected pair-success: {code} {text}");
+        }
+        phone::verify_sign_reply(account, payload, &reply)
+            .context("verifying the client's pair-device-sign")?;
+
+        {
+            let mut st = self.inner.lock();
+            if let Some(acc) = st.accounts.get_mut(phone_digits) {
+                acc.devices.insert(
+                    device_id,
+                    DeviceRecord {
+                        noise_pub: payload.noise_pub,
+                        prekeys: 0,
+                    },
+                );
+            }
+        }
+        tracing::info!(phone = phone_digits, device_id, "fake-whatsapp: device paired");
+        self.inner.notify_changed();
+
+        // Like the real server: end the registration stream, the client
+        // reconnects at once and logs in with its new identity.
+        let _ = cmd.send(conn::Cmd::StreamErrorClose {
+            node: stream_error_code(515),
+            delay: Duration::from_millis(100),
+        });
+        let _ = self
+            .inner
+            .wait_until(CLOSE_WAIT, |st| !st.conns.contains_key(&conn_id))
+            .await;
+        Ok(())
+    }
+
+    /// Abruptly closes every connection of this account (as if the network
+    /// dropped). The client emits `Disconnected` and reconnects by itself.
+    pub async fn drop_connections(&self, phone_digits: &str) {
+        let ids = self.send_to_account(phone_digits, |_| conn::Cmd::Drop);
+        self.wait_closed(&ids).await;
+    }
+
+    /// Abruptly closes every connection, registered or not.
+    pub async fn drop_all_connections(&self) {
+        let ids: Vec<(u64, mpsc::UnboundedSender<conn::Cmd>)> = self
+            .inner
+            .lock()
+            .conns
+            .iter()
+            .map(|(id, e)| (*id, e.cmd.clone()))
+            .collect();
+        for (_, cmd) in &ids {
+            let _ = cmd.send(conn::Cmd::Drop);
+        }
+        let ids: Vec<u64> = ids.into_iter().map(|(id, _)| id).collect();
+        self.wait_closed(&ids).await;
+    }
+
+    /// Sends `<stream:error code="..."/>` to the account's connections and
+    /// closes them. 401 and 516 mean "logged out": the client emits
+    /// `LoggedOut` and the fake forgets the account's devices. 515 makes the
+    /// client reconnect at once; 503 reconnects with backoff.
+    pub async fn stream_error(&self, phone_digits: &str, code: u16) {
+        if matches!(code, 401 | 516) {
+            self.forget_devices(phone_digits);
+        }
+        let ids = self.send_to_account(phone_digits, |_| conn::Cmd::StreamErrorClose {
+            node: stream_error_code(code),
+            delay: Duration::ZERO,
+        });
+        self.wait_closed(&ids).await;
+    }
+
+    /// The phone unlinked the device: `<stream:error><conflict
+    /// type="device_removed"/></stream:error>` (client: `LoggedOut`), and the
+    /// fake forgets the account's devices so they cannot log in again.
+    pub async fn device_removed(&self, phone_digits: &str) {
+        self.forget_devices(phone_digits);
+        let ids = self.send_to_account(phone_digits, |_| conn::Cmd::StreamErrorClose {
+            node: stream_error_conflict("device_removed"),
+            delay: Duration::ZERO,
+        });
+        self.wait_closed(&ids).await;
+    }
+
+    /// Another session took over: `<stream:error><conflict type="replaced"/>`
+    /// (client: `StreamReplaced`, no auto-reconnect). The device stays
+    /// registered.
+    pub async fn replaced(&self, phone_digits: &str) {
+        let ids = self.send_to_account(phone_digits, |_| conn::Cmd::StreamErrorClose {
+            node: stream_error_conflict("replaced"),
+            delay: Duration::ZERO,
+        });
+        self.wait_closed(&ids).await;
+    }
+
+    /// Makes the next login of this account fail with
+    /// `<failure reason=".."/>`: 402 (temporary ban; `code="101"` and `expire`
+    /// seconds, default 3600) → `TemporaryBan`, 405 → `ClientOutdated`,
+    /// 401/403/406 → `LoggedOut { on_connect: true }`, anything else →
+    /// `ConnectFailure`. One-shot: the script is consumed by that login.
+    /// Existing connections are not touched; combine with
+    /// [`drop_connections`](Self::drop_connections) to force a new login.
+    pub fn fail_logins(&self, phone_digits: &str, reason: u16, expire_secs: Option<u64>) {
+        self.inner.lock().fail_logins.insert(
+            phone_digits.to_string(),
+            LoginFailure {
+                reason,
+                expire_secs,
+            },
+        );
+    }
+
+    /// Simulates losing the network: while offline, `create_transport` fails,
+    /// and going offline also drops every open connection.
+    pub fn set_offline(&self, offline: bool) {
+        let cmds: Vec<_> = {
+            let mut st = self.inner.lock();
+            st.offline = offline;
+            if offline {
+                st.conns.values().map(|e| e.cmd.clone()).collect()
+            } else {
+                Vec::new()
+            }
+        };
+        for cmd in cmds {
+            let _ = cmd.send(conn::Cmd::Drop);
+        }
+    }
+
+    /// Whether the server is currently simulating "no network".
+    pub fn is_offline(&self) -> bool {
+        self.inner.lock().offline
+    }
+
+    /// Number of open connections (registration, login or mid-handshake).
+    pub fn connection_count(&self) -> usize {
+        self.inner.lock().conns.len()
+    }
+
+    /// Number of connections ever opened.
+    pub fn connections_opened(&self) -> u64 {
+        self.inner.lock().connections_opened
+    }
+
+    /// Number of connection attempts refused because the fake was offline.
+    pub fn refused_connections(&self) -> u64 {
+        self.inner.lock().connections_refused
+    }
+
+    /// Number of handshakes completed with the IK pattern (a paired client
+    /// resuming with the cached server key).
+    pub fn ik_handshakes(&self) -> u64 {
+        self.inner.lock().ik_handshakes
+    }
+
+    /// Waits until `cond` holds, re-checking it whenever a connection opens,
+    /// closes, logs in or a device is (un)registered; false on timeout. `cond`
+    /// may call any getter of the fake.
+    pub async fn wait_until(&self, timeout: Duration, mut cond: impl FnMut(&FakeWhatsApp) -> bool) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.inner.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if cond(self) {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return cond(self);
+            }
+        }
+    }
+
+    /// Whether a device of this account is logged in (got `<success>`) on an
+    /// open connection.
+    pub fn is_connected(&self, phone_digits: &str) -> bool {
+        is_logged_in(&self.inner.lock(), phone_digits)
+    }
+
+    /// Waits until a device of this account is logged in; false on timeout.
+    pub async fn wait_logged_in(&self, phone_digits: &str, timeout: Duration) -> bool {
+        self.inner
+            .wait_until(timeout, |st| is_logged_in(st, phone_digits))
+            .await
+    }
+
+    /// How many times devices of this account logged in successfully.
+    pub fn login_count(&self, phone_digits: &str) -> u64 {
+        self.inner
+            .lock()
+            .accounts
+            .get(phone_digits)
+            .map_or(0, |a| a.logins)
+    }
+
+    /// Device ids currently registered (paired and not removed) for the account.
+    pub fn registered_devices(&self, phone_digits: &str) -> Vec<u16> {
+        self.inner
+            .lock()
+            .accounts
+            .get(phone_digits)
+            .map(|a| a.devices.keys().copied().collect())
+            .unwrap_or_default()
+    }
+
+    /// The account's LID user part (`<lid>@lid`), once it exists.
+    pub fn lid_of(&self, phone_digits: &str) -> Option<String> {
+        self.inner
+            .lock()
+            .accounts
+            .get(phone_digits)
+            .map(|a| a.phone.lid.clone())
+    }
+
+    fn forget_devices(&self, phone_digits: &str) {
+        if let Some(acc) = self.inner.lock().accounts.get_mut(phone_digits) {
+            acc.devices.clear();
+        }
+        self.inner.notify_changed();
+    }
+
+    fn send_to_account(
+        &self,
+        phone_digits: &str,
+        make: impl Fn(u64) -> conn::Cmd,
+    ) -> Vec<u64> {
+        let st = self.inner.lock();
+        let mut ids = Vec::new();
+        for (id, entry) in st.conns.iter() {
+            if let ConnKind::Login { phone, .. } = &entry.kind
+                && phone == phone_digits
+            {
+                let _ = entry.cmd.send(make(*id));
+                ids.push(*id);
+            }
+        }
+        ids
+    }
+
+    async fn wait_closed(&self, ids: &[u64]) {
+        if ids.is_empty() {
+            return;
+        }
+        let closed = self
+            .inner
+            .wait_until(CLOSE_WAIT, |st| ids.iter().all(|id| !st.conns.contains_key(id)))
+            .await;
+        if !closed {
+            tracing::warn!("fake-whatsapp: connections {ids:?} did not close in time");
+        }
+    }
+}
+
+fn is_logged_in(st: &State, phone_digits: &str) -> bool {
+    st.conns.values().any(|e| {
+        matches!(&e.kind, ConnKind::Login { phone, logged_in: true, .. } if phone == phone_digits)
+    })
+}
+
+fn stream_error_code(code: u16) -> Node {
+    NodeBuilder::new("stream:error")
+        .attr("code", code.to_string())
+        .build()
+}
+
+fn stream_error_conflict(kind: &str) -> Node {
+    NodeBuilder::new("stream:error")
+        .children([NodeBuilder::new("conflict").attr("type", kind.to_string()).build()])
+        .build()
+}

@@ -1,0 +1,338 @@
+//! Drives real `whatsapp-rust` clients against the fake server.
+//!
+//! Each test pairs a fresh client (QR → scan → PairSuccess → Connected). The
+//! first `Connected` after pairing takes ~10 s: the client waits that long for
+//! an app-state key the fake never sends (see the crate docs).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use fake_whatsapp::FakeWhatsApp;
+use wacore::store::traits::Backend;
+use wacore::types::events::{Event, EventHandler};
+use whatsapp_rust::bot::{Bot, BotHandle};
+use whatsapp_rust::http::{HttpClient, HttpRequest, HttpResponse};
+use whatsapp_rust::{Client, TokioRuntime};
+
+const PHONE: &str = "15551234567";
+/// Pairing, including the client's 10 s app-state key grace.
+const CONNECT_AFTER_PAIR: Duration = Duration::from_secs(25);
+const STEP: Duration = Duration::from_secs(10);
+
+fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+/// Tests must never touch the network.
+struct NoHttp;
+
+#[async_trait::async_trait]
+impl HttpClient for NoHttp {
+    async fn execute(&self, request: HttpRequest) -> anyhow::Result<HttpResponse> {
+        anyhow::bail!("no network in tests (wanted {})", request.url)
+    }
+}
+
+/// Ordered event delivery into a channel.
+struct Events(async_channel::Sender<Arc<Event>>);
+
+impl EventHandler for Events {
+    fn handle_event(&self, event: Arc<Event>) {
+        let _ = self.0.try_send(event);
+    }
+}
+
+struct Session {
+    handle: BotHandle,
+    client: Arc<Client>,
+    events: async_channel::Receiver<Arc<Event>>,
+    backend: Arc<dyn Backend>,
+}
+
+impl Session {
+    async fn start(fake: &FakeWhatsApp, backend: Arc<dyn Backend>) -> Session {
+        let (tx, events) = async_channel::unbounded();
+        let bot = Bot::builder()
+            .with_backend_arc(backend.clone())
+            .with_transport_factory(fake.factory())
+            .with_http_client(NoHttp)
+            .with_runtime(TokioRuntime)
+            .with_version((2, 3000, 1))
+            .with_event_handler(Events(tx))
+            .build()
+            .await
+            .expect("bot builds");
+        let client = bot.client();
+        let handle = bot.spawn();
+        Session {
+            handle,
+            client,
+            events,
+            backend,
+        }
+    }
+
+    async fn fresh(fake: &FakeWhatsApp) -> Session {
+        Self::start(fake, Arc::new(wacore::store::InMemoryBackend::new())).await
+    }
+
+    /// Waits for the first event matching `pred`, skipping others.
+    async fn wait_for(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut pred: impl FnMut(&Event) -> bool,
+    ) -> Arc<Event> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            match tokio::time::timeout_at(deadline, self.events.recv()).await {
+                Err(_) => panic!("timed out after {timeout:?} waiting for {what}"),
+                Ok(Err(_)) => panic!("event channel closed while waiting for {what}"),
+                Ok(Ok(ev)) => {
+                    if pred(&ev) {
+                        return ev;
+                    }
+                    eprintln!("(while waiting for {what}) event: {}", event_name(&ev));
+                }
+            }
+        }
+    }
+
+    async fn next_qr(&self) -> String {
+        let ev = self
+            .wait_for("a QR code", STEP, |e| matches!(e, Event::PairingQrCode(_)))
+            .await;
+        match &*ev {
+            Event::PairingQrCode(qr) => qr.code.clone(),
+            _ => unreachable!(),
+        }
+    }
+
+    async fn connected(&self, timeout: Duration) {
+        self.wait_for("Connected", timeout, |e| matches!(e, Event::Connected(_)))
+            .await;
+    }
+}
+
+fn event_name(e: &Event) -> String {
+    let dbg = format!("{e:?}");
+    dbg.chars().take(120).collect()
+}
+
+/// Fresh client → QR → scan → PairSuccess → Connected.
+async fn paired(fake: &FakeWhatsApp, phone: &str, push_name: &str) -> Session {
+    let s = Session::fresh(fake).await;
+    let qr = s.next_qr().await;
+    fake.scan(&qr, phone, push_name).await.expect("scan pairs");
+    let ev = s
+        .wait_for("PairSuccess", STEP, |e| matches!(e, Event::PairSuccess(_)))
+        .await;
+    if let Event::PairSuccess(ps) = &*ev {
+        assert_eq!(ps.id.user, phone);
+    }
+    s.connected(CONNECT_AFTER_PAIR).await;
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pairs_connects_and_survives_a_dropped_connection() {
+    init_tracing();
+    let fake = FakeWhatsApp::new();
+    let s = paired(&fake, PHONE, "Shop").await;
+
+    // Own number and push name as the client knows them.
+    let pn = s.client.pn().expect("own number after pairing");
+    assert_eq!(pn.user, PHONE);
+    assert_eq!(s.client.push_name(), "Shop");
+    assert!(s.client.lid().is_some());
+    assert!(fake.is_connected(PHONE));
+    assert_eq!(fake.registered_devices(PHONE), vec![pn.device]);
+    assert_eq!(fake.login_count(PHONE), 1);
+
+    // Network drop: Disconnected, then the client reconnects (IK) by itself.
+    for round in 2..=3u64 {
+        fake.drop_connections(PHONE).await;
+        s.wait_for("Disconnected", STEP, |e| matches!(e, Event::Disconnected(_)))
+            .await;
+        s.connected(STEP).await;
+        assert_eq!(fake.login_count(PHONE), round);
+    }
+    assert!(fake.ik_handshakes() >= 2, "reconnects of a paired client use IK");
+    s.handle.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_client_logs_in_without_scanning() {
+    init_tracing();
+    let fake = FakeWhatsApp::new();
+    let s = paired(&fake, PHONE, "Shop").await;
+    let backend = s.backend.clone();
+    let pn = s.client.pn().unwrap();
+    s.handle.shutdown().await;
+    assert!(
+        fake.wait_until(STEP, |f| !f.is_connected(PHONE)).await,
+        "shutdown closes the connection"
+    );
+
+    let s2 = Session::start(&fake, backend).await;
+    s2.wait_for("Connected (no QR)", STEP, |e| {
+        assert!(!matches!(e, Event::PairingQrCode(_)), "a paired client must not show a QR");
+        matches!(e, Event::Connected(_))
+    })
+    .await;
+    assert_eq!(s2.client.pn(), Some(pn));
+    assert_eq!(s2.client.push_name(), "Shop");
+    assert_eq!(fake.login_count(PHONE), 2);
+    s2.handle.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn device_removed_logs_out_and_forgets_the_device() {
+    init_tracing();
+    let fake = FakeWhatsApp::new();
+    let s = paired(&fake, PHONE, "Shop").await;
+    fake.device_removed(PHONE).await;
+    let ev = s
+        .wait_for("LoggedOut", STEP, |e| matches!(e, Event::LoggedOut(_)))
+        .await;
+    if let Event::LoggedOut(lo) = &*ev {
+        assert!(!lo.on_connect);
+    }
+    assert!(fake.registered_devices(PHONE).is_empty());
+    assert!(!fake.is_connected(PHONE));
+
+    // The same store can no longer log in: the server refuses it (401).
+    let backend = s.backend.clone();
+    s.handle.abort();
+    let s2 = Session::start(&fake, backend).await;
+    let ev = s2
+        .wait_for("LoggedOut on connect", STEP, |e| matches!(e, Event::LoggedOut(_)))
+        .await;
+    if let Event::LoggedOut(lo) = &*ev {
+        assert!(lo.on_connect);
+    }
+    s2.handle.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replaced_stream_is_reported() {
+    init_tracing();
+    let fake = FakeWhatsApp::new();
+    let s = paired(&fake, PHONE, "Shop").await;
+    fake.replaced(PHONE).await;
+    s.wait_for("StreamReplaced", STEP, |e| matches!(e, Event::StreamReplaced(_)))
+        .await;
+    assert_eq!(fake.registered_devices(PHONE).len(), 1, "still registered");
+    s.handle.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_errors_401_and_516_log_out() {
+    init_tracing();
+    let fake = FakeWhatsApp::new();
+    let a = paired(&fake, "15550000401", "A").await;
+    fake.stream_error("15550000401", 401).await;
+    a.wait_for("LoggedOut (401)", STEP, |e| matches!(e, Event::LoggedOut(_)))
+        .await;
+    a.handle.abort();
+
+    let b = paired(&fake, "15550000516", "B").await;
+    fake.stream_error("15550000516", 516).await;
+    b.wait_for("LoggedOut (516)", STEP, |e| matches!(e, Event::LoggedOut(_)))
+        .await;
+    b.handle.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scripted_login_failures() {
+    init_tracing();
+    let fake = FakeWhatsApp::new();
+
+    let banned = paired(&fake, "15550000402", "Banned").await;
+    fake.fail_logins("15550000402", 402, Some(7200));
+    fake.drop_connections("15550000402").await;
+    let ev = banned
+        .wait_for("TemporaryBan", STEP, |e| matches!(e, Event::TemporaryBan(_)))
+        .await;
+    if let Event::TemporaryBan(tb) = &*ev {
+        assert_eq!(tb.expire.num_seconds(), 7200);
+    }
+    banned.handle.abort();
+
+    let outdated = paired(&fake, "15550000405", "Old").await;
+    fake.fail_logins("15550000405", 405, None);
+    fake.drop_connections("15550000405").await;
+    outdated
+        .wait_for("ClientOutdated", STEP, |e| matches!(e, Event::ClientOutdated(_)))
+        .await;
+    outdated.handle.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_then_back_online_reconnects() {
+    init_tracing();
+    let fake = FakeWhatsApp::new();
+    let s = paired(&fake, PHONE, "Shop").await;
+    fake.set_offline(true);
+    s.wait_for("Disconnected", STEP, |e| matches!(e, Event::Disconnected(_)))
+        .await;
+    assert!(
+        fake.wait_until(STEP, |f| f.refused_connections() >= 1).await,
+        "the client tried to reconnect while offline"
+    );
+    assert!(!fake.is_connected(PHONE));
+    fake.set_offline(false);
+    s.connected(Duration::from_secs(15)).await;
+    assert!(fake.is_connected(PHONE));
+    s.handle.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qr_codes_rotate_and_a_stale_qr_is_refused() {
+    init_tracing();
+    let fake = FakeWhatsApp::new();
+    let s = Session::fresh(&fake).await;
+    let qr = s.next_qr().await;
+    assert!(fake.scan("1,2,3", PHONE, "x").await.is_err(), "garbage QR is refused");
+    assert!(fake.scan(&qr, "12ab", "x").await.is_err(), "phone must be digits");
+    // A dropped registration connection: the client reconnects and shows a new
+    // QR; the old one no longer pairs.
+    fake.drop_all_connections().await;
+    let qr2 = s.next_qr().await;
+    assert_ne!(qr, qr2);
+    assert!(fake.scan(&qr, PHONE, "Shop").await.is_err(), "stale QR is refused");
+    fake.scan(&qr2, PHONE, "Shop").await.expect("fresh QR pairs");
+    s.wait_for("PairSuccess", STEP, |e| matches!(e, Event::PairSuccess(_)))
+        .await;
+    s.handle.abort();
+}
+
+/// With the tokio clock paused, the client's 60 s / 20 s QR timers elapse
+/// instantly, so exhaustion can be observed quickly.
+#[tokio::test(start_paused = true)]
+async fn qr_exhaustion_with_a_paused_clock() {
+    init_tracing();
+    let fake = FakeWhatsApp::new().with_qr_refs(2);
+    let s = Session::fresh(&fake).await;
+    let mut codes = Vec::new();
+    let ev = s
+        .wait_for("PairingQrCodesExhausted", Duration::from_secs(300), |e| {
+            if let Event::PairingQrCode(qr) = e {
+                codes.push(qr.code.clone());
+            }
+            matches!(e, Event::PairingQrCodesExhausted(_))
+        })
+        .await;
+    if let Event::PairingQrCodesExhausted(x) = &*ev {
+        assert!(x.disconnected);
+    }
+    drop(ev);
+    let _ = codes;
+    s.handle.abort();
+}

@@ -1,0 +1,703 @@
+//! The real engine: one `whatsapp-rust` client per session, speaking WhatsApp Web's
+//! multi-device protocol.
+//!
+//! Each session keeps its device (keys, identity, Signal sessions) in its own SQLite file
+//! under `<data-dir>/whatsapp/<session_id>/`: the library's store holds exactly one device,
+//! and several pools on one file would fight for its write lock. A `linked` marker beside
+//! it says the phone accepted the link, so a restart knows which sessions reconnect by
+//! themselves without opening every store.
+//!
+//! The library reports through events; a per-client pump reads them from one ordered
+//! channel and turns them into [`EngineEvent`]s for the session actor.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::{Notify, OnceCell, mpsc};
+use tracing::Instrument;
+use whatsapp_rust::Client;
+use whatsapp_rust::bot::Bot;
+use whatsapp_rust::http::UreqHttpClient;
+use whatsapp_rust::pair_code::PairCodeOptions;
+use whatsapp_rust::store::SqliteStore;
+use whatsapp_rust::transport::{Transport, TransportEvent, TransportFactory};
+use whatsapp_rust::types::events::{ConnectFailureReason, Event, EventHandler};
+
+use super::{ClientStart, ContactSource, Engine, EngineClient, EngineError, EngineEvent};
+use crate::domain::{PhoneNumber, SessionId};
+
+/// The WhatsApp Web version the library itself ships with; used when the live one cannot
+/// be fetched (offline start), so a session can still try to connect.
+const FALLBACK_VERSION: (u32, u32, u32) = (2, 3000, 1_042_742_319);
+const VERSION_FETCH_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long `stop` waits for the library to flush and close before aborting its task.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+/// How long a logout waits for WhatsApp to confirm the unlink.
+const LOGOUT_GRACE: Duration = Duration::from_secs(10);
+const STORE_FILE: &str = "device.db";
+const LINKED_MARKER: &str = "linked";
+
+/// Knobs that tests (and only tests) turn: `Application` takes them from its builder, never
+/// from a flag a user could set.
+#[derive(Clone)]
+pub struct WhatsAppOptions {
+    /// Where connections go; `None` is WhatsApp's own websocket endpoint.
+    pub transport: Option<Arc<dyn TransportFactory>>,
+    /// A fixed WhatsApp Web version instead of fetching the current one once per process.
+    pub version: Option<(u32, u32, u32)>,
+    /// A connection attempt that takes longer than this counts as failed.
+    pub connect_timeout: Duration,
+}
+
+impl Default for WhatsAppOptions {
+    fn default() -> Self {
+        Self {
+            transport: None,
+            version: None,
+            connect_timeout: Duration::from_secs(20),
+        }
+    }
+}
+
+impl std::fmt::Debug for WhatsAppOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WhatsAppOptions")
+            .field("custom_transport", &self.transport.is_some())
+            .field("version", &self.version)
+            .field("connect_timeout", &self.connect_timeout)
+            .finish()
+    }
+}
+
+#[derive(Clone)]
+pub struct WhatsAppEngine {
+    inner: Arc<EngineInner>,
+}
+
+struct EngineInner {
+    dir: PathBuf,
+    transport: Arc<dyn TransportFactory>,
+    http: UreqHttpClient,
+    pinned_version: Option<(u32, u32, u32)>,
+    /// Resolved once per process and shared by every session.
+    version: OnceCell<(u32, u32, u32)>,
+    connect_timeout: Duration,
+}
+
+impl WhatsAppEngine {
+    pub fn new(data_dir: &Path, options: WhatsAppOptions) -> anyhow::Result<Self> {
+        let dir = data_dir.join("whatsapp");
+        std::fs::create_dir_all(&dir).map_err(|e| {
+            anyhow::anyhow!("cannot create the credentials folder {}: {e}", dir.display())
+        })?;
+        let transport = options.transport.unwrap_or_else(|| {
+            Arc::new(whatsapp_rust::transport::TokioWebSocketTransportFactory::new())
+        });
+        Ok(Self {
+            inner: Arc::new(EngineInner {
+                dir,
+                transport,
+                http: UreqHttpClient::new(),
+                pinned_version: options.version,
+                version: OnceCell::new(),
+                connect_timeout: options.connect_timeout,
+            }),
+        })
+    }
+
+    fn session_dir(&self, id: &SessionId) -> PathBuf {
+        self.inner.dir.join(id.as_str())
+    }
+
+    async fn version(&self) -> (u32, u32, u32) {
+        if let Some(v) = self.inner.pinned_version {
+            return v;
+        }
+        *self
+            .inner
+            .version
+            .get_or_init(|| async {
+                let http: Arc<dyn whatsapp_rust::http::HttpClient> =
+                    Arc::new(self.inner.http.clone());
+                let fetched = tokio::time::timeout(
+                    VERSION_FETCH_TIMEOUT,
+                    whatsapp_rust::version::fetch_latest_app_version(&http),
+                )
+                .await;
+                match fetched {
+                    Ok(Ok(v)) => {
+                        tracing::info!("ℹ️ WhatsApp Web version {}.{}.{}", v.0, v.1, v.2);
+                        v
+                    }
+                    Ok(Err(e)) => {
+                        tracing::warn!(
+                            "⚠️ Cannot fetch the current WhatsApp Web version ({e:#}); using the \
+                             built-in {}.{}.{}",
+                            FALLBACK_VERSION.0,
+                            FALLBACK_VERSION.1,
+                            FALLBACK_VERSION.2
+                        );
+                        FALLBACK_VERSION
+                    }
+                    Err(_) => {
+                        tracing::warn!(
+                            "⚠️ Fetching the current WhatsApp Web version timed out; using the \
+                             built-in {}.{}.{}",
+                            FALLBACK_VERSION.0,
+                            FALLBACK_VERSION.1,
+                            FALLBACK_VERSION.2
+                        );
+                        FALLBACK_VERSION
+                    }
+                }
+            })
+            .await
+    }
+}
+
+#[async_trait]
+impl Engine for WhatsAppEngine {
+    fn name(&self) -> &'static str {
+        "whatsapp"
+    }
+
+    async fn start(&self, start: ClientStart) -> Result<Arc<dyn EngineClient>, EngineError> {
+        let dir = self.session_dir(&start.session_id);
+        tokio::fs::create_dir_all(&dir).await.map_err(|e| {
+            EngineError::Failed(format!("cannot create the credentials folder: {e}"))
+        })?;
+        let client = Arc::new(WaClient {
+            session_id: start.session_id.clone(),
+            dir,
+            lib: Mutex::new(None),
+            ended: AtomicBool::new(false),
+            ended_notify: Notify::new(),
+            kill: Notify::new(),
+        });
+        let span = tracing::info_span!("session", session.id = %start.session_id);
+        tokio::spawn(run_client(self.clone(), client.clone(), start, span));
+        Ok(client)
+    }
+
+    async fn has_credentials(&self, session_id: &SessionId) -> bool {
+        tokio::fs::try_exists(self.session_dir(session_id).join(LINKED_MARKER))
+            .await
+            .unwrap_or(false)
+    }
+
+    async fn forget(&self, session_id: &SessionId) -> Result<(), EngineError> {
+        remove_dir(&self.session_dir(session_id)).await
+    }
+}
+
+async fn remove_dir(dir: &Path) -> Result<(), EngineError> {
+    match tokio::fs::remove_dir_all(dir).await {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(EngineError::Failed(format!(
+            "cannot delete the credentials: {e}"
+        ))),
+    }
+}
+
+/// One session's client as the actor sees it.
+struct WaClient {
+    session_id: SessionId,
+    dir: PathBuf,
+    /// Set once the library client is built; `None` while starting.
+    lib: Mutex<Option<Arc<Client>>>,
+    /// The client task is over, for whatever reason.
+    ended: AtomicBool,
+    ended_notify: Notify,
+    /// Aborts the library's task when a graceful stop takes too long.
+    kill: Notify,
+}
+
+impl WaClient {
+    fn lib(&self) -> Option<Arc<Client>> {
+        self.lib.lock().ok().and_then(|g| g.clone())
+    }
+
+    fn set_lib(&self, client: Arc<Client>) {
+        if let Ok(mut g) = self.lib.lock() {
+            *g = Some(client);
+        }
+    }
+
+    fn mark_ended(&self) {
+        self.ended.store(true, Ordering::SeqCst);
+        self.ended_notify.notify_waiters();
+    }
+
+    async fn wait_ended(&self, limit: Duration) -> bool {
+        let notified = self.ended_notify.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if self.ended.load(Ordering::SeqCst) {
+            return true;
+        }
+        tokio::time::timeout(limit, notified).await.is_ok()
+    }
+
+    async fn shut_down(&self) {
+        if self.ended.load(Ordering::SeqCst) {
+            return;
+        }
+        if let Some(lib) = self.lib() {
+            let _ = tokio::time::timeout(STOP_GRACE, lib.disconnect()).await;
+        }
+        if !self.wait_ended(STOP_GRACE).await {
+            tracing::warn!(
+                "⚠️ WhatsApp client of session {} did not stop in time; aborting it",
+                self.session_id
+            );
+            self.kill.notify_one();
+            self.wait_ended(STOP_GRACE).await;
+        }
+    }
+}
+
+#[async_trait]
+impl EngineClient for WaClient {
+    fn is_alive(&self) -> bool {
+        !self.ended.load(Ordering::SeqCst)
+    }
+
+    async fn read_contacts(&self) -> Result<Box<dyn ContactSource>, EngineError> {
+        if !self.is_alive() {
+            return Err(EngineError::ClientGone);
+        }
+        Err(EngineError::Failed(
+            "reading contacts over the WhatsApp engine is not available in this version".into(),
+        ))
+    }
+
+    async fn logout(&self) -> Result<(), EngineError> {
+        if let Some(lib) = self.lib()
+            && !self.ended.load(Ordering::SeqCst)
+        {
+            // Sends remove-companion when connected, so the phone drops this device too.
+            if tokio::time::timeout(LOGOUT_GRACE, lib.logout())
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    "⚠️ WhatsApp did not confirm the unlink of session {} in time",
+                    self.session_id
+                );
+            }
+        }
+        self.shut_down().await;
+        remove_dir(&self.dir).await
+    }
+
+    async fn stop(&self) {
+        self.shut_down().await;
+    }
+
+    async fn pair_code(&self, phone: &PhoneNumber) -> Result<String, EngineError> {
+        let lib = match self.lib() {
+            Some(lib) if self.is_alive() => lib,
+            _ => return Err(EngineError::ClientGone),
+        };
+        if !lib.is_connected() {
+            return Err(EngineError::NotConnected);
+        }
+        let options = PairCodeOptions {
+            phone_number: phone.digits().to_string(),
+            ..Default::default()
+        };
+        lib.pair_with_code(options)
+            .await
+            .map_err(|e| EngineError::Failed(format!("WhatsApp refused the pairing code: {e}")))
+    }
+}
+
+/// Forwards the library's events, in dispatch order, to the pump. Only lifecycle events
+/// pass: nothing else is read here, and holding the rest would only cost memory.
+struct Forwarder {
+    tx: mpsc::UnboundedSender<Arc<Event>>,
+}
+
+impl EventHandler for Forwarder {
+    fn handle_event(&self, event: Arc<Event>) {
+        let wanted = matches!(
+            &*event,
+            Event::Connected(_)
+                | Event::Disconnected(_)
+                | Event::PairSuccess(_)
+                | Event::PairError(_)
+                | Event::LoggedOut(_)
+                | Event::PairingQrCode(_)
+                | Event::PairingQrCodesExhausted(_)
+                | Event::QrScannedWithoutMultidevice(_)
+                | Event::ClientOutdated(_)
+                | Event::StreamReplaced(_)
+                | Event::TemporaryBan(_)
+                | Event::ConnectFailure(_)
+                | Event::StreamError(_)
+        );
+        if wanted {
+            let _ = self.tx.send(event);
+        }
+    }
+}
+
+/// Wraps the real transport so a failed connection attempt becomes visible: the library
+/// retries those silently, and a session must not sit in `initializing` forever offline.
+struct ObservedTransport {
+    inner: Arc<dyn TransportFactory>,
+    timeout: Duration,
+    failures: mpsc::UnboundedSender<String>,
+}
+
+#[async_trait]
+impl TransportFactory for ObservedTransport {
+    async fn create_transport(
+        &self,
+    ) -> anyhow::Result<(
+        Arc<dyn Transport>,
+        whatsapp_rust::async_channel::Receiver<TransportEvent>,
+    )> {
+        match tokio::time::timeout(self.timeout, self.inner.create_transport()).await {
+            Ok(Ok(t)) => Ok(t),
+            Ok(Err(e)) => {
+                let _ = self.failures.send(format!("{e:#}"));
+                Err(e)
+            }
+            Err(_) => {
+                let msg = format!("no answer within {} s", self.timeout.as_secs());
+                let _ = self.failures.send(msg.clone());
+                Err(anyhow::anyhow!(msg))
+            }
+        }
+    }
+}
+
+async fn run_client(
+    engine: WhatsAppEngine,
+    client: Arc<WaClient>,
+    start: ClientStart,
+    span: tracing::Span,
+) {
+    let id = start.session_id.clone();
+    let events = start.events;
+    // Not instrumented with the span itself: the runtime puts every library task in it, and
+    // a task spawned from inside would show it twice.
+    if let Err(message) = drive(&engine, &client, &events, span).await {
+        tracing::error!("❌ WhatsApp client of session {id} failed: {message}");
+        let _ = events.send(EngineEvent::Failed { message }).await;
+    }
+    client.mark_ended();
+    tracing::info!("ℹ️ WhatsApp client of session {id} stopped");
+}
+
+/// Runs the library client until it ends; returns an error only when it could not start.
+async fn drive(
+    engine: &WhatsAppEngine,
+    client: &Arc<WaClient>,
+    events: &mpsc::Sender<EngineEvent>,
+    span: tracing::Span,
+) -> Result<(), String> {
+    let version = engine.version().await;
+    let db = client.dir.join(STORE_FILE);
+    let store = SqliteStore::new(&db.to_string_lossy())
+        .await
+        .map_err(|e| format!("cannot open the session's credentials store: {e}"))?;
+    let (lib_tx, mut lib_rx) = mpsc::unbounded_channel();
+    let (fail_tx, mut fail_rx) = mpsc::unbounded_channel();
+    let bot = Bot::builder()
+        .with_backend(store)
+        .with_transport_factory(ObservedTransport {
+            inner: engine.inner.transport.clone(),
+            timeout: engine.inner.connect_timeout,
+            failures: fail_tx,
+        })
+        .with_http_client(engine.inner.http.clone())
+        .with_runtime(SessionRuntime { span })
+        .with_version(version)
+        .with_event_handler(Forwarder { tx: lib_tx })
+        .build()
+        .await
+        .map_err(|e| format!("cannot build the WhatsApp client: {e}"))?;
+    let lib = bot.client();
+    client.set_lib(lib.clone());
+    let mut handle = bot.spawn();
+    let mut pump = Pump {
+        client: client.clone(),
+        lib,
+        events: events.clone(),
+        last_failure: None,
+        ready: false,
+    };
+    loop {
+        tokio::select! {
+            biased;
+            ev = lib_rx.recv() => match ev {
+                Some(ev) => pump.on_library_event(&ev).await,
+                None => break,
+            },
+            Some(reason) = fail_rx.recv() => pump.on_connect_failure(reason).await,
+            _ = &mut handle => break,
+            _ = client.kill.notified() => {
+                handle.abort();
+                break;
+            }
+        }
+    }
+    // Events dispatched just before the run loop ended (a logout, a ban) still count.
+    while let Ok(ev) = lib_rx.try_recv() {
+        pump.on_library_event(&ev).await;
+    }
+    Ok(())
+}
+
+struct Pump {
+    client: Arc<WaClient>,
+    lib: Arc<Client>,
+    events: mpsc::Sender<EngineEvent>,
+    /// The last connection failure reported, so retries of the same failure stay quiet.
+    last_failure: Option<String>,
+    ready: bool,
+}
+
+impl Pump {
+    async fn send(&self, ev: EngineEvent) {
+        // The actor dropped its receiver: it no longer listens to this client.
+        let _ = self.events.send(ev).await;
+    }
+
+    async fn mark_linked(&self) {
+        let path = self.client.dir.join(LINKED_MARKER);
+        if let Err(e) = tokio::fs::write(&path, b"linked\n").await {
+            tracing::error!(
+                "❌ Cannot record the link of session {}: {e}",
+                self.client.session_id
+            );
+        }
+    }
+
+    /// Ends the library client for good before the actor hears why: the actor may delete
+    /// the credentials next, and a running client must not be writing them.
+    async fn end_then_send(&self, ev: EngineEvent) {
+        let _ = tokio::time::timeout(STOP_GRACE, self.lib.disconnect()).await;
+        self.send(ev).await;
+    }
+
+    async fn on_connect_failure(&mut self, reason: String) {
+        if self.last_failure.as_deref() == Some(reason.as_str()) {
+            return;
+        }
+        tracing::warn!(
+            "⚠️ Cannot reach WhatsApp servers for session {}: {reason}",
+            self.client.session_id
+        );
+        self.last_failure = Some(reason.clone());
+        self.ready = false;
+        self.send(EngineEvent::Disconnected {
+            reason: format!(
+                "cannot reach WhatsApp servers ({reason}); retrying automatically with backoff"
+            ),
+        })
+        .await;
+    }
+
+    async fn on_library_event(&mut self, ev: &Event) {
+        let id = &self.client.session_id;
+        match ev {
+            Event::PairingQrCode(qr) => {
+                self.last_failure = None;
+                self.send(EngineEvent::Qr {
+                    code: qr.code.clone(),
+                })
+                .await;
+            }
+            Event::PairSuccess(_) => {
+                self.mark_linked().await;
+                self.send(EngineEvent::Authenticated).await;
+            }
+            Event::Connected(_) => {
+                self.last_failure = None;
+                self.ready = true;
+                self.mark_linked().await;
+                let phone = self.lib.pn().map(|j| j.user.to_string()).unwrap_or_default();
+                let push_name = Some(self.lib.push_name()).filter(|n| !n.trim().is_empty());
+                self.send(EngineEvent::Ready { phone, push_name }).await;
+            }
+            Event::Disconnected(d) => {
+                self.ready = false;
+                self.send(EngineEvent::Disconnected {
+                    reason: format!("connection to WhatsApp lost ({})", d.reason),
+                })
+                .await;
+            }
+            Event::LoggedOut(l) => {
+                let reason = match &l.reason {
+                    ConnectFailureReason::LoggedOut => {
+                        "the device was removed from the phone's linked devices".to_string()
+                    }
+                    ConnectFailureReason::AccountLocked => {
+                        "WhatsApp locked this account".to_string()
+                    }
+                    other => format!("WhatsApp ended the link ({other:?})"),
+                };
+                self.end_then_send(EngineEvent::LoggedOut { reason }).await;
+            }
+            Event::StreamReplaced(_) => {
+                self.end_then_send(EngineEvent::Failed {
+                    message: "This number was opened in another WhatsApp Web session, which \
+                              replaced this one. Call /api/whatsapp/restart to take it back."
+                        .into(),
+                })
+                .await;
+            }
+            Event::TemporaryBan(b) => {
+                let secs = b.expire.num_seconds().max(0);
+                let until = chrono::Utc::now() + chrono::Duration::seconds(secs);
+                self.end_then_send(EngineEvent::Failed {
+                    message: format!(
+                        "WhatsApp temporarily banned this number ({:?}). The ban ends in {} \
+                         (at {}); call /api/whatsapp/restart after that.",
+                        b.code,
+                        human_duration(secs),
+                        until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                    ),
+                })
+                .await;
+            }
+            Event::ClientOutdated(_) => {
+                self.end_then_send(EngineEvent::Failed {
+                    message: "WhatsApp rejected this client version as outdated. Update \
+                              WhatsApp Manager, then call /api/whatsapp/restart."
+                        .into(),
+                })
+                .await;
+            }
+            Event::ConnectFailure(f) => {
+                let detail = f.message.clone().unwrap_or_default();
+                if f.reason.should_reconnect() {
+                    self.send(EngineEvent::Disconnected {
+                        reason: format!("WhatsApp refused the connection ({:?}) {detail}", f.reason)
+                            .trim_end()
+                            .to_string(),
+                    })
+                    .await;
+                } else {
+                    self.end_then_send(EngineEvent::Failed {
+                        message: format!(
+                            "WhatsApp refused the connection ({:?}){}. Call \
+                             /api/whatsapp/restart to try again.",
+                            f.reason,
+                            if detail.is_empty() {
+                                String::new()
+                            } else {
+                                format!(": {detail}")
+                            }
+                        ),
+                    })
+                    .await;
+                }
+            }
+            Event::PairingQrCodesExhausted(x) => {
+                if x.disconnected {
+                    self.end_then_send(EngineEvent::Failed {
+                        message: "QR code attempts exhausted: no phone scanned the code in time. \
+                                  Call /api/whatsapp/init for a new QR code."
+                            .into(),
+                    })
+                    .await;
+                } else {
+                    tracing::info!(
+                        "ℹ️ QR codes expired for session {id}; a pairing code is still valid"
+                    );
+                }
+            }
+            Event::PairError(e) => {
+                self.end_then_send(EngineEvent::Failed {
+                    message: format!(
+                        "Linking failed: {}. Call /api/whatsapp/init to try again.",
+                        e.error
+                    ),
+                })
+                .await;
+            }
+            Event::QrScannedWithoutMultidevice(_) => {
+                tracing::warn!(
+                    "⚠️ Session {id}: the phone scanned the QR code without multi-device support"
+                );
+            }
+            Event::StreamError(e) => {
+                tracing::warn!("⚠️ Session {id}: unexpected stream error {}", e.code);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Tokio, with every task the library spawns inside the session's span: its own log lines
+/// then carry the session id like ours.
+struct SessionRuntime {
+    span: tracing::Span,
+}
+
+type BoxedTask = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'static>>;
+
+impl SessionRuntime {
+    fn wrap(&self, future: BoxedTask) -> BoxedTask {
+        // Tasks spawned from inside the span inherit nothing by themselves; enter it once,
+        // not once per level of nesting.
+        Box::pin(future.instrument(self.span.clone()))
+    }
+}
+
+impl whatsapp_rust::Runtime for SessionRuntime {
+    fn spawn(&self, future: BoxedTask) -> whatsapp_rust::wacore::runtime::AbortHandle {
+        whatsapp_rust::TokioRuntime.spawn(self.wrap(future))
+    }
+
+    fn spawn_detached(&self, future: BoxedTask) {
+        whatsapp_rust::TokioRuntime.spawn_detached(self.wrap(future))
+    }
+
+    fn sleep(
+        &self,
+        duration: Duration,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        whatsapp_rust::TokioRuntime.sleep(duration)
+    }
+
+    fn spawn_blocking(
+        &self,
+        f: Box<dyn FnOnce() + Send + 'static>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        whatsapp_rust::TokioRuntime.spawn_blocking(f)
+    }
+
+    fn yield_now(&self) -> Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>> {
+        whatsapp_rust::TokioRuntime.yield_now()
+    }
+}
+
+fn human_duration(secs: i64) -> String {
+    let (h, m, s) = (secs / 3600, (secs % 3600) / 60, secs % 60);
+    match (h, m) {
+        (0, 0) => format!("{s} s"),
+        (0, _) => format!("{m} min {s} s"),
+        _ => format!("{h} h {m} min"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_like_a_person_wrote_them() {
+        assert_eq!(human_duration(42), "42 s");
+        assert_eq!(human_duration(125), "2 min 5 s");
+        assert_eq!(human_duration(3 * 3600 + 60 * 7), "3 h 7 min");
+    }
+}
