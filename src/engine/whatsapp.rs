@@ -604,8 +604,9 @@ impl Pump {
             Event::PairingQrCodesExhausted(x) => {
                 if x.disconnected {
                     self.end_then_send(EngineEvent::Failed {
-                        message: "QR code attempts exhausted: no phone scanned the code in time. \
-                                  Call /api/whatsapp/init for a new QR code."
+                        message: "QR code attempts ran out: no phone scanned the QR codes in \
+                                  time. Call /api/whatsapp/restart or /api/whatsapp/init to get a \
+                                  new QR code."
                             .into(),
                     })
                     .await;

@@ -151,7 +151,11 @@ impl Conn {
 
         let is_registration = payload.device_pairing_data.is_set() || payload.username.is_none();
         let first = if is_registration {
-            self.start_registration(&mut cipher, client_static)?
+            let bundle = payload
+                .device_pairing_data
+                .as_option()
+                .and_then(crate::keyshare::DeviceBundle::from_pairing_data);
+            self.start_registration(&mut cipher, client_static, bundle)?
         } else {
             let phone = payload.username.unwrap_or_default().to_string();
             let device = payload.device.unwrap_or(0).min(u16::MAX as u32) as u16;
@@ -177,7 +181,7 @@ impl Conn {
                         return Err(e);
                     }
                 };
-                if let Flow::Close(reason) = self.handle_node(&mut cipher, node) {
+                if let Flow::Close(reason) = self.handle_node(&mut cipher, node).await {
                     if let Some(r) = reason {
                         self.push_disconnect(r);
                     }
@@ -289,6 +293,7 @@ impl Conn {
         &mut self,
         cipher: &mut TransportCipher,
         noise_pub: [u8; 32],
+        bundle: Option<crate::keyshare::DeviceBundle>,
     ) -> anyhow::Result<Flow> {
         self.role = Some(Role::Registration);
         let n = self.inner.lock().qr_refs;
@@ -297,6 +302,7 @@ impl Conn {
             refs: refs.clone(),
             noise_pub,
             pairing: false,
+            bundle,
         });
         let ref_nodes: Vec<Node> = refs
             .iter()
@@ -397,10 +403,10 @@ impl Conn {
         }
     }
 
-    fn handle_node(&mut self, cipher: &mut TransportCipher, node: Node) -> Flow {
+    async fn handle_node(&mut self, cipher: &mut TransportCipher, node: Node) -> Flow {
         tracing::trace!(conn = self.id, "fake-whatsapp <- {}", node.tag);
         let result = match node.tag.as_ref() {
-            "iq" => self.handle_iq(cipher, node),
+            "iq" => self.handle_iq(cipher, node).await,
             "message" | "receipt" | "call" => {
                 // Acknowledge like the server does, so senders are not left
                 // waiting; nothing is delivered anywhere.
@@ -424,7 +430,7 @@ impl Conn {
         }
     }
 
-    fn handle_iq(&mut self, cipher: &mut TransportCipher, node: Node) -> anyhow::Result<Flow> {
+    async fn handle_iq(&mut self, cipher: &mut TransportCipher, node: Node) -> anyhow::Result<Flow> {
         let kind = attr(&node, "type").unwrap_or_default();
         if kind == "result" || kind == "error" {
             if let Some(id) = attr(&node, "id")
@@ -446,9 +452,18 @@ impl Conn {
         self.send_node(cipher, &answer.reply)?;
 
         if let Some(n) = answer.effects.uploaded_prekeys {
-            self.with_device(|d| d.prekeys = d.prekeys.saturating_add(n));
+            self.with_device(|d| {
+                d.prekeys = d.prekeys.saturating_add(n);
+                if let Some(b) = d.bundle.as_mut() {
+                    b.update_from_upload(&node);
+                }
+            });
+        }
+        if answer.effects.synced_collections.iter().any(|c| c == "regular") {
+            self.with_device(|d| d.bootstrapped = true);
         }
         if answer.effects.went_active {
+            self.send_key_share(cipher).await?;
             // Offline delivery: nothing queued. Without this the client waits
             // 60 s before it considers the login complete.
             let ib = NodeBuilder::new("ib")
@@ -466,6 +481,39 @@ impl Conn {
             self.inner.notify_changed();
         }
         Ok(Flow::Continue)
+    }
+
+    /// The phone shares its app-state key with this companion (best effort).
+    async fn send_key_share(&self, cipher: &mut TransportCipher) -> anyhow::Result<()> {
+        let Some(Role::Login { phone, device }) = &self.role else {
+            return Ok(());
+        };
+        let material = {
+            let st = self.inner.lock();
+            if !st.key_share {
+                return Ok(());
+            }
+            st.accounts.get(phone).and_then(|acc| {
+                let record = acc.devices.get(device)?;
+                if record.bootstrapped && record.push_name_sent {
+                    return None;
+                }
+                let bundle = record.bundle.clone()?;
+                Some((acc.phone.clone(), bundle, acc.app_state_key.clone()))
+            })
+        };
+        let Some((account, bundle, key)) = material else {
+            tracing::trace!(conn = self.id, "fake-whatsapp: no key share needed");
+            return Ok(());
+        };
+        let id = format!("3EB0{}", self.inner.next_id().replace('.', "").to_uppercase());
+        match crate::keyshare::key_share_message(&account, *device, &bundle, &key, &id).await {
+            Ok(msg) => self.send_node(cipher, &msg),
+            Err(e) => {
+                tracing::warn!(conn = self.id, "fake-whatsapp: cannot build the key share: {e:#}");
+                Ok(())
+            }
+        }
     }
 
     /// Runs `f` on this connection's device record, if it is a known device.

@@ -25,6 +25,8 @@ pub(crate) struct IqEffects {
     pub went_active: bool,
     /// The client asked to unlink itself (logout).
     pub removed_self: bool,
+    /// App-state collections the client synced (all answered empty).
+    pub synced_collections: Vec<String>,
 }
 
 pub(crate) struct IqAnswer {
@@ -64,12 +66,25 @@ pub(crate) fn answer(req: &Node, ctx: &IqCtx) -> IqAnswer {
             effects.went_active = true;
             Vec::new()
         }
-        ("w:sync:app:state", _, "sync") => vec![empty_app_state(first_child)],
-        ("w", "get", "props") => vec![
+        ("w:sync:app:state", _, "sync") => {
+            let sync = empty_app_state(first_child);
+            effects.synced_collections = sync
+                .get_children_by_tag("collection")
+                .filter_map(|c| attr(c, "name"))
+                .collect();
+            vec![sync]
+        }
+        (_, "get", "props") => vec![
             NodeBuilder::new("props")
                 .attr("protocol", "1")
                 .attr("hash", "fake")
                 .attr("refresh", "86400")
+                .build(),
+        ],
+        // Nothing known about anyone: an empty user list ("unchanged").
+        ("usync", _, "usync") => vec![
+            NodeBuilder::new("usync")
+                .children([NodeBuilder::new("result").build(), NodeBuilder::new("list").build()])
                 .build(),
         ],
         ("blocklist", "get", _) => vec![NodeBuilder::new("list").build()],

@@ -35,6 +35,7 @@ use wacore_binary::node::Node;
 
 mod conn;
 mod iq;
+mod keyshare;
 mod noise;
 pub mod phone;
 mod transport;
@@ -89,6 +90,7 @@ pub(crate) struct State {
     pub qr_refs: usize,
     pub allow_ik: bool,
     pub push_name_as_biz: bool,
+    pub key_share: bool,
     pub conns: HashMap<u64, ConnEntry>,
     pub accounts: HashMap<String, Account>,
     pub fail_logins: HashMap<String, LoginFailure>,
@@ -111,8 +113,10 @@ pub(crate) enum ConnKind {
         refs: Vec<String>,
         noise_pub: [u8; 32],
         pairing: bool,
+        bundle: Option<keyshare::DeviceBundle>,
     },
     /// A registered device logging in.
+    #[allow(dead_code)]
     Login {
         phone: String,
         device: u16,
@@ -126,12 +130,22 @@ pub(crate) struct Account {
     pub devices: BTreeMap<u16, DeviceRecord>,
     pub next_device: u16,
     pub logins: u64,
+    /// The app-state sync key the phone shares with its companions.
+    pub app_state_key: keyshare::AppStateKey,
 }
 
 #[derive(Debug, Clone)]
 pub(crate) struct DeviceRecord {
     pub noise_pub: [u8; 32],
     pub prekeys: usize,
+    /// The companion's Signal identity, for the phone's key share.
+    pub bundle: Option<keyshare::DeviceBundle>,
+    /// The client finished its first full app-state sync (it asked for the
+    /// `regular` collection): it has the key, no more shares needed.
+    pub bootstrapped: bool,
+    /// The push name went out in pair-success. If not, the client redoes its
+    /// app-state bootstrap on every login and needs the key share each time.
+    pub push_name_sent: bool,
 }
 
 impl Inner {
@@ -184,6 +198,7 @@ impl FakeWhatsApp {
                     qr_refs: 6,
                     allow_ik: true,
                     push_name_as_biz: true,
+                    key_share: true,
                     conns: HashMap::new(),
                     accounts: HashMap::new(),
                     fail_logins: HashMap::new(),
@@ -222,6 +237,17 @@ impl FakeWhatsApp {
         self
     }
 
+    /// Whether the phone shares its app-state sync key with a new companion
+    /// (default true), like a real phone does after pairing: an encrypted
+    /// `<message>` sent after the client's first logins, until the client has
+    /// completed its initial app-state sync. Without it the client waits 10 s
+    /// for the key before that sync, so the first `Connected` after pairing
+    /// comes ~10 s late.
+    pub fn with_app_state_key_share(self, enabled: bool) -> Self {
+        self.inner.lock().key_share = enabled;
+        self
+    }
+
     /// The transport factory to hand to the client, as a trait object.
     pub fn transport_factory(&self) -> Arc<dyn whatsapp_rust::transport::TransportFactory> {
         Arc::new(self.factory())
@@ -247,19 +273,20 @@ impl FakeWhatsApp {
         let payload = phone::parse_qr(qr).context("parsing QR code")?;
 
         // Find the registration connection that showed this ref, and claim it.
-        let (conn_id, cmd, account, device_id) = {
+        let (conn_id, cmd, account, device_id, bundle) = {
             let mut st = self.inner.lock();
             let found = st.conns.iter_mut().find_map(|(id, entry)| match &mut entry.kind {
                 ConnKind::Registration {
                     refs,
                     noise_pub,
                     pairing,
+                    bundle,
                 } if refs.iter().any(|r| *r == payload.pair_ref) => {
-                    Some((*id, entry.cmd.clone(), noise_pub, pairing))
+                    Some((*id, entry.cmd.clone(), noise_pub, pairing, bundle.clone()))
                 }
                 _ => None,
             });
-            let Some((conn_id, cmd, noise_pub, pairing)) = found else {
+            let Some((conn_id, cmd, noise_pub, pairing, bundle)) = found else {
                 bail!("no open registration connection is showing this QR code (expired or already used?)");
             };
             if *noise_pub != payload.noise_pub {
@@ -279,16 +306,17 @@ impl FakeWhatsApp {
                     devices: BTreeMap::new(),
                     next_device: 1,
                     logins: 0,
+                    app_state_key: keyshare::AppStateKey::generate(),
                 });
             account.phone.push_name = push_name.to_string();
             account.phone.send_biz_name = push_name_as_biz;
             let device_id = account.next_device;
             account.next_device = account.next_device.wrapping_add(1).max(1);
-            (conn_id, cmd, account.phone.clone(), device_id)
+            (conn_id, cmd, account.phone.clone(), device_id, bundle)
         };
 
         let result = self
-            .pair(conn_id, &cmd, &account, &payload, phone_digits, device_id)
+            .pair(conn_id, &cmd, &account, &payload, phone_digits, device_id, bundle)
             .await;
         if result.is_err() {
             // Let the QR be scanned again.
@@ -304,6 +332,7 @@ impl FakeWhatsApp {
         result
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn pair(
         &self,
         conn_id: u64,
@@ -312,6 +341,7 @@ impl FakeWhatsApp {
         payload: &phone::QrPayload,
         phone_digits: &str,
         device_id: u16,
+        bundle: Option<keyshare::DeviceBundle>,
     ) -> anyhow::Result<()> {
         let iq_id = self.inner.next_id();
         let node = phone::pair_success_node(account, payload, device_id, &iq_id)
@@ -350,6 +380,9 @@ impl FakeWhatsApp {
                     DeviceRecord {
                         noise_pub: payload.noise_pub,
                         prekeys: 0,
+                        bundle,
+                        bootstrapped: false,
+                        push_name_sent: account.send_biz_name && !account.push_name.is_empty(),
                     },
                 );
             }

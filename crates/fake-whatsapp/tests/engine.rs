@@ -1,8 +1,8 @@
 //! Drives real `whatsapp-rust` clients against the fake server.
 //!
-//! Each test pairs a fresh client (QR → scan → PairSuccess → Connected). The
-//! first `Connected` after pairing takes ~10 s: the client waits that long for
-//! an app-state key the fake never sends (see the crate docs).
+//! Each test pairs a fresh client (QR → scan → PairSuccess → Connected) and
+//! then runs a fault script against it. All waits are on the client's ordered
+//! event stream (or the fake's own state notifications), with timeouts.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,8 +15,9 @@ use whatsapp_rust::http::{HttpClient, HttpRequest, HttpResponse};
 use whatsapp_rust::{Client, TokioRuntime};
 
 const PHONE: &str = "15551234567";
-/// Pairing, including the client's 10 s app-state key grace.
-const CONNECT_AFTER_PAIR: Duration = Duration::from_secs(25);
+/// Pairing to Connected (well under a second with the phone's key share; the
+/// client would wait 10 s longer without it).
+const CONNECT_AFTER_PAIR: Duration = Duration::from_secs(8);
 const STEP: Duration = Duration::from_secs(10);
 
 fn init_tracing() {
@@ -334,5 +335,53 @@ async fn qr_exhaustion_with_a_paused_clock() {
     }
     drop(ev);
     let _ = codes;
+    s.handle.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_accounts_side_by_side_and_logout() {
+    init_tracing();
+    let fake = FakeWhatsApp::new();
+    let a = paired(&fake, "15550000001", "A").await;
+    let b = paired(&fake, "15550000002", "B").await;
+    assert_eq!(fake.connection_count(), 2);
+    assert_eq!(b.client.push_name(), "B");
+
+    // Faults are per account.
+    fake.drop_connections("15550000001").await;
+    a.wait_for("Disconnected", STEP, |e| matches!(e, Event::Disconnected(_)))
+        .await;
+    a.connected(STEP).await;
+    assert!(fake.is_connected("15550000002"));
+
+    // The client unlinking itself: the server forgets the device.
+    b.client.logout().await;
+    assert!(
+        fake.wait_until(STEP, |f| f.registered_devices("15550000002").is_empty())
+            .await
+    );
+    a.handle.shutdown().await;
+    b.handle.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_key_share_the_first_connect_waits_for_the_grace() {
+    init_tracing();
+    let fake = FakeWhatsApp::new()
+        .with_app_state_key_share(false)
+        .with_push_name_in_pair_success(false)
+        .with_ik(false);
+    let s = Session::fresh(&fake).await;
+    let qr = s.next_qr().await;
+    fake.scan(&qr, PHONE, "Shop").await.unwrap();
+    let started = tokio::time::Instant::now();
+    s.connected(Duration::from_secs(25)).await;
+    assert!(started.elapsed() >= Duration::from_secs(9), "client waited for the key");
+    assert_eq!(s.client.push_name(), "", "no push name without <biz>");
+    // Without a push name the client re-runs its app-state bootstrap (and the
+    // 10 s key wait) on every login.
+    fake.drop_connections(PHONE).await;
+    s.connected(Duration::from_secs(15)).await;
+    assert_eq!(fake.ik_handshakes(), 0, "IK refused: XXfallback instead");
     s.handle.abort();
 }
