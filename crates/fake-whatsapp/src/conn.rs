@@ -144,7 +144,11 @@ impl Conn {
             payload,
             pattern,
         } = hs;
-        tracing::debug!(conn = self.id, ?pattern, "fake-whatsapp: handshake complete");
+        tracing::debug!(
+            conn = self.id,
+            ?pattern,
+            "fake-whatsapp: handshake complete"
+        );
         if pattern == noise::Pattern::Ik {
             self.inner.lock().ik_handshakes += 1;
         }
@@ -316,7 +320,11 @@ impl Conn {
             .children([NodeBuilder::new("pair-device").children(ref_nodes).build()])
             .build();
         self.send_node(cipher, &iq)?;
-        tracing::debug!(conn = self.id, refs = n, "fake-whatsapp: registration, sent pair-device");
+        tracing::debug!(
+            conn = self.id,
+            refs = n,
+            "fake-whatsapp: registration, sent pair-device"
+        );
         Ok(Flow::Continue)
     }
 
@@ -359,7 +367,12 @@ impl Conn {
         });
         match verdict {
             Verdict::Fail(f) => {
-                tracing::info!(conn = self.id, phone, reason = f.reason, "fake-whatsapp: scripted login failure");
+                tracing::info!(
+                    conn = self.id,
+                    phone,
+                    reason = f.reason,
+                    "fake-whatsapp: scripted login failure"
+                );
                 self.set_kind(ConnKind::Login {
                     phone,
                     device,
@@ -369,7 +382,12 @@ impl Conn {
                 Ok(Flow::Close(Some(DisconnectReason::StreamEnded)))
             }
             Verdict::Unknown => {
-                tracing::info!(conn = self.id, phone, device, "fake-whatsapp: login of an unknown device");
+                tracing::info!(
+                    conn = self.id,
+                    phone,
+                    device,
+                    "fake-whatsapp: login of an unknown device"
+                );
                 self.set_kind(ConnKind::Login {
                     phone,
                     device,
@@ -413,7 +431,10 @@ impl Conn {
                 let mut ack = NodeBuilder::new("ack")
                     .attr("class", node.tag.to_string())
                     .attr("id", attr(&node, "id").unwrap_or_default())
-                    .attr("from", attr(&node, "to").unwrap_or_else(|| SERVER.to_string()));
+                    .attr(
+                        "from",
+                        attr(&node, "to").unwrap_or_else(|| SERVER.to_string()),
+                    );
                 if let Some(t) = attr(&node, "type") {
                     ack = ack.attr("type", t);
                 }
@@ -424,13 +445,20 @@ impl Conn {
         match result {
             Ok(flow) => flow,
             Err(e) => {
-                tracing::debug!(conn = self.id, "fake-whatsapp: cannot reach the client: {e:#}");
+                tracing::debug!(
+                    conn = self.id,
+                    "fake-whatsapp: cannot reach the client: {e:#}"
+                );
                 Flow::Close(None)
             }
         }
     }
 
-    async fn handle_iq(&mut self, cipher: &mut TransportCipher, node: Node) -> anyhow::Result<Flow> {
+    async fn handle_iq(
+        &mut self,
+        cipher: &mut TransportCipher,
+        node: Node,
+    ) -> anyhow::Result<Flow> {
         let kind = attr(&node, "type").unwrap_or_default();
         if kind == "result" || kind == "error" {
             if let Some(id) = attr(&node, "id")
@@ -459,7 +487,12 @@ impl Conn {
                 }
             });
         }
-        if answer.effects.synced_collections.iter().any(|c| c == "regular") {
+        if answer
+            .effects
+            .synced_collections
+            .iter()
+            .any(|c| c == "regular")
+        {
             self.with_device(|d| d.bootstrapped = true);
         }
         if answer.effects.went_active {
@@ -506,11 +539,17 @@ impl Conn {
             tracing::trace!(conn = self.id, "fake-whatsapp: no key share needed");
             return Ok(());
         };
-        let id = format!("3EB0{}", self.inner.next_id().replace('.', "").to_uppercase());
+        let id = format!(
+            "3EB0{}",
+            self.inner.next_id().replace('.', "").to_uppercase()
+        );
         match crate::keyshare::key_share_message(&account, *device, &bundle, &key, &id).await {
             Ok(msg) => self.send_node(cipher, &msg),
             Err(e) => {
-                tracing::warn!(conn = self.id, "fake-whatsapp: cannot build the key share: {e:#}");
+                tracing::warn!(
+                    conn = self.id,
+                    "fake-whatsapp: cannot build the key share: {e:#}"
+                );
                 Ok(())
             }
         }
@@ -577,5 +616,8 @@ fn random_ref() -> String {
     use rand::RngExt;
     let mut raw = [0u8; 24];
     rand::rng().fill(&mut raw[..]);
-    format!("2@{}", base64::engine::general_purpose::STANDARD.encode(raw))
+    format!(
+        "2@{}",
+        base64::engine::general_purpose::STANDARD.encode(raw)
+    )
 }

@@ -84,7 +84,10 @@ pub(crate) fn answer(req: &Node, ctx: &IqCtx) -> IqAnswer {
         // Nothing known about anyone: an empty user list ("unchanged").
         ("usync", _, "usync") => vec![
             NodeBuilder::new("usync")
-                .children([NodeBuilder::new("result").build(), NodeBuilder::new("list").build()])
+                .children([
+                    NodeBuilder::new("result").build(),
+                    NodeBuilder::new("list").build(),
+                ])
                 .build(),
         ],
         ("blocklist", "get", _) => vec![NodeBuilder::new("list").build()],
@@ -134,7 +137,11 @@ fn empty_app_state(sync: Option<&Node>) -> Node {
                 .collect()
         })
         .unwrap_or_default();
-    Node::new("sync", Default::default(), Some(NodeContent::Nodes(collections)))
+    Node::new(
+        "sync",
+        Default::default(),
+        Some(NodeContent::Nodes(collections)),
+    )
 }
 
 #[cfg(test)]
@@ -167,14 +174,25 @@ mod tests {
     fn app_state_mirrors_collections() {
         let sync = NodeBuilder::new("sync")
             .children([
-                NodeBuilder::new("collection").attr("name", "critical_block").build(),
-                NodeBuilder::new("collection").attr("name", "regular").build(),
+                NodeBuilder::new("collection")
+                    .attr("name", "critical_block")
+                    .build(),
+                NodeBuilder::new("collection")
+                    .attr("name", "regular")
+                    .build(),
             ])
             .build();
-        let a = answer(&iq("w:sync:app:state", "set", sync), &IqCtx { prekey_count: 0 });
+        let a = answer(
+            &iq("w:sync:app:state", "set", sync),
+            &IqCtx { prekey_count: 0 },
+        );
         let lists = wacore::appstate::patch_decode::parse_patch_lists(&a.reply).unwrap();
         assert_eq!(lists.len(), 2);
-        assert!(lists.iter().all(|l| l.patches.is_empty() && l.error.is_none()));
+        assert!(
+            lists
+                .iter()
+                .all(|l| l.patches.is_empty() && l.error.is_none())
+        );
     }
 
     #[test]

@@ -216,7 +216,6 @@ pub(crate) async fn key_share_message(
                     keys: vec![wa::message::AppStateSyncKey {
                         key_id: buffa::MessageField::some(wa::message::AppStateSyncKeyId {
                             key_id: Some(key.id.clone()),
-                            ..Default::default()
                         }),
                         key_data: buffa::MessageField::some(wa::message::AppStateSyncKeyData {
                             key_data: Some(key.data.to_vec()),
@@ -225,15 +224,11 @@ pub(crate) async fn key_share_message(
                                     raw_id: Some(account.adv_raw_id),
                                     current_index: Some(u32::from(device_id)),
                                     device_indexes: vec![0, u32::from(device_id)],
-                                    ..Default::default()
                                 },
                             ),
                             timestamp: Some(key.timestamp_ms),
-                            ..Default::default()
                         }),
-                        ..Default::default()
                     }],
-                    ..Default::default()
                 },
             ),
             ..Default::default()

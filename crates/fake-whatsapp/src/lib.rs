@@ -5,23 +5,43 @@
 //! "connection" served by a tokio task that speaks the server side of the
 //! Noise handshake (XX, IK and XXfallback), the encrypted binary-node framing,
 //! QR pairing (driven by [`FakeWhatsApp::scan`] and the [`phone`] module), login
-//! (`<success>`), the IQs a fresh login sends, and a set of fault scripts
-//! (dropped connections, stream errors, device removal, failed logins, no
-//! network).
+//! (`<success>`), the IQs a fresh login sends, the phone's app-state key share,
+//! and a set of fault scripts (dropped connections, stream errors, device
+//! removal, failed logins, no network).
 //!
 //! ```ignore
 //! let fake = FakeWhatsApp::new();
 //! let bot = Bot::builder()
 //!     .with_backend(wacore::store::InMemoryBackend::new())
-//!     .with_transport_factory(fake.factory())
-//!     .with_http_client(NoHttp)
+//!     .with_transport_factory(fake.factory())   // or wrap fake.transport_factory()
+//!     .with_http_client(NoHttp)                  // any HttpClient that never goes out
 //!     .with_runtime(TokioRuntime)
-//!     .with_version((2, 3000, 1))
+//!     .with_version((2, 3000, 1))                // no sw.js version fetch
+//!     .with_event_handler(ordered_channel)       // events in order
 //!     .build()
 //!     .await?;
-//! // ... wait for Event::PairingQrCode { code, .. } ...
+//! let handle = bot.spawn();
+//! // ... Event::PairingQrCode { code, .. } ...
 //! fake.scan(&code, "15551234567", "Shop").await?;
+//! // ... Event::PairSuccess, then Event::Connected;
+//! // client.pn() = 15551234567:<device>@s.whatsapp.net, client.push_name() = "Shop"
 //! ```
+//!
+//! What the client sees for each script:
+//!
+//! | script | client events |
+//! |---|---|
+//! | [`drop_connections`](FakeWhatsApp::drop_connections) | `Disconnected`, then (≈1 s backoff) `Connected` |
+//! | [`stream_error`](FakeWhatsApp::stream_error) 401 / 516 | `LoggedOut { on_connect: false }`, no reconnect |
+//! | [`stream_error`](FakeWhatsApp::stream_error) 515 | reconnects at once, `Connected` (no `Disconnected`) |
+//! | [`device_removed`](FakeWhatsApp::device_removed) | `LoggedOut { on_connect: false }`; later logins get `LoggedOut { on_connect: true }` |
+//! | [`replaced`](FakeWhatsApp::replaced) | `StreamReplaced`, no reconnect |
+//! | [`fail_logins`](FakeWhatsApp::fail_logins) 402 / 405 | `TemporaryBan` / `ClientOutdated` on the next login, no reconnect |
+//! | [`set_offline`](FakeWhatsApp::set_offline)`(true)` | `Disconnected`; reconnect attempts fail (Fibonacci backoff 1, 1, 2, 3, 5 s…) until back online |
+//!
+//! Each login also produces one `Event::Messages` batch while the client has
+//! not finished its first app-state sync: the phone's key share (a protocol
+//! message from the account's own phone).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -275,19 +295,24 @@ impl FakeWhatsApp {
         // Find the registration connection that showed this ref, and claim it.
         let (conn_id, cmd, account, device_id, bundle) = {
             let mut st = self.inner.lock();
-            let found = st.conns.iter_mut().find_map(|(id, entry)| match &mut entry.kind {
-                ConnKind::Registration {
-                    refs,
-                    noise_pub,
-                    pairing,
-                    bundle,
-                } if refs.iter().any(|r| *r == payload.pair_ref) => {
-                    Some((*id, entry.cmd.clone(), noise_pub, pairing, bundle.clone()))
-                }
-                _ => None,
-            });
+            let found = st
+                .conns
+                .iter_mut()
+                .find_map(|(id, entry)| match &mut entry.kind {
+                    ConnKind::Registration {
+                        refs,
+                        noise_pub,
+                        pairing,
+                        bundle,
+                    } if refs.contains(&payload.pair_ref) => {
+                        Some((*id, entry.cmd.clone(), noise_pub, pairing, bundle.clone()))
+                    }
+                    _ => None,
+                });
             let Some((conn_id, cmd, noise_pub, pairing, bundle)) = found else {
-                bail!("no open registration connection is showing this QR code (expired or already used?)");
+                bail!(
+                    "no open registration connection is showing this QR code (expired or already used?)"
+                );
             };
             if *noise_pub != payload.noise_pub {
                 bail!("QR code noise key does not match the connection that showed it");
@@ -316,7 +341,15 @@ impl FakeWhatsApp {
         };
 
         let result = self
-            .pair(conn_id, &cmd, &account, &payload, phone_digits, device_id, bundle)
+            .pair(
+                conn_id,
+                &cmd,
+                &account,
+                &payload,
+                phone_digits,
+                device_id,
+                bundle,
+            )
             .await;
         if result.is_err() {
             // Let the QR be scanned again.
@@ -387,7 +420,11 @@ impl FakeWhatsApp {
                 );
             }
         }
-        tracing::info!(phone = phone_digits, device_id, "fake-whatsapp: device paired");
+        tracing::info!(
+            phone = phone_digits,
+            device_id,
+            "fake-whatsapp: device paired"
+        );
         self.inner.notify_changed();
 
         // Like the real server: end the registration stream, the client
@@ -527,7 +564,11 @@ impl FakeWhatsApp {
     /// Waits until `cond` holds, re-checking it whenever a connection opens,
     /// closes, logs in or a device is (un)registered; false on timeout. `cond`
     /// may call any getter of the fake.
-    pub async fn wait_until(&self, timeout: Duration, mut cond: impl FnMut(&FakeWhatsApp) -> bool) -> bool {
+    pub async fn wait_until(
+        &self,
+        timeout: Duration,
+        mut cond: impl FnMut(&FakeWhatsApp) -> bool,
+    ) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let notified = self.inner.changed.notified();
@@ -590,11 +631,7 @@ impl FakeWhatsApp {
         self.inner.notify_changed();
     }
 
-    fn send_to_account(
-        &self,
-        phone_digits: &str,
-        make: impl Fn(u64) -> conn::Cmd,
-    ) -> Vec<u64> {
+    fn send_to_account(&self, phone_digits: &str, make: impl Fn(u64) -> conn::Cmd) -> Vec<u64> {
         let st = self.inner.lock();
         let mut ids = Vec::new();
         for (id, entry) in st.conns.iter() {
@@ -614,7 +651,9 @@ impl FakeWhatsApp {
         }
         let closed = self
             .inner
-            .wait_until(CLOSE_WAIT, |st| ids.iter().all(|id| !st.conns.contains_key(id)))
+            .wait_until(CLOSE_WAIT, |st| {
+                ids.iter().all(|id| !st.conns.contains_key(id))
+            })
             .await;
         if !closed {
             tracing::warn!("fake-whatsapp: connections {ids:?} did not close in time");
@@ -636,6 +675,8 @@ fn stream_error_code(code: u16) -> Node {
 
 fn stream_error_conflict(kind: &str) -> Node {
     NodeBuilder::new("stream:error")
-        .children([NodeBuilder::new("conflict").attr("type", kind.to_string()).build()])
+        .children([NodeBuilder::new("conflict")
+            .attr("type", kind.to_string())
+            .build()])
         .build()
 }

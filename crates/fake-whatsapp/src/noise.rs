@@ -70,7 +70,12 @@ fn build_cert_chain(server_static: &[u8; 32], leaf_not_after: u64) -> Vec<u8> {
     let intermediate = Details {
         serial: Some(7),
         issuer_serial: Some(0),
-        key: Some(KeyPair::generate(&mut rand::rng()).public_key.public_key_bytes().to_vec()),
+        key: Some(
+            KeyPair::generate(&mut rand::rng())
+                .public_key
+                .public_key_bytes()
+                .to_vec(),
+        ),
         not_before: Some(not_before),
         not_after: Some(leaf_not_after.max(not_before + 1)),
     };
@@ -120,9 +125,15 @@ pub(crate) struct AwaitFinish {
 /// What to do after reading the ClientHello.
 pub(crate) enum HelloOutcome {
     /// Send `reply`, then wait for a ClientFinish.
-    NeedFinish { reply: Vec<u8>, state: AwaitFinish },
+    NeedFinish {
+        reply: Vec<u8>,
+        state: Box<AwaitFinish>,
+    },
     /// IK accepted: send `reply` (still unframed) and the handshake is done.
-    Done { reply: Vec<u8>, done: Box<Handshaked> },
+    Done {
+        reply: Vec<u8>,
+        done: Box<Handshaked>,
+    },
 }
 
 /// Processes the client's first handshake message (already stripped of the
@@ -180,11 +191,11 @@ fn xx_server_hello(
     let reply = server_hello_bytes(eph_pub, Some(enc_static), enc_cert);
     Ok(HelloOutcome::NeedFinish {
         reply,
-        state: AwaitFinish {
+        state: Box::new(AwaitFinish {
             noise,
             server_ephemeral: eph,
             pattern,
-        },
+        }),
     })
 }
 
@@ -229,7 +240,11 @@ fn try_ik(
     })
 }
 
-fn server_hello_bytes(ephemeral: [u8; 32], enc_static: Option<Vec<u8>>, enc_cert: Vec<u8>) -> Vec<u8> {
+fn server_hello_bytes(
+    ephemeral: [u8; 32],
+    enc_static: Option<Vec<u8>>,
+    enc_cert: Vec<u8>,
+) -> Vec<u8> {
     wa::HandshakeMessage {
         server_hello: buffa::MessageField::some(wa::handshake_message::ServerHello {
             ephemeral: Some(ephemeral.to_vec()),
@@ -265,8 +280,10 @@ impl AwaitFinish {
             .context("decrypting client static")?
             .try_into()
             .map_err(|_| anyhow!("client static is not 32 bytes"))?;
-        self.noise
-            .mix_shared_secret(self.server_ephemeral.private_key.serialize(), &client_static)?;
+        self.noise.mix_shared_secret(
+            self.server_ephemeral.private_key.serialize(),
+            &client_static,
+        )?;
         let payload_bytes = self
             .noise
             .decrypt(enc_payload)

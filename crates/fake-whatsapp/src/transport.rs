@@ -24,7 +24,8 @@ impl FakeTransportFactory {
 
 impl std::fmt::Debug for FakeTransportFactory {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FakeTransportFactory").finish_non_exhaustive()
+        f.debug_struct("FakeTransportFactory")
+            .finish_non_exhaustive()
     }
 }
 

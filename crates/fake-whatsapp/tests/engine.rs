@@ -159,12 +159,17 @@ async fn pairs_connects_and_survives_a_dropped_connection() {
     // Network drop: Disconnected, then the client reconnects (IK) by itself.
     for round in 2..=3u64 {
         fake.drop_connections(PHONE).await;
-        s.wait_for("Disconnected", STEP, |e| matches!(e, Event::Disconnected(_)))
-            .await;
+        s.wait_for("Disconnected", STEP, |e| {
+            matches!(e, Event::Disconnected(_))
+        })
+        .await;
         s.connected(STEP).await;
         assert_eq!(fake.login_count(PHONE), round);
     }
-    assert!(fake.ik_handshakes() >= 2, "reconnects of a paired client use IK");
+    assert!(
+        fake.ik_handshakes() >= 2,
+        "reconnects of a paired client use IK"
+    );
     s.handle.shutdown().await;
 }
 
@@ -183,7 +188,10 @@ async fn a_restarted_client_logs_in_without_scanning() {
 
     let s2 = Session::start(&fake, backend).await;
     s2.wait_for("Connected (no QR)", STEP, |e| {
-        assert!(!matches!(e, Event::PairingQrCode(_)), "a paired client must not show a QR");
+        assert!(
+            !matches!(e, Event::PairingQrCode(_)),
+            "a paired client must not show a QR"
+        );
         matches!(e, Event::Connected(_))
     })
     .await;
@@ -213,7 +221,9 @@ async fn device_removed_logs_out_and_forgets_the_device() {
     s.handle.abort();
     let s2 = Session::start(&fake, backend).await;
     let ev = s2
-        .wait_for("LoggedOut on connect", STEP, |e| matches!(e, Event::LoggedOut(_)))
+        .wait_for("LoggedOut on connect", STEP, |e| {
+            matches!(e, Event::LoggedOut(_))
+        })
         .await;
     if let Event::LoggedOut(lo) = &*ev {
         assert!(lo.on_connect);
@@ -227,8 +237,10 @@ async fn replaced_stream_is_reported() {
     let fake = FakeWhatsApp::new();
     let s = paired(&fake, PHONE, "Shop").await;
     fake.replaced(PHONE).await;
-    s.wait_for("StreamReplaced", STEP, |e| matches!(e, Event::StreamReplaced(_)))
-        .await;
+    s.wait_for("StreamReplaced", STEP, |e| {
+        matches!(e, Event::StreamReplaced(_))
+    })
+    .await;
     assert_eq!(fake.registered_devices(PHONE).len(), 1, "still registered");
     s.handle.abort();
 }
@@ -239,14 +251,18 @@ async fn stream_errors_401_and_516_log_out() {
     let fake = FakeWhatsApp::new();
     let a = paired(&fake, "15550000401", "A").await;
     fake.stream_error("15550000401", 401).await;
-    a.wait_for("LoggedOut (401)", STEP, |e| matches!(e, Event::LoggedOut(_)))
-        .await;
+    a.wait_for("LoggedOut (401)", STEP, |e| {
+        matches!(e, Event::LoggedOut(_))
+    })
+    .await;
     a.handle.abort();
 
     let b = paired(&fake, "15550000516", "B").await;
     fake.stream_error("15550000516", 516).await;
-    b.wait_for("LoggedOut (516)", STEP, |e| matches!(e, Event::LoggedOut(_)))
-        .await;
+    b.wait_for("LoggedOut (516)", STEP, |e| {
+        matches!(e, Event::LoggedOut(_))
+    })
+    .await;
     b.handle.abort();
 }
 
@@ -259,7 +275,9 @@ async fn scripted_login_failures() {
     fake.fail_logins("15550000402", 402, Some(7200));
     fake.drop_connections("15550000402").await;
     let ev = banned
-        .wait_for("TemporaryBan", STEP, |e| matches!(e, Event::TemporaryBan(_)))
+        .wait_for("TemporaryBan", STEP, |e| {
+            matches!(e, Event::TemporaryBan(_))
+        })
         .await;
     if let Event::TemporaryBan(tb) = &*ev {
         assert_eq!(tb.expire.num_seconds(), 7200);
@@ -270,7 +288,9 @@ async fn scripted_login_failures() {
     fake.fail_logins("15550000405", 405, None);
     fake.drop_connections("15550000405").await;
     outdated
-        .wait_for("ClientOutdated", STEP, |e| matches!(e, Event::ClientOutdated(_)))
+        .wait_for("ClientOutdated", STEP, |e| {
+            matches!(e, Event::ClientOutdated(_))
+        })
         .await;
     outdated.handle.abort();
 }
@@ -281,10 +301,13 @@ async fn offline_then_back_online_reconnects() {
     let fake = FakeWhatsApp::new();
     let s = paired(&fake, PHONE, "Shop").await;
     fake.set_offline(true);
-    s.wait_for("Disconnected", STEP, |e| matches!(e, Event::Disconnected(_)))
-        .await;
+    s.wait_for("Disconnected", STEP, |e| {
+        matches!(e, Event::Disconnected(_))
+    })
+    .await;
     assert!(
-        fake.wait_until(STEP, |f| f.refused_connections() >= 1).await,
+        fake.wait_until(STEP, |f| f.refused_connections() >= 1)
+            .await,
         "the client tried to reconnect while offline"
     );
     assert!(!fake.is_connected(PHONE));
@@ -300,15 +323,26 @@ async fn qr_codes_rotate_and_a_stale_qr_is_refused() {
     let fake = FakeWhatsApp::new();
     let s = Session::fresh(&fake).await;
     let qr = s.next_qr().await;
-    assert!(fake.scan("1,2,3", PHONE, "x").await.is_err(), "garbage QR is refused");
-    assert!(fake.scan(&qr, "12ab", "x").await.is_err(), "phone must be digits");
+    assert!(
+        fake.scan("1,2,3", PHONE, "x").await.is_err(),
+        "garbage QR is refused"
+    );
+    assert!(
+        fake.scan(&qr, "12ab", "x").await.is_err(),
+        "phone must be digits"
+    );
     // A dropped registration connection: the client reconnects and shows a new
     // QR; the old one no longer pairs.
     fake.drop_all_connections().await;
     let qr2 = s.next_qr().await;
     assert_ne!(qr, qr2);
-    assert!(fake.scan(&qr, PHONE, "Shop").await.is_err(), "stale QR is refused");
-    fake.scan(&qr2, PHONE, "Shop").await.expect("fresh QR pairs");
+    assert!(
+        fake.scan(&qr, PHONE, "Shop").await.is_err(),
+        "stale QR is refused"
+    );
+    fake.scan(&qr2, PHONE, "Shop")
+        .await
+        .expect("fresh QR pairs");
     s.wait_for("PairSuccess", STEP, |e| matches!(e, Event::PairSuccess(_)))
         .await;
     s.handle.abort();
@@ -334,7 +368,8 @@ async fn qr_exhaustion_with_a_paused_clock() {
         assert!(x.disconnected);
     }
     drop(ev);
-    let _ = codes;
+    assert_eq!(codes.len(), 2, "one code per ref");
+    assert_ne!(codes[0], codes[1]);
     s.handle.abort();
 }
 
@@ -349,8 +384,10 @@ async fn two_accounts_side_by_side_and_logout() {
 
     // Faults are per account.
     fake.drop_connections("15550000001").await;
-    a.wait_for("Disconnected", STEP, |e| matches!(e, Event::Disconnected(_)))
-        .await;
+    a.wait_for("Disconnected", STEP, |e| {
+        matches!(e, Event::Disconnected(_))
+    })
+    .await;
     a.connected(STEP).await;
     assert!(fake.is_connected("15550000002"));
 
@@ -376,7 +413,10 @@ async fn without_the_key_share_the_first_connect_waits_for_the_grace() {
     fake.scan(&qr, PHONE, "Shop").await.unwrap();
     let started = tokio::time::Instant::now();
     s.connected(Duration::from_secs(25)).await;
-    assert!(started.elapsed() >= Duration::from_secs(9), "client waited for the key");
+    assert!(
+        started.elapsed() >= Duration::from_secs(9),
+        "client waited for the key"
+    );
     assert_eq!(s.client.push_name(), "", "no push name without <biz>");
     // Without a push name the client re-runs its app-state bootstrap (and the
     // 10 s key wait) on every login.
@@ -384,4 +424,70 @@ async fn without_the_key_share_the_first_connect_waits_for_the_grace() {
     s.connected(Duration::from_secs(15)).await;
     assert_eq!(fake.ik_handshakes(), 0, "IK refused: XXfallback instead");
     s.handle.abort();
+}
+
+/// Garbage from a client closes that connection; nothing panics and the
+/// connection task goes away.
+#[tokio::test]
+async fn garbage_input_closes_the_connection() {
+    use whatsapp_rust::transport::{TransportEvent, TransportFactory};
+    init_tracing();
+    let fake = FakeWhatsApp::new();
+    let garbage: [&[u8]; 4] = [
+        b"GET / HTTP/1.1\r\n\r\n",
+        b"WA\x06\x03\x00\x00\x05hello",
+        b"WA\x06\x03\x00\x00\x00",
+        b"ED\x00\x01\x00\x00\x01xWA\x06\x03\x00\x00\x03\xff\xff\xff",
+    ];
+    for bytes in garbage {
+        let (transport, events) = fake.factory().create_transport().await.unwrap();
+        transport
+            .send(bytes::Bytes::copy_from_slice(bytes))
+            .await
+            .unwrap();
+        // The server closes: the event stream ends.
+        let closed = tokio::time::timeout(STEP, async {
+            while let Ok(ev) = events.recv().await {
+                if let TransportEvent::DataReceived(_) = ev {
+                    // A ServerHello to a half-valid hello is fine; keep draining.
+                }
+            }
+        })
+        .await;
+        assert!(closed.is_ok(), "server did not close on {bytes:?}");
+    }
+    assert!(fake.wait_until(STEP, |f| f.connection_count() == 0).await);
+
+    // A client that goes away mid-handshake.
+    let (transport, _events) = fake.factory().create_transport().await.unwrap();
+    assert_eq!(fake.connection_count(), 1);
+    drop(transport);
+    assert!(fake.wait_until(STEP, |f| f.connection_count() == 0).await);
+}
+
+/// The same with the SQLite store the application uses: pair, restart on the
+/// same file, log in again without a QR (IK handshake).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_store_survives_a_restart() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("session.db");
+    let path = path.to_str().unwrap().to_string();
+    let fake = FakeWhatsApp::new();
+
+    let store = whatsapp_rust::store::SqliteStore::new(&path).await.unwrap();
+    let s = Session::start(&fake, Arc::new(store)).await;
+    let qr = s.next_qr().await;
+    fake.scan(&qr, PHONE, "Shop").await.unwrap();
+    s.connected(CONNECT_AFTER_PAIR).await;
+    s.handle.shutdown().await;
+    drop(s.backend);
+
+    let store = whatsapp_rust::store::SqliteStore::new(&path).await.unwrap();
+    let s2 = Session::start(&fake, Arc::new(store)).await;
+    s2.connected(STEP).await;
+    assert_eq!(s2.client.pn().unwrap().user, PHONE);
+    assert_eq!(s2.client.push_name(), "Shop");
+    assert!(fake.ik_handshakes() >= 1);
+    s2.handle.shutdown().await;
 }
