@@ -119,7 +119,10 @@ impl Server {
     }
 
     async fn status(&self) -> Value {
-        self.get("/api/whatsapp/status?user_id=1&place_id=2").await.1["data"].clone()
+        self.get("/api/whatsapp/status?user_id=1&place_id=2")
+            .await
+            .1["data"]
+            .clone()
     }
 
     async fn init(&self) -> Value {
@@ -187,9 +190,7 @@ impl Server {
     }
 
     async fn group_names(&self) -> Vec<String> {
-        let (code, body) = self
-            .get("/api/whatsapp/groups?user_id=1&place_id=2")
-            .await;
+        let (code, body) = self.get("/api/whatsapp/groups?user_id=1&place_id=2").await;
         assert_eq!(code, StatusCode::OK, "{body}");
         let groups = body["data"]["groups"]
             .as_array()
@@ -223,10 +224,7 @@ fn decode_qr_png(png: &[u8]) -> String {
 }
 
 fn default_groups() -> Vec<String> {
-    let mut v = vec![
-        "جميع الارقام".to_string(),
-        "اخر الارقام (90 يوم)".to_string(),
-    ];
+    let mut v = vec!["جميع الارقام".to_string(), "اخر الارقام (90 يوم)".to_string()];
     v.sort();
     v
 }
@@ -274,7 +272,11 @@ async fn link_restore_reconnect_and_device_removal_over_the_real_protocol() {
     assert_eq!(st["session_id"], session_id);
     assert_eq!(st["phone_number"], format!("+{PHONE}"));
     assert!(s.fake.login_count(PHONE) > logins, "it logged in again");
-    assert_eq!(s.group_names().await, default_groups(), "no second pair of groups");
+    assert_eq!(
+        s.group_names().await,
+        default_groups(),
+        "no second pair of groups"
+    );
 
     // The connection drops: disconnected, then ready again by the library's reconnect.
     s.fake.drop_connections(PHONE).await;
@@ -328,7 +330,10 @@ async fn restart_reuses_the_credentials_and_logout_unlinks() {
     let logins = s.fake.login_count(PHONE);
 
     let (code, body) = s
-        .post("/api/whatsapp/restart", json!({"user_id": 1, "place_id": 2}))
+        .post(
+            "/api/whatsapp/restart",
+            json!({"user_id": 1, "place_id": 2}),
+        )
         .await;
     assert_eq!(code, StatusCode::OK, "{body}");
     let st = s.wait_status("ready").await;
@@ -401,7 +406,10 @@ async fn a_replaced_stream_ends_in_error_and_restart_takes_it_back() {
     );
     // Still linked: restart reconnects the same session without a QR.
     let (code, body) = s
-        .post("/api/whatsapp/restart", json!({"user_id": 1, "place_id": 2}))
+        .post(
+            "/api/whatsapp/restart",
+            json!({"user_id": 1, "place_id": 2}),
+        )
         .await;
     assert_eq!(code, StatusCode::OK, "{body}");
     let st = s.wait_status("ready").await;
@@ -409,14 +417,16 @@ async fn a_replaced_stream_ends_in_error_and_restart_takes_it_back() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stream_error_401_logs_out() {
-    let s = Server::start(FakeWhatsApp::new()).await;
-    let ready = s.link().await;
-    s.fake.stream_error(PHONE, 401).await;
-    s.wait_status("logged_out").await;
-    let id = ready["session_id"].as_str().unwrap();
-    s.wait_for("credentials deleted", |_| !s.credentials_dir(id).exists())
-        .await;
+async fn stream_errors_401_and_516_log_out() {
+    for code in [401, 516] {
+        let s = Server::start(FakeWhatsApp::new()).await;
+        let ready = s.link().await;
+        s.fake.stream_error(PHONE, code).await;
+        s.wait_status("logged_out").await;
+        let id = ready["session_id"].as_str().unwrap();
+        s.wait_for("credentials deleted", |_| !s.credentials_dir(id).exists())
+            .await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -482,9 +492,22 @@ async fn pair_code_validation_and_state_checks() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn qr_codes_rotate_then_run_out_into_an_error() {
     let s = Server::start(FakeWhatsApp::new().with_qr_refs(2)).await;
-    s.init().await;
+    let started = s.init().await;
+    let session_id = started["data"]["session_id"].as_str().unwrap().to_string();
     s.wait_status("qr_ready").await;
     let first = s.qr_raw().await;
+    // A restart before any scan shows new codes on the same session.
+    let (code, body) = s
+        .post("/api/whatsapp/restart", json!({"user_id": 1, "place_id": 2}))
+        .await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    let st = s.wait_status("qr_ready").await;
+    assert_eq!(st["session_id"], session_id);
+    let first = {
+        let now = s.qr_raw().await;
+        assert_ne!(now, first, "a new client, a new QR code");
+        now
+    };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     let mut second = None;
     let st = loop {
@@ -492,14 +515,19 @@ async fn qr_codes_rotate_then_run_out_into_an_error() {
         if st["status"] != "qr_ready" {
             break st;
         }
-        let (code, _) = s.get("/api/whatsapp/qr?user_id=1&place_id=2&format=raw").await;
+        let (code, _) = s
+            .get("/api/whatsapp/qr?user_id=1&place_id=2&format=raw")
+            .await;
         if code == StatusCode::OK {
             let now = s.qr_raw().await;
             if now != first {
                 second = Some(now);
             }
         }
-        assert!(tokio::time::Instant::now() < deadline, "never ran out: {st}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never ran out: {st}"
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
     assert!(second.is_some(), "the code rotated before running out");
@@ -514,6 +542,11 @@ async fn qr_codes_rotate_then_run_out_into_an_error() {
     assert_eq!(st["qr_code"], Value::Null);
     let (code, _) = s.get("/api/whatsapp/qr?user_id=1&place_id=2").await;
     assert_eq!(code, StatusCode::NOT_FOUND);
+    // Nothing was linked, so nothing of the device is kept.
+    s.wait_for("unlinked device files removed", |_| {
+        !s.credentials_dir(&session_id).exists()
+    })
+    .await;
     // init gives a new QR code.
     s.init().await;
     s.wait_status("qr_ready").await;

@@ -91,8 +91,12 @@ impl WhatsAppEngine {
     pub fn new(data_dir: &Path, options: WhatsAppOptions) -> anyhow::Result<Self> {
         let dir = data_dir.join("whatsapp");
         std::fs::create_dir_all(&dir).map_err(|e| {
-            anyhow::anyhow!("cannot create the credentials folder {}: {e}", dir.display())
+            anyhow::anyhow!(
+                "cannot create the credentials folder {}: {e}",
+                dir.display()
+            )
         })?;
+        remove_unlinked(&dir);
         let transport = options.transport.unwrap_or_else(|| {
             Arc::new(whatsapp_rust::transport::TokioWebSocketTransportFactory::new())
         });
@@ -173,6 +177,7 @@ impl Engine for WhatsAppEngine {
             session_id: start.session_id.clone(),
             dir,
             lib: Mutex::new(None),
+            stopping: AtomicBool::new(false),
             ended: AtomicBool::new(false),
             ended_notify: Notify::new(),
             kill: Notify::new(),
@@ -193,6 +198,25 @@ impl Engine for WhatsAppEngine {
     }
 }
 
+/// Device files of sessions that never got linked are of no use after a restart (no one can
+/// scan their old QR codes); they would only pile up.
+fn remove_unlinked(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() && !path.join(LINKED_MARKER).exists() {
+            if let Err(e) = std::fs::remove_dir_all(&path) {
+                tracing::warn!(
+                    "⚠️ Cannot remove unlinked device files {}: {e}",
+                    path.display()
+                );
+            }
+        }
+    }
+}
+
 async fn remove_dir(dir: &Path) -> Result<(), EngineError> {
     match tokio::fs::remove_dir_all(dir).await {
         Ok(()) => Ok(()),
@@ -209,6 +233,8 @@ struct WaClient {
     dir: PathBuf,
     /// Set once the library client is built; `None` while starting.
     lib: Mutex<Option<Arc<Client>>>,
+    /// Someone asked this client to stop; a start still under way gives up.
+    stopping: AtomicBool,
     /// The client task is over, for whatever reason.
     ended: AtomicBool,
     ended_notify: Notify,
@@ -243,11 +269,16 @@ impl WaClient {
     }
 
     async fn shut_down(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
         if self.ended.load(Ordering::SeqCst) {
             return;
         }
-        if let Some(lib) = self.lib() {
-            let _ = tokio::time::timeout(STOP_GRACE, lib.disconnect()).await;
+        match self.lib() {
+            Some(lib) => {
+                let _ = tokio::time::timeout(STOP_GRACE, lib.disconnect()).await;
+            }
+            // Still starting (fetching the version, opening the store): abandon the start.
+            None => self.kill.notify_one(),
         }
         if !self.wait_ended(STOP_GRACE).await {
             tracing::warn!(
@@ -391,6 +422,15 @@ async fn run_client(
         tracing::error!("❌ WhatsApp client of session {id} failed: {message}");
         let _ = events.send(EngineEvent::Failed { message }).await;
     }
+    // A device that never got linked cannot be resumed; a restart makes a new one. Removed
+    // before anyone hears the client ended, so a restart's new files are not swept away.
+    if !tokio::fs::try_exists(client.dir.join(LINKED_MARKER))
+        .await
+        .unwrap_or(true)
+        && let Err(e) = remove_dir(&client.dir).await
+    {
+        tracing::warn!("⚠️ Cannot remove unlinked device files of session {id}: {e}");
+    }
     client.mark_ended();
     tracing::info!("ℹ️ WhatsApp client of session {id} stopped");
 }
@@ -402,29 +442,39 @@ async fn drive(
     events: &mpsc::Sender<EngineEvent>,
     span: tracing::Span,
 ) -> Result<(), String> {
-    let version = engine.version().await;
-    let db = client.dir.join(STORE_FILE);
-    let store = SqliteStore::new(&db.to_string_lossy())
-        .await
-        .map_err(|e| format!("cannot open the session's credentials store: {e}"))?;
     let (lib_tx, mut lib_rx) = mpsc::unbounded_channel();
     let (fail_tx, mut fail_rx) = mpsc::unbounded_channel();
-    let bot = Bot::builder()
-        .with_backend(store)
-        .with_transport_factory(ObservedTransport {
-            inner: engine.inner.transport.clone(),
-            timeout: engine.inner.connect_timeout,
-            failures: fail_tx,
-        })
-        .with_http_client(engine.inner.http.clone())
-        .with_runtime(SessionRuntime { span })
-        .with_version(version)
-        .with_event_handler(Forwarder { tx: lib_tx })
-        .build()
-        .await
-        .map_err(|e| format!("cannot build the WhatsApp client: {e}"))?;
+    let starting = async {
+        let version = engine.version().await;
+        let db = client.dir.join(STORE_FILE);
+        let store = SqliteStore::new(&db.to_string_lossy())
+            .await
+            .map_err(|e| format!("cannot open the session's credentials store: {e}"))?;
+        Bot::builder()
+            .with_backend(store)
+            .with_transport_factory(ObservedTransport {
+                inner: engine.inner.transport.clone(),
+                timeout: engine.inner.connect_timeout,
+                failures: fail_tx,
+            })
+            .with_http_client(engine.inner.http.clone())
+            .with_runtime(SessionRuntime { span })
+            .with_version(version)
+            .with_event_handler(Forwarder { tx: lib_tx })
+            .build()
+            .await
+            .map_err(|e| format!("cannot build the WhatsApp client: {e}"))
+    };
+    let bot = tokio::select! {
+        bot = starting => bot?,
+        _ = client.kill.notified() => return Ok(()),
+    };
     let lib = bot.client();
     client.set_lib(lib.clone());
+    if client.stopping.load(Ordering::SeqCst) {
+        // Asked to stop while the client was being built: never connect.
+        return Ok(());
+    }
     let mut handle = bot.spawn();
     let mut pump = Pump {
         client: client.clone(),
@@ -523,7 +573,11 @@ impl Pump {
                 self.last_failure = None;
                 self.ready = true;
                 self.mark_linked().await;
-                let phone = self.lib.pn().map(|j| j.user.to_string()).unwrap_or_default();
+                let phone = self
+                    .lib
+                    .pn()
+                    .map(|j| j.user.to_string())
+                    .unwrap_or_default();
                 let push_name = Some(self.lib.push_name()).filter(|n| !n.trim().is_empty());
                 self.send(EngineEvent::Ready { phone, push_name }).await;
             }
@@ -580,9 +634,12 @@ impl Pump {
                 let detail = f.message.clone().unwrap_or_default();
                 if f.reason.should_reconnect() {
                     self.send(EngineEvent::Disconnected {
-                        reason: format!("WhatsApp refused the connection ({:?}) {detail}", f.reason)
-                            .trim_end()
-                            .to_string(),
+                        reason: format!(
+                            "WhatsApp refused the connection ({:?}) {detail}",
+                            f.reason
+                        )
+                        .trim_end()
+                        .to_string(),
                     })
                     .await;
                 } else {

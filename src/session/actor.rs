@@ -435,12 +435,12 @@ impl Actor {
     async fn linking_client(&mut self) -> AppResult<Arc<dyn EngineClient>> {
         let status = self.record.status;
         match status {
-            SessionStatus::Ready | SessionStatus::FetchingContacts | SessionStatus::Authenticated => {
-                Err(AppError::Conflict(format!(
-                    "Session is already linked to WhatsApp (status: {status}). Call \
+            SessionStatus::Ready
+            | SessionStatus::FetchingContacts
+            | SessionStatus::Authenticated => Err(AppError::Conflict(format!(
+                "Session is already linked to WhatsApp (status: {status}). Call \
                      /api/whatsapp/logout first to link another phone."
-                )))
-            }
+            ))),
             SessionStatus::LoggedOut | SessionStatus::Error => Err(AppError::BadRequest(format!(
                 "Session is not waiting to be linked. Current status: {status}. Call \
                  /api/whatsapp/init first."

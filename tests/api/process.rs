@@ -225,9 +225,7 @@ async fn the_default_engine_offline_gives_a_clear_status_and_stays_responsive() 
         );
         // The API answers while the engine struggles.
         let h0 = std::time::Instant::now();
-        let (hc, _) = server
-            .call(reqwest::Method::GET, "/api/health", None)
-            .await;
+        let (hc, _) = server.call(reqwest::Method::GET, "/api/health", None).await;
         assert_eq!(hc, StatusCode::OK);
         assert!(h0.elapsed() < Duration::from_secs(2));
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -40,6 +40,12 @@ pub(crate) enum Cmd {
         id: String,
         reply: oneshot::Sender<Node>,
     },
+    /// Send a node (the `primary_hello` notification) and hand the client's
+    /// next `companion_finish` IQ to `reply`.
+    SendAwaitFinish {
+        node: Node,
+        reply: oneshot::Sender<Node>,
+    },
     /// Send a `<stream:error>` (after `delay`), then close the connection.
     StreamErrorClose { node: Node, delay: Duration },
     /// Close abruptly, as a network failure would.
@@ -74,6 +80,8 @@ struct Conn {
     header_done: bool,
     decoder: FrameDecoder,
     waiters: HashMap<String, oneshot::Sender<Node>>,
+    /// Who waits for the client's `companion_finish` (phone-number linking).
+    finish_waiter: Option<oneshot::Sender<Node>>,
     role: Option<Role>,
 }
 
@@ -94,6 +102,7 @@ pub(crate) async fn run(
         header_done: false,
         decoder: FrameDecoder::new(),
         waiters: HashMap::new(),
+        finish_waiter: None,
         role: None,
     };
     match conn.serve().await {
@@ -267,7 +276,7 @@ impl Conn {
                     return Ok(None);
                 }
                 // Dropping `reply` tells the waiter the connection is not usable.
-                Wake::Cmd(Some(Cmd::SendAwait { .. })) => {}
+                Wake::Cmd(Some(Cmd::SendAwait { .. } | Cmd::SendAwaitFinish { .. })) => {}
                 Wake::Cmd(None) => self.cmd_rx = None,
             }
         }
@@ -307,6 +316,7 @@ impl Conn {
             noise_pub,
             pairing: false,
             bundle,
+            code: None,
         });
         let ref_nodes: Vec<Node> = refs
             .iter()
@@ -505,6 +515,26 @@ impl Conn {
                 .build();
             self.send_node(cipher, &ib)?;
         }
+        if let Some(request) = answer.effects.code_request {
+            if let Some(crate::ConnEntry {
+                kind: ConnKind::Registration { code, .. },
+                ..
+            }) = self.inner.lock().conns.get_mut(&self.id)
+            {
+                tracing::debug!(
+                    conn = self.id,
+                    phone = request.phone,
+                    "fake-whatsapp: pair code requested"
+                );
+                *code = Some(request);
+            }
+            self.inner.notify_changed();
+        }
+        if answer.effects.companion_finish
+            && let Some(waiter) = self.finish_waiter.take()
+        {
+            let _ = waiter.send(node.clone());
+        }
         if answer.effects.removed_self
             && let Some(Role::Login { phone, device }) = &self.role
         {
@@ -576,6 +606,13 @@ impl Conn {
                 self.waiters.insert(id, reply);
                 Flow::Continue
             }
+            Cmd::SendAwaitFinish { node, reply } => {
+                if self.send_node(cipher, &node).is_err() {
+                    return Flow::Close(None);
+                }
+                self.finish_waiter = Some(reply);
+                Flow::Continue
+            }
             Cmd::StreamErrorClose { node, delay } => {
                 if !delay.is_zero() {
                     tokio::time::sleep(delay).await;
@@ -611,7 +648,7 @@ fn failure_node(f: &LoginFailure) -> Node {
 }
 
 /// A pairing ref: like the server's, an opaque printable token.
-fn random_ref() -> String {
+pub(crate) fn random_ref() -> String {
     use base64::Engine;
     use rand::RngExt;
     let mut raw = [0u8; 24];

@@ -27,6 +27,10 @@ pub(crate) struct IqEffects {
     pub removed_self: bool,
     /// App-state collections the client synced (all answered empty).
     pub synced_collections: Vec<String>,
+    /// The client asked for a phone-number pairing code (`companion_hello`).
+    pub code_request: Option<crate::paircode::CodeRequest>,
+    /// The client sent its pair-code key bundle (`companion_finish`).
+    pub companion_finish: bool,
 }
 
 pub(crate) struct IqAnswer {
@@ -96,6 +100,32 @@ pub(crate) fn answer(req: &Node, ctx: &IqCtx) -> IqAnswer {
             effects.removed_self = true;
             Vec::new()
         }
+        // Phone-number linking, stage 1: hand out a pairing ref.
+        ("md", "set", "link_code_companion_reg") => {
+            let reg = first_child.expect("matched on the child tag");
+            match crate::paircode::stage(reg).as_deref() {
+                Some("companion_hello") => match crate::paircode::parse_companion_hello(reg) {
+                    Ok(request) => {
+                        let content = vec![crate::paircode::companion_hello_answer(&request)];
+                        effects.code_request = Some(request);
+                        content
+                    }
+                    Err(e) => {
+                        tracing::debug!("fake-whatsapp: bad companion_hello: {e:#}");
+                        return IqAnswer {
+                            reply: error_for(req, 400, "bad-request"),
+                            effects,
+                        };
+                    }
+                },
+                // Stage 2: the server acknowledges; the phone judges the bundle.
+                Some("companion_finish") => {
+                    effects.companion_finish = true;
+                    Vec::new()
+                }
+                _ => Vec::new(),
+            }
+        }
         _ => Vec::new(),
     };
 
@@ -119,6 +149,21 @@ pub(crate) fn result_for(req: &Node, content: Vec<Node>) -> Node {
         b = b.children(content);
     }
     b.build()
+}
+
+/// `<iq type="error" id=..><error code=.. text=../></iq>` answering `req`.
+pub(crate) fn error_for(req: &Node, code: u16, text: &str) -> Node {
+    let mut reply = result_for(
+        req,
+        vec![
+            NodeBuilder::new("error")
+                .attr("code", code.to_string())
+                .attr("text", text)
+                .build(),
+        ],
+    );
+    reply.attrs.insert("type", "error");
+    reply
 }
 
 /// Every requested collection, empty and at version 0: no snapshot, no

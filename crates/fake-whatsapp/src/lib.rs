@@ -57,6 +57,7 @@ mod conn;
 mod iq;
 mod keyshare;
 mod noise;
+mod paircode;
 pub mod phone;
 mod transport;
 
@@ -64,6 +65,9 @@ pub use transport::FakeTransportFactory;
 
 /// How long [`FakeWhatsApp::scan`] waits for the client's `pair-device-sign`.
 const PAIR_REPLY_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long [`FakeWhatsApp::enter_pair_code`] waits for the client's
+/// `companion_finish` (it runs a 131 072-round PBKDF2 first).
+const COMPANION_FINISH_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long the fault scripts wait for the targeted connections to close.
 const CLOSE_WAIT: Duration = Duration::from_secs(5);
 
@@ -134,6 +138,8 @@ pub(crate) enum ConnKind {
         noise_pub: [u8; 32],
         pairing: bool,
         bundle: Option<keyshare::DeviceBundle>,
+        /// The client's latest phone-number pairing request (`companion_hello`).
+        code: Option<paircode::CodeRequest>,
     },
     /// A registered device logging in.
     #[allow(dead_code)]
@@ -304,6 +310,7 @@ impl FakeWhatsApp {
                         noise_pub,
                         pairing,
                         bundle,
+                        ..
                     } if refs.contains(&payload.pair_ref) => {
                         Some((*id, entry.cmd.clone(), noise_pub, pairing, bundle.clone()))
                     }
@@ -322,22 +329,8 @@ impl FakeWhatsApp {
             }
             *pairing = true;
 
-            let push_name_as_biz = st.push_name_as_biz;
-            let account = st
-                .accounts
-                .entry(phone_digits.to_string())
-                .or_insert_with(|| Account {
-                    phone: phone::PhoneAccount::new(phone_digits, push_name),
-                    devices: BTreeMap::new(),
-                    next_device: 1,
-                    logins: 0,
-                    app_state_key: keyshare::AppStateKey::generate(),
-                });
-            account.phone.push_name = push_name.to_string();
-            account.phone.send_biz_name = push_name_as_biz;
-            let device_id = account.next_device;
-            account.next_device = account.next_device.wrapping_add(1).max(1);
-            (conn_id, cmd, account.phone.clone(), device_id, bundle)
+            let (account, device_id, _) = claim_device(&mut st, phone_digits, push_name);
+            (conn_id, cmd, account, device_id, bundle)
         };
 
         let result = self
@@ -353,16 +346,178 @@ impl FakeWhatsApp {
             .await;
         if result.is_err() {
             // Let the QR be scanned again.
-            let mut st = self.inner.lock();
-            if let Some(ConnEntry {
-                kind: ConnKind::Registration { pairing, .. },
-                ..
-            }) = st.conns.get_mut(&conn_id)
-            {
-                *pairing = false;
-            }
+            self.release_registration(conn_id);
         }
         result
+    }
+
+    /// The phone links the client that asked for a pairing code for
+    /// `phone_digits` (`client.pair_with_code(PairCodeOptions { phone_number, .. })`)
+    /// by typing `code` into "Link with phone number", like
+    /// [`scan`](Self::scan) does for a QR code.
+    ///
+    /// Runs the real stage 2: unwraps the companion's ephemeral key with the
+    /// code, pushes the `primary_hello` notification, waits for the client's
+    /// `companion_finish`, opens its key bundle and derives the same ADV secret
+    /// the client derived, then completes the link like a QR scan
+    /// (`pair-success`, `pair-device-sign`, stream error 515, login).
+    ///
+    /// A wrong code is an `Err` and links nothing: the phone cannot open the
+    /// key bundle (the client, like the real one, hears nothing and writes the
+    /// code off after its one-minute timeout; a later call with the right code
+    /// still works while the client allows retries: 3 per code). Takes a
+    /// second or so: each side runs a 131 072-round PBKDF2.
+    pub async fn enter_pair_code(
+        &self,
+        phone_digits: &str,
+        code: &str,
+        push_name: &str,
+    ) -> anyhow::Result<()> {
+        if phone_digits.is_empty() || !phone_digits.bytes().all(|b| b.is_ascii_digit()) {
+            bail!("phone number must be digits only, got {phone_digits:?}");
+        }
+        let code = code.trim().to_ascii_uppercase();
+        if !wacore::pair_code::PairCodeUtils::validate_code(&code) {
+            bail!("{code:?} is not a pairing code (8 characters of 1-9, A-Z without I, O, U)");
+        }
+
+        // Find the newest registration connection that asked for a code for
+        // this number, and claim it.
+        let (conn_id, cmd, noise_pub, bundle, request) = {
+            let mut st = self.inner.lock();
+            let found = st
+                .conns
+                .iter_mut()
+                .filter_map(|(id, entry)| match &mut entry.kind {
+                    ConnKind::Registration {
+                        noise_pub,
+                        pairing,
+                        bundle,
+                        code: Some(request),
+                        ..
+                    } if request.phone == phone_digits => Some((
+                        *id,
+                        entry.cmd.clone(),
+                        *noise_pub,
+                        pairing,
+                        bundle.clone(),
+                        request.clone(),
+                    )),
+                    _ => None,
+                })
+                .max_by_key(|found| found.0);
+            let Some((conn_id, cmd, noise_pub, pairing, bundle, request)) = found else {
+                bail!("no open registration connection asked for a pairing code for {phone_digits}");
+            };
+            if *pairing {
+                bail!("that client is already being linked");
+            }
+            *pairing = true;
+            (conn_id, cmd, noise_pub, bundle, request)
+        };
+
+        let result = self
+            .link_with_code(
+                conn_id,
+                &cmd,
+                noise_pub,
+                bundle,
+                request,
+                &code,
+                phone_digits,
+                push_name,
+            )
+            .await;
+        if result.is_err() {
+            self.release_registration(conn_id);
+        }
+        result
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn link_with_code(
+        &self,
+        conn_id: u64,
+        cmd: &mpsc::UnboundedSender<conn::Cmd>,
+        noise_pub: [u8; 32],
+        bundle: Option<keyshare::DeviceBundle>,
+        request: paircode::CodeRequest,
+        code: &str,
+        phone_digits: &str,
+        push_name: &str,
+    ) -> anyhow::Result<()> {
+        if request.companion_noise_pub != noise_pub {
+            bail!("companion_hello names another noise key than the connection's");
+        }
+        // PBKDF2: off the async threads.
+        let (request, session) = {
+            let code = code.to_owned();
+            tokio::task::spawn_blocking(move || {
+                let session = paircode::PhoneCodeSession::start(&request, &code);
+                (request, session)
+            })
+            .await
+            .context("the phone's code task failed")?
+        };
+        let session = session?;
+
+        // The account exists from here on, as when a phone scans a QR; a
+        // failed link leaves no device (and no account it created).
+        let (account, device_id, created) =
+            claim_device(&mut self.inner.lock(), phone_digits, push_name);
+        let outcome = async {
+            let (tx, rx) = oneshot::channel();
+            let hello = session.primary_hello_node(&account, &request, &self.inner.next_id());
+            cmd.send(conn::Cmd::SendAwaitFinish {
+                node: hello,
+                reply: tx,
+            })
+            .map_err(|_| anyhow!("the registration connection closed"))?;
+            let finish = match tokio::time::timeout(COMPANION_FINISH_TIMEOUT, rx).await {
+                Err(_) => bail!(
+                    "the client did not answer primary_hello within {COMPANION_FINISH_TIMEOUT:?}"
+                ),
+                Ok(Err(_)) => {
+                    bail!("the registration connection closed before companion_finish")
+                }
+                Ok(Ok(node)) => node,
+            };
+            let payload = session.open_finish(&account, &request, noise_pub, &finish)?;
+            self.pair(
+                conn_id,
+                cmd,
+                &account,
+                &payload,
+                phone_digits,
+                device_id,
+                bundle,
+            )
+            .await
+        }
+        .await;
+        if outcome.is_err() && created {
+            let mut st = self.inner.lock();
+            if st
+                .accounts
+                .get(phone_digits)
+                .is_some_and(|a| a.devices.is_empty())
+            {
+                st.accounts.remove(phone_digits);
+            }
+        }
+        outcome
+    }
+
+    /// Makes a registration connection claimable again after a failed link.
+    fn release_registration(&self, conn_id: u64) {
+        let mut st = self.inner.lock();
+        if let Some(ConnEntry {
+            kind: ConnKind::Registration { pairing, .. },
+            ..
+        }) = st.conns.get_mut(&conn_id)
+        {
+            *pairing = false;
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -659,6 +814,32 @@ impl FakeWhatsApp {
             tracing::warn!("fake-whatsapp: connections {ids:?} did not close in time");
         }
     }
+}
+
+/// The account `phone_digits` (created on first use, then `created` is true)
+/// with `push_name`, and the device id its next companion gets.
+fn claim_device(
+    st: &mut State,
+    phone_digits: &str,
+    push_name: &str,
+) -> (phone::PhoneAccount, u16, bool) {
+    let push_name_as_biz = st.push_name_as_biz;
+    let created = !st.accounts.contains_key(phone_digits);
+    let account = st
+        .accounts
+        .entry(phone_digits.to_string())
+        .or_insert_with(|| Account {
+            phone: phone::PhoneAccount::new(phone_digits, push_name),
+            devices: BTreeMap::new(),
+            next_device: 1,
+            logins: 0,
+            app_state_key: keyshare::AppStateKey::generate(),
+        });
+    account.phone.push_name = push_name.to_string();
+    account.phone.send_biz_name = push_name_as_biz;
+    let device_id = account.next_device;
+    account.next_device = account.next_device.wrapping_add(1).max(1);
+    (account.phone.clone(), device_id, created)
 }
 
 fn is_logged_in(st: &State, phone_digits: &str) -> bool {

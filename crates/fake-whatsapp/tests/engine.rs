@@ -491,3 +491,106 @@ async fn sqlite_store_survives_a_restart() {
     assert!(fake.ik_handshakes() >= 1);
     s2.handle.shutdown().await;
 }
+
+const CODE_PHONE: &str = "966501234567";
+
+/// Fresh client (showing QR codes) → `pair_with_code` → the 8-character code.
+async fn code_requested(fake: &FakeWhatsApp) -> (Session, String) {
+    use whatsapp_rust::pair_code::PairCodeOptions;
+    let s = Session::fresh(fake).await;
+    s.next_qr().await;
+    let code = s
+        .client
+        .pair_with_code(PairCodeOptions {
+            phone_number: CODE_PHONE.to_string(),
+            ..Default::default()
+        })
+        .await
+        .expect("stage 1 (companion_hello) answered with a pairing ref");
+    assert_eq!(code.len(), 8, "{code:?}");
+    assert!(wacore::pair_code::PairCodeUtils::validate_code(&code));
+    let ev = s
+        .wait_for("PairingCode", STEP, |e| matches!(e, Event::PairingCode(_)))
+        .await;
+    if let Event::PairingCode(pc) = &*ev {
+        assert_eq!(pc.code, code);
+    }
+    (s, code)
+}
+
+/// The same code with one character changed (still a well-formed code).
+fn another_code(code: &str) -> String {
+    let first = if code.starts_with('A') { 'B' } else { 'A' };
+    format!("{first}{}", &code[1..])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pair_code_links_with_the_phone_number() {
+    init_tracing();
+    let fake = FakeWhatsApp::new();
+    let (s, code) = code_requested(&fake).await;
+
+    fake.enter_pair_code(CODE_PHONE, &code.to_lowercase(), "Shop")
+        .await
+        .expect("the phone links with the right code");
+    let ev = s
+        .wait_for("PairSuccess", STEP, |e| matches!(e, Event::PairSuccess(_)))
+        .await;
+    if let Event::PairSuccess(ps) = &*ev {
+        assert_eq!(ps.id.user, CODE_PHONE);
+    }
+    s.connected(CONNECT_AFTER_PAIR).await;
+    let pn = s.client.pn().expect("own number after pairing");
+    assert_eq!(pn.user, CODE_PHONE);
+    assert_eq!(s.client.push_name(), "Shop");
+    assert!(fake.is_connected(CODE_PHONE));
+    assert_eq!(fake.registered_devices(CODE_PHONE), vec![pn.device]);
+
+    // The client is linked: no further code can be entered for it.
+    assert!(fake.enter_pair_code(CODE_PHONE, &code, "Shop").await.is_err());
+    s.handle.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_pair_code_links_nothing() {
+    init_tracing();
+    let fake = FakeWhatsApp::new();
+    assert!(
+        fake.enter_pair_code(CODE_PHONE, "ABCD1234", "Shop")
+            .await
+            .is_err(),
+        "nobody asked for a code yet"
+    );
+    let (s, code) = code_requested(&fake).await;
+    assert!(
+        fake.enter_pair_code(CODE_PHONE, "not-a-code", "Shop")
+            .await
+            .is_err()
+    );
+    assert!(
+        fake.enter_pair_code("15550000000", &code, "Shop")
+            .await
+            .is_err(),
+        "the code was requested for another number"
+    );
+
+    let err = fake
+        .enter_pair_code(CODE_PHONE, &another_code(&code), "Shop")
+        .await
+        .expect_err("a wrong code must not link");
+    assert!(err.to_string().contains("wrong pairing code"), "{err:#}");
+    assert!(fake.registered_devices(CODE_PHONE).is_empty());
+    assert!(fake.lid_of(CODE_PHONE).is_none(), "no account was left behind");
+    assert!(!fake.is_connected(CODE_PHONE));
+    assert!(s.client.pn().is_none());
+
+    // The phone retries with the right code (the client allows 3 attempts).
+    fake.enter_pair_code(CODE_PHONE, &code, "Shop")
+        .await
+        .expect("the right code still links");
+    s.wait_for("PairSuccess", STEP, |e| matches!(e, Event::PairSuccess(_)))
+        .await;
+    s.connected(CONNECT_AFTER_PAIR).await;
+    assert_eq!(s.client.pn().unwrap().user, CODE_PHONE);
+    s.handle.abort();
+}
