@@ -526,7 +526,7 @@ impl Conn {
                     phone = request.phone,
                     "fake-whatsapp: pair code requested"
                 );
-                *code = Some(request);
+                *code = Some(Box::new(request));
             }
             self.inner.notify_changed();
         }

@@ -9,6 +9,13 @@
 //! and a set of fault scripts (dropped connections, stream errors, device
 //! removal, failed logins, no network).
 //!
+//! Phone-number linking works too: `client.pair_with_code(PairCodeOptions {
+//! phone_number, .. })` gets a pairing ref from the fake (stage 1) and returns
+//! its 8-character code; [`FakeWhatsApp::enter_pair_code`]`(phone, code,
+//! push_name)` is the phone typing it in (stage 2: `primary_hello`,
+//! `companion_finish`, then `pair-success` as for a QR scan). A wrong code
+//! returns `Err` and links nothing.
+//!
 //! ```ignore
 //! let fake = FakeWhatsApp::new();
 //! let bot = Bot::builder()
@@ -139,7 +146,7 @@ pub(crate) enum ConnKind {
         pairing: bool,
         bundle: Option<keyshare::DeviceBundle>,
         /// The client's latest phone-number pairing request (`companion_hello`).
-        code: Option<paircode::CodeRequest>,
+        code: Option<Box<paircode::CodeRequest>>,
     },
     /// A registered device logging in.
     #[allow(dead_code)]
@@ -401,13 +408,15 @@ impl FakeWhatsApp {
                         *noise_pub,
                         pairing,
                         bundle.clone(),
-                        request.clone(),
+                        (**request).clone(),
                     )),
                     _ => None,
                 })
                 .max_by_key(|found| found.0);
             let Some((conn_id, cmd, noise_pub, pairing, bundle, request)) = found else {
-                bail!("no open registration connection asked for a pairing code for {phone_digits}");
+                bail!(
+                    "no open registration connection asked for a pairing code for {phone_digits}"
+                );
             };
             if *pairing {
                 bail!("that client is already being linked");

@@ -307,7 +307,10 @@ mod tests {
             &account.identity_pub(),
             &companion_identity,
         )?;
-        let identity_pub: [u8; 32] = companion_identity.public_key.public_key_bytes().try_into()?;
+        let identity_pub: [u8; 32] = companion_identity
+            .public_key
+            .public_key_bytes()
+            .try_into()?;
         let finish = PairCodeUtils::build_companion_finish_iq(
             "966501234567",
             bundle,

@@ -547,7 +547,11 @@ async fn pair_code_links_with_the_phone_number() {
     assert_eq!(fake.registered_devices(CODE_PHONE), vec![pn.device]);
 
     // The client is linked: no further code can be entered for it.
-    assert!(fake.enter_pair_code(CODE_PHONE, &code, "Shop").await.is_err());
+    assert!(
+        fake.enter_pair_code(CODE_PHONE, &code, "Shop")
+            .await
+            .is_err()
+    );
     s.handle.shutdown().await;
 }
 
@@ -580,7 +584,10 @@ async fn a_wrong_pair_code_links_nothing() {
         .expect_err("a wrong code must not link");
     assert!(err.to_string().contains("wrong pairing code"), "{err:#}");
     assert!(fake.registered_devices(CODE_PHONE).is_empty());
-    assert!(fake.lid_of(CODE_PHONE).is_none(), "no account was left behind");
+    assert!(
+        fake.lid_of(CODE_PHONE).is_none(),
+        "no account was left behind"
+    );
     assert!(!fake.is_connected(CODE_PHONE));
     assert!(s.client.pn().is_none());
 
