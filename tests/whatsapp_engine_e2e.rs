@@ -498,7 +498,10 @@ async fn qr_codes_rotate_then_run_out_into_an_error() {
     let first = s.qr_raw().await;
     // A restart before any scan shows new codes on the same session.
     let (code, body) = s
-        .post("/api/whatsapp/restart", json!({"user_id": 1, "place_id": 2}))
+        .post(
+            "/api/whatsapp/restart",
+            json!({"user_id": 1, "place_id": 2}),
+        )
         .await;
     assert_eq!(code, StatusCode::OK, "{body}");
     let st = s.wait_status("qr_ready").await;
@@ -550,4 +553,40 @@ async fn qr_codes_rotate_then_run_out_into_an_error() {
     // init gives a new QR code.
     s.init().await;
     s.wait_status("qr_ready").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pairing_code_typed_on_the_phone_links_the_session() {
+    let s = Server::start(FakeWhatsApp::new()).await;
+    let started = s.init().await;
+    s.wait_status("qr_ready").await;
+    let (code, body) = s
+        .post(
+            "/api/whatsapp/pair-code",
+            json!({"user_id": 1, "place_id": 2, "phone_number": "+966 50 123 4567"}),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    let data = &body["data"];
+    assert_eq!(data["session_id"], started["data"]["session_id"]);
+    assert_eq!(data["phone_number"], format!("+{PHONE}"));
+    let pairing = data["code"].as_str().expect("a code").to_string();
+    assert_eq!(pairing.len(), 8, "{pairing}");
+    assert_eq!(data["pairing_code"], pairing);
+
+    // A wrong code links nothing; the right one links the number.
+    let wrong: String = pairing
+        .chars()
+        .map(|c| if c == 'A' { 'B' } else { 'A' })
+        .collect();
+    assert!(s.fake.enter_pair_code(PHONE, &wrong, "Shop").await.is_err());
+    assert_ne!(s.status().await["status"], "ready");
+    s.fake
+        .enter_pair_code(PHONE, &pairing, "Shop")
+        .await
+        .expect("the right code links");
+    let st = s.wait_status("ready").await;
+    assert_eq!(st["session_id"], started["data"]["session_id"]);
+    assert_eq!(st["phone_number"], format!("+{PHONE}"));
+    assert_eq!(s.group_names().await, default_groups());
 }
