@@ -206,13 +206,14 @@ fn remove_unlinked(dir: &Path) {
     };
     for entry in entries.flatten() {
         let path = entry.path();
-        if path.is_dir() && !path.join(LINKED_MARKER).exists() {
-            if let Err(e) = std::fs::remove_dir_all(&path) {
-                tracing::warn!(
-                    "⚠️ Cannot remove unlinked device files {}: {e}",
-                    path.display()
-                );
-            }
+        if path.is_dir()
+            && !path.join(LINKED_MARKER).exists()
+            && let Err(e) = std::fs::remove_dir_all(&path)
+        {
+            tracing::warn!(
+                "⚠️ Cannot remove unlinked device files {}: {e}",
+                path.display()
+            );
         }
     }
 }
