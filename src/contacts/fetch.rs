@@ -138,7 +138,12 @@ fn describe(e: EngineError) -> String {
              ready and fetch again."
                 .into()
         }
-        EngineError::Failed(m) => format!("Contact fetch failed: {m}. Start the fetch again."),
+        EngineError::Failed(m)
+        | EngineError::Busy(m)
+        | EngineError::Invalid(m)
+        | EngineError::RateLimited(m) => {
+            format!("Contact fetch failed: {m}. Start the fetch again.")
+        }
     }
 }
 

@@ -19,6 +19,8 @@ use crate::domain::{Pair, PhoneNumber, SessionId};
 pub enum EngineEvent {
     /// A new QR code is showing; it replaces the previous one.
     Qr { code: String },
+    /// The QR codes ran out while a pairing code is still valid: nothing left to scan.
+    QrExpired { message: String },
     /// The phone accepted the link.
     Authenticated,
     /// Connected and usable. `phone` is the account's number as WhatsApp writes it (digits).
@@ -40,6 +42,15 @@ pub enum EngineError {
     ClientGone,
     #[error("the client is not connected")]
     NotConnected,
+    /// Something is already under way that this request would collide with.
+    #[error("{0}")]
+    Busy(String),
+    /// WhatsApp will not take this input.
+    #[error("{0}")]
+    Invalid(String),
+    /// WhatsApp asks to wait before trying again.
+    #[error("{0}")]
+    RateLimited(String),
     #[error("{0}")]
     Failed(String),
 }

@@ -16,15 +16,19 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio::sync::{Notify, OnceCell, mpsc};
+use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use whatsapp_rust::Client;
 use whatsapp_rust::bot::Bot;
 use whatsapp_rust::http::UreqHttpClient;
-use whatsapp_rust::pair_code::PairCodeOptions;
+use whatsapp_rust::pair_code::{PairCodeOptions, PairError};
 use whatsapp_rust::store::SqliteStore;
 use whatsapp_rust::transport::{Transport, TransportEvent, TransportFactory};
-use whatsapp_rust::types::events::{ConnectFailureReason, Event, EventHandler};
+use whatsapp_rust::types::events::{
+    ConnectFailureReason, Event, EventHandler, EventInterest, EventKind,
+};
+use whatsapp_rust::wacore::pair_code::PairCodeError;
 
 use super::{ClientStart, ContactSource, Engine, EngineClient, EngineError, EngineEvent};
 use crate::domain::{PhoneNumber, SessionId};
@@ -33,10 +37,19 @@ use crate::domain::{PhoneNumber, SessionId};
 /// be fetched (offline start), so a session can still try to connect.
 const FALLBACK_VERSION: (u32, u32, u32) = (2, 3000, 1_042_742_319);
 const VERSION_FETCH_TIMEOUT: Duration = Duration::from_secs(15);
-/// How long `stop` waits for the library to flush and close before aborting its task.
-const STOP_GRACE: Duration = Duration::from_secs(10);
+const VERSION_RETRY: Duration = Duration::from_secs(600);
+/// How long a stop gives the library to flush and close, and then its task to end, before
+/// aborting it.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+/// Longer than every bounded step of a stop together.
+const STOP_WAIT: Duration = Duration::from_secs(25);
 /// How long a logout waits for WhatsApp to confirm the unlink.
 const LOGOUT_GRACE: Duration = Duration::from_secs(10);
+/// A logout on a dropped connection waits this long for the reconnect, to tell the phone.
+const LOGOUT_CONNECT_WAIT: Duration = Duration::from_secs(5);
+/// Neither a QR code nor a connection this long after trying: report it.
+const NO_PROGRESS_AFTER: Duration = Duration::from_secs(30);
+const WATCHDOG_TICK: Duration = Duration::from_secs(5);
 const STORE_FILE: &str = "device.db";
 const LINKED_MARKER: &str = "linked";
 
@@ -57,7 +70,8 @@ impl Default for WhatsAppOptions {
         Self {
             transport: None,
             version: None,
-            connect_timeout: Duration::from_secs(20),
+            // Below the library's own 20 s limit, so our failure report comes first.
+            connect_timeout: Duration::from_secs(12),
         }
     }
 }
@@ -83,7 +97,7 @@ struct EngineInner {
     http: UreqHttpClient,
     pinned_version: Option<(u32, u32, u32)>,
     /// Resolved once per process and shared by every session.
-    version: OnceCell<(u32, u32, u32)>,
+    version: tokio::sync::Mutex<VersionState>,
     connect_timeout: Duration,
 }
 
@@ -106,7 +120,7 @@ impl WhatsAppEngine {
                 transport,
                 http: UreqHttpClient::new(),
                 pinned_version: options.version,
-                version: OnceCell::new(),
+                version: tokio::sync::Mutex::new(VersionState::Unknown),
                 connect_timeout: options.connect_timeout,
             }),
         })
@@ -116,50 +130,56 @@ impl WhatsAppEngine {
         self.inner.dir.join(id.as_str())
     }
 
+    /// The current WhatsApp Web version, fetched once per process and shared. A failed fetch
+    /// falls back to the built-in version and is tried again by a later start, at most every
+    /// few minutes, so one offline boot does not pin every session to an old version.
     async fn version(&self) -> (u32, u32, u32) {
         if let Some(v) = self.inner.pinned_version {
             return v;
         }
-        *self
-            .inner
-            .version
-            .get_or_init(|| async {
-                let http: Arc<dyn whatsapp_rust::http::HttpClient> =
-                    Arc::new(self.inner.http.clone());
-                let fetched = tokio::time::timeout(
-                    VERSION_FETCH_TIMEOUT,
-                    whatsapp_rust::version::fetch_latest_app_version(&http),
-                )
-                .await;
-                match fetched {
-                    Ok(Ok(v)) => {
-                        tracing::info!("ℹ️ WhatsApp Web version {}.{}.{}", v.0, v.1, v.2);
-                        v
-                    }
-                    Ok(Err(e)) => {
-                        tracing::warn!(
-                            "⚠️ Cannot fetch the current WhatsApp Web version ({e:#}); using the \
-                             built-in {}.{}.{}",
-                            FALLBACK_VERSION.0,
-                            FALLBACK_VERSION.1,
-                            FALLBACK_VERSION.2
-                        );
-                        FALLBACK_VERSION
-                    }
-                    Err(_) => {
-                        tracing::warn!(
-                            "⚠️ Fetching the current WhatsApp Web version timed out; using the \
-                             built-in {}.{}.{}",
-                            FALLBACK_VERSION.0,
-                            FALLBACK_VERSION.1,
-                            FALLBACK_VERSION.2
-                        );
-                        FALLBACK_VERSION
-                    }
-                }
-            })
-            .await
+        let mut state = self.inner.version.lock().await;
+        match *state {
+            VersionState::Fetched(v) => return v,
+            VersionState::FailedAt(at) if at.elapsed() < VERSION_RETRY => return FALLBACK_VERSION,
+            _ => {}
+        }
+        let http: Arc<dyn whatsapp_rust::http::HttpClient> = Arc::new(self.inner.http.clone());
+        let fetched = tokio::time::timeout(
+            VERSION_FETCH_TIMEOUT,
+            whatsapp_rust::version::fetch_latest_app_version(&http),
+        )
+        .await;
+        let (p, s, t) = FALLBACK_VERSION;
+        match fetched {
+            Ok(Ok(v)) => {
+                tracing::info!("ℹ️ WhatsApp Web version {}.{}.{}", v.0, v.1, v.2);
+                *state = VersionState::Fetched(v);
+                v
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(
+                    "⚠️ Cannot fetch the current WhatsApp Web version ({e:#}); using the \
+                     built-in {p}.{s}.{t}"
+                );
+                *state = VersionState::FailedAt(tokio::time::Instant::now());
+                FALLBACK_VERSION
+            }
+            Err(_) => {
+                tracing::warn!(
+                    "⚠️ Fetching the current WhatsApp Web version timed out; using the built-in \
+                     {p}.{s}.{t}"
+                );
+                *state = VersionState::FailedAt(tokio::time::Instant::now());
+                FALLBACK_VERSION
+            }
+        }
     }
+}
+
+enum VersionState {
+    Unknown,
+    Fetched((u32, u32, u32)),
+    FailedAt(tokio::time::Instant),
 }
 
 #[async_trait]
@@ -177,10 +197,9 @@ impl Engine for WhatsAppEngine {
             session_id: start.session_id.clone(),
             dir,
             lib: Mutex::new(None),
-            stopping: AtomicBool::new(false),
+            stop: CancellationToken::new(),
             ended: AtomicBool::new(false),
             ended_notify: Notify::new(),
-            kill: Notify::new(),
         });
         let span = tracing::info_span!("session", session.id = %start.session_id);
         tokio::spawn(run_client(self.clone(), client.clone(), start, span));
@@ -234,13 +253,12 @@ struct WaClient {
     dir: PathBuf,
     /// Set once the library client is built; `None` while starting.
     lib: Mutex<Option<Arc<Client>>>,
-    /// Someone asked this client to stop; a start still under way gives up.
-    stopping: AtomicBool,
+    /// Cancelled when someone asks the client to stop; the client task then disconnects
+    /// and ends by itself, whatever it was doing.
+    stop: CancellationToken,
     /// The client task is over, for whatever reason.
     ended: AtomicBool,
     ended_notify: Notify,
-    /// Aborts the library's task when a graceful stop takes too long.
-    kill: Notify,
 }
 
 impl WaClient {
@@ -269,25 +287,17 @@ impl WaClient {
         tokio::time::timeout(limit, notified).await.is_ok()
     }
 
+    /// Asks the client task to end and waits for it: every step of its stop is bounded, so
+    /// this returns with the task gone (and its files released) unless something is badly
+    /// wrong, which is logged.
     async fn shut_down(&self) {
-        self.stopping.store(true, Ordering::SeqCst);
-        if self.ended.load(Ordering::SeqCst) {
-            return;
-        }
-        match self.lib() {
-            Some(lib) => {
-                let _ = tokio::time::timeout(STOP_GRACE, lib.disconnect()).await;
-            }
-            // Still starting (fetching the version, opening the store): abandon the start.
-            None => self.kill.notify_one(),
-        }
-        if !self.wait_ended(STOP_GRACE).await {
-            tracing::warn!(
-                "⚠️ WhatsApp client of session {} did not stop in time; aborting it",
-                self.session_id
+        self.stop.cancel();
+        if !self.wait_ended(STOP_WAIT).await {
+            tracing::error!(
+                "❌ WhatsApp client of session {} did not stop within {} s",
+                self.session_id,
+                STOP_WAIT.as_secs()
             );
-            self.kill.notify_one();
-            self.wait_ended(STOP_GRACE).await;
         }
     }
 }
@@ -308,14 +318,20 @@ impl EngineClient for WaClient {
     }
 
     async fn logout(&self) -> Result<(), EngineError> {
+        let mut unlinked_on_phone = false;
         if let Some(lib) = self.lib()
-            && !self.ended.load(Ordering::SeqCst)
+            && self.is_alive()
         {
-            // Sends remove-companion when connected, so the phone drops this device too.
+            // remove-companion only goes out on a live connection: give a reconnect a moment.
+            if !lib.is_connected() {
+                let _ = lib.wait_for_connected(LOGOUT_CONNECT_WAIT).await;
+            }
+            unlinked_on_phone = lib.is_connected();
             if tokio::time::timeout(LOGOUT_GRACE, lib.logout())
                 .await
                 .is_err()
             {
+                unlinked_on_phone = false;
                 tracing::warn!(
                     "⚠️ WhatsApp did not confirm the unlink of session {} in time",
                     self.session_id
@@ -323,7 +339,16 @@ impl EngineClient for WaClient {
             }
         }
         self.shut_down().await;
-        remove_dir(&self.dir).await
+        remove_dir(&self.dir).await?;
+        if unlinked_on_phone {
+            Ok(())
+        } else {
+            Err(EngineError::Failed(
+                "WhatsApp could not be reached, so the phone may still list this device: remove \
+                 it under WhatsApp > Linked devices. Its credentials are deleted here."
+                    .into(),
+            ))
+        }
     }
 
     async fn stop(&self) {
@@ -342,39 +367,70 @@ impl EngineClient for WaClient {
             phone_number: phone.digits().to_string(),
             ..Default::default()
         };
-        lib.pair_with_code(options)
-            .await
-            .map_err(|e| EngineError::Failed(format!("WhatsApp refused the pairing code: {e}")))
+        lib.pair_with_code(options).await.map_err(pair_error)
     }
 }
 
-/// Forwards the library's events, in dispatch order, to the pump. Only lifecycle events
-/// pass: nothing else is read here, and holding the rest would only cost memory.
-struct Forwarder {
-    tx: mpsc::UnboundedSender<Arc<Event>>,
+fn pair_error(e: PairError) -> EngineError {
+    match &e {
+        PairError::PairCode(PairCodeError::CodeAlreadyOutstanding { remaining }) => {
+            EngineError::Busy(format!(
+                "A pairing code was already issued for this session and is valid for another {} \
+                 s: enter that one on the phone, or ask again after it expires.",
+                remaining.as_secs()
+            ))
+        }
+        PairError::PairCode(
+            PairCodeError::PhoneNumberRequired
+            | PairCodeError::PhoneNumberTooShort
+            | PairCodeError::PhoneNumberNotInternational,
+        ) => EngineError::Invalid(format!("phone_number is not usable for WhatsApp: {e}")),
+        _ => match e.backoff() {
+            Some(wait) => EngineError::RateLimited(format!(
+                "WhatsApp is limiting pairing-code requests for this number; try again in {}.",
+                human_duration(wait.as_secs() as i64)
+            )),
+            None => EngineError::Failed(format!("WhatsApp refused the pairing code: {e}")),
+        },
+    }
 }
+
+/// What the pump reads: the library's events and our transport's failed attempts, on one
+/// channel so their order is the order they happened in.
+enum Input {
+    Library(Arc<Event>),
+    ConnectFailed(String),
+}
+
+/// Forwards the library's lifecycle events, in dispatch order, to the pump.
+struct Forwarder {
+    tx: mpsc::UnboundedSender<Input>,
+}
+
+const LIFECYCLE: &[EventKind] = &[
+    EventKind::Connected,
+    EventKind::Disconnected,
+    EventKind::PairSuccess,
+    EventKind::PairError,
+    EventKind::LoggedOut,
+    EventKind::PairingQrCode,
+    EventKind::PairingQrCodesExhausted,
+    EventKind::QrScannedWithoutMultidevice,
+    EventKind::ClientOutdated,
+    EventKind::StreamReplaced,
+    EventKind::TemporaryBan,
+    EventKind::ConnectFailure,
+    EventKind::StreamError,
+];
 
 impl EventHandler for Forwarder {
     fn handle_event(&self, event: Arc<Event>) {
-        let wanted = matches!(
-            &*event,
-            Event::Connected(_)
-                | Event::Disconnected(_)
-                | Event::PairSuccess(_)
-                | Event::PairError(_)
-                | Event::LoggedOut(_)
-                | Event::PairingQrCode(_)
-                | Event::PairingQrCodesExhausted(_)
-                | Event::QrScannedWithoutMultidevice(_)
-                | Event::ClientOutdated(_)
-                | Event::StreamReplaced(_)
-                | Event::TemporaryBan(_)
-                | Event::ConnectFailure(_)
-                | Event::StreamError(_)
-        );
-        if wanted {
-            let _ = self.tx.send(event);
-        }
+        let _ = self.tx.send(Input::Library(event));
+    }
+
+    /// Only what drives the status: the library then skips building the rest for us.
+    fn interest(&self) -> EventInterest {
+        EventInterest::of(LIFECYCLE)
     }
 }
 
@@ -383,7 +439,7 @@ impl EventHandler for Forwarder {
 struct ObservedTransport {
     inner: Arc<dyn TransportFactory>,
     timeout: Duration,
-    failures: mpsc::UnboundedSender<String>,
+    failures: mpsc::UnboundedSender<Input>,
 }
 
 #[async_trait]
@@ -397,12 +453,12 @@ impl TransportFactory for ObservedTransport {
         match tokio::time::timeout(self.timeout, self.inner.create_transport()).await {
             Ok(Ok(t)) => Ok(t),
             Ok(Err(e)) => {
-                let _ = self.failures.send(format!("{e:#}"));
+                let _ = self.failures.send(Input::ConnectFailed(format!("{e:#}")));
                 Err(e)
             }
             Err(_) => {
                 let msg = format!("no answer within {} s", self.timeout.as_secs());
-                let _ = self.failures.send(msg.clone());
+                let _ = self.failures.send(Input::ConnectFailed(msg.clone()));
                 Err(anyhow::anyhow!(msg))
             }
         }
@@ -421,7 +477,10 @@ async fn run_client(
     // a task spawned from inside would show it twice.
     if let Err(message) = drive(&engine, &client, &events, span).await {
         tracing::error!("❌ WhatsApp client of session {id} failed: {message}");
-        let _ = events.send(EngineEvent::Failed { message }).await;
+        tokio::select! {
+            _ = events.send(EngineEvent::Failed { message }) => {}
+            _ = client.stop.cancelled() => {}
+        }
     }
     // A device that never got linked cannot be resumed; a restart makes a new one. Removed
     // before anyone hears the client ended, so a restart's new files are not swept away.
@@ -443,65 +502,81 @@ async fn drive(
     events: &mpsc::Sender<EngineEvent>,
     span: tracing::Span,
 ) -> Result<(), String> {
-    let (lib_tx, mut lib_rx) = mpsc::unbounded_channel();
-    let (fail_tx, mut fail_rx) = mpsc::unbounded_channel();
+    let (tx, mut rx) = mpsc::unbounded_channel();
     let starting = async {
         let version = engine.version().await;
         let db = client.dir.join(STORE_FILE);
-        let store = SqliteStore::new(&db.to_string_lossy())
-            .await
-            .map_err(|e| format!("cannot open the session's credentials store: {e}"))?;
+        let store = SqliteStore::new(&db.to_string_lossy()).await.map_err(|e| {
+            format!(
+                "cannot open the session's credentials store ({e}); check that --data-dir is \
+                 writable and has free space, then call /api/whatsapp/restart"
+            )
+        })?;
         Bot::builder()
             .with_backend(store)
             .with_transport_factory(ObservedTransport {
                 inner: engine.inner.transport.clone(),
                 timeout: engine.inner.connect_timeout,
-                failures: fail_tx,
+                failures: tx.clone(),
             })
             .with_http_client(engine.inner.http.clone())
             .with_runtime(SessionRuntime { span })
             .with_version(version)
-            .with_event_handler(Forwarder { tx: lib_tx })
+            .with_event_handler(Forwarder { tx: tx.clone() })
             .build()
             .await
             .map_err(|e| format!("cannot build the WhatsApp client: {e}"))
     };
     let bot = tokio::select! {
         bot = starting => bot?,
-        _ = client.kill.notified() => return Ok(()),
+        // Asked to stop while starting: never connect.
+        _ = client.stop.cancelled() => return Ok(()),
     };
+    drop(tx);
     let lib = bot.client();
     client.set_lib(lib.clone());
-    if client.stopping.load(Ordering::SeqCst) {
-        // Asked to stop while the client was being built: never connect.
+    if client.stop.is_cancelled() {
         return Ok(());
     }
     let mut handle = bot.spawn();
     let mut pump = Pump {
         client: client.clone(),
-        lib,
+        lib: lib.clone(),
         events: events.clone(),
         last_failure: None,
-        ready: false,
+        waiting_since: Some(tokio::time::Instant::now()),
     };
-    loop {
+    let mut watchdog = tokio::time::interval(WATCHDOG_TICK);
+    watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let stopped = loop {
         tokio::select! {
-            biased;
-            ev = lib_rx.recv() => match ev {
-                Some(ev) => pump.on_library_event(&ev).await,
-                None => break,
+            input = rx.recv() => match input {
+                Some(Input::Library(ev)) => pump.on_library_event(&ev).await,
+                Some(Input::ConnectFailed(reason)) => pump.on_connect_failure(reason).await,
+                None => break false,
             },
-            Some(reason) = fail_rx.recv() => pump.on_connect_failure(reason).await,
-            _ = &mut handle => break,
-            _ = client.kill.notified() => {
-                handle.abort();
-                break;
-            }
+            _ = &mut handle => break false,
+            _ = client.stop.cancelled() => break true,
+            _ = watchdog.tick() => pump.check_progress().await,
         }
+    };
+    if stopped {
+        // Flushes the device state and closes the socket; the run loop then ends.
+        let _ = tokio::time::timeout(STOP_GRACE, lib.disconnect()).await;
+        if tokio::time::timeout(STOP_GRACE, &mut handle).await.is_err() {
+            tracing::warn!(
+                "⚠️ WhatsApp client of session {} did not stop in time; aborting it",
+                client.session_id
+            );
+            handle.abort();
+        }
+        return Ok(());
     }
     // Events dispatched just before the run loop ended (a logout, a ban) still count.
-    while let Ok(ev) = lib_rx.try_recv() {
-        pump.on_library_event(&ev).await;
+    while let Ok(input) = rx.try_recv() {
+        if let Input::Library(ev) = input {
+            pump.on_library_event(&ev).await;
+        }
     }
     Ok(())
 }
@@ -512,13 +587,19 @@ struct Pump {
     events: mpsc::Sender<EngineEvent>,
     /// The last connection failure reported, so retries of the same failure stay quiet.
     last_failure: Option<String>,
-    ready: bool,
+    /// Since when the client has been trying to get somewhere (a QR code, a connection)
+    /// without news; `None` while it is showing a QR code or connected.
+    waiting_since: Option<tokio::time::Instant>,
 }
 
 impl Pump {
     async fn send(&self, ev: EngineEvent) {
-        // The actor dropped its receiver: it no longer listens to this client.
-        let _ = self.events.send(ev).await;
+        // A stop must not wait on an actor that is busy stopping this very client; and a
+        // dropped receiver means the actor no longer listens to it.
+        tokio::select! {
+            _ = self.events.send(ev) => {}
+            _ = self.client.stop.cancelled() => {}
+        }
     }
 
     async fn mark_linked(&self) {
@@ -538,6 +619,22 @@ impl Pump {
         self.send(ev).await;
     }
 
+    /// A handshake that never completes (packets silently dropped, a proxy that accepts and
+    /// stalls) fails inside the library without passing our transport: say so after a while.
+    async fn check_progress(&mut self) {
+        let Some(since) = self.waiting_since else {
+            return;
+        };
+        if since.elapsed() < NO_PROGRESS_AFTER || self.last_failure.is_some() {
+            return;
+        }
+        self.on_connect_failure(format!(
+            "no answer from WhatsApp within {} s",
+            NO_PROGRESS_AFTER.as_secs()
+        ))
+        .await;
+    }
+
     async fn on_connect_failure(&mut self, reason: String) {
         if self.last_failure.as_deref() == Some(reason.as_str()) {
             return;
@@ -547,7 +644,6 @@ impl Pump {
             self.client.session_id
         );
         self.last_failure = Some(reason.clone());
-        self.ready = false;
         self.send(EngineEvent::Disconnected {
             reason: format!(
                 "cannot reach WhatsApp servers ({reason}); retrying automatically with backoff"
@@ -561,18 +657,21 @@ impl Pump {
         match ev {
             Event::PairingQrCode(qr) => {
                 self.last_failure = None;
+                self.waiting_since = None;
                 self.send(EngineEvent::Qr {
                     code: qr.code.clone(),
                 })
                 .await;
             }
             Event::PairSuccess(_) => {
+                // Next comes the reconnect of a linked device; watch that it gets through.
+                self.waiting_since = Some(tokio::time::Instant::now());
                 self.mark_linked().await;
                 self.send(EngineEvent::Authenticated).await;
             }
             Event::Connected(_) => {
                 self.last_failure = None;
-                self.ready = true;
+                self.waiting_since = None;
                 self.mark_linked().await;
                 let phone = self
                     .lib
@@ -583,7 +682,7 @@ impl Pump {
                 self.send(EngineEvent::Ready { phone, push_name }).await;
             }
             Event::Disconnected(d) => {
-                self.ready = false;
+                self.waiting_since = Some(tokio::time::Instant::now());
                 self.send(EngineEvent::Disconnected {
                     reason: format!("connection to WhatsApp lost ({})", d.reason),
                 })
@@ -614,19 +713,29 @@ impl Pump {
                 let until = chrono::Utc::now() + chrono::Duration::seconds(secs);
                 self.end_then_send(EngineEvent::Failed {
                     message: format!(
-                        "WhatsApp temporarily banned this number ({:?}). The ban ends in {} \
-                         (at {}); call /api/whatsapp/restart after that.",
+                        "WhatsApp temporarily banned this number ({:?}{}). The ban ends in {} \
+                         (at {}); call /api/whatsapp/restart after that.{}",
                         b.code,
+                        b.message
+                            .as_deref()
+                            .map(|m| format!(": {m}"))
+                            .unwrap_or_default(),
                         human_duration(secs),
-                        until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                        until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                        b.url
+                            .as_deref()
+                            .map(|u| format!(" To appeal: {u}"))
+                            .unwrap_or_default()
                     ),
                 })
                 .await;
             }
             Event::ClientOutdated(_) => {
                 self.end_then_send(EngineEvent::Failed {
-                    message: "WhatsApp rejected this client version as outdated. Update \
-                              WhatsApp Manager, then call /api/whatsapp/restart."
+                    message: "WhatsApp rejected this client version as outdated. Restart the \
+                              server while it can reach web.whatsapp.com (it fetches the current \
+                              version once per process), or update WhatsApp Manager; then call \
+                              /api/whatsapp/restart."
                         .into(),
                 })
                 .await;
@@ -644,10 +753,20 @@ impl Pump {
                     })
                     .await;
                 } else {
+                    let what_to_do = match f.reason {
+                        ConnectFailureReason::BadUserAgent
+                        | ConnectFailureReason::ClientUnknown
+                        | ConnectFailureReason::CatInvalid
+                        | ConnectFailureReason::CatExpired
+                        | ConnectFailureReason::NotFound => {
+                            "This device's link is no longer accepted: call \
+                             /api/whatsapp/logout, then /api/whatsapp/init to link again."
+                        }
+                        _ => "Call /api/whatsapp/restart to try again.",
+                    };
                     self.end_then_send(EngineEvent::Failed {
                         message: format!(
-                            "WhatsApp refused the connection ({:?}){}. Call \
-                             /api/whatsapp/restart to try again.",
+                            "WhatsApp refused the connection ({:?}){}. {what_to_do}",
                             f.reason,
                             if detail.is_empty() {
                                 String::new()
@@ -672,6 +791,12 @@ impl Pump {
                     tracing::info!(
                         "ℹ️ QR codes expired for session {id}; a pairing code is still valid"
                     );
+                    self.send(EngineEvent::QrExpired {
+                        message: "The QR codes expired. Enter the pairing code already issued on \
+                                  the phone, or call /api/whatsapp/restart for new QR codes."
+                            .into(),
+                    })
+                    .await;
                 }
             }
             Event::PairError(e) => {

@@ -232,6 +232,11 @@ impl Actor {
                     self.publish();
                 }
             }
+            EngineEvent::QrExpired { message } => {
+                self.qr = None;
+                self.record.error_message = Some(message);
+                self.save().await;
+            }
             EngineEvent::Authenticated => {
                 tracing::info!("✅ Session authenticated: {id}");
                 self.qr = None;
@@ -271,10 +276,13 @@ impl Actor {
             EngineEvent::LoggedOut { reason } => {
                 tracing::warn!("⚠️ Session logged out: {id} ({reason})");
                 self.stop_fetch("the session was logged out").await;
+                // Stopped first: a client still running must not write what is deleted.
+                if let Some(c) = self.client.take() {
+                    c.stop().await;
+                }
                 if let Err(e) = self.deps.engine.forget(&id).await {
                     tracing::error!("❌ Cannot delete credentials of session {id}: {e}");
                 }
-                self.client = None;
                 self.events = None;
                 self.qr = None;
                 self.record.status = SessionStatus::LoggedOut;
@@ -445,6 +453,13 @@ impl Actor {
                 "Session is not waiting to be linked. Current status: {status}. Call \
                  /api/whatsapp/init first."
             ))),
+            SessionStatus::Disconnected if self.deps.engine.has_credentials(self.id()).await => {
+                Err(AppError::Conflict(
+                    "Session is already linked to WhatsApp and is reconnecting; no pairing code \
+                     is needed."
+                        .into(),
+                ))
+            }
             SessionStatus::Initializing | SessionStatus::QrReady | SessionStatus::Disconnected => {
                 match &self.client {
                     Some(c) if c.is_alive() => Ok(c.clone()),
@@ -634,15 +649,17 @@ impl Actor {
             Some(c) => c.logout().await,
             None => self.deps.engine.forget(&id).await,
         };
+        let mut note = None;
         if let Err(e) = result {
             tracing::error!("❌ Logout of session {id} did not complete cleanly: {e}");
             // The credentials must not survive a logout, whatever the phone said.
             let _ = self.deps.engine.forget(&id).await;
+            note = Some(e.to_string());
         }
         self.events = None;
         self.qr = None;
         self.record.status = SessionStatus::LoggedOut;
-        self.record.error_message = None;
+        self.record.error_message = note;
         self.save().await;
         tracing::info!("✅ Session logged out: {id}");
     }

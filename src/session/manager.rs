@@ -16,7 +16,8 @@ use crate::engine::{Engine, EngineError};
 use crate::error::{AppError, AppResult};
 use crate::store::{SessionRecord, Store};
 
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
+// Above a real client's bounded stop (flush, then close), so a stop is never cut short.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(15);
 
 /// Live actors by pair. The std mutex is never held across an `.await`.
 #[derive(Default)]
@@ -323,6 +324,9 @@ impl SessionManager {
                  requested. Wait until its status is qr_ready and try again."
                     .into(),
             )),
+            Err(EngineError::Busy(m)) => Err(AppError::Conflict(m)),
+            Err(EngineError::Invalid(m)) => Err(AppError::BadRequest(m)),
+            Err(EngineError::RateLimited(m)) => Err(AppError::TooManyRequests(m)),
             Err(EngineError::Failed(m)) => {
                 tracing::warn!("⚠️ Pairing code refused for session {id}: {m}");
                 Err(AppError::BadGateway(m))
