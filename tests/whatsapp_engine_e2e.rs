@@ -574,6 +574,22 @@ async fn a_pairing_code_typed_on_the_phone_links_the_session() {
     assert_eq!(pairing.len(), 8, "{pairing}");
     assert_eq!(data["pairing_code"], pairing);
 
+    // One code at a time: a second request while it is valid is a conflict.
+    let (code, body) = s
+        .post(
+            "/api/whatsapp/pair-code",
+            json!({"user_id": 1, "place_id": 2, "phone_number": "+966501234567"}),
+        )
+        .await;
+    assert_eq!(code, StatusCode::CONFLICT, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("already issued"),
+        "{body}"
+    );
+
     // A wrong code links nothing; the right one links the number.
     let wrong: String = pairing
         .chars()
@@ -589,4 +605,26 @@ async fn a_pairing_code_typed_on_the_phone_links_the_session() {
     assert_eq!(st["session_id"], started["data"]["session_id"]);
     assert_eq!(st["phone_number"], format!("+{PHONE}"));
     assert_eq!(s.group_names().await, default_groups());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_without_a_connection_still_forgets_and_says_what_to_do_on_the_phone() {
+    let s = Server::start(FakeWhatsApp::new()).await;
+    let ready = s.link().await;
+    let id = ready["session_id"].as_str().unwrap().to_string();
+    s.fake.set_offline(true);
+    s.wait_status("disconnected").await;
+    let (code, body) = s
+        .post("/api/whatsapp/logout", json!({"user_id": 1, "place_id": 2}))
+        .await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    let st = s.wait_status("logged_out").await;
+    assert!(
+        st["error_message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Linked devices"),
+        "{st}"
+    );
+    assert!(!s.credentials_dir(&id).exists());
 }
