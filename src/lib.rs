@@ -9,6 +9,7 @@ pub mod domain;
 pub mod engine;
 pub mod error;
 pub mod http;
+pub mod logging;
 pub mod qr;
 pub mod session;
 pub mod store;

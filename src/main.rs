@@ -3,6 +3,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 use whatsapp_manager::config::{Cli, Command};
+use whatsapp_manager::logging::EmojiPrefix;
 use whatsapp_manager::{Application, Config};
 
 #[tokio::main]
@@ -21,11 +22,16 @@ async fn main() -> ExitCode {
         Ok(d) => filter.add_directive(d),
         Err(_) => filter,
     };
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(ansi)
         .with_writer(std::io::stderr)
+        .event_format(EmojiPrefix(
+            tracing_subscriber::fmt::format()
+                .with_target(false)
+                .with_ansi(ansi),
+        ))
         .init();
     let Command::Serve(args) = cli.command;
     let app = match Application::build(Config::from(args)).await {

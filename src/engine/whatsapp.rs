@@ -201,7 +201,8 @@ impl Engine for WhatsAppEngine {
             ended: AtomicBool::new(false),
             ended_notify: Notify::new(),
         });
-        let span = tracing::info_span!("session", session.id = %start.session_id);
+        // A root span: created inside the actor's own `session` span, it would show twice.
+        let span = tracing::info_span!(parent: None, "session", session.id = %start.session_id);
         tokio::spawn(run_client(self.clone(), client.clone(), start, span));
         Ok(client)
     }
@@ -473,8 +474,7 @@ async fn run_client(
 ) {
     let id = start.session_id.clone();
     let events = start.events;
-    // Not instrumented with the span itself: the runtime puts every library task in it, and
-    // a task spawned from inside would show it twice.
+    // Not instrumented with the span itself: the runtime puts every library task in it.
     if let Err(message) = drive(&engine, &client, &events, span).await {
         tracing::error!("❌ WhatsApp client of session {id} failed: {message}");
         tokio::select! {
@@ -831,8 +831,6 @@ type BoxedTask = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send +
 
 impl SessionRuntime {
     fn wrap(&self, future: BoxedTask) -> BoxedTask {
-        // Tasks spawned from inside the span inherit nothing by themselves; enter it once,
-        // not once per level of nesting.
         Box::pin(future.instrument(self.span.clone()))
     }
 }

@@ -257,6 +257,11 @@ async fn the_default_engine_offline_gives_a_clear_status_and_stays_responsive() 
         assert_eq!(warnings, 1, "{logs}");
         let attempts = logs.matches("Failed to connect").count();
         assert!(attempts <= 8, "{attempts} attempts: {logs}");
+        // The library's own lines get the emoji of their level and the session id too.
+        for line in logs.lines().filter(|l| l.contains("Failed to connect")) {
+            assert!(line.contains("❌ Failed to connect"), "{line}");
+            assert!(line.contains("session.id=session_1_2_"), "{line}");
+        }
     }
     let logs = server.logs();
     assert!(!logs.contains("panicked"), "{logs}");
