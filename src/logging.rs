@@ -41,7 +41,7 @@ where
         self.0.format_event(ctx, Writer::new(&mut line), event)?;
         match line.find(text) {
             Some(at) => {
-                line.insert_str(at, " ");
+                line.insert(at, ' ');
                 line.insert_str(at, emoji);
             }
             None => line.insert_str(0, &format!("{emoji} ")),
