@@ -71,6 +71,7 @@ impl Application {
             clock,
             whatsapp,
         } = b;
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::connect(&config.database_url).await?);
         let (engine, sim): (Arc<dyn Engine>, Option<SimNetwork>) = match config.engine {
             EngineKind::Sim => {
                 let net =
@@ -78,11 +79,15 @@ impl Application {
                 (Arc::new(net.clone()), Some(net))
             }
             EngineKind::Whatsapp => (
-                Arc::new(WhatsAppEngine::new(&config.data_dir, whatsapp)?),
+                Arc::new(WhatsAppEngine::new(
+                    &config.data_dir,
+                    whatsapp,
+                    store.clone(),
+                    clock.clone(),
+                )?),
                 None,
             ),
         };
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::connect(&config.database_url).await?);
         let manager = SessionManager::new(engine.clone(), store.clone(), clock.clone());
         let restored = manager.restore().await.context("restoring sessions")?;
         if restored > 0 {

@@ -24,14 +24,19 @@ use whatsapp_rust::bot::Bot;
 use whatsapp_rust::http::UreqHttpClient;
 use whatsapp_rust::pair_code::{PairCodeOptions, PairError};
 use whatsapp_rust::store::SqliteStore;
+use whatsapp_rust::sync_task::MajorSyncTask;
 use whatsapp_rust::transport::{Transport, TransportEvent, TransportFactory};
 use whatsapp_rust::types::events::{
-    ConnectFailureReason, Event, EventHandler, EventInterest, EventKind,
+    ConnectFailureReason, Event, EventHandler, EventInterest, EventKind, LazyHistorySync,
 };
+use whatsapp_rust::wacore::appstate::patch_decode::WAPatchName;
 use whatsapp_rust::wacore::pair_code::PairCodeError;
+use whatsapp_rust::waproto::whatsapp as wa;
 
 use super::{ClientStart, ContactSource, Engine, EngineClient, EngineError, EngineEvent};
+use crate::clock::SharedClock;
 use crate::domain::{PhoneNumber, SessionId};
+use crate::store::{CachedContact, Store};
 
 /// The WhatsApp Web version the library itself ships with; used when the live one cannot
 /// be fetched (offline start), so a session can still try to connect.
@@ -50,6 +55,8 @@ const LOGOUT_CONNECT_WAIT: Duration = Duration::from_secs(5);
 /// Neither a QR code nor a connection this long after trying: report it.
 const NO_PROGRESS_AFTER: Duration = Duration::from_secs(30);
 const WATCHDOG_TICK: Duration = Duration::from_secs(5);
+/// A fetch waits this long for WhatsApp's contacts snapshot, and for the cache to catch up.
+const APP_STATE_WAIT: Duration = Duration::from_secs(20);
 const STORE_FILE: &str = "device.db";
 const LINKED_MARKER: &str = "linked";
 
@@ -99,10 +106,18 @@ struct EngineInner {
     /// Resolved once per process and shared by every session.
     version: tokio::sync::Mutex<VersionState>,
     connect_timeout: Duration,
+    /// Where what WhatsApp says about contacts is kept as it arrives.
+    store: Arc<dyn Store>,
+    clock: SharedClock,
 }
 
 impl WhatsAppEngine {
-    pub fn new(data_dir: &Path, options: WhatsAppOptions) -> anyhow::Result<Self> {
+    pub fn new(
+        data_dir: &Path,
+        options: WhatsAppOptions,
+        store: Arc<dyn Store>,
+        clock: SharedClock,
+    ) -> anyhow::Result<Self> {
         let dir = data_dir.join("whatsapp");
         std::fs::create_dir_all(&dir).map_err(|e| {
             anyhow::anyhow!(
@@ -122,6 +137,8 @@ impl WhatsAppEngine {
                 pinned_version: options.version,
                 version: tokio::sync::Mutex::new(VersionState::Unknown),
                 connect_timeout: options.connect_timeout,
+                store,
+                clock,
             }),
         })
     }
@@ -196,6 +213,8 @@ impl Engine for WhatsAppEngine {
         let client = Arc::new(WaClient {
             session_id: start.session_id.clone(),
             dir,
+            engine: self.clone(),
+            input: Mutex::new(None),
             lib: Mutex::new(None),
             stop: CancellationToken::new(),
             ended: AtomicBool::new(false),
@@ -252,6 +271,9 @@ async fn remove_dir(dir: &Path) -> Result<(), EngineError> {
 struct WaClient {
     session_id: SessionId,
     dir: PathBuf,
+    engine: WhatsAppEngine,
+    /// The pump's input, for a fetch to wait until everything received so far is cached.
+    input: Mutex<Option<mpsc::UnboundedSender<Input>>>,
     /// Set once the library client is built; `None` while starting.
     lib: Mutex<Option<Arc<Client>>>,
     /// Cancelled when someone asks the client to stop; the client task then disconnects
@@ -288,6 +310,28 @@ impl WaClient {
         tokio::time::timeout(limit, notified).await.is_ok()
     }
 
+    /// Returns once the pump has cached every event received before this call.
+    async fn cached_so_far(&self) -> Result<(), EngineError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let sent = self
+            .input
+            .lock()
+            .ok()
+            .and_then(|g| g.as_ref().map(|i| i.send(Input::Barrier(tx)).is_ok()))
+            .unwrap_or(false);
+        if !sent {
+            return Err(EngineError::ClientGone);
+        }
+        match tokio::time::timeout(APP_STATE_WAIT, rx).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(EngineError::ClientGone),
+            Err(_) => Err(EngineError::Failed(
+                "contacts received from WhatsApp are still being saved; start the fetch again"
+                    .into(),
+            )),
+        }
+    }
+
     /// Asks the client task to end and waits for it: every step of its stop is bounded, so
     /// this returns with the task gone (and its files released) unless something is badly
     /// wrong, which is logged.
@@ -310,12 +354,43 @@ impl EngineClient for WaClient {
     }
 
     async fn read_contacts(&self) -> Result<Box<dyn ContactSource>, EngineError> {
-        if !self.is_alive() {
-            return Err(EngineError::ClientGone);
+        let lib = match self.lib() {
+            Some(lib) if self.is_alive() => lib,
+            _ => return Err(EngineError::ClientGone),
+        };
+        if !lib.is_connected() {
+            return Err(EngineError::NotConnected);
         }
-        Err(EngineError::Failed(
-            "reading contacts over the WhatsApp engine is not available in this version".into(),
-        ))
+        // A fresh full snapshot of the contacts collection re-sends every saved name; bounded,
+        // as a phone that does not answer must not hold the fetch.
+        let resync = lib.process_sync_task(MajorSyncTask::AppStateSync {
+            name: WAPatchName::CriticalUnblockLow,
+            full_sync: true,
+        });
+        if tokio::time::timeout(APP_STATE_WAIT, resync).await.is_err() {
+            tracing::warn!(
+                "⚠️ Contacts snapshot of session {} took over {} s; using what is cached",
+                self.session_id,
+                APP_STATE_WAIT.as_secs()
+            );
+        }
+        self.cached_so_far().await?;
+        let contacts = self
+            .engine
+            .inner
+            .store
+            .cached_contacts(&self.session_id)
+            .await
+            .map_err(|e| EngineError::Failed(format!("cannot read the contact cache: {e:#}")))?;
+        let own = [lib.pn(), lib.lid()]
+            .into_iter()
+            .flatten()
+            .map(|j| format!("{}@{}", j.user, j.server))
+            .collect();
+        Ok(Box::new(CachedSource {
+            contacts: contacts.into(),
+            own,
+        }))
     }
 
     async fn logout(&self) -> Result<(), EngineError> {
@@ -401,6 +476,8 @@ fn pair_error(e: PairError) -> EngineError {
 enum Input {
     Library(Arc<Event>),
     ConnectFailed(String),
+    /// Answered once everything before it is handled.
+    Barrier(tokio::sync::oneshot::Sender<()>),
 }
 
 /// Forwards the library's lifecycle events, in dispatch order, to the pump.
@@ -422,6 +499,11 @@ const LIFECYCLE: &[EventKind] = &[
     EventKind::TemporaryBan,
     EventKind::ConnectFailure,
     EventKind::StreamError,
+    // Contacts, cached as they come.
+    EventKind::HistorySync,
+    EventKind::ContactUpdate,
+    EventKind::PushNameUpdate,
+    EventKind::Messages,
 ];
 
 impl EventHandler for Forwarder {
@@ -532,6 +614,9 @@ async fn drive(
         // Asked to stop while starting: never connect.
         _ = client.stop.cancelled() => return Ok(()),
     };
+    if let Ok(mut g) = client.input.lock() {
+        *g = Some(tx.clone());
+    }
     drop(tx);
     let lib = bot.client();
     client.set_lib(lib.clone());
@@ -553,6 +638,9 @@ async fn drive(
             input = rx.recv() => match input {
                 Some(Input::Library(ev)) => pump.on_library_event(&ev).await,
                 Some(Input::ConnectFailed(reason)) => pump.on_connect_failure(reason).await,
+                Some(Input::Barrier(done)) => {
+                    let _ = done.send(());
+                }
                 None => break false,
             },
             _ = &mut handle => break false,
@@ -617,6 +705,54 @@ impl Pump {
     async fn end_then_send(&self, ev: EngineEvent) {
         let _ = tokio::time::timeout(STOP_GRACE, self.lib.disconnect()).await;
         self.send(ev).await;
+    }
+
+    /// Writes through at once: history comes once and is acknowledged before we see it, so
+    /// a fact not written here is lost.
+    async fn cache(&self, entries: Vec<CachedContact>, pairs: Vec<(String, String)>) {
+        let store = &self.client.engine.inner.store;
+        let id = &self.client.session_id;
+        let now = self.client.engine.inner.clock.now_ms();
+        for attempt in 1..=3 {
+            let r = async {
+                if !pairs.is_empty() {
+                    store.cache_lid_mappings(id, &pairs).await?;
+                }
+                if !entries.is_empty() {
+                    store.cache_contacts(id, &entries, now).await?;
+                }
+                anyhow::Ok(())
+            }
+            .await;
+            match r {
+                Ok(()) => return,
+                Err(e) if attempt == 3 => {
+                    tracing::error!(
+                        "❌ Cannot save {} contacts WhatsApp sent for session {id}: {e:#}",
+                        entries.len()
+                    );
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(200 * attempt)).await,
+            }
+        }
+    }
+
+    async fn on_history(&self, h: &LazyHistorySync) {
+        let id = self.client.session_id.clone();
+        let h = h.clone();
+        // Inflating and decoding a large chunk takes a while: off the async threads.
+        let parsed = tokio::task::spawn_blocking(move || h.get().map(history_facts)).await;
+        match parsed {
+            Ok(Some((entries, pairs))) => {
+                tracing::info!(
+                    "ℹ️ History from WhatsApp for session {id}: {} chats and contacts",
+                    entries.len()
+                );
+                self.cache(entries, pairs).await;
+            }
+            Ok(None) => tracing::warn!("⚠️ Session {id}: a history chunk could not be decoded"),
+            Err(e) => tracing::error!("❌ Session {id}: reading a history chunk failed: {e}"),
+        }
     }
 
     /// A handshake that never completes (packets silently dropped, a proxy that accepts and
@@ -816,8 +952,175 @@ impl Pump {
             Event::StreamError(e) => {
                 tracing::warn!("⚠️ Session {id}: unexpected stream error {}", e.code);
             }
+            Event::HistorySync(h) => self.on_history(h).await,
+            Event::ContactUpdate(c) => {
+                let a = &c.action;
+                let name = a
+                    .full_name
+                    .clone()
+                    .filter(|n| !n.trim().is_empty())
+                    .or_else(|| a.first_name.clone());
+                let jid = c.jid.to_string();
+                let entry = CachedContact {
+                    pn_jid: a
+                        .pn_jid
+                        .clone()
+                        .or_else(|| is_pn(&jid).then(|| jid.clone())),
+                    lid_jid: a
+                        .lid_jid
+                        .clone()
+                        .or_else(|| is_lid(&jid).then(|| jid.clone())),
+                    jid,
+                    name,
+                    ..Default::default()
+                };
+                self.cache(vec![entry], Vec::new()).await;
+            }
+            Event::PushNameUpdate(p) => {
+                let entry = CachedContact {
+                    jid: p.jid.to_non_ad().to_string(),
+                    push_name: Some(p.new_push_name.clone()),
+                    ..Default::default()
+                };
+                self.cache(vec![entry], Vec::new()).await;
+            }
+            Event::Messages(batch) => {
+                let mut entries = Vec::new();
+                let mut pairs = Vec::new();
+                for m in batch.messages.iter() {
+                    let src = &m.info.source;
+                    if src.is_group {
+                        continue;
+                    }
+                    let chat = src.chat.to_non_ad().to_string();
+                    let alt = if src.is_from_me {
+                        src.recipient_alt.as_ref()
+                    } else {
+                        src.sender_alt.as_ref()
+                    }
+                    .map(|j| j.to_non_ad().to_string());
+                    if let Some(alt) = &alt {
+                        if is_lid(&chat) && is_pn(alt) {
+                            pairs.push((chat.clone(), alt.clone()));
+                        } else if is_pn(&chat) && is_lid(alt) {
+                            pairs.push((alt.clone(), chat.clone()));
+                        }
+                    }
+                    entries.push(CachedContact {
+                        jid: chat,
+                        push_name: (!src.is_from_me)
+                            .then(|| m.info.push_name.clone())
+                            .filter(|n| !n.trim().is_empty()),
+                        last_message_at: Some(m.info.timestamp.timestamp()),
+                        ..Default::default()
+                    });
+                }
+                self.cache(entries, pairs).await;
+            }
             _ => {}
         }
+    }
+}
+
+fn is_pn(jid: &str) -> bool {
+    jid.ends_with("@s.whatsapp.net") || jid.ends_with("@c.us")
+}
+
+fn is_lid(jid: &str) -> bool {
+    jid.ends_with("@lid")
+}
+
+fn opt(s: &Option<String>) -> Option<String> {
+    s.clone().filter(|v| !v.trim().is_empty())
+}
+
+/// What a history chunk says about chats and contacts, and its LID ↔ number pairs.
+fn history_facts(h: &wa::HistorySync) -> (Vec<CachedContact>, Vec<(String, String)>) {
+    let mut entries = Vec::with_capacity(h.conversations.len() + h.pushnames.len());
+    let mut pairs = Vec::new();
+    for c in &h.conversations {
+        let jid = c.id.clone();
+        // The last message, else the chat's own time: both are WhatsApp's, never ours.
+        let last = c
+            .last_msg_timestamp
+            .or(c.conversation_timestamp)
+            .filter(|t| *t > 0)
+            .and_then(|t| i64::try_from(t).ok());
+        let pn = opt(&c.pn_jid);
+        let lid = opt(&c.lid_jid);
+        if is_lid(&jid)
+            && let Some(pn) = &pn
+        {
+            pairs.push((jid.clone(), pn.clone()));
+        }
+        if is_pn(&jid)
+            && let Some(lid) = &lid
+        {
+            pairs.push((lid.clone(), jid.clone()));
+        }
+        entries.push(CachedContact {
+            jid,
+            pn_jid: pn,
+            lid_jid: lid,
+            name: opt(&c.name).or_else(|| opt(&c.display_name)),
+            last_message_at: last,
+            ..Default::default()
+        });
+    }
+    for p in &h.pushnames {
+        if let (Some(jid), Some(name)) = (opt(&p.id), opt(&p.pushname)) {
+            entries.push(CachedContact {
+                jid,
+                push_name: Some(name),
+                ..Default::default()
+            });
+        }
+    }
+    for c in &h.inline_contacts {
+        let Some(jid) = opt(&c.pn_jid).or_else(|| opt(&c.lid_jid)) else {
+            continue;
+        };
+        if let (Some(pn), Some(lid)) = (opt(&c.pn_jid), opt(&c.lid_jid)) {
+            pairs.push((lid, pn));
+        }
+        entries.push(CachedContact {
+            jid,
+            pn_jid: opt(&c.pn_jid),
+            lid_jid: opt(&c.lid_jid),
+            name: opt(&c.full_name).or_else(|| opt(&c.first_name)),
+            ..Default::default()
+        });
+    }
+    for m in &h.phone_number_to_lid_mappings {
+        if let (Some(pn), Some(lid)) = (opt(&m.pn_jid), opt(&m.lid_jid)) {
+            pairs.push((lid, pn));
+        }
+    }
+    (entries, pairs)
+}
+
+/// The cache of a session, read in chunks like any contact source.
+struct CachedSource {
+    contacts: std::collections::VecDeque<super::RawContact>,
+    own: Vec<String>,
+}
+
+#[async_trait]
+impl ContactSource for CachedSource {
+    fn total(&self) -> Option<u64> {
+        Some(self.contacts.len() as u64)
+    }
+
+    async fn next_chunk(&mut self) -> Result<Option<Vec<super::RawContact>>, EngineError> {
+        if self.contacts.is_empty() {
+            return Ok(None);
+        }
+        let n = self.contacts.len().min(1000);
+        Ok(Some(self.contacts.drain(..n).collect()))
+    }
+
+    fn own_jids(&self) -> Vec<String> {
+        self.own.clone()
     }
 }
 
@@ -875,6 +1178,63 @@ fn human_duration(secs: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_history_chunk_becomes_cached_facts_and_lid_pairs() {
+        let h = wa::HistorySync {
+            conversations: vec![
+                wa::Conversation {
+                    id: "966501112222@s.whatsapp.net".into(),
+                    name: Some("Ali".into()),
+                    last_msg_timestamp: Some(1_700_000_000),
+                    lid_jid: Some("111@lid".into()),
+                    ..Default::default()
+                },
+                wa::Conversation {
+                    id: "222@lid".into(),
+                    pn_jid: Some("966503334444@s.whatsapp.net".into()),
+                    conversation_timestamp: Some(1_600_000_000),
+                    display_name: Some("Sara".into()),
+                    ..Default::default()
+                },
+            ],
+            pushnames: vec![wa::Pushname {
+                id: Some("966501112222@s.whatsapp.net".into()),
+                pushname: Some("Ali P".into()),
+            }],
+            phone_number_to_lid_mappings: vec![wa::PhoneNumberToLIDMapping {
+                pn_jid: Some("966505556666@s.whatsapp.net".into()),
+                lid_jid: Some("333@lid".into()),
+            }],
+            ..Default::default()
+        };
+        let (entries, pairs) = history_facts(&h);
+        assert_eq!(entries.len(), 3);
+        assert_eq!(entries[0].name.as_deref(), Some("Ali"));
+        assert_eq!(entries[0].last_message_at, Some(1_700_000_000));
+        assert_eq!(entries[1].name.as_deref(), Some("Sara"));
+        assert_eq!(entries[1].last_message_at, Some(1_600_000_000));
+        assert_eq!(entries[2].push_name.as_deref(), Some("Ali P"));
+        let mut pairs = pairs;
+        pairs.sort();
+        assert_eq!(
+            pairs,
+            vec![
+                (
+                    "111@lid".to_string(),
+                    "966501112222@s.whatsapp.net".to_string()
+                ),
+                (
+                    "222@lid".to_string(),
+                    "966503334444@s.whatsapp.net".to_string()
+                ),
+                (
+                    "333@lid".to_string(),
+                    "966505556666@s.whatsapp.net".to_string()
+                ),
+            ]
+        );
+    }
 
     #[test]
     fn durations_read_like_a_person_wrote_them() {

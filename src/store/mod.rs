@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{Pair, PhoneNumber, SessionId, SessionStatus};
+use crate::engine::RawContact;
 
 pub use sqlite::SqliteStore;
 
@@ -197,6 +198,19 @@ pub struct DefaultGroupsOutcome {
     pub created: u64,
 }
 
+/// One fact about a chat or contact of a linked account, as WhatsApp sent it. Missing
+/// fields leave what is known alone.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CachedContact {
+    pub jid: String,
+    pub pn_jid: Option<String>,
+    pub lid_jid: Option<String>,
+    pub name: Option<String>,
+    pub push_name: Option<String>,
+    pub is_business: Option<bool>,
+    pub last_message_at: Option<i64>,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> StoreResult<()>;
@@ -223,6 +237,24 @@ pub trait Store: Send + Sync + 'static {
         progress: BatchProgress<'_>,
         now_ms: i64,
     ) -> StoreResult<()>;
+
+    /// Merges what WhatsApp just said about contacts into the session's cache: a name is
+    /// never replaced by none, activity only moves forward.
+    async fn cache_contacts(
+        &self,
+        session: &SessionId,
+        entries: &[CachedContact],
+        now_ms: i64,
+    ) -> StoreResult<()>;
+    /// Records LID → phone-number pairs (`lid_jid`, `pn_jid`).
+    async fn cache_lid_mappings(
+        &self,
+        session: &SessionId,
+        pairs: &[(String, String)],
+    ) -> StoreResult<()>;
+    /// Everything cached for the session, LID chats resolved to numbers where a mapping is
+    /// known.
+    async fn cached_contacts(&self, session: &SessionId) -> StoreResult<Vec<RawContact>>;
 
     /// (total active contacts, groups) of the pair.
     async fn pair_counts(&self, pair: Pair) -> StoreResult<(i64, i64)>;

@@ -12,10 +12,12 @@ use sqlx::sqlite::{
 use sqlx::{QueryBuilder, Row, Sqlite};
 
 use super::{
-    AutoRule, BatchProgress, ContactQuery, ContactRecord, ContactStats, DefaultGroupsOutcome,
-    FetchState, GroupRecord, ImportContact, SearchType, SessionRecord, Store, StoreResult,
+    AutoRule, BatchProgress, CachedContact, ContactQuery, ContactRecord, ContactStats,
+    DefaultGroupsOutcome, FetchState, GroupRecord, ImportContact, SearchType, SessionRecord, Store,
+    StoreResult,
 };
 use crate::domain::{Pair, PhoneNumber, PlaceId, SessionId, SessionStatus, UserId};
+use crate::engine::RawContact;
 
 /// SQLite allows 32,766 bound parameters per statement; 10 per contact row.
 const UPSERT_ROWS_PER_STATEMENT: usize = 2_000;
@@ -309,6 +311,96 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn cache_contacts(
+        &self,
+        session: &SessionId,
+        entries: &[CachedContact],
+        now_ms: i64,
+    ) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        // 9 binds a row; SQLite allows 32,766 per statement.
+        for chunk in entries.chunks(2000) {
+            let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "INSERT INTO engine_contact_cache (session_id, jid, pn_jid, lid_jid, name, \
+                 push_name, is_business, last_message_at, updated_at) ",
+            );
+            qb.push_values(chunk, |mut b, c| {
+                b.push_bind(session.as_str())
+                    .push_bind(&c.jid)
+                    .push_bind(&c.pn_jid)
+                    .push_bind(&c.lid_jid)
+                    .push_bind(c.name.as_deref().filter(|n| !n.trim().is_empty()))
+                    .push_bind(c.push_name.as_deref().filter(|n| !n.trim().is_empty()))
+                    .push_bind(c.is_business)
+                    .push_bind(c.last_message_at)
+                    .push_bind(now_ms);
+            });
+            qb.push(
+                " ON CONFLICT (session_id, jid) DO UPDATE SET \
+                 pn_jid = COALESCE(excluded.pn_jid, pn_jid), \
+                 lid_jid = COALESCE(excluded.lid_jid, lid_jid), \
+                 name = COALESCE(excluded.name, name), \
+                 push_name = COALESCE(excluded.push_name, push_name), \
+                 is_business = COALESCE(excluded.is_business, is_business), \
+                 last_message_at = CASE \
+                   WHEN excluded.last_message_at IS NULL THEN last_message_at \
+                   WHEN last_message_at IS NULL THEN excluded.last_message_at \
+                   ELSE MAX(last_message_at, excluded.last_message_at) END, \
+                 updated_at = excluded.updated_at",
+            );
+            qb.build().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn cache_lid_mappings(
+        &self,
+        session: &SessionId,
+        pairs: &[(String, String)],
+    ) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        for chunk in pairs.chunks(5000) {
+            let mut qb: QueryBuilder<Sqlite> =
+                QueryBuilder::new("INSERT INTO engine_lid_map (session_id, lid_jid, pn_jid) ");
+            qb.push_values(chunk, |mut b, (lid, pn)| {
+                b.push_bind(session.as_str()).push_bind(lid).push_bind(pn);
+            });
+            qb.push(" ON CONFLICT (session_id, lid_jid) DO UPDATE SET pn_jid = excluded.pn_jid");
+            qb.build().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn cached_contacts(&self, session: &SessionId) -> StoreResult<Vec<RawContact>> {
+        let rows = sqlx::query(
+            "SELECT c.jid, COALESCE(c.pn_jid, m.pn_jid) AS pn, c.name, c.push_name, \
+               c.is_business, c.last_message_at \
+             FROM engine_contact_cache c \
+             LEFT JOIN engine_lid_map m \
+               ON m.session_id = c.session_id AND m.lid_jid = COALESCE(c.lid_jid, c.jid) \
+             WHERE c.session_id = ?1 ORDER BY c.jid",
+        )
+        .bind(session.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(RawContact {
+                    jid: r.try_get("jid")?,
+                    pn_jid: r.try_get("pn")?,
+                    name: r.try_get("name")?,
+                    push_name: r.try_get("push_name")?,
+                    is_business: r
+                        .try_get::<Option<bool>, _>("is_business")?
+                        .unwrap_or(false),
+                    last_message_at: r.try_get("last_message_at")?,
+                })
+            })
+            .collect()
+    }
+
     async fn pair_counts(&self, pair: Pair) -> StoreResult<(i64, i64)> {
         let row = sqlx::query(
             "SELECT (SELECT COUNT(*) FROM contacts WHERE user_id = ?1 AND place_id = ?2 \
@@ -544,5 +636,65 @@ mod tests {
         .execute(&store.pool)
         .await;
         assert!(dup.is_err(), "the database must enforce the unique name");
+    }
+    #[tokio::test]
+    async fn the_contact_cache_merges_facts_and_resolves_lids() {
+        let store = SqliteStore::connect("sqlite::memory:").await.unwrap();
+        let id = SessionId::from_db("session_1_2_3".into());
+        let lid = "111122223333444@lid".to_string();
+        let pn = "966501112222@s.whatsapp.net".to_string();
+        let fact = |jid: &str| CachedContact {
+            jid: jid.into(),
+            ..Default::default()
+        };
+        store
+            .cache_contacts(
+                &id,
+                &[
+                    CachedContact {
+                        name: Some("Ali".into()),
+                        last_message_at: Some(100),
+                        ..fact(&pn)
+                    },
+                    CachedContact {
+                        last_message_at: Some(50),
+                        ..fact(&lid)
+                    },
+                ],
+                1,
+            )
+            .await
+            .unwrap();
+        // Later facts: an empty name and older activity change nothing; a push name adds.
+        store
+            .cache_contacts(
+                &id,
+                &[CachedContact {
+                    name: Some(" ".into()),
+                    push_name: Some("Ali P".into()),
+                    last_message_at: Some(90),
+                    ..fact(&pn)
+                }],
+                2,
+            )
+            .await
+            .unwrap();
+        let before = store.cached_contacts(&id).await.unwrap();
+        let lid_row = before.iter().find(|c| c.jid == lid).unwrap();
+        assert_eq!(lid_row.pn_jid, None, "unresolved until a mapping comes");
+        store
+            .cache_lid_mappings(&id, &[(lid.clone(), pn.clone())])
+            .await
+            .unwrap();
+        let all = store.cached_contacts(&id).await.unwrap();
+        let p = all.iter().find(|c| c.jid == pn).unwrap();
+        assert_eq!(p.name.as_deref(), Some("Ali"));
+        assert_eq!(p.push_name.as_deref(), Some("Ali P"));
+        assert_eq!(p.last_message_at, Some(100));
+        let l = all.iter().find(|c| c.jid == lid).unwrap();
+        assert_eq!(l.pn_jid.as_deref(), Some(pn.as_str()));
+        // Another session sees none of it.
+        let other = SessionId::from_db("session_9_9_9".into());
+        assert!(store.cached_contacts(&other).await.unwrap().is_empty());
     }
 }

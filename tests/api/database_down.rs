@@ -9,7 +9,8 @@ use axum::http::{Request, StatusCode};
 use serde_json::Value;
 use tower::ServiceExt;
 use whatsapp_manager::clock::SystemClock;
-use whatsapp_manager::domain::Pair;
+use whatsapp_manager::domain::{Pair, SessionId};
+use whatsapp_manager::engine::RawContact;
 use whatsapp_manager::engine::sim::{SimConfig, SimNetwork};
 use whatsapp_manager::http::{AppState, router};
 use whatsapp_manager::session::SessionManager;
@@ -46,6 +47,15 @@ impl Store for DownStore {
         _: BatchProgress<'_>,
         _: i64,
     ) -> StoreResult<()> {
+        down()
+    }
+    async fn cache_contacts(&self, _: &SessionId, _: &[CachedContact], _: i64) -> StoreResult<()> {
+        down()
+    }
+    async fn cache_lid_mappings(&self, _: &SessionId, _: &[(String, String)]) -> StoreResult<()> {
+        down()
+    }
+    async fn cached_contacts(&self, _: &SessionId) -> StoreResult<Vec<RawContact>> {
         down()
     }
     async fn pair_counts(&self, _: Pair) -> StoreResult<(i64, i64)> {

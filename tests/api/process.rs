@@ -52,13 +52,16 @@ impl Server {
         let sink = logs.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                // Kept before the port is told, so whoever waits on the port sees the line.
+                {
+                    let mut l = sink.lock().unwrap();
+                    l.push_str(&line);
+                    l.push('\n');
+                }
                 if let Some(rest) = line.split("listening on http://").nth(1) {
                     let port = rest.split([':', ' ']).nth(1).unwrap_or("").to_string();
                     let _ = port_tx.send(port);
                 }
-                let mut l = sink.lock().unwrap();
-                l.push_str(&line);
-                l.push('\n');
             }
         });
         let port = port_rx
