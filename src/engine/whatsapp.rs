@@ -989,7 +989,9 @@ impl Pump {
                 let mut pairs = Vec::new();
                 for m in batch.messages.iter() {
                     let src = &m.info.source;
-                    if src.is_group {
+                    // Group chats are not contacts; protocol messages (the phone's key share,
+                    // history notifications) are not chat activity.
+                    if src.is_group || m.message.protocol_message.is_some() {
                         continue;
                     }
                     let chat = src.chat.to_non_ad().to_string();

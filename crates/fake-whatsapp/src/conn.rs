@@ -48,6 +48,8 @@ pub(crate) enum Cmd {
     },
     /// Send a `<stream:error>` (after `delay`), then close the connection.
     StreamErrorClose { node: Node, delay: Duration },
+    /// Send a node (a message pushed to the client).
+    Send(Node),
     /// Close abruptly, as a network failure would.
     Drop,
 }
@@ -276,7 +278,9 @@ impl Conn {
                     return Ok(None);
                 }
                 // Dropping `reply` tells the waiter the connection is not usable.
-                Wake::Cmd(Some(Cmd::SendAwait { .. } | Cmd::SendAwaitFinish { .. })) => {}
+                Wake::Cmd(Some(
+                    Cmd::SendAwait { .. } | Cmd::SendAwaitFinish { .. } | Cmd::Send(_),
+                )) => {}
                 Wake::Cmd(None) => self.cmd_rx = None,
             }
         }
@@ -507,6 +511,7 @@ impl Conn {
         }
         if answer.effects.went_active {
             self.send_key_share(cipher).await?;
+            self.send_history(cipher).await?;
             // Offline delivery: nothing queued. Without this the client waits
             // 60 s before it considers the login complete.
             let ib = NodeBuilder::new("ib")
@@ -562,23 +567,75 @@ impl Conn {
                     return None;
                 }
                 let bundle = record.bundle.clone()?;
-                Some((acc.phone.clone(), bundle, acc.app_state_key.clone()))
+                Some((
+                    acc.phone.clone(),
+                    bundle,
+                    acc.app_state_key.clone(),
+                    acc.signal.clone(),
+                ))
             })
         };
-        let Some((account, bundle, key)) = material else {
+        let Some((account, bundle, key, signals)) = material else {
             tracing::trace!(conn = self.id, "fake-whatsapp: no key share needed");
             return Ok(());
         };
-        let id = format!(
-            "3EB0{}",
-            self.inner.next_id().replace('.', "").to_uppercase()
-        );
-        match crate::keyshare::key_share_message(&account, *device, &bundle, &key, &id).await {
+        let plaintext = crate::keyshare::key_share_plaintext(&account, *device, &key);
+        match crate::signal::phone_message(&account, &signals, *device, &bundle, &plaintext).await {
             Ok(msg) => self.send_node(cipher, &msg),
             Err(e) => {
                 tracing::warn!(
                     conn = self.id,
                     "fake-whatsapp: cannot build the key share: {e:#}"
+                );
+                Ok(())
+            }
+        }
+    }
+
+    /// The phone sends a newly linked companion its history (once per
+    /// device, if [`crate::FakeWhatsApp::set_history`] gave it one).
+    async fn send_history(&self, cipher: &mut TransportCipher) -> anyhow::Result<()> {
+        let Some(Role::Login { phone, device }) = &self.role else {
+            return Ok(());
+        };
+        let material = {
+            let st = self.inner.lock();
+            let history = st.histories.get(phone).cloned();
+            st.accounts.get(phone).and_then(|acc| {
+                let record = acc.devices.get(device)?;
+                if record.history_sent {
+                    return None;
+                }
+                Some((
+                    acc.phone.clone(),
+                    record.bundle.clone()?,
+                    history?,
+                    acc.signal.clone(),
+                ))
+            })
+        };
+        let Some((account, bundle, history, signals)) = material else {
+            // Like the real phone: the bootstrap goes with the first login
+            // only; a history set later needs `send_history`.
+            self.with_device(|d| d.history_sent = true);
+            return Ok(());
+        };
+        let node = async {
+            let plaintext = crate::history::notification_plaintext(&history)?;
+            crate::signal::phone_message(&account, &signals, *device, &bundle, &plaintext).await
+        }
+        .await;
+        match node {
+            Ok(msg) => {
+                self.send_node(cipher, &msg)?;
+                self.with_device(|d| d.history_sent = true);
+                tracing::debug!(conn = self.id, phone, device, "fake-whatsapp: history sent");
+                Ok(())
+            }
+            Err(e) => {
+                tracing::warn!(
+                    conn = self.id,
+                    "fake-whatsapp: cannot build the history sync: {e:#}"
                 );
                 Ok(())
             }
@@ -619,6 +676,12 @@ impl Conn {
                 }
                 let _ = self.send_node(cipher, &node);
                 Flow::Close(Some(DisconnectReason::StreamEnded))
+            }
+            Cmd::Send(node) => {
+                if self.send_node(cipher, &node).is_err() {
+                    return Flow::Close(None);
+                }
+                Flow::Continue
             }
             Cmd::Drop => Flow::Close(Some(dropped_reason())),
         }

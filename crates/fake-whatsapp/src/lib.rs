@@ -49,6 +49,25 @@
 //! Each login also produces one `Event::Messages` batch while the client has
 //! not finished its first app-state sync: the phone's key share (a protocol
 //! message from the account's own phone).
+//!
+//! History and contacts:
+//!
+//! * [`set_history`](FakeWhatsApp::set_history) gives the phone a [`History`]
+//!   (chats, push names, LID↔phone mappings) that it sends each newly linked
+//!   device on its first login, right after the key share: a
+//!   `HISTORY_SYNC_NOTIFICATION` (`INITIAL_BOOTSTRAP`, blob inline, no media
+//!   download). The client emits `Event::HistorySync` (read it with
+//!   `LazyHistorySync::get()`), learns the mappings (`client.get_lid_pn_entry`),
+//!   and the notification itself also shows up in that login's
+//!   `Event::Messages` batch as an `is_from_me` protocol message.
+//!   [`send_history`](FakeWhatsApp::send_history) sends one on demand.
+//! * [`send_message`](FakeWhatsApp::send_message) is a contact writing to the
+//!   account: `Event::Messages` with the text in `message.conversation`, and
+//!   `info.{source.chat, source.sender, source.sender_alt, push_name, timestamp}`.
+//!
+//! Everything the phone or a contact sends is Signal-encrypted from the
+//! sender's own identity key with a session started from the companion's
+//! uploaded pre-keys (see the `signal` module).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -61,13 +80,16 @@ use wacore_binary::builder::NodeBuilder;
 use wacore_binary::node::Node;
 
 mod conn;
+mod history;
 mod iq;
 mod keyshare;
 mod noise;
 mod paircode;
 pub mod phone;
+mod signal;
 mod transport;
 
+pub use history::{History, HistoryChat};
 pub use transport::FakeTransportFactory;
 
 /// How long [`FakeWhatsApp::scan`] waits for the client's `pair-device-sign`.
@@ -125,6 +147,8 @@ pub(crate) struct State {
     pub conns: HashMap<u64, ConnEntry>,
     pub accounts: HashMap<String, Account>,
     pub fail_logins: HashMap<String, LoginFailure>,
+    /// What the phone of each number sends its new companions ([`FakeWhatsApp::set_history`]).
+    pub histories: HashMap<String, History>,
     pub connections_opened: u64,
     pub connections_refused: u64,
     pub ik_handshakes: u64,
@@ -165,7 +189,13 @@ pub(crate) struct Account {
     pub logins: u64,
     /// The app-state sync key the phone shares with its companions.
     pub app_state_key: keyshare::AppStateKey,
+    /// Signal senders writing to this account's companions: its own phone
+    /// and the contacts of [`FakeWhatsApp::send_message`], by sender JID.
+    pub signal: Signals,
 }
+
+/// Signal senders by sender JID (see [`signal`]).
+pub(crate) type Signals = Arc<tokio::sync::Mutex<HashMap<String, signal::SignalSender>>>;
 
 #[derive(Debug, Clone)]
 pub(crate) struct DeviceRecord {
@@ -179,6 +209,8 @@ pub(crate) struct DeviceRecord {
     /// The push name went out in pair-success. If not, the client redoes its
     /// app-state bootstrap on every login and needs the key share each time.
     pub push_name_sent: bool,
+    /// The phone already sent this device its history sync.
+    pub history_sent: bool,
 }
 
 impl Inner {
@@ -235,6 +267,7 @@ impl FakeWhatsApp {
                     conns: HashMap::new(),
                     accounts: HashMap::new(),
                     fail_logins: HashMap::new(),
+                    histories: HashMap::new(),
                     connections_opened: 0,
                     connections_refused: 0,
                     ik_handshakes: 0,
@@ -580,6 +613,7 @@ impl FakeWhatsApp {
                         bundle,
                         bootstrapped: false,
                         push_name_sent: account.send_biz_name && !account.push_name.is_empty(),
+                        history_sent: false,
                     },
                 );
             }
@@ -788,6 +822,176 @@ impl FakeWhatsApp {
             .map(|a| a.phone.lid.clone())
     }
 
+    /// History the phone sends to a device of this number right after it
+    /// links (scan or pairing code), once per device, like WhatsApp's
+    /// initial bootstrap: a `HISTORY_SYNC_NOTIFICATION` protocol message from
+    /// the account's own phone, `INITIAL_BOOTSTRAP`, with the zlib'd
+    /// `HistorySync` inline (no media download). It goes out on the device's
+    /// first login, right after the app-state key share; the client answers
+    /// with a `hist_sync` receipt and emits `Event::HistorySync`.
+    ///
+    /// Devices that already had their first login (with or without a
+    /// history) do not get it: use [`send_history`](Self::send_history) for
+    /// those.
+    pub fn set_history(&self, phone_digits: &str, history: History) {
+        self.inner
+            .lock()
+            .histories
+            .insert(phone_digits.to_string(), history);
+    }
+
+    /// Sends `history` now to every connected (logged-in) device of the
+    /// number, whether or not it got one before. `Err` if no device of the
+    /// number is connected or a message cannot be built.
+    pub async fn send_history(&self, phone_digits: &str, history: History) -> anyhow::Result<()> {
+        let plaintext = history::notification_plaintext(&history)?;
+        let sent = self
+            .push_to_devices(phone_digits, |account, signals, device, bundle| {
+                let plaintext = plaintext.clone();
+                async move {
+                    signal::phone_message(&account, &signals, device, &bundle, &plaintext).await
+                }
+            })
+            .await?;
+        let mut st = self.inner.lock();
+        if let Some(acc) = st.accounts.get_mut(phone_digits) {
+            for device in sent {
+                if let Some(d) = acc.devices.get_mut(&device) {
+                    d.history_sent = true;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A contact (`from_jid`, e.g. `"966500000001@s.whatsapp.net"` or
+    /// `"123456789012345@lid"`) sends a text to the account; every connected
+    /// device of `phone_digits` receives it with this timestamp (unix
+    /// seconds, the stanza's `t`) and the sender's push name (`notify`).
+    ///
+    /// Each contact JID is its own Signal user: an identity key of its own
+    /// and one session per companion, started from the companion's uploaded
+    /// pre-keys (`pkmsg`). When the number's [`History`] maps the contact's
+    /// LID and phone number (`lid_pn`), the stanza carries the other one too
+    /// (`sender_lid` for a phone-number sender, `sender_pn` for a LID sender),
+    /// so the client's `info.source.sender_alt` is set.
+    ///
+    /// `Err` if `from_jid` is not a user JID or no device is connected.
+    pub async fn send_message(
+        &self,
+        phone_digits: &str,
+        from_jid: &str,
+        push_name: &str,
+        text: &str,
+        timestamp: i64,
+    ) -> anyhow::Result<()> {
+        let from: wacore_binary::Jid = from_jid
+            .parse()
+            .map_err(|e| anyhow!("bad sender JID {from_jid:?}: {e:?}"))?;
+        if !(from.is_pn() || from.is_lid()) || from.device != 0 {
+            bail!("the sender must be a user JID (…@s.whatsapp.net or …@lid), got {from_jid:?}");
+        }
+        let from = from.to_string();
+        let alt = self.inner.lock().histories.get(phone_digits).and_then(|h| {
+            h.lid_pn.iter().find_map(|(lid, pn)| {
+                if *pn == from {
+                    Some(("sender_lid", lid.clone()))
+                } else if *lid == from {
+                    Some(("sender_pn", pn.clone()))
+                } else {
+                    None
+                }
+            })
+        });
+        let msg = waproto::whatsapp::Message {
+            conversation: Some(text.to_string()),
+            ..Default::default()
+        };
+        let plaintext = wacore::messages::MessageUtils::pad_message_v2(
+            waproto::buffa::Message::encode_to_vec(&msg),
+        );
+        let mut extra = vec![("notify", push_name.to_string())];
+        extra.extend(alt);
+        self.push_to_devices(phone_digits, |account, signals, device, bundle| {
+            let plaintext = plaintext.clone();
+            let from = from.clone();
+            let extra = extra.clone();
+            async move {
+                let enc = signal::encrypt_from(
+                    &signals,
+                    &from,
+                    signal::SignalSender::generate,
+                    &account.phone,
+                    device,
+                    &bundle,
+                    &plaintext,
+                )
+                .await?;
+                Ok(signal::enc_message_node(
+                    &from,
+                    &signal::message_id(),
+                    "text",
+                    timestamp,
+                    &extra,
+                    enc,
+                ))
+            }
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Builds a node per logged-in device of the account with `make` and
+    /// pushes it down that device's connection; the devices reached.
+    async fn push_to_devices<F, Fut>(&self, phone_digits: &str, make: F) -> anyhow::Result<Vec<u16>>
+    where
+        F: Fn(phone::PhoneAccount, Signals, u16, keyshare::DeviceBundle) -> Fut,
+        Fut: std::future::Future<Output = anyhow::Result<Node>>,
+    {
+        let (account, signals, targets) = {
+            let st = self.inner.lock();
+            let acc = st
+                .accounts
+                .get(phone_digits)
+                .with_context(|| format!("no account {phone_digits}"))?;
+            let targets: Vec<(
+                u16,
+                mpsc::UnboundedSender<conn::Cmd>,
+                Option<keyshare::DeviceBundle>,
+            )> = st
+                .conns
+                .values()
+                .filter_map(|e| match &e.kind {
+                    ConnKind::Login {
+                        phone,
+                        device,
+                        logged_in: true,
+                    } if phone == phone_digits => Some((
+                        *device,
+                        e.cmd.clone(),
+                        acc.devices.get(device).and_then(|d| d.bundle.clone()),
+                    )),
+                    _ => None,
+                })
+                .collect();
+            (acc.phone.clone(), acc.signal.clone(), targets)
+        };
+        if targets.is_empty() {
+            bail!("no device of {phone_digits} is connected");
+        }
+        let mut sent = Vec::new();
+        for (device, cmd, bundle) in targets {
+            let bundle = bundle.with_context(|| {
+                format!("device {device} of {phone_digits} has no known Signal identity")
+            })?;
+            let node = make(account.clone(), signals.clone(), device, bundle).await?;
+            cmd.send(conn::Cmd::Send(node))
+                .map_err(|_| anyhow!("the connection of device {device} closed"))?;
+            sent.push(device);
+        }
+        Ok(sent)
+    }
+
     fn forget_devices(&self, phone_digits: &str) {
         if let Some(acc) = self.inner.lock().accounts.get_mut(phone_digits) {
             acc.devices.clear();
@@ -843,6 +1047,7 @@ fn claim_device(
             next_device: 1,
             logins: 0,
             app_state_key: keyshare::AppStateKey::generate(),
+            signal: Signals::default(),
         });
     account.phone.push_name = push_name.to_string();
     account.phone.send_biz_name = push_name_as_biz;

@@ -601,3 +601,257 @@ async fn a_wrong_pair_code_links_nothing() {
     assert_eq!(s.client.pn().unwrap().user, CODE_PHONE);
     s.handle.abort();
 }
+
+// ---- History sync and contacts' messages ----
+
+const CONTACT_PN: &str = "966500000001@s.whatsapp.net";
+const CONTACT_LID: &str = "123456789012345@lid";
+const CONTACT_LID_PN: &str = "966500000002@s.whatsapp.net";
+
+/// A minute before the test process started: "recent", and the same in every
+/// call.
+fn recent() -> u64 {
+    static RECENT: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *RECENT.get_or_init(|| wacore::time::now_secs() as u64 - 60)
+}
+
+fn sample_history() -> fake_whatsapp::History {
+    use fake_whatsapp::{History, HistoryChat};
+    let old = 1_600_000_000u64;
+    let recent = recent();
+    History {
+        chats: vec![
+            HistoryChat {
+                jid: CONTACT_PN.into(),
+                name: Some("Ali".into()),
+                last_msg_timestamp: Some(recent),
+                conversation_timestamp: Some(recent),
+                ..Default::default()
+            },
+            HistoryChat {
+                jid: "966500000003@s.whatsapp.net".into(),
+                last_msg_timestamp: Some(old),
+                conversation_timestamp: Some(old),
+                ..Default::default()
+            },
+            HistoryChat {
+                jid: CONTACT_LID.into(),
+                pn_jid: Some(CONTACT_LID_PN.into()),
+                name: Some("Sara".into()),
+                last_msg_timestamp: Some(recent - 3600),
+                conversation_timestamp: Some(recent - 3600),
+                ..Default::default()
+            },
+            HistoryChat {
+                jid: "120363000000000001@g.us".into(),
+                name: Some("Family".into()),
+                last_msg_timestamp: Some(recent - 7200),
+                conversation_timestamp: Some(recent - 7200),
+                ..Default::default()
+            },
+            HistoryChat {
+                jid: "1700000000@broadcast".into(),
+                name: Some("Customers".into()),
+                conversation_timestamp: Some(old),
+                ..Default::default()
+            },
+            HistoryChat {
+                jid: "966500000004@s.whatsapp.net".into(),
+                lid_jid: Some("200000000000004@lid".into()),
+                ..Default::default()
+            },
+        ],
+        pushnames: vec![
+            (CONTACT_PN.into(), "Ali P".into()),
+            (CONTACT_LID.into(), "Sara P".into()),
+        ],
+        lid_pn: vec![
+            (CONTACT_LID.into(), CONTACT_LID_PN.into()),
+            (
+                "200000000000004@lid".into(),
+                "966500000004@s.whatsapp.net".into(),
+            ),
+        ],
+    }
+}
+
+fn history_of(e: &Event) -> Option<&waproto::whatsapp::HistorySync> {
+    match e {
+        Event::HistorySync(h) => h.get(),
+        _ => None,
+    }
+}
+
+/// Asserts the sample history came through.
+fn check_history(e: &Event) {
+    let Event::HistorySync(lazy) = e else {
+        panic!("not a history sync");
+    };
+    assert_eq!(
+        lazy.sync_type(),
+        waproto::whatsapp::history_sync::HistorySyncType::INITIAL_BOOTSTRAP as i32
+    );
+    assert_eq!(lazy.progress(), Some(100));
+    let hs = lazy.get().expect("the history decodes");
+    let expected = sample_history();
+    assert_eq!(hs.conversations.len(), expected.chats.len());
+    for (got, want) in hs.conversations.iter().zip(&expected.chats) {
+        assert_eq!(got.id, want.jid);
+        assert_eq!(got.pn_jid, want.pn_jid);
+        assert_eq!(got.lid_jid, want.lid_jid);
+        assert_eq!(got.name, want.name);
+        assert_eq!(got.last_msg_timestamp, want.last_msg_timestamp);
+        assert_eq!(got.conversation_timestamp, want.conversation_timestamp);
+    }
+    let pushnames: Vec<(String, String)> = hs
+        .pushnames
+        .iter()
+        .map(|p| {
+            (
+                p.id.clone().unwrap_or_default(),
+                p.pushname.clone().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(pushnames, expected.pushnames);
+    let mappings: Vec<(String, String)> = hs
+        .phone_number_to_lid_mappings
+        .iter()
+        .map(|m| {
+            (
+                m.lid_jid.clone().unwrap_or_default(),
+                m.pn_jid.clone().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(mappings, expected.lid_pn);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_phone_sends_its_history_after_pairing() {
+    init_tracing();
+    let fake = FakeWhatsApp::new();
+    fake.set_history(PHONE, sample_history());
+    let s = Session::fresh(&fake).await;
+    let qr = s.next_qr().await;
+    fake.scan(&qr, PHONE, "Shop").await.expect("scan pairs");
+
+    // Connected and HistorySync both arrive, in either order, promptly.
+    let (mut connected, mut history) = (false, None);
+    let mut protocol_kinds = Vec::new();
+    let deadline = tokio::time::Instant::now() + CONNECT_AFTER_PAIR;
+    while !(connected && history.is_some()) {
+        let ev = tokio::time::timeout_at(deadline, s.events.recv())
+            .await
+            .expect("Connected and HistorySync in time")
+            .expect("events");
+        match &*ev {
+            Event::Connected(_) => connected = true,
+            Event::HistorySync(_) => {
+                assert!(history.is_none(), "one history sync");
+                history = Some(ev.clone());
+            }
+            // The phone's protocol messages (key share, and the history
+            // notification with its payload already taken out) also surface
+            // as Event::Messages, from our own number.
+            Event::Messages(batch) => {
+                for m in batch.iter() {
+                    assert!(m.info.source.is_from_me);
+                    let kind = m
+                        .message
+                        .protocol_message
+                        .as_option()
+                        .and_then(|p| p.r#type);
+                    protocol_kinds.push(kind);
+                }
+            }
+            other => eprintln!("event: {}", event_name(other)),
+        }
+    }
+    check_history(&history.unwrap());
+    use waproto::whatsapp::message::protocol_message::Type;
+    assert!(protocol_kinds.contains(&Some(Type::HISTORY_SYNC_NOTIFICATION)));
+
+    // The client keeps the LID↔PN mappings itself.
+    let lid: wacore_binary::Jid = CONTACT_LID.parse().unwrap();
+    let entry = s
+        .client
+        .get_lid_pn_entry(&lid)
+        .await
+        .unwrap()
+        .expect("the mapping is known");
+    assert_eq!(&*entry.phone_number, "966500000002");
+    let pn: wacore_binary::Jid = "966500000004@s.whatsapp.net".parse().unwrap();
+    let entry = s
+        .client
+        .get_lid_pn_entry(&pn)
+        .await
+        .unwrap()
+        .expect("mapped");
+    assert_eq!(&*entry.lid, "200000000000004");
+
+    // Once per device: a reconnect brings no second history.
+    fake.drop_connections(PHONE).await;
+    s.connected(STEP).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    while let Ok(ev) = s.events.try_recv() {
+        assert!(history_of(&ev).is_none(), "history sent twice");
+    }
+
+    // send_history pushes it again on demand.
+    fake.send_history(PHONE, sample_history()).await.unwrap();
+    let ev = s
+        .wait_for("HistorySync", STEP, |e| matches!(e, Event::HistorySync(_)))
+        .await;
+    check_history(&ev);
+    s.handle.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contacts_messages_reach_the_client() {
+    init_tracing();
+    let fake = FakeWhatsApp::new();
+    fake.set_history(PHONE, sample_history());
+    let s = paired(&fake, PHONE, "Shop").await;
+
+    let t0 = wacore::time::now_secs() - 30;
+    // A phone-number contact, twice (the second reuses the session), then a
+    // LID contact whose number the history mapped.
+    let sends = [
+        (CONTACT_PN, "Ali P", "salam", t0),
+        (CONTACT_PN, "Ali P", "second", t0 + 1),
+        (CONTACT_LID, "Sara P", "hello from lid", t0 + 2),
+    ];
+    for (from, name, text, t) in sends {
+        fake.send_message(PHONE, from, name, text, t).await.unwrap();
+        let ev = s
+            .wait_for("the contact's message", STEP, |e| match e {
+                Event::Messages(b) => b
+                    .iter()
+                    .any(|m| m.message.conversation.as_deref() == Some(text)),
+                _ => false,
+            })
+            .await;
+        let Event::Messages(batch) = &*ev else {
+            unreachable!()
+        };
+        let m = batch
+            .iter()
+            .find(|m| m.message.conversation.as_deref() == Some(text))
+            .unwrap();
+        let info = &m.info;
+        assert_eq!(info.source.chat.to_string(), from);
+        assert_eq!(info.source.sender.to_string(), from);
+        assert!(!info.source.is_from_me);
+        assert!(!info.source.is_group);
+        assert_eq!(info.push_name, name);
+        assert_eq!(info.timestamp.timestamp(), t);
+        let alt = info.source.sender_alt.as_ref().map(|j| j.to_string());
+        if from == CONTACT_LID {
+            assert_eq!(alt.as_deref(), Some(CONTACT_LID_PN));
+        } else {
+            assert_eq!(alt, None);
+        }
+    }
+    s.handle.shutdown().await;
+}

@@ -1,0 +1,229 @@
+//! The harness of the real-engine end-to-end tests: our whole application with the real
+//! `whatsapp-rust` client, its connections going to an in-process fake WhatsApp server.
+
+#![allow(dead_code)] // each test binary uses its own part of it
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use fake_whatsapp::FakeWhatsApp;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use whatsapp_manager::config::EngineKind;
+use whatsapp_manager::engine::whatsapp::WhatsAppOptions;
+use whatsapp_manager::{Application, Config};
+
+pub const PHONE: &str = "966501234567";
+/// Long enough for a loaded 2-core CI box; every wait ends as soon as its condition holds.
+pub const WAIT: Duration = Duration::from_secs(60);
+
+pub struct Server {
+    pub fake: FakeWhatsApp,
+    pub dir: tempfile::TempDir,
+    base: String,
+    http: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Server {
+    pub async fn start(fake: FakeWhatsApp) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut s = Self {
+            fake,
+            dir,
+            base: String::new(),
+            http: reqwest::Client::new(),
+            stop: None,
+            task: None,
+        };
+        s.boot().await;
+        s
+    }
+
+    pub fn config(&self) -> Config {
+        let mut c = Config::defaults();
+        c.listen = "127.0.0.1:0".into();
+        c.database_url = format!("sqlite://{}", self.dir.path().join("wam.db").display());
+        c.data_dir = self.dir.path().join("data");
+        c.engine = EngineKind::Whatsapp;
+        c
+    }
+
+    pub async fn boot(&mut self) {
+        let app = Application::builder(self.config())
+            .whatsapp(WhatsAppOptions {
+                transport: Some(self.fake.transport_factory()),
+                version: Some((2, 3000, 1_000_000_000)),
+                connect_timeout: Duration::from_secs(10),
+            })
+            .build()
+            .await
+            .expect("build app");
+        self.base = format!("http://127.0.0.1:{}", app.port());
+        let (tx, rx) = oneshot::channel::<()>();
+        self.stop = Some(tx);
+        self.task = Some(tokio::spawn(async move {
+            app.run_until_stopped(async {
+                let _ = rx.await;
+            })
+            .await
+            .expect("server run");
+        }));
+    }
+
+    /// Stops the whole application (every session actor and client) and starts a new
+    /// one on the same database and data folder, like a process restart.
+    pub async fn restart(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(WAIT, task)
+                .await
+                .expect("server stops in time")
+                .expect("server task");
+        }
+        self.boot().await;
+    }
+
+    pub fn credentials_dir(&self, session_id: &str) -> PathBuf {
+        self.dir.path().join("data/whatsapp").join(session_id)
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        let res = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("GET");
+        let code = res.status();
+        (code, res.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        let res = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .json(&body)
+            .send()
+            .await
+            .expect("POST");
+        let code = res.status();
+        (code, res.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn status(&self) -> Value {
+        self.get("/api/whatsapp/status?user_id=1&place_id=2")
+            .await
+            .1["data"]
+            .clone()
+    }
+
+    pub async fn init(&self) -> Value {
+        let (code, body) = self
+            .post("/api/whatsapp/init", json!({"user_id": 1, "place_id": 2}))
+            .await;
+        assert_eq!(code, StatusCode::OK, "{body}");
+        body
+    }
+
+    pub async fn wait_for(&self, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let st = self.status().await;
+            if ok(&st) {
+                return st;
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!("never {what}: {st}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub async fn wait_status(&self, want: &str) -> Value {
+        self.wait_for(want, |s| s["status"] == want).await
+    }
+
+    pub async fn qr_raw(&self) -> String {
+        let res = self
+            .http
+            .get(format!(
+                "{}/api/whatsapp/qr?user_id=1&place_id=2&format=raw",
+                self.base
+            ))
+            .send()
+            .await
+            .expect("GET qr");
+        assert_eq!(res.status(), StatusCode::OK);
+        res.text().await.expect("qr text")
+    }
+
+    pub async fn qr_png(&self) -> Vec<u8> {
+        let res = self
+            .http
+            .get(format!(
+                "{}/api/whatsapp/qr?user_id=1&place_id=2&format=png",
+                self.base
+            ))
+            .send()
+            .await
+            .expect("GET qr");
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(res.headers()["content-type"], "image/png");
+        res.bytes().await.expect("png").to_vec()
+    }
+
+    /// init → QR → the phone scans → ready.
+    pub async fn link(&self) -> Value {
+        self.init().await;
+        self.wait_status("qr_ready").await;
+        let qr = self.qr_raw().await;
+        self.fake.scan(&qr, PHONE, "Shop").await.expect("scan");
+        self.wait_status("ready").await
+    }
+
+    pub async fn group_names(&self) -> Vec<String> {
+        let (code, body) = self.get("/api/whatsapp/groups?user_id=1&place_id=2").await;
+        assert_eq!(code, StatusCode::OK, "{body}");
+        let groups = body["data"]["groups"]
+            .as_array()
+            .or_else(|| body["data"].as_array())
+            .cloned()
+            .unwrap_or_default();
+        let mut names: Vec<String> = groups
+            .iter()
+            .filter_map(|g| g["name"].as_str().map(str::to_string))
+            .collect();
+        names.sort();
+        names
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// What a QR image says, read back by a QR decoder.
+pub fn decode_qr_png(png: &[u8]) -> String {
+    let img = image::load_from_memory(png).expect("a PNG").to_luma8();
+    let mut prepared = rqrr::PreparedImage::prepare(img);
+    let grids = prepared.detect_grids();
+    assert_eq!(grids.len(), 1, "one QR code in the image");
+    grids[0].decode().expect("decodable QR").1
+}
+
+pub fn default_groups() -> Vec<String> {
+    let mut v = vec!["جميع الارقام".to_string(), "اخر الارقام (90 يوم)".to_string()];
+    v.sort();
+    v
+}
+
