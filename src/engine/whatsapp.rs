@@ -991,7 +991,7 @@ impl Pump {
                     let src = &m.info.source;
                     // Group chats are not contacts; protocol messages (the phone's key share,
                     // history notifications) are not chat activity.
-                    if src.is_group || m.message.protocol_message.is_some() {
+                    if src.is_group || m.message.protocol_message.is_set() {
                         continue;
                     }
                     let chat = src.chat.to_non_ad().to_string();
