@@ -36,7 +36,11 @@ fn history() -> History {
     let t = now();
     History {
         chats: vec![
-            chat("966500000001@s.whatsapp.net", Some("Ali"), Some(t - 5 * DAY)),
+            chat(
+                "966500000001@s.whatsapp.net",
+                Some("Ali"),
+                Some(t - 5 * DAY),
+            ),
             chat("966500000002@s.whatsapp.net", None, Some(t - 200 * DAY)),
             chat("111111111111111@lid", Some("Sara"), Some(t - 10 * DAY)),
             chat("222222222222222@lid", Some("Nobody"), Some(t - 3 * DAY)),
@@ -86,7 +90,10 @@ async fn fetch(s: &Server) -> Value {
             assert_eq!(d["contacts_fetch_completed"], true, "{d}");
             return d;
         }
-        assert!(tokio::time::Instant::now() < deadline, "fetch never ended: {d}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "fetch never ended: {d}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -214,7 +221,12 @@ async fn a_live_message_moves_an_old_contact_into_the_90_day_group() {
         if recent.len() == 4 {
             assert_eq!(
                 recent,
-                ["+966500000001", "+966500000002", "+966500000003", "+966500000009"]
+                [
+                    "+966500000001",
+                    "+966500000002",
+                    "+966500000003",
+                    "+966500000009"
+                ]
             );
             break;
         }

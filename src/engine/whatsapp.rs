@@ -375,13 +375,25 @@ impl EngineClient for WaClient {
             );
         }
         self.cached_so_far().await?;
-        let contacts = self
+        let mut contacts = self
             .engine
             .inner
             .store
             .cached_contacts(&self.session_id)
             .await
             .map_err(|e| EngineError::Failed(format!("cannot read the contact cache: {e:#}")))?;
+        // LID chats our cache could not map: the library may have learned the number since
+        // (from a message, a device list), in its own LID store.
+        for c in contacts
+            .iter_mut()
+            .filter(|c| c.pn_jid.is_none() && is_lid(&c.jid))
+        {
+            if let Ok(jid) = c.jid.parse::<whatsapp_rust::Jid>()
+                && let Ok(Some(entry)) = lib.get_lid_pn_entry(&jid).await
+            {
+                c.pn_jid = Some(format!("{}@s.whatsapp.net", entry.phone_number));
+            }
+        }
         let own = [lib.pn(), lib.lid()]
             .into_iter()
             .flatten()

@@ -226,4 +226,3 @@ pub fn default_groups() -> Vec<String> {
     v.sort();
     v
 }
-
