@@ -966,27 +966,8 @@ impl Pump {
             }
             Event::HistorySync(h) => self.on_history(h).await,
             Event::ContactUpdate(c) => {
-                let a = &c.action;
-                let name = a
-                    .full_name
-                    .clone()
-                    .filter(|n| !n.trim().is_empty())
-                    .or_else(|| a.first_name.clone());
-                let jid = c.jid.to_string();
-                let entry = CachedContact {
-                    pn_jid: a
-                        .pn_jid
-                        .clone()
-                        .or_else(|| is_pn(&jid).then(|| jid.clone())),
-                    lid_jid: a
-                        .lid_jid
-                        .clone()
-                        .or_else(|| is_lid(&jid).then(|| jid.clone())),
-                    jid,
-                    name,
-                    ..Default::default()
-                };
-                self.cache(vec![entry], Vec::new()).await;
+                let (entry, pair) = contact_action_fact(c.jid.to_string(), &c.action);
+                self.cache(vec![entry], pair.into_iter().collect()).await;
             }
             Event::PushNameUpdate(p) => {
                 let entry = CachedContact {
@@ -1046,6 +1027,25 @@ fn is_lid(jid: &str) -> bool {
 
 fn opt(s: &Option<String>) -> Option<String> {
     s.clone().filter(|v| !v.trim().is_empty())
+}
+
+/// What a contact saved on the phone (app state) says, and its LID ↔ number pair.
+fn contact_action_fact(
+    jid: String,
+    a: &wa::sync_action_value::ContactAction,
+) -> (CachedContact, Option<(String, String)>) {
+    let name = opt(&a.full_name).or_else(|| opt(&a.first_name));
+    let pn = opt(&a.pn_jid).or_else(|| is_pn(&jid).then(|| jid.clone()));
+    let lid = opt(&a.lid_jid).or_else(|| is_lid(&jid).then(|| jid.clone()));
+    let pair = pn.clone().zip(lid.clone()).map(|(p, l)| (l, p));
+    let entry = CachedContact {
+        jid,
+        pn_jid: pn,
+        lid_jid: lid,
+        name,
+        ..Default::default()
+    };
+    (entry, pair)
 }
 
 /// What a history chunk says about chats and contacts, and its LID ↔ number pairs.
@@ -1248,6 +1248,32 @@ mod tests {
                 ),
             ]
         );
+    }
+
+    #[test]
+    fn a_saved_contact_gives_its_name_and_lid_pair() {
+        let action = wa::sync_action_value::ContactAction {
+            full_name: Some("Sara Ahmed".into()),
+            first_name: Some("Sara".into()),
+            pn_jid: Some("966503334444@s.whatsapp.net".into()),
+            ..Default::default()
+        };
+        let (c, pair) = contact_action_fact("222@lid".into(), &action);
+        assert_eq!(c.name.as_deref(), Some("Sara Ahmed"));
+        assert_eq!(c.pn_jid.as_deref(), Some("966503334444@s.whatsapp.net"));
+        assert_eq!(
+            pair,
+            Some(("222@lid".into(), "966503334444@s.whatsapp.net".into()))
+        );
+        let first_only = wa::sync_action_value::ContactAction {
+            full_name: Some(" ".into()),
+            first_name: Some("Ali".into()),
+            ..Default::default()
+        };
+        let (c, pair) = contact_action_fact("966501112222@s.whatsapp.net".into(), &first_only);
+        assert_eq!(c.name.as_deref(), Some("Ali"));
+        assert_eq!(c.pn_jid.as_deref(), Some("966501112222@s.whatsapp.net"));
+        assert_eq!(pair, None);
     }
 
     #[test]
