@@ -489,10 +489,14 @@ impl Conn {
 
         let ctx = IqCtx {
             prekey_count: self.with_device(|d| d.prekeys).unwrap_or(0),
+            contacts: self.contacts_ctx(),
         };
         let answer = iq::answer(&node, &ctx);
         self.send_node(cipher, &answer.reply)?;
 
+        if let Some(v) = answer.effects.contacts_sent {
+            self.with_device(|d| d.contacts_sent = v);
+        }
         if let Some(n) = answer.effects.uploaded_prekeys {
             self.with_device(|d| {
                 d.prekeys = d.prekeys.saturating_add(n);
@@ -643,6 +647,20 @@ impl Conn {
     }
 
     /// Runs `f` on this connection's device record, if it is a known device.
+    /// The account's contacts and app-state key, for a logged-in device.
+    fn contacts_ctx(&self) -> Option<iq::ContactsCtx> {
+        let Some(Role::Login { phone, device }) = &self.role else {
+            return None;
+        };
+        let st = self.inner.lock();
+        let acc = st.accounts.get(phone)?;
+        Some(iq::ContactsCtx {
+            key: acc.app_state_key.clone(),
+            batches: st.contacts.get(phone).cloned().unwrap_or_default(),
+            sent: acc.devices.get(device)?.contacts_sent,
+        })
+    }
+
     fn with_device<T>(&self, f: impl FnOnce(&mut crate::DeviceRecord) -> T) -> Option<T> {
         let Some(Role::Login { phone, device }) = &self.role else {
             return None;

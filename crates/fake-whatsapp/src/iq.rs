@@ -14,6 +14,17 @@ pub(crate) const SERVER: &str = "s.whatsapp.net";
 pub(crate) struct IqCtx {
     /// Pre-keys the server holds for this device.
     pub prekey_count: usize,
+    /// The account's contacts as app state, if this is a logged-in device.
+    pub contacts: Option<ContactsCtx>,
+}
+
+/// What a `critical_unblock_low` answer is built from.
+pub(crate) struct ContactsCtx {
+    pub key: crate::keyshare::AppStateKey,
+    /// One batch per version ([`crate::FakeWhatsApp::set_contacts`]).
+    pub batches: Vec<Vec<crate::PhoneContact>>,
+    /// The version this device was last sent.
+    pub sent: u64,
 }
 
 /// Side effects of an IQ, applied by the connection.
@@ -27,6 +38,8 @@ pub(crate) struct IqEffects {
     pub removed_self: bool,
     /// App-state collections the client synced (all answered empty).
     pub synced_collections: Vec<String>,
+    /// The device was sent `critical_unblock_low` up to this version.
+    pub contacts_sent: Option<u64>,
     /// The client asked for a phone-number pairing code (`companion_hello`).
     pub code_request: Option<crate::paircode::CodeRequest>,
     /// The client sent its pair-code key bundle (`companion_finish`).
@@ -71,7 +84,8 @@ pub(crate) fn answer(req: &Node, ctx: &IqCtx) -> IqAnswer {
             Vec::new()
         }
         ("w:sync:app:state", _, "sync") => {
-            let sync = empty_app_state(first_child);
+            let (sync, contacts_sent) = app_state(first_child, ctx.contacts.as_ref());
+            effects.contacts_sent = contacts_sent;
             effects.synced_collections = sync
                 .get_children_by_tag("collection")
                 .filter_map(|c| attr(c, "name"))
@@ -166,26 +180,58 @@ pub(crate) fn error_for(req: &Node, code: u16, text: &str) -> Node {
     reply
 }
 
-/// Every requested collection, empty and at version 0: no snapshot, no
-/// patches, so the client needs no app-state keys to "sync" it.
-fn empty_app_state(sync: Option<&Node>) -> Node {
+/// Every requested collection, empty and at version 0 (no snapshot, no
+/// patches, so the client needs no app-state keys to "sync" it), except
+/// `critical_unblock_low` once the phone has contacts: its patches newer than
+/// the client's version, inline. Also returns the version sent that far.
+///
+/// A request without `version` (`return_snapshot="true"`: the client is at 0,
+/// or forces a full resync while keeping its state) is answered from the
+/// version this device was last sent, since patches must continue the
+/// client's own version and snapshots would need a media download.
+fn app_state(sync: Option<&Node>, contacts: Option<&ContactsCtx>) -> (Node, Option<u64>) {
+    let mut sent = None;
     let collections: Vec<Node> = sync
         .map(|s| {
             s.get_children_by_tag("collection")
-                .filter_map(|c| attr(c, "name"))
-                .map(|name| {
-                    NodeBuilder::new("collection")
+                .filter_map(|c| Some((attr(c, "name")?, c)))
+                .map(|(name, c)| match contacts {
+                    Some(ctx) if name == crate::contacts::COLLECTION && !ctx.batches.is_empty() => {
+                        let from = attr(c, "version")
+                            .and_then(|v| v.parse::<u64>().ok())
+                            .unwrap_or(ctx.sent);
+                        let head = ctx.batches.len() as u64;
+                        let patches = crate::contacts::patches_since(&ctx.batches, &ctx.key, from);
+                        sent = Some(head.max(from));
+                        let mut b = NodeBuilder::new("collection")
+                            .attr("name", name)
+                            .attr("version", head.max(from).to_string());
+                        if !patches.is_empty() {
+                            b = b.children([NodeBuilder::new("patches")
+                                .children(
+                                    patches
+                                        .into_iter()
+                                        .map(|p| NodeBuilder::new("patch").bytes(p).build()),
+                                )
+                                .build()]);
+                        }
+                        b.build()
+                    }
+                    _ => NodeBuilder::new("collection")
                         .attr("name", name)
                         .attr("version", "0")
-                        .build()
+                        .build(),
                 })
                 .collect()
         })
         .unwrap_or_default();
-    Node::new(
-        "sync",
-        Default::default(),
-        Some(NodeContent::Nodes(collections)),
+    (
+        Node::new(
+            "sync",
+            Default::default(),
+            Some(NodeContent::Nodes(collections)),
+        ),
+        sent,
     )
 }
 
@@ -207,7 +253,10 @@ mod tests {
     fn count_reports_prekeys() {
         let a = answer(
             &iq("encrypt", "get", NodeBuilder::new("count").build()),
-            &IqCtx { prekey_count: 7 },
+            &IqCtx {
+                prekey_count: 7,
+                contacts: None,
+            },
         );
         let count = a.reply.get_optional_child("count").unwrap();
         assert_eq!(attr(count, "value").as_deref(), Some("7"));
@@ -229,7 +278,10 @@ mod tests {
             .build();
         let a = answer(
             &iq("w:sync:app:state", "set", sync),
-            &IqCtx { prekey_count: 0 },
+            &IqCtx {
+                prekey_count: 0,
+                contacts: None,
+            },
         );
         let lists = wacore::appstate::patch_decode::parse_patch_lists(&a.reply).unwrap();
         assert_eq!(lists.len(), 2);
@@ -244,7 +296,10 @@ mod tests {
     fn active_is_flagged() {
         let a = answer(
             &iq("passive", "set", NodeBuilder::new("active").build()),
-            &IqCtx { prekey_count: 0 },
+            &IqCtx {
+                prekey_count: 0,
+                contacts: None,
+            },
         );
         assert!(a.effects.went_active);
     }

@@ -61,6 +61,12 @@
 //!   and the notification itself also shows up in that login's
 //!   `Event::Messages` batch as an `is_from_me` protocol message.
 //!   [`send_history`](FakeWhatsApp::send_history) sends one on demand.
+//! * [`set_contacts`](FakeWhatsApp::set_contacts) gives the phone an address
+//!   book ([`PhoneContact`]s), served as the `critical_unblock_low` app-state
+//!   collection: inline patches (one version per call) of `["contact", jid]`
+//!   SET mutations, encrypted and MAC'd with the shared app-state key. The
+//!   client emits `Event::ContactUpdate` for each, at its login bootstrap
+//!   and on later syncs of that collection (incremental or full).
 //! * [`send_message`](FakeWhatsApp::send_message) is a contact writing to the
 //!   account: `Event::Messages` with the text in `message.conversation`, and
 //!   `info.{source.chat, source.sender, source.sender_alt, push_name, timestamp}`.
@@ -80,6 +86,7 @@ use wacore_binary::builder::NodeBuilder;
 use wacore_binary::node::Node;
 
 mod conn;
+mod contacts;
 mod history;
 mod iq;
 mod keyshare;
@@ -89,6 +96,7 @@ pub mod phone;
 mod signal;
 mod transport;
 
+pub use contacts::PhoneContact;
 pub use history::{History, HistoryChat};
 pub use transport::FakeTransportFactory;
 
@@ -149,6 +157,9 @@ pub(crate) struct State {
     pub fail_logins: HashMap<String, LoginFailure>,
     /// What the phone of each number sends its new companions ([`FakeWhatsApp::set_history`]).
     pub histories: HashMap<String, History>,
+    /// The phone's address book ([`FakeWhatsApp::set_contacts`]): one batch
+    /// per version of `critical_unblock_low`.
+    pub contacts: HashMap<String, Vec<Vec<PhoneContact>>>,
     pub connections_opened: u64,
     pub connections_refused: u64,
     pub ik_handshakes: u64,
@@ -211,6 +222,8 @@ pub(crate) struct DeviceRecord {
     pub push_name_sent: bool,
     /// The phone already sent this device its history sync.
     pub history_sent: bool,
+    /// The `critical_unblock_low` version this device was last sent.
+    pub contacts_sent: u64,
 }
 
 impl Inner {
@@ -268,6 +281,7 @@ impl FakeWhatsApp {
                     accounts: HashMap::new(),
                     fail_logins: HashMap::new(),
                     histories: HashMap::new(),
+                    contacts: HashMap::new(),
                     connections_opened: 0,
                     connections_refused: 0,
                     ik_handshakes: 0,
@@ -614,6 +628,7 @@ impl FakeWhatsApp {
                         bootstrapped: false,
                         push_name_sent: account.send_biz_name && !account.push_name.is_empty(),
                         history_sent: false,
+                        contacts_sent: 0,
                     },
                 );
             }
@@ -838,6 +853,29 @@ impl FakeWhatsApp {
             .lock()
             .histories
             .insert(phone_digits.to_string(), history);
+    }
+
+    /// The phone's address book, as app state: the next time a device of
+    /// this number syncs `critical_unblock_low` (its login bootstrap, or a
+    /// `MajorSyncTask::AppStateSync { name: CriticalUnblockLow, .. }`), it
+    /// gets one `SET ["contact", jid]` mutation per contact (a
+    /// `ContactAction`), encrypted and MAC'd with the app-state key the phone
+    /// shares, and the client emits `Event::ContactUpdate` for each.
+    ///
+    /// Each call adds one version of the collection holding just these
+    /// contacts (a contact with a JID set before overwrites the earlier one);
+    /// devices that already synced get only the newer versions. Calls before
+    /// the number is linked are fine. An empty list changes nothing.
+    pub fn set_contacts(&self, phone_digits: &str, contacts: Vec<PhoneContact>) {
+        if contacts.is_empty() {
+            return;
+        }
+        self.inner
+            .lock()
+            .contacts
+            .entry(phone_digits.to_string())
+            .or_default()
+            .push(contacts);
     }
 
     /// Sends `history` now to every connected (logged-in) device of the

@@ -855,3 +855,147 @@ async fn contacts_messages_reach_the_client() {
     }
     s.handle.shutdown().await;
 }
+
+/// Collects WARN/ERROR events emitted on the current thread (a
+/// `current_thread` test runs the client there too).
+#[derive(Clone, Default)]
+struct Warnings(Arc<std::sync::Mutex<Vec<String>>>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Warnings {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        struct Fields(String);
+        impl tracing::field::Visit for Fields {
+            fn record_debug(&mut self, f: &tracing::field::Field, v: &dyn std::fmt::Debug) {
+                self.0.push_str(&format!("{}={v:?} ", f.name()));
+            }
+        }
+        if *event.metadata().level() <= tracing::Level::WARN {
+            let mut fields = Fields(format!("{} ", event.metadata().target()));
+            event.record(&mut fields);
+            self.0.lock().unwrap().push(fields.0);
+        }
+    }
+}
+
+fn contact(jid: &str, full: &str, first: &str) -> fake_whatsapp::PhoneContact {
+    fake_whatsapp::PhoneContact {
+        jid: jid.into(),
+        full_name: Some(full.into()),
+        first_name: Some(first.into()),
+        ..Default::default()
+    }
+}
+
+/// Waits for `Event::ContactUpdate`s until every JID in `want` was seen
+/// (and, with `connected`, an `Event::Connected` too: the bootstrap sync
+/// runs before it), checking each against its `PhoneContact`.
+async fn expect_contacts(s: &Session, want: &[fake_whatsapp::PhoneContact], mut connected: bool) {
+    let mut seen = std::collections::HashSet::new();
+    while seen.len() < want.len() || connected {
+        let ev = s
+            .wait_for("ContactUpdate", STEP, |e| {
+                matches!(e, Event::ContactUpdate(_) | Event::Connected(_))
+            })
+            .await;
+        let Event::ContactUpdate(u) = &*ev else {
+            connected = false;
+            continue;
+        };
+        let jid = u.jid.to_string();
+        let c = want
+            .iter()
+            .find(|c| c.jid == jid)
+            .unwrap_or_else(|| panic!("unexpected ContactUpdate for {jid}"));
+        assert_eq!(u.action.full_name, c.full_name, "{jid}");
+        assert_eq!(u.action.first_name, c.first_name, "{jid}");
+        assert_eq!(u.action.pn_jid, c.pn_jid, "{jid}");
+        assert_eq!(u.action.lid_jid, c.lid_jid, "{jid}");
+        seen.insert(jid);
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_phones_contacts_arrive_as_app_state() {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use wacore::appstate::patch_decode::WAPatchName;
+    use whatsapp_rust::sync_task::MajorSyncTask;
+
+    init_tracing();
+    let warnings = Warnings::default();
+    let _guard =
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(warnings.clone()));
+    let fake = FakeWhatsApp::new();
+    let first = vec![
+        fake_whatsapp::PhoneContact {
+            lid_jid: Some(CONTACT_LID.into()),
+            ..contact(CONTACT_PN, "Ali Hassan", "Ali")
+        },
+        fake_whatsapp::PhoneContact {
+            pn_jid: Some(CONTACT_LID_PN.into()),
+            ..contact(CONTACT_LID, "Sara Ahmed", "Sara")
+        },
+        contact("966500000003@s.whatsapp.net", "Omar Saleh", "Omar"),
+    ];
+    fake.set_contacts(PHONE, first.clone());
+    let s = Session::fresh(&fake).await;
+    let qr = s.next_qr().await;
+    fake.scan(&qr, PHONE, "Shop").await.expect("scan pairs");
+    expect_contacts(&s, &first, true).await;
+
+    // A contact added later reaches the client on its next (full) sync.
+    let later = vec![contact("966500000004@s.whatsapp.net", "Huda Ali", "Huda")];
+    fake.set_contacts(PHONE, later.clone());
+    s.client
+        .process_sync_task(MajorSyncTask::AppStateSync {
+            name: WAPatchName::CriticalUnblockLow,
+            full_sync: true,
+        })
+        .await;
+    expect_contacts(&s, &later, false).await;
+
+    // And on an incremental sync (the client asks from its version): a
+    // renamed contact overwrites the earlier entry.
+    let renamed = vec![contact(CONTACT_PN, "Ali H.", "Ali")];
+    fake.set_contacts(PHONE, renamed.clone());
+    s.client
+        .process_sync_task(MajorSyncTask::AppStateSync {
+            name: WAPatchName::CriticalUnblockLow,
+            full_sync: false,
+        })
+        .await;
+    expect_contacts(&s, &renamed, false).await;
+
+    let state = s
+        .backend
+        .get_version(WAPatchName::CriticalUnblockLow.as_str())
+        .await
+        .unwrap();
+    assert_eq!(state.version, 3);
+    assert!(!state.mac_mismatch_fatal, "the client's LT-hash diverged");
+    let app_state_warnings: Vec<String> = warnings
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|w| {
+            let l = w.to_lowercase();
+            [
+                "appstate",
+                "app state",
+                "app_state",
+                "mac",
+                "critical_unblock_low",
+                "criticalunblocklow",
+                "patch",
+            ]
+            .iter()
+            .any(|k| l.contains(k))
+        })
+        .cloned()
+        .collect();
+    assert!(
+        app_state_warnings.is_empty(),
+        "app-state warnings: {app_state_warnings:#?}"
+    );
+    s.handle.shutdown().await;
+}
