@@ -252,3 +252,55 @@ async fn a_server_restart_between_history_and_fetch_loses_nothing() {
     assert_eq!(members(&s, "جميع الارقام").await, ALL);
     assert_eq!(members(&s, "اخر الارقام (90 يوم)").await, RECENT);
 }
+
+/// Names saved on the phone come as app state; a fetch asks for a fresh snapshot, so a
+/// contact saved after linking is there at the next fetch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contacts_saved_on_the_phone_name_the_numbers_and_a_fetch_refreshes_them() {
+    use fake_whatsapp::PhoneContact;
+    let fake = FakeWhatsApp::new();
+    fake.set_history(PHONE, history());
+    fake.set_contacts(
+        PHONE,
+        vec![
+            PhoneContact {
+                jid: "966500000002@s.whatsapp.net".into(),
+                full_name: Some("Badr Saved".into()),
+                ..Default::default()
+            },
+            // Known only as a LID in app state, with its number: a new contact.
+            PhoneContact {
+                jid: "444444444444444@lid".into(),
+                full_name: Some("Huda".into()),
+                pn_jid: Some("966500000004@s.whatsapp.net".into()),
+                ..Default::default()
+            },
+        ],
+    );
+    let s = Server::start(fake).await;
+    s.link().await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let d = fetch(&s).await;
+        if d["total_contacts"] == ALL.len() + 1 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{d}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(contact(&s, "+966500000002").await["name"], "Badr Saved");
+    assert_eq!(contact(&s, "+966500000004").await["name"], "Huda");
+
+    // Saved on the phone after linking: the next fetch's snapshot brings it.
+    s.fake.set_contacts(
+        PHONE,
+        vec![PhoneContact {
+            jid: "966500000005@s.whatsapp.net".into(),
+            full_name: Some("Late".into()),
+            ..Default::default()
+        }],
+    );
+    let d = fetch(&s).await;
+    assert_eq!(d["total_contacts"], ALL.len() + 2, "{d}");
+    assert_eq!(contact(&s, "+966500000005").await["name"], "Late");
+}
