@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use fake_whatsapp::{FakeWhatsApp, History, HistoryChat};
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::Value;
 use wa_harness::*;
 
 const DAY: u64 = 86_400;
@@ -72,12 +72,7 @@ const ALL: [&str; 4] = [
 const RECENT: [&str; 2] = ["+966500000001", "+966500000003"];
 
 async fn fetch(s: &Server) -> Value {
-    let (code, body) = s
-        .post(
-            "/api/whatsapp/start-contact-fetch",
-            json!({"user_id": 1, "place_id": 2}),
-        )
-        .await;
+    let (code, body) = s.session_post("start-contact-fetch").await;
     assert_eq!(code, StatusCode::OK, "{body}");
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {

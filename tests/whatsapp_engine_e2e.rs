@@ -67,10 +67,7 @@ async fn link_restore_reconnect_and_device_removal_over_the_real_protocol() {
     s.fake.drop_connections(PHONE).await;
     let st = s.wait_status("disconnected").await;
     assert!(
-        st["error_message"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("connection to WhatsApp lost"),
+        error_message(&st).contains("connection to WhatsApp lost"),
         "{st}"
     );
     let st = s.wait_status("ready").await;
@@ -79,23 +76,12 @@ async fn link_restore_reconnect_and_device_removal_over_the_real_protocol() {
     // The phone removes the device: logged_out, credentials deleted.
     s.fake.device_removed(PHONE).await;
     let st = s.wait_status("logged_out").await;
-    assert!(
-        st["error_message"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("removed"),
-        "{st}"
-    );
+    assert!(error_message(&st).contains("removed"), "{st}");
     s.wait_for("credentials deleted", |_| {
         !s.credentials_dir(&session_id).exists()
     })
     .await;
-    let (code, body) = s
-        .post(
-            "/api/whatsapp/start-contact-fetch",
-            json!({"user_id": 1, "place_id": 2}),
-        )
-        .await;
+    let (code, body) = s.session_post("start-contact-fetch").await;
     assert_eq!(code, StatusCode::BAD_REQUEST, "{body}");
 
     // A later init starts a new session with a new QR code.
@@ -114,20 +100,13 @@ async fn restart_reuses_the_credentials_and_logout_unlinks() {
     let session_id = ready["session_id"].as_str().unwrap().to_string();
     let logins = s.fake.login_count(PHONE);
 
-    let (code, body) = s
-        .post(
-            "/api/whatsapp/restart",
-            json!({"user_id": 1, "place_id": 2}),
-        )
-        .await;
+    let (code, body) = s.session_post("restart").await;
     assert_eq!(code, StatusCode::OK, "{body}");
     let st = s.wait_status("ready").await;
     assert_eq!(st["session_id"], session_id, "same session, no new QR");
     assert!(s.fake.login_count(PHONE) > logins);
 
-    let (code, body) = s
-        .post("/api/whatsapp/logout", json!({"user_id": 1, "place_id": 2}))
-        .await;
+    let (code, body) = s.session_post("logout").await;
     assert_eq!(code, StatusCode::OK, "{body}");
     s.wait_status("logged_out").await;
     assert!(!s.credentials_dir(&session_id).exists());
@@ -150,7 +129,7 @@ async fn a_temporary_ban_ends_in_error_with_its_expiry() {
     s.fake.fail_logins(PHONE, 402, Some(2 * 3600 + 15 * 60));
     s.fake.drop_connections(PHONE).await;
     let st = s.wait_status("error").await;
-    let msg = st["error_message"].as_str().unwrap_or_default();
+    let msg = error_message(&st);
     assert!(msg.contains("temporarily banned"), "{st}");
     assert!(msg.contains("2 h 15 min"), "the expiry is told: {st}");
     assert_eq!(st["client_ready"], false);
@@ -167,13 +146,7 @@ async fn an_outdated_client_ends_in_error() {
     s.fake.fail_logins(PHONE, 405, None);
     s.fake.drop_connections(PHONE).await;
     let st = s.wait_status("error").await;
-    assert!(
-        st["error_message"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("outdated"),
-        "{st}"
-    );
+    assert!(error_message(&st).contains("outdated"), "{st}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -182,20 +155,9 @@ async fn a_replaced_stream_ends_in_error_and_restart_takes_it_back() {
     let ready = s.link().await;
     s.fake.replaced(PHONE).await;
     let st = s.wait_status("error").await;
-    assert!(
-        st["error_message"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("replaced"),
-        "{st}"
-    );
+    assert!(error_message(&st).contains("replaced"), "{st}");
     // Still linked: restart reconnects the same session without a QR.
-    let (code, body) = s
-        .post(
-            "/api/whatsapp/restart",
-            json!({"user_id": 1, "place_id": 2}),
-        )
-        .await;
+    let (code, body) = s.session_post("restart").await;
     assert_eq!(code, StatusCode::OK, "{body}");
     let st = s.wait_status("ready").await;
     assert_eq!(st["session_id"], ready["session_id"]);
@@ -222,10 +184,7 @@ async fn no_network_gives_a_clear_status_then_recovers() {
     s.init().await;
     let st = s.wait_status("disconnected").await;
     assert!(
-        st["error_message"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("cannot reach WhatsApp servers"),
+        error_message(&st).contains("cannot reach WhatsApp servers"),
         "{st}"
     );
     // The API stays responsive and the contract's errors apply.
@@ -282,12 +241,7 @@ async fn qr_codes_rotate_then_run_out_into_an_error() {
     s.wait_status("qr_ready").await;
     let first = s.qr_raw().await;
     // A restart before any scan shows new codes on the same session.
-    let (code, body) = s
-        .post(
-            "/api/whatsapp/restart",
-            json!({"user_id": 1, "place_id": 2}),
-        )
-        .await;
+    let (code, body) = s.session_post("restart").await;
     assert_eq!(code, StatusCode::OK, "{body}");
     let st = s.wait_status("qr_ready").await;
     assert_eq!(st["session_id"], session_id);
@@ -320,13 +274,7 @@ async fn qr_codes_rotate_then_run_out_into_an_error() {
     };
     assert!(second.is_some(), "the code rotated before running out");
     assert_eq!(st["status"], "error", "{st}");
-    assert!(
-        st["error_message"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("QR code attempts"),
-        "{st}"
-    );
+    assert!(error_message(&st).contains("QR code attempts"), "{st}");
     assert_eq!(st["qr_code"], Value::Null);
     let (code, _) = s.get("/api/whatsapp/qr?user_id=1&place_id=2").await;
     assert_eq!(code, StatusCode::NOT_FOUND);
@@ -399,17 +347,9 @@ async fn logout_without_a_connection_still_forgets_and_says_what_to_do_on_the_ph
     let id = ready["session_id"].as_str().unwrap().to_string();
     s.fake.set_offline(true);
     s.wait_status("disconnected").await;
-    let (code, body) = s
-        .post("/api/whatsapp/logout", json!({"user_id": 1, "place_id": 2}))
-        .await;
+    let (code, body) = s.session_post("logout").await;
     assert_eq!(code, StatusCode::OK, "{body}");
     let st = s.wait_status("logged_out").await;
-    assert!(
-        st["error_message"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("Linked devices"),
-        "{st}"
-    );
+    assert!(error_message(&st).contains("Linked devices"), "{st}");
     assert!(!s.credentials_dir(&id).exists());
 }

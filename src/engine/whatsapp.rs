@@ -166,30 +166,22 @@ impl WhatsAppEngine {
             whatsapp_rust::version::fetch_latest_app_version(&http),
         )
         .await;
-        let (p, s, t) = FALLBACK_VERSION;
-        match fetched {
+        let failure = match fetched {
             Ok(Ok(v)) => {
                 tracing::info!("ℹ️ WhatsApp Web version {}.{}.{}", v.0, v.1, v.2);
                 *state = VersionState::Fetched(v);
-                v
+                return v;
             }
-            Ok(Err(e)) => {
-                tracing::warn!(
-                    "⚠️ Cannot fetch the current WhatsApp Web version ({e:#}); using the \
-                     built-in {p}.{s}.{t}"
-                );
-                *state = VersionState::FailedAt(tokio::time::Instant::now());
-                FALLBACK_VERSION
-            }
-            Err(_) => {
-                tracing::warn!(
-                    "⚠️ Fetching the current WhatsApp Web version timed out; using the built-in \
-                     {p}.{s}.{t}"
-                );
-                *state = VersionState::FailedAt(tokio::time::Instant::now());
-                FALLBACK_VERSION
-            }
-        }
+            Ok(Err(e)) => format!("{e:#}"),
+            Err(_) => "timed out".to_string(),
+        };
+        let (p, s, t) = FALLBACK_VERSION;
+        tracing::warn!(
+            "⚠️ Cannot fetch the current WhatsApp Web version ({failure}); using the built-in \
+             {p}.{s}.{t}"
+        );
+        *state = VersionState::FailedAt(tokio::time::Instant::now());
+        FALLBACK_VERSION
     }
 }
 

@@ -123,10 +123,17 @@ impl Server {
             .clone()
     }
 
+    /// POSTs the pair's body to a session route (`init`, `restart`, `logout`, …).
+    pub async fn session_post(&self, route: &str) -> (StatusCode, Value) {
+        self.post(
+            &format!("/api/whatsapp/{route}"),
+            json!({"user_id": 1, "place_id": 2}),
+        )
+        .await
+    }
+
     pub async fn init(&self) -> Value {
-        let (code, body) = self
-            .post("/api/whatsapp/init", json!({"user_id": 1, "place_id": 2}))
-            .await;
+        let (code, body) = self.session_post("init").await;
         assert_eq!(code, StatusCode::OK, "{body}");
         body
     }
@@ -219,6 +226,11 @@ pub fn decode_qr_png(png: &[u8]) -> String {
     let grids = prepared.detect_grids();
     assert_eq!(grids.len(), 1, "one QR code in the image");
     grids[0].decode().expect("decodable QR").1
+}
+
+/// A status's `error_message`, or "" when there is none.
+pub fn error_message(st: &Value) -> &str {
+    st["error_message"].as_str().unwrap_or_default()
 }
 
 pub fn default_groups() -> Vec<String> {

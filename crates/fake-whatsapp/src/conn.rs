@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::nodes::attr;
 use anyhow::bail;
 use bytes::{Bytes, BytesMut};
 use tokio::sync::{mpsc, oneshot};
@@ -708,10 +709,6 @@ impl Conn {
 
 fn dropped_reason() -> DisconnectReason {
     DisconnectReason::ReadError("fake-whatsapp: connection dropped".to_string())
-}
-
-fn attr(node: &Node, key: &str) -> Option<String> {
-    node.attrs.get(key).map(|v| v.to_string())
 }
 
 fn failure_node(f: &LoginFailure) -> Node {

@@ -5,6 +5,7 @@
 //! best-effort and only logs a parse failure, but an unanswered IQ would hold
 //! its caller for 75 s.
 
+use crate::nodes::attr;
 use wacore_binary::builder::NodeBuilder;
 use wacore_binary::node::{Node, NodeContent};
 
@@ -49,10 +50,6 @@ pub(crate) struct IqEffects {
 pub(crate) struct IqAnswer {
     pub reply: Node,
     pub effects: IqEffects,
-}
-
-fn attr(node: &Node, key: &str) -> Option<String> {
-    node.attrs.get(key).map(|v| v.to_string())
 }
 
 /// Builds the answer for an IQ request (`type="get"` or `"set"`).

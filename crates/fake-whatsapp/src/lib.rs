@@ -90,6 +90,7 @@ mod contacts;
 mod history;
 mod iq;
 mod keyshare;
+mod nodes;
 mod noise;
 mod paircode;
 pub mod phone;

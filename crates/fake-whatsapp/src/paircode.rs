@@ -22,12 +22,13 @@
 //! A wrong code gives the two sides different ephemeral keys, so the phone
 //! cannot open the key bundle and the link fails.
 
+use crate::nodes::{attr, content_bytes};
 use anyhow::{Context, Result, anyhow, ensure};
 use wacore::libsignal::crypto::aes_256_gcm_decrypt;
 use wacore::libsignal::protocol::{KeyPair, PublicKey};
 use wacore::pair_code::PairCodeUtils;
 use wacore_binary::builder::NodeBuilder;
-use wacore_binary::node::{Node, NodeContent};
+use wacore_binary::node::Node;
 
 use crate::iq::SERVER;
 use crate::phone::{PhoneAccount, QrPayload};
@@ -50,18 +51,6 @@ pub(crate) struct CodeRequest {
     pub wrapped_companion_ephemeral: [u8; WRAPPED_EPHEMERAL_LEN],
     /// `<companion_server_auth_key_pub>`: the companion's Noise static key.
     pub companion_noise_pub: Vec<u8>,
-}
-
-fn attr(node: &Node, key: &str) -> Option<String> {
-    node.attrs.get(key).map(|v| v.as_str().into_owned())
-}
-
-fn content_bytes(node: &Node) -> Option<&[u8]> {
-    match node.content.as_ref()? {
-        NodeContent::Bytes(b) => Some(b),
-        NodeContent::String(s) => Some(s.as_bytes()),
-        NodeContent::Nodes(_) => None,
-    }
 }
 
 fn child_bytes<'a>(node: &'a Node, tag: &str) -> Result<&'a [u8]> {

@@ -19,13 +19,14 @@
 //! Only the ordinary (E2EE) account family is produced: the hosted-business
 //! prefixes (`[6, 5]` / `[6, 6]`) are never used.
 
+use crate::nodes::{attr, content_bytes};
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use wacore::libsignal::crypto::hmac_sha256;
 use wacore::libsignal::protocol::{KeyPair, PublicKey};
 use wacore_binary::builder::NodeBuilder;
-use wacore_binary::node::{Node, NodeContent};
+use wacore_binary::node::Node;
 use wacore_binary::{Jid, SERVER_JID};
 use waproto::buffa::Message as _;
 use waproto::whatsapp as wa;
@@ -411,18 +412,6 @@ pub fn check_sign_reply(account: &PhoneAccount, qr: &QrPayload, reply: &Node) ->
     })
 }
 
-fn attr(node: &Node, key: &str) -> Option<String> {
-    node.attrs.get(key).map(|v| v.as_str().into_owned())
-}
-
-fn content_bytes(node: &Node) -> Option<&[u8]> {
-    match node.content.as_ref()? {
-        NodeContent::Bytes(b) => Some(b),
-        NodeContent::String(s) => Some(s.as_bytes()),
-        NodeContent::Nodes(_) => None,
-    }
-}
-
 fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -443,6 +432,7 @@ mod tests {
     use wacore::companion_reg::CompanionWebClientType;
     use wacore::pair::{DeviceState, PairUtils};
     use wacore_binary::OwnedNodeRef;
+    use wacore_binary::node::NodeContent;
     use whatsapp_rust::NodeFilter;
     use whatsapp_rust::client::Client;
 
