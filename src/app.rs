@@ -8,6 +8,7 @@ use std::time::Instant;
 use anyhow::Context;
 use tokio::net::TcpListener;
 
+use crate::auth::ApiKeys;
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{Config, EngineKind};
 use crate::engine::Engine;
@@ -71,7 +72,10 @@ impl Application {
             clock,
             whatsapp,
         } = b;
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::connect(&config.database_url).await?);
+        check_listen_address(&config).await?;
+        let sqlite = SqliteStore::connect(&config.database_url).await?;
+        let keys = ApiKeys::new(config.admin_key, Arc::new(sqlite.clone()), clock.clone());
+        let store: Arc<dyn Store> = Arc::new(sqlite);
         let (engine, sim): (Arc<dyn Engine>, Option<SimNetwork>) = match config.engine {
             EngineKind::Sim => {
                 let net =
@@ -88,7 +92,12 @@ impl Application {
                 None,
             ),
         };
-        let manager = SessionManager::new(engine.clone(), store.clone(), clock.clone());
+        let manager = SessionManager::new(
+            engine.clone(),
+            store.clone(),
+            clock.clone(),
+            config.max_concurrent_fetches,
+        );
         let restored = manager.restore().await.context("restoring sessions")?;
         if restored > 0 {
             tracing::info!("🔄 Restoring {restored} linked sessions");
@@ -106,6 +115,7 @@ impl Application {
                 engine: engine.name(),
                 started: Instant::now(),
                 request_timeout: config.request_timeout,
+                keys,
             },
         })
     }
@@ -142,4 +152,30 @@ impl Application {
         tracing::info!("✅ Shutdown complete");
         Ok(())
     }
+}
+
+/// Without an admin key anyone who reaches the port may read every tenant's QR codes and
+/// contacts, so such a server may only be reached from this machine.
+async fn check_listen_address(config: &Config) -> anyhow::Result<()> {
+    if config.admin_key.is_some() {
+        return Ok(());
+    }
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host(&config.listen)
+        .await
+        .with_context(|| format!("cannot resolve the listen address {}", config.listen))?
+        .collect();
+    if addrs.is_empty() || addrs.iter().any(|a| !a.ip().is_loopback()) {
+        anyhow::bail!(
+            "refusing to listen on {} without an admin API key: anyone reaching it could read \
+             every tenant's QR codes and contacts. Set --api-key (or WAM_API_KEY), or listen on \
+             a loopback address such as 127.0.0.1:5000",
+            config.listen
+        );
+    }
+    tracing::warn!(
+        "⚠️ No admin API key is set (--api-key / WAM_API_KEY): the API is open to anyone on \
+         this machine, so it listens on {} only",
+        config.listen
+    );
+    Ok(())
 }

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::auth::{AdminKeyHash, Secret};
 use crate::engine::sim::SimConfig;
 
 #[derive(Debug, Parser)]
@@ -70,6 +71,19 @@ pub struct ServeArgs {
     #[arg(long, env = "WAM_DATA_DIR", default_value = "data/")]
     pub data_dir: PathBuf,
 
+    /// Admin API key: manages tenant keys and may act on every user. Without it the API is
+    /// open and the server only listens on loopback.
+    #[arg(long, env = "WAM_API_KEY", hide_env_values = true)]
+    pub api_key: Option<Secret>,
+
+    /// Seconds after which a request still running is answered 408.
+    #[arg(long, env = "WAM_REQUEST_TIMEOUT", value_parser = seconds, default_value = "60")]
+    pub request_timeout: Duration,
+
+    /// Contact fetches running at once across the server; more wait in a queue.
+    #[arg(long, env = "WAM_MAX_CONCURRENT_FETCHES", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub max_concurrent_fetches: u32,
+
     /// Which engine speaks to WhatsApp: the real one (`whatsapp`) or a simulated network (`sim`).
     #[arg(long, env = "WAM_ENGINE", value_enum, default_value = "whatsapp")]
     pub engine: EngineKind,
@@ -105,6 +119,9 @@ pub struct Config {
     pub sim: SimConfig,
     /// A request still running after this answers 408.
     pub request_timeout: Duration,
+    /// `None`: no key is asked for, and only loopback addresses may be listened on.
+    pub admin_key: Option<AdminKeyHash>,
+    pub max_concurrent_fetches: usize,
 }
 
 impl From<ServeArgs> for Config {
@@ -114,7 +131,16 @@ impl From<ServeArgs> for Config {
             database_url: a.database,
             data_dir: a.data_dir,
             engine: a.engine,
-            request_timeout: crate::http::REQUEST_TIMEOUT,
+            request_timeout: a.request_timeout.max(Duration::from_millis(10)),
+            // An empty WAM_API_KEY= is how templates say "unset"; it must not become a key
+            // that anyone can send.
+            admin_key: a
+                .api_key
+                .as_ref()
+                .map(|k| k.expose().trim())
+                .filter(|k| !k.is_empty())
+                .map(AdminKeyHash::of),
+            max_concurrent_fetches: a.max_concurrent_fetches as usize,
             sim: SimConfig {
                 contacts: a.sim_contacts,
                 auto_scan: a.sim_auto_scan,

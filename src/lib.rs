@@ -2,6 +2,7 @@
 //! contacts turned into contact groups.
 
 pub mod app;
+pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod contacts;

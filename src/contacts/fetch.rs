@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::{ChunkPreparer, own_numbers};
@@ -45,6 +45,8 @@ pub struct FetchJob {
     /// The session actor holds the receiver.
     pub updates: mpsc::UnboundedSender<FetchMessage>,
     pub cancel: CancellationToken,
+    /// Shared by every session: a fetch beyond the cap waits here, `fetching_contacts` at 0%.
+    pub slots: Arc<Semaphore>,
 }
 
 impl FetchJob {
@@ -86,6 +88,19 @@ impl FetchJob {
 
     async fn import(&self) -> Result<FetchSummary, String> {
         let id = &self.session_id;
+        // Held until the import ends; a cancel while queued drops the wait with the task.
+        let _slot = match self.slots.clone().try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => {
+                tracing::info!(
+                    "ℹ️ Contact fetch of session {id} is queued: the server already runs its \
+                     maximum of concurrent fetches"
+                );
+                self.slots.clone().acquire_owned().await.map_err(|_| {
+                    "Contact fetch failed: the server is shutting down. Start it again.".to_string()
+                })?
+            }
+        };
         let mut source = self.client.read_contacts().await.map_err(describe)?;
         let total = source.total().unwrap_or(0) as i64;
         let mut own: Vec<PhoneNumber> = self.own_phone.iter().cloned().collect();

@@ -9,8 +9,23 @@ use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use crate::auth::Caller;
 use crate::domain::{Pair, PlaceId, UserId};
 use crate::error::AppError;
+
+/// Who is calling, as the auth middleware decided. Routes outside that middleware have no
+/// caller, and anything asking for one there is refused rather than let through.
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<Caller>()
+            .copied()
+            .ok_or_else(|| AppError::Unauthorized("An API key is required".into()))
+    }
+}
 
 /// A JSON body. Parsed whatever the content type says (back offices are not always careful
 /// with headers); an empty body is `{}`, so a missing field is named, not "EOF".
@@ -50,32 +65,48 @@ where
 }
 
 /// The query string as plain pairs; values are parsed (and named in errors) by the handler.
-pub struct Query(pub HashMap<String, String>);
+/// It carries the caller, so a pair read from it is always one the caller may act on.
+pub struct Query {
+    params: HashMap<String, String>,
+    caller: Caller,
+}
 
 impl<S: Send + Sync> FromRequestParts<S> for Query {
     type Rejection = AppError;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let caller = Caller::from_request_parts(parts, state).await?;
         let q = parts.uri.query().unwrap_or("");
-        let mut map = HashMap::new();
+        let mut params = HashMap::new();
         for (k, v) in form_urlencoded::parse(q.as_bytes()) {
             // The first value wins, like most frameworks do.
-            map.entry(k.into_owned()).or_insert_with(|| v.into_owned());
+            params
+                .entry(k.into_owned())
+                .or_insert_with(|| v.into_owned());
         }
-        Ok(Query(map))
+        Ok(Query { params, caller })
     }
 }
 
 impl Query {
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).map(String::as_str)
+        self.params.get(key).map(String::as_str)
     }
 
+    /// The pair named by `user_id` and `place_id`, if the caller may act on it.
     pub fn pair(&self) -> Result<Pair, AppError> {
-        Ok(Pair::new(
+        self.caller.scope(Pair::new(
             UserId::from_text(self.get(UserId::FIELD))?,
             PlaceId::from_text(self.get(PlaceId::FIELD))?,
         ))
+    }
+
+    /// An optional `user_id` filter (admin listings).
+    pub fn user_filter(&self) -> Result<Option<UserId>, AppError> {
+        match self.get(UserId::FIELD) {
+            None => Ok(None),
+            some => UserId::from_text(some).map(Some),
+        }
     }
 
     /// `page` ≥ 1 (default 1) and `limit` in 1..=1000 (default 50).
@@ -109,13 +140,18 @@ pub struct PairBody {
 }
 
 impl PairBody {
-    pub fn pair(&self) -> Result<Pair, AppError> {
-        pair_from(&self.user_id, &self.place_id)
+    pub fn pair(&self, caller: Caller) -> Result<Pair, AppError> {
+        pair_from(caller, &self.user_id, &self.place_id)
     }
 }
 
-pub fn pair_from(user_id: &Option<Value>, place_id: &Option<Value>) -> Result<Pair, AppError> {
-    Ok(Pair::new(
+/// The pair of a JSON body, if the caller may act on it.
+pub fn pair_from(
+    caller: Caller,
+    user_id: &Option<Value>,
+    place_id: &Option<Value>,
+) -> Result<Pair, AppError> {
+    caller.scope(Pair::new(
         UserId::from_json(user_id.as_ref())?,
         PlaceId::from_json(place_id.as_ref())?,
     ))

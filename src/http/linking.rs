@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 
 use super::extract::{Body, Query, pair_from};
 use super::{AppState, envelope};
+use crate::auth::Caller;
 use crate::domain::{PhoneNumber, SessionStatus};
 use crate::error::{AppError, AppResult};
 
@@ -67,9 +68,10 @@ pub struct PairCodeBody {
 /// # `POST /api/whatsapp/pair-code`
 pub async fn pair_code(
     State(st): State<AppState>,
+    caller: Caller,
     Body(b): Body<PairCodeBody>,
 ) -> AppResult<Response> {
-    let pair = pair_from(&b.user_id, &b.place_id)?;
+    let pair = pair_from(caller, &b.user_id, &b.place_id)?;
     let raw = match &b.phone_number {
         None | Some(Value::Null) => {
             return Err(AppError::BadRequest("phone_number is required".into()));

@@ -4,6 +4,7 @@ pub mod envelope;
 pub mod extract;
 mod groups;
 mod health;
+mod keys;
 mod linking;
 mod sessions;
 mod sim;
@@ -16,20 +17,21 @@ use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{Method, StatusCode, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 
+use crate::auth::ApiKeys;
 use crate::clock::SharedClock;
 use crate::engine::sim::SimNetwork;
 use crate::session::SessionManager;
 use crate::store::Store;
 
-/// Every route but the sim phone book.
-pub const BODY_LIMIT: usize = 1024 * 1024;
+/// Every route but the sim phone book: the largest body of the API (a list of recipients or
+/// contact ids) is a few kilobytes.
+pub const BODY_LIMIT: usize = 64 * 1024;
 /// 100k-entry phone books, with room to spare.
 pub const PHONEBOOK_BODY_LIMIT: usize = 256 * 1024 * 1024;
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(Clone)]
 pub struct AppState {
@@ -41,6 +43,7 @@ pub struct AppState {
     pub engine: &'static str,
     pub started: Instant,
     pub request_timeout: Duration,
+    pub keys: ApiKeys,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -59,9 +62,13 @@ pub fn router(state: AppState) -> Router {
         .route("/groups", get(groups::list))
         .route("/groups/{group_id}/contacts", get(groups::contacts));
 
-    let mut app = Router::new()
-        .route("/api/health", get(health::health))
-        .nest("/api/whatsapp", whatsapp);
+    let admin = Router::new()
+        .route("/keys", post(keys::create).get(keys::list))
+        .route("/keys/{key_id}", delete(keys::revoke));
+
+    let mut secured = Router::new()
+        .nest("/api/whatsapp", whatsapp)
+        .nest("/api/admin", admin);
     if state.sim.is_some() {
         let sim = Router::new()
             .route(
@@ -70,8 +77,16 @@ pub fn router(state: AppState) -> Router {
             )
             .route("/scan", post(sim::scan))
             .route("/fault", post(sim::fault));
-        app = app.nest("/api/sim", sim);
+        secured = secured.nest("/api/sim", sim);
     }
+    // A route layer: unknown routes answer 404 whether or not a key came.
+    let secured = secured.route_layer(middleware::from_fn_with_state(
+        state.clone(),
+        keys::require_key,
+    ));
+    let app = Router::new()
+        .route("/api/health", get(health::health))
+        .merge(secured);
     // Outermost last: the envelope middleware must see what the timeout produces.
     app.fallback(not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 use super::extract::{Body, PairBody, Query};
 use super::{AppState, envelope};
+use crate::auth::Caller;
 use crate::clock::rfc3339_ms;
 use crate::domain::{Pair, SessionStatus};
 use crate::error::{AppError, AppResult};
@@ -72,8 +73,12 @@ async fn require(st: &AppState, pair: Pair) -> AppResult<std::sync::Arc<SessionS
 }
 
 /// # `POST /api/whatsapp/init`
-pub async fn init(State(st): State<AppState>, Body(b): Body<PairBody>) -> AppResult<Response> {
-    let pair = b.pair()?;
+pub async fn init(
+    State(st): State<AppState>,
+    caller: Caller,
+    Body(b): Body<PairBody>,
+) -> AppResult<Response> {
+    let pair = b.pair(caller)?;
     let out = st.manager.init(pair).await?;
     let message = if out.already_active {
         "Session already active"
@@ -234,9 +239,10 @@ pub async fn info(State(st): State<AppState>, q: Query) -> AppResult<Response> {
 /// # `POST /api/whatsapp/start-contact-fetch`
 pub async fn start_contact_fetch(
     State(st): State<AppState>,
+    caller: Caller,
     Body(b): Body<PairBody>,
 ) -> AppResult<Response> {
-    let started = st.manager.start_contact_fetch(b.pair()?).await?;
+    let started = st.manager.start_contact_fetch(b.pair(caller)?).await?;
     Ok(envelope::ok(
         json!({
             "success": true,
@@ -249,14 +255,22 @@ pub async fn start_contact_fetch(
 }
 
 /// # `POST /api/whatsapp/restart`
-pub async fn restart(State(st): State<AppState>, Body(b): Body<PairBody>) -> AppResult<Response> {
-    let s = st.manager.restart(b.pair()?).await?;
+pub async fn restart(
+    State(st): State<AppState>,
+    caller: Caller,
+    Body(b): Body<PairBody>,
+) -> AppResult<Response> {
+    let s = st.manager.restart(b.pair(caller)?).await?;
     Ok(envelope::ok(status_json(&s), "Session restart initiated"))
 }
 
 /// # `POST /api/whatsapp/logout`
-pub async fn logout(State(st): State<AppState>, Body(b): Body<PairBody>) -> AppResult<Response> {
-    let out = st.manager.logout(b.pair()?).await?;
+pub async fn logout(
+    State(st): State<AppState>,
+    caller: Caller,
+    Body(b): Body<PairBody>,
+) -> AppResult<Response> {
+    let out = st.manager.logout(b.pair(caller)?).await?;
     let message = if out.already_logged_out {
         "Session already logged out"
     } else {
@@ -266,7 +280,9 @@ pub async fn logout(State(st): State<AppState>, Body(b): Body<PairBody>) -> AppR
 }
 
 /// # `GET /api/whatsapp/stats`
-pub async fn stats(State(st): State<AppState>) -> AppResult<Response> {
+pub async fn stats(State(st): State<AppState>, caller: Caller) -> AppResult<Response> {
+    // Counts across every tenant are the operator's to see.
+    caller.require_admin("read service-wide statistics")?;
     let mut by_status: BTreeMap<&'static str, i64> =
         SessionStatus::ALL.iter().map(|s| (s.as_str(), 0)).collect();
     let sessions = st.store.latest_sessions().await?;

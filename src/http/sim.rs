@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 
 use super::extract::{Body, PairBody, pair_from};
 use super::{AppState, envelope};
+use crate::auth::Caller;
 use crate::contacts::own_numbers;
 use crate::engine::sim::{Fault, PhoneBook, SimEntry, SimError, SimNetwork};
 use crate::error::{AppError, AppResult};
@@ -41,10 +42,11 @@ pub struct PhonebookBody {
 /// # `PUT /api/sim/phonebook`
 pub async fn set_phonebook(
     State(st): State<AppState>,
+    caller: Caller,
     Body(b): Body<PhonebookBody>,
 ) -> AppResult<Response> {
     let net = network(&st)?;
-    let pair = pair_from(&b.user_id, &b.place_id)?;
+    let pair = pair_from(caller, &b.user_id, &b.place_id)?;
     let entries = b
         .entries
         .ok_or_else(|| AppError::BadRequest("entries is required".into()))?;
@@ -73,8 +75,12 @@ pub async fn set_phonebook(
 }
 
 /// # `POST /api/sim/scan`
-pub async fn scan(State(st): State<AppState>, Body(b): Body<PairBody>) -> AppResult<Response> {
-    let pair = b.pair()?;
+pub async fn scan(
+    State(st): State<AppState>,
+    caller: Caller,
+    Body(b): Body<PairBody>,
+) -> AppResult<Response> {
+    let pair = b.pair(caller)?;
     let session_id = network(&st)?.scan(pair).await.map_err(sim_error)?;
     Ok(envelope::ok(
         json!({ "session_id": session_id, "user_id": pair.user_id, "place_id": pair.place_id }),
@@ -93,8 +99,12 @@ pub struct FaultBody {
 }
 
 /// # `POST /api/sim/fault`
-pub async fn fault(State(st): State<AppState>, Body(b): Body<FaultBody>) -> AppResult<Response> {
-    let pair = pair_from(&b.user_id, &b.place_id)?;
+pub async fn fault(
+    State(st): State<AppState>,
+    caller: Caller,
+    Body(b): Body<FaultBody>,
+) -> AppResult<Response> {
+    let pair = pair_from(caller, &b.user_id, &b.place_id)?;
     let kind = match &b.kind {
         None | Some(Value::Null) => return Err(AppError::BadRequest("kind is required".into())),
         Some(Value::String(s)) => Fault::parse(s.trim()).ok_or_else(|| {

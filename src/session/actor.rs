@@ -28,6 +28,7 @@ pub(super) struct Deps {
     pub store: Arc<dyn Store>,
     pub clock: SharedClock,
     pub registry: Arc<Registry>,
+    pub fetch_slots: Arc<tokio::sync::Semaphore>,
 }
 
 struct RunningFetch {
@@ -510,6 +511,7 @@ impl Actor {
             own_phone: self.record.phone_number.clone(),
             updates: self.fetch_tx.clone(),
             cancel: cancel.clone(),
+            slots: self.deps.fetch_slots.clone(),
         };
         self.fetch = Some(RunningFetch {
             serial: self.fetch_serial,

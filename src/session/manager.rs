@@ -74,6 +74,8 @@ struct Inner {
     pair_locks: Mutex<HashMap<Pair, Arc<tokio::sync::Mutex<()>>>>,
     serial: AtomicU64,
     actors: TaskTracker,
+    /// Contact fetches running at once across the server; the rest wait their turn.
+    fetch_slots: Arc<tokio::sync::Semaphore>,
 }
 
 #[derive(Clone)]
@@ -82,7 +84,12 @@ pub struct SessionManager {
 }
 
 impl SessionManager {
-    pub fn new(engine: Arc<dyn Engine>, store: Arc<dyn Store>, clock: SharedClock) -> Self {
+    pub fn new(
+        engine: Arc<dyn Engine>,
+        store: Arc<dyn Store>,
+        clock: SharedClock,
+        max_concurrent_fetches: usize,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 registry: Arc::default(),
@@ -92,6 +99,7 @@ impl SessionManager {
                 pair_locks: Mutex::default(),
                 serial: AtomicU64::new(1),
                 actors: TaskTracker::new(),
+                fetch_slots: Arc::new(tokio::sync::Semaphore::new(max_concurrent_fetches.max(1))),
             }),
         }
     }
@@ -132,6 +140,7 @@ impl SessionManager {
             store: self.inner.store.clone(),
             clock: self.inner.clock.clone(),
             registry: self.inner.registry.clone(),
+            fetch_slots: self.inner.fetch_slots.clone(),
         };
         let actor = Actor::new(serial, record, deps, cmd_rx, state_tx);
         self.inner.actors.spawn(actor.run());

@@ -5,7 +5,7 @@ mod sqlite;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Pair, PhoneNumber, SessionId, SessionStatus};
+use crate::domain::{Pair, PhoneNumber, SessionId, SessionStatus, UserId};
 use crate::engine::RawContact;
 
 pub use sqlite::SqliteStore;
@@ -279,4 +279,44 @@ pub trait Store: Send + Sync + 'static {
         query: &ContactQuery,
         recent_since_s: i64,
     ) -> StoreResult<(Vec<ContactRecord>, i64)>;
+}
+
+/// A tenant API key as stored: never the key, only its hash.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiKeyRecord {
+    pub id: i64,
+    /// The non-secret part of the key, by which a presented key is found.
+    pub public_id: String,
+    pub user_id: UserId,
+    pub name: Option<String>,
+    pub key_hash: Vec<u8>,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewApiKey<'a> {
+    pub public_id: &'a str,
+    pub user_id: UserId,
+    pub name: Option<&'a str>,
+    pub key_hash: &'a [u8],
+    pub now_ms: i64,
+}
+
+/// Tenant keys; apart from [`Store`] because they are the gate, not the data behind it.
+#[async_trait]
+pub trait KeyStore: Send + Sync + 'static {
+    async fn insert_api_key(&self, key: NewApiKey<'_>) -> StoreResult<ApiKeyRecord>;
+    /// The key with this public id, unless revoked.
+    async fn active_api_key(&self, public_id: &str) -> StoreResult<Option<ApiKeyRecord>>;
+    /// A page of the keys not revoked, oldest first, of one user when given; and their total.
+    async fn list_api_keys(
+        &self,
+        user: Option<UserId>,
+        page: i64,
+        limit: i64,
+    ) -> StoreResult<(Vec<ApiKeyRecord>, i64)>;
+    /// Revokes a key not yet revoked; `None` when there is no such key.
+    async fn revoke_api_key(&self, id: i64, now_ms: i64) -> StoreResult<Option<ApiKeyRecord>>;
+    async fn touch_api_key(&self, id: i64, now_ms: i64) -> StoreResult<()>;
 }

@@ -8,6 +8,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use serde_json::Value;
 use tower::ServiceExt;
+use whatsapp_manager::auth::{AdminKeyHash, ApiKeys};
 use whatsapp_manager::clock::SystemClock;
 use whatsapp_manager::domain::{Pair, SessionId};
 use whatsapp_manager::engine::RawContact;
@@ -20,6 +21,30 @@ struct DownStore;
 
 fn down<T>() -> StoreResult<T> {
     Err(anyhow::anyhow!("database is gone"))
+}
+
+#[async_trait]
+impl KeyStore for DownStore {
+    async fn insert_api_key(&self, _: NewApiKey<'_>) -> StoreResult<ApiKeyRecord> {
+        down()
+    }
+    async fn active_api_key(&self, _: &str) -> StoreResult<Option<ApiKeyRecord>> {
+        down()
+    }
+    async fn list_api_keys(
+        &self,
+        _: Option<whatsapp_manager::domain::UserId>,
+        _: i64,
+        _: i64,
+    ) -> StoreResult<(Vec<ApiKeyRecord>, i64)> {
+        down()
+    }
+    async fn revoke_api_key(&self, _: i64, _: i64) -> StoreResult<Option<ApiKeyRecord>> {
+        down()
+    }
+    async fn touch_api_key(&self, _: i64, _: i64) -> StoreResult<()> {
+        down()
+    }
 }
 
 #[async_trait]
@@ -91,6 +116,7 @@ async fn call(app: axum::Router, method: &str, uri: &str, body: &str) -> (Status
         .method(method)
         .uri(uri)
         .header("content-type", "application/json")
+        .header("x-api-key", "admin-key")
         .body(Body::from(body.to_string()))
         .unwrap();
     let res = app.oneshot(req).await.unwrap();
@@ -113,7 +139,12 @@ async fn health_is_503_and_other_routes_500_in_the_envelope_when_the_database_is
     .unwrap();
     let store: Arc<dyn Store> = Arc::new(DownStore);
     let state = AppState {
-        manager: SessionManager::new(Arc::new(net.clone()), store.clone(), clock.clone()),
+        manager: SessionManager::new(Arc::new(net.clone()), store.clone(), clock.clone(), 4),
+        keys: ApiKeys::new(
+            Some(AdminKeyHash::of("admin-key")),
+            Arc::new(DownStore),
+            clock.clone(),
+        ),
         store,
         clock,
         sim: Some(net),
@@ -152,6 +183,20 @@ async fn health_is_503_and_other_routes_500_in_the_envelope_when_the_database_is
         assert_eq!(v["status_code"], 500);
     }
     // Input is still validated first: a client mistake stays a 400.
-    let (s, _) = call(app, "GET", "/api/whatsapp/status?user_id=x&place_id=2", "").await;
+    let (s, _) = call(
+        app.clone(),
+        "GET",
+        "/api/whatsapp/status?user_id=x&place_id=2",
+        "",
+    )
+    .await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
+    // A tenant key cannot be checked without the database: an error, never a way in.
+    let req = Request::builder()
+        .uri("/api/whatsapp/status?user_id=1&place_id=2")
+        .header("x-api-key", "wam_0123456789ab_secret")
+        .body(Body::empty())
+        .unwrap();
+    let res = app.oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
 }

@@ -20,6 +20,8 @@ pub struct TestApp {
     pub clock: Arc<ManualClock>,
     pub config: Config,
     pub dir: Arc<tempfile::TempDir>,
+    /// Sent with every request of the helpers, when set.
+    pub api_key: Option<String>,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -37,6 +39,18 @@ pub fn test_config(dir: &tempfile::TempDir) -> Config {
 
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
+}
+
+pub const ADMIN_KEY: &str = "test-admin-key-0123456789";
+
+/// A server that asks for keys; the helpers send the admin key.
+pub async fn spawn_app_with_admin_key() -> TestApp {
+    let mut app = spawn_app_with(|c| {
+        c.admin_key = Some(whatsapp_manager::auth::AdminKeyHash::of(ADMIN_KEY));
+    })
+    .await;
+    app.api_key = Some(ADMIN_KEY.to_string());
+    app
 }
 
 pub async fn spawn_app_with(tune: impl FnOnce(&mut Config)) -> TestApp {
@@ -64,6 +78,7 @@ async fn start(config: Config, dir: Arc<tempfile::TempDir>, clock: Arc<ManualClo
         clock,
         config,
         dir,
+        api_key: None,
         shutdown: Some(tx),
         server: Some(server),
     }
@@ -83,7 +98,9 @@ impl TestApp {
     /// Stops the server and starts a new one on the same database, data folder and clock.
     pub async fn restart_server(mut self) -> TestApp {
         self.stop().await;
-        start(self.config.clone(), self.dir.clone(), self.clock.clone()).await
+        let mut app = start(self.config.clone(), self.dir.clone(), self.clock.clone()).await;
+        app.api_key = self.api_key.clone();
+        app
     }
 
     pub async fn request(
@@ -92,7 +109,22 @@ impl TestApp {
         path: &str,
         body: Option<Value>,
     ) -> (StatusCode, Value) {
+        self.request_as(self.api_key.as_deref(), method, path, body)
+            .await
+    }
+
+    /// A request carrying `key` in `X-Api-Key` (none when `None`).
+    pub async fn request_as(
+        &self,
+        key: Option<&str>,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let mut req = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(k) = key {
+            req = req.header("x-api-key", k);
+        }
         if let Some(b) = body {
             req = req.json(&b);
         }
@@ -124,14 +156,14 @@ impl TestApp {
         content_type: &str,
         body: impl Into<reqwest::Body>,
     ) -> (StatusCode, Value) {
-        let res = self
+        let mut req = self
             .client
             .request(method, format!("{}{path}", self.base))
-            .header("content-type", content_type)
-            .body(body)
-            .send()
-            .await
-            .expect("request");
+            .header("content-type", content_type);
+        if let Some(k) = &self.api_key {
+            req = req.header("x-api-key", k);
+        }
+        let res = req.body(body).send().await.expect("request");
         let status = res.status();
         let text = res.text().await.expect("body");
         let value = serde_json::from_str(&text)

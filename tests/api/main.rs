@@ -8,5 +8,6 @@ mod conventions;
 mod database_down;
 mod fetch;
 mod groups;
+mod keys;
 mod lifecycle;
 mod process;

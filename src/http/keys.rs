@@ -1,0 +1,141 @@
+//! The key check in front of every route but health, and the admin's key management.
+
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::extract::{Body, Query, pagination_json};
+use super::{AppState, envelope};
+use crate::auth::{Caller, KEY_NAME_MAX_CHARS};
+use crate::clock::rfc3339_ms;
+use crate::domain::{UserId, parse_positive_str};
+use crate::error::{AppError, AppResult};
+use crate::store::ApiKeyRecord;
+
+/// The key of a request: `X-Api-Key`, else `Authorization: Bearer`.
+fn presented_key(headers: &HeaderMap) -> AppResult<Option<&str>> {
+    if let Some(v) = headers.get("x-api-key") {
+        let key = v
+            .to_str()
+            .map_err(|_| AppError::Unauthorized("The API key is not valid or was revoked".into()))?
+            .trim();
+        return Ok(Some(key).filter(|k| !k.is_empty()));
+    }
+    let Some(v) = headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let v = v.to_str().unwrap_or("").trim();
+    match v.split_once(' ') {
+        Some((scheme, key)) if scheme.eq_ignore_ascii_case("bearer") && !key.trim().is_empty() => {
+            Ok(Some(key.trim()))
+        }
+        _ => Err(AppError::Unauthorized(
+            "The Authorization header must be \"Bearer <API key>\"".into(),
+        )),
+    }
+}
+
+/// Decides the caller once; handlers then only ask it whether a pair is theirs.
+pub async fn require_key(State(st): State<AppState>, mut req: Request, next: Next) -> Response {
+    let caller = match presented_key(req.headers()) {
+        Ok(key) => st.keys.authenticate(key).await,
+        Err(e) => Err(e),
+    };
+    match caller {
+        Ok(caller) => {
+            req.extensions_mut().insert(caller);
+            next.run(req).await
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+fn key_json(k: &ApiKeyRecord) -> Value {
+    json!({
+        "id": k.id,
+        "user_id": k.user_id,
+        "name": k.name,
+        "prefix": format!("wam_{}", k.public_id),
+        "created_at": rfc3339_ms(k.created_at),
+        "last_used_at": k.last_used_at.and_then(rfc3339_ms),
+    })
+}
+
+#[derive(Deserialize)]
+pub struct CreateKeyBody {
+    #[serde(default)]
+    user_id: Option<Value>,
+    #[serde(default)]
+    name: Option<Value>,
+}
+
+fn key_name(raw: &Option<Value>) -> AppResult<Option<String>> {
+    let invalid = || {
+        AppError::BadRequest(format!(
+            "name must be a string of 1 to {KEY_NAME_MAX_CHARS} characters"
+        ))
+    };
+    match raw {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => {
+            let s = s.trim();
+            if s.is_empty() || s.chars().count() > KEY_NAME_MAX_CHARS {
+                return Err(invalid());
+            }
+            Ok(Some(s.to_owned()))
+        }
+        Some(_) => Err(invalid()),
+    }
+}
+
+/// # `POST /api/admin/keys`
+pub async fn create(
+    State(st): State<AppState>,
+    caller: Caller,
+    Body(b): Body<CreateKeyBody>,
+) -> AppResult<Response> {
+    caller.require_admin("manage API keys")?;
+    let user_id = UserId::from_json(b.user_id.as_ref())?;
+    let name = key_name(&b.name)?;
+    let created = st.keys.create(user_id, name.as_deref()).await?;
+    let mut data = key_json(&created.record);
+    data["key"] = Value::String(created.key);
+    Ok(envelope::with_status(
+        StatusCode::CREATED,
+        data,
+        "API key created. Store it now: it is not shown again.",
+    ))
+}
+
+/// # `GET /api/admin/keys`
+pub async fn list(State(st): State<AppState>, caller: Caller, q: Query) -> AppResult<Response> {
+    caller.require_admin("manage API keys")?;
+    let user = q.user_filter()?;
+    let (page, limit) = q.pagination()?;
+    let (keys, total) = st.keys.list(user, page, limit).await?;
+    Ok(envelope::ok(
+        json!({
+            "keys": keys.iter().map(key_json).collect::<Vec<_>>(),
+            "pagination": pagination_json(page, limit, total),
+        }),
+        "API keys retrieved",
+    ))
+}
+
+/// # `DELETE /api/admin/keys/{key_id}`
+pub async fn revoke(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(key_id): Path<String>,
+) -> AppResult<Response> {
+    caller.require_admin("manage API keys")?;
+    let id = parse_positive_str("key_id", &key_id)?;
+    let k = st.keys.revoke(id).await?;
+    Ok(envelope::ok(
+        json!({ "id": k.id, "user_id": k.user_id, "revoked": true }),
+        "API key revoked",
+    ))
+}
