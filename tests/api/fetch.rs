@@ -115,7 +115,7 @@ async fn of_many_racing_fetch_requests_exactly_one_is_accepted() {
     app.ready_session(1, 2).await;
     // Slow enough that no racer can arrive after it ended.
     app.fault(1, 2, "slow_fetch").await;
-    let calls: Vec<_> = (0..60).map(|_| app.start_fetch(1, 2)).collect();
+    let calls: Vec<_> = (0..200).map(|_| app.start_fetch(1, 2)).collect();
     let results = futures::future::join_all(calls).await;
     let accepted = results.iter().filter(|(s, _)| *s == StatusCode::OK).count();
     let conflicts = results
@@ -123,7 +123,7 @@ async fn of_many_racing_fetch_requests_exactly_one_is_accepted() {
         .filter(|(s, _)| *s == StatusCode::CONFLICT)
         .count();
     assert_eq!(accepted, 1, "{results:?}");
-    assert_eq!(conflicts, 59);
+    assert_eq!(conflicts, 199);
     app.wait_fetch_end(1, 2).await;
 }
 
@@ -501,4 +501,67 @@ async fn activity_stamped_in_the_future_does_not_pin_a_contact_in_the_90_day_gro
         vec!["+966512345003"]
     );
     assert_eq!(app.group_numbers(1, 2, ALL_GROUP).await.len(), 3);
+}
+
+#[tokio::test]
+async fn fetches_beyond_the_server_cap_wait_in_a_queue_and_all_complete() {
+    let app = spawn_app_with(|c| c.max_concurrent_fetches = 1).await;
+    app.ready_session(1, 1).await;
+    app.ready_session(2, 1).await;
+    app.fault(1, 1, "slow_fetch").await;
+    let (s, v) = app.start_fetch(1, 1).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    // Queued, not refused.
+    let (s, v) = app.start_fetch(2, 1).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let waiting = app.progress(2, 1).await;
+    assert_eq!(waiting["status"], "fetching_contacts", "{waiting}");
+    assert_eq!(waiting["is_fetching"], true);
+    assert_eq!(
+        waiting["processed"], 0,
+        "it waits for the running fetch: {waiting}"
+    );
+    // Its place in the queue is its own: a second request for it is still a conflict.
+    let (s, _) = app.start_fetch(2, 1).await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    let first = app.wait_fetch_end(1, 1).await;
+    let second = app.wait_fetch_end(2, 1).await;
+    for done in [first, second] {
+        assert_eq!(done["contacts_fetch_completed"], true, "{done}");
+        assert!(done["total_contacts"].as_i64().unwrap() > 0, "{done}");
+        assert_eq!(
+            done["total_contacts"], done["fetch_summary"]["imported"],
+            "{done}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_queued_fetch_is_let_go_cleanly_by_a_restart() {
+    let app = spawn_app_with(|c| c.max_concurrent_fetches = 1).await;
+    app.ready_session(1, 1).await;
+    app.ready_session(2, 1).await;
+    app.fault(1, 1, "slow_fetch").await;
+    app.start_fetch(1, 1).await;
+    let (s, _) = app.start_fetch(2, 1).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, v) = app
+        .post(
+            "/api/whatsapp/restart",
+            json!({"user_id": 2, "place_id": 1}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let st = app.wait_status(2, 1, "ready").await;
+    assert!(
+        st["contacts_fetch_error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("interrupted"),
+        "{st}"
+    );
+    // The slot it never got is not lost: the next fetch runs once the first ends.
+    app.wait_fetch_end(1, 1).await;
+    let done = app.fetch_and_wait(2, 1).await;
+    assert_eq!(done["contacts_fetch_completed"], true, "{done}");
 }

@@ -37,7 +37,7 @@ async fn a_second_init_returns_the_live_session() {
 async fn concurrent_inits_for_one_pair_make_one_session() {
     let app = spawn_app().await;
     let mut calls = Vec::new();
-    for _ in 0..30 {
+    for _ in 0..100 {
         calls.push(app.post("/api/whatsapp/init", json!({"user_id": 5, "place_id": 6})));
     }
     let results = futures::future::join_all(calls).await;

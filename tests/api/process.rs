@@ -9,6 +9,8 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_whatsapp-manager");
+/// Every server here runs as in production: with an admin key, sent by its client.
+const ADMIN_KEY: &str = "process-admin-key-5f1c9a";
 
 /// The server as a child process, its stderr (the logs) collected as it goes.
 struct Server {
@@ -29,18 +31,19 @@ impl Server {
     async fn start_raw(dir: &std::path::Path, extra: &[&str]) -> Server {
         let db = format!("sqlite://{}", dir.join("wam.db").display());
         let data = dir.join("data");
+        let listen = if extra.contains(&"--listen") {
+            &[][..]
+        } else {
+            &["--listen", "127.0.0.1:0"][..]
+        };
         let mut child = Command::new(BIN)
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--database",
-                &db,
-                "--data-dir",
-            ])
+            .arg("serve")
+            .args(listen)
+            .args(["--database", &db, "--data-dir"])
             .arg(&data)
             .args(extra)
             .env_remove("WAM_ENGINE")
+            .env("WAM_API_KEY", ADMIN_KEY)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -71,7 +74,17 @@ impl Server {
             child,
             logs,
             base: format!("http://127.0.0.1:{port}"),
-            client: reqwest::Client::new(),
+            client: reqwest::Client::builder()
+                .default_headers(
+                    [(
+                        reqwest::header::HeaderName::from_static("x-api-key"),
+                        reqwest::header::HeaderValue::from_static(ADMIN_KEY),
+                    )]
+                    .into_iter()
+                    .collect(),
+                )
+                .build()
+                .expect("client"),
         }
     }
 
@@ -85,7 +98,20 @@ impl Server {
         path: &str,
         body: Option<Value>,
     ) -> (StatusCode, Value) {
-        let mut req = self.client.request(method, format!("{}{path}", self.base));
+        self.call_as(ADMIN_KEY, method, path, body).await
+    }
+
+    async fn call_as(
+        &self,
+        key: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .header("x-api-key", key);
         if let Some(b) = body {
             req = req.json(&b);
         }
@@ -194,6 +220,12 @@ fn help_lists_every_flag_with_its_environment_variable() {
         "--sim-qr-interval",
         "--sim-qr-attempts",
         "--sim-fetch-delay-ms",
+        "--api-key",
+        "WAM_API_KEY",
+        "--request-timeout",
+        "WAM_REQUEST_TIMEOUT",
+        "--max-concurrent-fetches",
+        "WAM_MAX_CONCURRENT_FETCHES",
     ] {
         assert!(help.contains(flag), "--help lacks {flag}:\n{help}");
     }
@@ -270,6 +302,87 @@ async fn the_default_engine_offline_gives_a_clear_status_and_stays_responsive() 
     assert!(!logs.contains("panicked"), "{logs}");
 }
 
+/// `serve` without an admin key on `listen`; its exit code and logs if it stopped by itself.
+fn serve_without_a_key(dir: &std::path::Path, listen: &str, key_env: Option<&str>) -> Child {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["serve", "--engine", "sim", "--listen", listen, "--database"])
+        .arg(format!("sqlite://{}", dir.join("wam.db").display()))
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .env_remove("WAM_API_KEY")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    if let Some(v) = key_env {
+        cmd.env("WAM_API_KEY", v);
+    }
+    cmd.spawn().expect("start server")
+}
+
+#[test]
+fn without_an_admin_key_a_public_listen_address_is_refused() {
+    // An empty WAM_API_KEY is no key.
+    for key in [None, Some(""), Some("   ")] {
+        let dir = tempfile::tempdir().unwrap();
+        let child = serve_without_a_key(dir.path(), "0.0.0.0:0", key);
+        let out = child.wait_with_output().expect("wait");
+        assert_eq!(out.status.code(), Some(2), "{key:?}");
+        let logs = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            logs.contains("refusing to listen on 0.0.0.0:0 without an admin API key"),
+            "{logs}"
+        );
+        assert!(!logs.contains("listening on"), "{logs}");
+    }
+}
+
+#[tokio::test]
+async fn without_an_admin_key_the_server_warns_and_serves_loopback_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = serve_without_a_key(dir.path(), "127.0.0.1:0", None);
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines().map_while(Result::ok);
+    let mut seen = String::new();
+    let port = loop {
+        let line = lines
+            .next()
+            .unwrap_or_else(|| panic!("server ended: {seen}"));
+        seen.push_str(&line);
+        seen.push('\n');
+        if let Some(rest) = line.split("listening on http://127.0.0.1:").nth(1) {
+            break rest.split(' ').next().unwrap().to_string();
+        }
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(seen.contains("⚠️ No admin API key is set"), "{seen}");
+    assert!(!port.is_empty());
+}
+
+#[tokio::test]
+async fn with_an_admin_key_a_public_address_is_served_and_keys_are_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = Server::start(dir.path(), &["--listen", "0.0.0.0:0"]).await;
+    assert!(!srv.logs().contains("No admin API key"), "{}", srv.logs());
+    let res = reqwest::get(format!(
+        "{}/api/whatsapp/status?user_id=1&place_id=2",
+        srv.base
+    ))
+    .await
+    .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    let (s, _) = srv.call(reqwest::Method::GET, "/api/health", None).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = srv
+        .call(
+            reqwest::Method::GET,
+            "/api/whatsapp/status?user_id=1&place_id=2",
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+}
+
 #[test]
 fn a_bad_flag_value_is_refused_before_starting() {
     let out = Command::new(BIN)
@@ -338,19 +451,13 @@ async fn logs_follow_the_notes_and_never_carry_qr_payloads() {
     );
 }
 
-/// A server fetching a 30,000-contact book slowly, with at least `landed` contacts saved.
+/// A server fetching a 100,000-contact book slowly, with at least `landed` contacts saved.
+const BOOK: usize = 100_000;
+
 async fn server_mid_fetch(dir: &std::path::Path, landed: i64) -> (Server, Value) {
-    let srv = Server::start(
-        dir,
-        &["--sim-auto-scan", "0", "--sim-fetch-delay-ms", "200"],
-    )
-    .await;
+    let srv = Server::start(dir, &["--sim-auto-scan", "0", "--sim-fetch-delay-ms", "60"]).await;
     let (s, _) = srv
-        .call(
-            reqwest::Method::PUT,
-            "/api/sim/phonebook",
-            Some(book(30_000)),
-        )
+        .call(reqwest::Method::PUT, "/api/sim/phonebook", Some(book(BOOK)))
         .await;
     assert_eq!(s, StatusCode::OK);
     srv.post("/api/whatsapp/init", pair()).await;
@@ -391,7 +498,7 @@ async fn sigterm_mid_fetch_exits_promptly_and_leaves_the_fetch_resumable() {
     let done = srv
         .wait_for("fetched", |s| s["contacts_fetch_completed"] == true)
         .await;
-    assert_eq!(done["total_contacts"], 30_000);
+    assert_eq!(done["total_contacts"], BOOK);
     assert_eq!(done["total_groups"], 2);
 }
 
@@ -411,7 +518,7 @@ async fn kill_9_mid_fetch_loses_nothing_and_duplicates_nothing() {
     let done = srv
         .wait_for("fetched", |s| s["contacts_fetch_completed"] == true)
         .await;
-    assert_eq!(done["total_contacts"], 30_000);
+    assert_eq!(done["total_contacts"], BOOK);
     let (_, groups) = srv
         .call(
             reqwest::Method::GET,
@@ -421,7 +528,28 @@ async fn kill_9_mid_fetch_loses_nothing_and_duplicates_nothing() {
         .await;
     let groups = groups["data"]["groups"].as_array().unwrap().clone();
     assert_eq!(groups.len(), 2);
-    assert_eq!(groups[0]["contact_count"], 30_000);
+    assert_eq!(groups[0]["contact_count"], BOOK);
     // Activity spreads over 200 days in steps of one day: days 0..=89 are recent.
-    assert_eq!(groups[1]["contact_count"], 30_000 / 200 * 90);
+    assert_eq!(groups[1]["contact_count"], BOOK / 200 * 90);
+    // No number twice: the group's pages hold BOOK distinct numbers.
+    let mut seen = std::collections::HashSet::new();
+    for page in 1..=(BOOK / 1000) {
+        let (s, v) = srv
+            .call(
+                reqwest::Method::GET,
+                &format!(
+                    "/api/whatsapp/groups/{}/contacts?user_id=1&place_id=2&page={page}&limit=1000",
+                    groups[0]["id"]
+                ),
+                None,
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        for c in v["data"]["contacts"].as_array().unwrap() {
+            assert!(seen.insert(c["phone_number"].as_str().unwrap().to_string()));
+        }
+    }
+    assert_eq!(seen.len(), BOOK);
+    let st = srv.wait_status("ready").await;
+    assert_eq!(st["contacts_fetch_error"], Value::Null, "{st}");
 }
