@@ -5,9 +5,26 @@ use std::fmt;
 
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
+
+/// `RUST_LOG`, or a default that keeps the WhatsApp library at `warn`: it is chatty at info
+/// (every reconnect attempt), and our own lines say what a person needs, with the session id.
+pub fn filter() -> EnvFilter {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new(
+            "info,sqlx=warn,whatsapp_rust=warn,wacore=warn,whatsapp_rust_tokio_transport=warn",
+        )
+    });
+    // Whatever the level asked for: the library prints pairing codes at info under this
+    // target, and a pairing code is a credential.
+    match "Client/PairCode=warn".parse() {
+        Ok(d) => filter.add_directive(d),
+        Err(_) => filter,
+    }
+}
 
 const PREFIXES: [&str; 7] = ["✅", "ℹ️", "⚠️", "❌", "🏗️", "⚡", "🔄"];
 

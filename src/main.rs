@@ -1,7 +1,6 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
 use whatsapp_manager::config::{Cli, Command};
 use whatsapp_manager::logging::EmojiPrefix;
 use whatsapp_manager::{Application, Config};
@@ -9,19 +8,7 @@ use whatsapp_manager::{Application, Config};
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    // The WhatsApp library is chatty at info (every reconnect attempt); our own lines say
-    // what a person needs, with the session id.
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        EnvFilter::new(
-            "info,sqlx=warn,whatsapp_rust=warn,wacore=warn,whatsapp_rust_tokio_transport=warn",
-        )
-    });
-    // Whatever the level asked for: the library prints pairing codes at info under this
-    // target, and a pairing code is a credential.
-    let filter = match "Client/PairCode=warn".parse() {
-        Ok(d) => filter.add_directive(d),
-        Err(_) => filter,
-    };
+    let filter = whatsapp_manager::logging::filter();
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(filter)

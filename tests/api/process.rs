@@ -449,6 +449,7 @@ async fn logs_follow_the_notes_and_never_carry_qr_payloads() {
         !logs.contains("data:image/png"),
         "a QR image reached the logs"
     );
+    assert!(!logs.contains(ADMIN_KEY), "the admin key reached the logs");
 }
 
 /// A server fetching a 100,000-contact book slowly, with at least `landed` contacts saved.

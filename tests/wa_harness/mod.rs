@@ -16,14 +16,16 @@ use whatsapp_manager::engine::whatsapp::WhatsAppOptions;
 use whatsapp_manager::{Application, Config};
 
 pub const PHONE: &str = "966501234567";
+/// The server runs as in production, with an admin key; the harness' client sends it.
+pub const ADMIN_KEY: &str = "e2e-admin-key-7d3f0b";
 /// Long enough for a loaded 2-core CI box; every wait ends as soon as its condition holds.
 pub const WAIT: Duration = Duration::from_secs(60);
 
 pub struct Server {
     pub fake: FakeWhatsApp,
     pub dir: tempfile::TempDir,
-    base: String,
-    http: reqwest::Client,
+    pub base: String,
+    pub http: reqwest::Client,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -35,7 +37,17 @@ impl Server {
             fake,
             dir,
             base: String::new(),
-            http: reqwest::Client::new(),
+            http: reqwest::Client::builder()
+                .default_headers(
+                    [(
+                        reqwest::header::HeaderName::from_static("x-api-key"),
+                        reqwest::header::HeaderValue::from_static(ADMIN_KEY),
+                    )]
+                    .into_iter()
+                    .collect(),
+                )
+                .build()
+                .expect("client"),
             stop: None,
             task: None,
         };
@@ -49,6 +61,7 @@ impl Server {
         c.database_url = format!("sqlite://{}", self.dir.path().join("wam.db").display());
         c.data_dir = self.dir.path().join("data");
         c.engine = EngineKind::Whatsapp;
+        c.admin_key = Some(whatsapp_manager::auth::AdminKeyHash::of(ADMIN_KEY));
         c
     }
 
