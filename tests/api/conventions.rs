@@ -374,20 +374,35 @@ async fn an_empty_body_on_init_answers_400_naming_user_id() {
 }
 
 #[tokio::test]
-async fn a_body_over_one_mebibyte_on_init_answers_413_in_the_error_envelope() {
+async fn a_body_over_64_kibibytes_answers_413_in_the_error_envelope_and_does_nothing() {
     let app = spawn_app().await;
-    let pad = "x".repeat(1024 * 1024 + 1024);
-    let body = json!({"user_id": 1, "place_id": 1, "pad": pad}).to_string();
-    let (s, h, text) = raw(
-        &app,
-        Method::POST,
+    let pad = "x".repeat(64 * 1024);
+    for path in [
         "/api/whatsapp/init",
-        Some("application/json"),
-        Some(body.into_bytes()),
-    )
-    .await;
-    assert_error_envelope(s, &h, &text, 413);
+        "/api/whatsapp/start-contact-fetch",
+        "/api/admin/keys",
+    ] {
+        let body = json!({"user_id": 1, "place_id": 1, "pad": pad}).to_string();
+        let (s, h, text) = raw(
+            &app,
+            Method::POST,
+            path,
+            Some("application/json"),
+            Some(body.into_bytes()),
+        )
+        .await;
+        assert_error_envelope(s, &h, &text, 413);
+    }
     assert_no_session_was_created(&app).await;
+    let (_, v) = app.get("/api/admin/keys").await;
+    assert_eq!(
+        v["data"]["pagination"]["total"], 0,
+        "no key was created: {v}"
+    );
+    // Just under the limit is read (and judged on its content).
+    let body = json!({"user_id": 1, "place_id": 1, "pad": "x".repeat(60 * 1024)});
+    let (s, v) = app.post("/api/whatsapp/init", body).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
 }
 
 #[tokio::test]
