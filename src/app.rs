@@ -18,6 +18,8 @@ use crate::http::{AppState, router};
 use crate::session::SessionManager;
 use crate::store::{SqliteStore, Store};
 
+const HTTP_DRAIN: std::time::Duration = std::time::Duration::from_secs(2);
+
 pub struct ApplicationBuilder {
     config: Config,
     clock: SharedClock,
@@ -142,10 +144,27 @@ impl Application {
             listener.local_addr()?,
             state.engine
         );
-        axum::serve(listener, router(state))
-            .with_graceful_shutdown(shutdown)
-            .await
-            .context("HTTP server failed")?;
+        let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = axum::serve(listener, router(state))
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                let _ = stopping_tx.send(());
+            })
+            .into_future();
+        // Requests still running when the stop comes get a short drain, not the full request
+        // timeout: the whole stop must fit in the 10 s before a SIGKILL.
+        let drain_over = async move {
+            if stopping_rx.await.is_err() {
+                std::future::pending::<()>().await;
+            }
+            tokio::time::sleep(HTTP_DRAIN).await;
+        };
+        tokio::select! {
+            served = server => served.context("HTTP server failed")?,
+            () = drain_over => {
+                tracing::warn!("⚠️ Requests still running after {HTTP_DRAIN:?} were cut short");
+            }
+        }
         tracing::info!("ℹ️ Shutting down: stopping sessions");
         manager.shutdown().await;
         store.close().await;

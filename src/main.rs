@@ -5,9 +5,26 @@ use whatsapp_manager::config::{Cli, Command};
 use whatsapp_manager::logging::EmojiPrefix;
 use whatsapp_manager::{Application, Config};
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("❌ Cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = runtime.block_on(run(cli));
+    // A blocking call still stuck in a library (an HTTP fetch, a file lock) must not hold
+    // the exit past the stop's budget.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    code
+}
+
+async fn run(cli: Cli) -> ExitCode {
     let filter = whatsapp_manager::logging::filter();
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt()

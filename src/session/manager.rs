@@ -17,7 +17,8 @@ use crate::error::{AppError, AppResult};
 use crate::store::{SessionRecord, Store};
 
 // Above a real client's bounded stop (flush, then close), so a stop is never cut short.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(15);
+/// Within the 10 s a process manager gives between SIGTERM and SIGKILL, after the HTTP drain.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(6);
 
 /// Live actors by pair. The std mutex is never held across an `.await`.
 #[derive(Default)]
