@@ -5,6 +5,7 @@ pub mod extract;
 mod groups;
 mod health;
 mod linking;
+pub mod openapi;
 mod sessions;
 mod sim;
 
