@@ -17,9 +17,11 @@ use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{Method, StatusCode, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
+use utoipa_swagger_ui::SwaggerUi;
 
 use crate::clock::SharedClock;
 use crate::engine::sim::SimNetwork;
@@ -44,35 +46,72 @@ pub struct AppState {
     pub request_timeout: Duration,
 }
 
-pub fn router(state: AppState) -> Router {
-    let timeout = state.request_timeout;
-    let whatsapp = Router::new()
-        .route("/init", post(sessions::init))
-        .route("/status", get(sessions::status))
-        .route("/qr", get(linking::qr))
-        .route("/pair-code", post(linking::pair_code))
-        .route("/info", get(sessions::info))
-        .route("/restart", post(sessions::restart))
-        .route("/logout", post(sessions::logout))
-        .route("/stats", get(sessions::stats))
-        .route("/start-contact-fetch", post(sessions::start_contact_fetch))
-        .route("/contacts/progress", get(sessions::progress))
-        .route("/groups", get(groups::list))
-        .route("/groups/{group_id}/contacts", get(groups::contacts));
+pub const OPENAPI_PATH: &str = "/api/openapi.json";
+pub const DOCS_PATH: &str = "/docs";
 
-    let mut app = Router::new()
-        .route("/api/health", get(health::health))
+/// The API's routes. Each is registered with `routes!`, which reads the method and path from
+/// the handler's `#[utoipa::path]`: the router and the OpenAPI document come from the same
+/// place, so neither can have a route the other lacks. Never add one with `.route`.
+fn api(with_sim: bool) -> OpenApiRouter<AppState> {
+    let whatsapp = OpenApiRouter::new()
+        .routes(routes!(sessions::init))
+        .routes(routes!(sessions::status))
+        .routes(routes!(linking::qr))
+        .routes(routes!(linking::pair_code))
+        .routes(routes!(sessions::info))
+        .routes(routes!(sessions::restart))
+        .routes(routes!(sessions::logout))
+        .routes(routes!(sessions::stats))
+        .routes(routes!(sessions::start_contact_fetch))
+        .routes(routes!(sessions::progress))
+        .routes(routes!(groups::list))
+        .routes(routes!(groups::contacts));
+
+    let mut app = OpenApiRouter::new()
+        .routes(routes!(health::health))
         .nest("/api/whatsapp", whatsapp);
-    if state.sim.is_some() {
-        let sim = Router::new()
-            .route(
-                "/phonebook",
-                put(sim::set_phonebook).layer(DefaultBodyLimit::max(PHONEBOOK_BODY_LIMIT)),
-            )
-            .route("/scan", post(sim::scan))
-            .route("/fault", post(sim::fault));
+    if with_sim {
+        let sim = OpenApiRouter::new()
+            .routes(routes!(sim::set_phonebook).layer(DefaultBodyLimit::max(PHONEBOOK_BODY_LIMIT)))
+            .routes(routes!(sim::scan))
+            .routes(routes!(sim::fault));
         app = app.nest("/api/sim", sim);
     }
+    app
+}
+
+/// The OpenAPI document, with the sim routes whatever the engine: it describes the product.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    openapi::document(api(true).into_openapi())
+}
+
+/// Every (METHOD, path) the router serves besides the documentation itself, as registered.
+pub fn routes(with_sim: bool) -> Vec<(String, String)> {
+    let doc = api(with_sim).into_openapi();
+    let mut out = Vec::new();
+    for (path, item) in doc.paths.paths {
+        let methods = [
+            ("GET", item.get.is_some()),
+            ("PUT", item.put.is_some()),
+            ("POST", item.post.is_some()),
+            ("DELETE", item.delete.is_some()),
+            ("PATCH", item.patch.is_some()),
+        ];
+        for (method, present) in methods {
+            if present {
+                out.push((method.to_string(), path.clone()));
+            }
+        }
+    }
+    out
+}
+
+pub fn router(state: AppState) -> Router {
+    let timeout = state.request_timeout;
+    let (app, _) = api(state.sim.is_some()).split_for_parts();
+    // Inside the middleware below, like every route: errors get the envelope, and whatever
+    // guards the API later guards its description too.
+    let app = app.merge(SwaggerUi::new(DOCS_PATH).url(OPENAPI_PATH, openapi()));
     // Outermost last: the envelope middleware must see what the timeout produces.
     app.fallback(not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

@@ -9,4 +9,5 @@ mod database_down;
 mod fetch;
 mod groups;
 mod lifecycle;
+mod openapi;
 mod process;
