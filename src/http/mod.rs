@@ -85,6 +85,11 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     openapi::document(api(true).into_openapi())
 }
 
+/// The document as `GET /api/openapi.json` serves it.
+pub fn openapi_json() -> serde_json::Value {
+    openapi::to_json(&openapi())
+}
+
 /// Every (METHOD, path) the router serves besides the documentation itself, as registered.
 pub fn routes(with_sim: bool) -> Vec<(String, String)> {
     let doc = api(with_sim).into_openapi();
@@ -111,7 +116,8 @@ pub fn router(state: AppState) -> Router {
     let (app, _) = api(state.sim.is_some()).split_for_parts();
     // Inside the middleware below, like every route: errors get the envelope, and whatever
     // guards the API later guards its description too.
-    let app = app.merge(SwaggerUi::new(DOCS_PATH).url(OPENAPI_PATH, openapi()));
+    let app =
+        app.merge(SwaggerUi::new(DOCS_PATH).external_url_unchecked(OPENAPI_PATH, openapi_json()));
     // Outermost last: the envelope middleware must see what the timeout produces.
     app.fallback(not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

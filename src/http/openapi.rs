@@ -5,11 +5,12 @@
 // The types below are only ever described, never built or read.
 #![allow(dead_code)]
 
+use utoipa::openapi::link::LinkBuilder;
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::schema::{Object, ObjectBuilder, OneOfBuilder, Schema, Type};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{
-    ContentBuilder, KnownFormat, OpenApi as Document, Ref, ResponseBuilder, SchemaFormat,
+    ContentBuilder, KnownFormat, OpenApi as Document, Ref, RefOr, ResponseBuilder, SchemaFormat,
 };
 use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
 
@@ -72,7 +73,117 @@ pub fn document(paths: Document) -> Document {
     let mut doc = ApiDoc::openapi();
     doc.merge(paths);
     Shared.modify(&mut doc);
+    Flows.modify(&mut doc);
     doc
+}
+
+/// The document as JSON, as served. utoipa 5 writes a link's `operationId`, `operationRef` and
+/// `requestBody` in snake case (utoipa 6 fixed it); without the fix no tool follows a link.
+pub fn to_json(doc: &Document) -> serde_json::Value {
+    let mut json = serde_json::to_value(doc).unwrap_or_default();
+    let responses = json["paths"]
+        .as_object_mut()
+        .into_iter()
+        .flat_map(|paths| paths.values_mut())
+        .filter_map(|item| item.as_object_mut())
+        .flat_map(|item| item.values_mut())
+        .filter_map(|op| op.get_mut("responses").and_then(|r| r.as_object_mut()))
+        .flat_map(|responses| responses.values_mut());
+    for response in responses {
+        let Some(links) = response.get_mut("links").and_then(|l| l.as_object_mut()) else {
+            continue;
+        };
+        for link in links.values_mut().filter_map(|l| l.as_object_mut()) {
+            for (snake, camel) in [
+                ("operation_id", "operationId"),
+                ("operation_ref", "operationRef"),
+                ("request_body", "requestBody"),
+            ] {
+                if let Some(v) = link.remove(snake) {
+                    link.insert(camel.to_string(), v);
+                }
+            }
+        }
+    }
+    json
+}
+
+/// What a client does next with the same pair, by operation id. Links for readers of the
+/// document, and the paths schemathesis' stateful phase walks with generated data (a fuzzed
+/// phone book gets linked, scanned and fetched).
+const NEXT: &[(&str, &[&str])] = &[
+    ("sim_set_phonebook", &["init"]),
+    (
+        "init",
+        &[
+            "status",
+            "qr",
+            "pair_code",
+            "sim_scan",
+            "sim_fault",
+            "restart",
+            "logout",
+        ],
+    ),
+    ("sim_scan", &["start_contact_fetch", "info", "list_groups"]),
+    (
+        "start_contact_fetch",
+        &["contact_fetch_progress", "list_groups", "sim_fault"],
+    ),
+    ("sim_fault", &["start_contact_fetch", "status", "restart"]),
+    ("restart", &["status", "sim_scan"]),
+    ("logout", &["init", "status"]),
+    ("list_groups", &["group_contacts"]),
+];
+
+struct Flows;
+
+impl Modify for Flows {
+    fn modify(&self, doc: &mut Document) {
+        // Operation id → whether it takes the pair in its body (else in the query).
+        let mut in_body = std::collections::HashMap::new();
+        for item in doc.paths.paths.values_mut() {
+            for op in operations(item) {
+                if let Some(id) = &op.operation_id {
+                    in_body.insert(id.clone(), op.request_body.is_some());
+                }
+            }
+        }
+        for item in doc.paths.paths.values_mut() {
+            for op in operations(item) {
+                let Some(id) = op.operation_id.clone() else {
+                    continue;
+                };
+                let Some((_, targets)) = NEXT.iter().find(|(from, _)| *from == id) else {
+                    continue;
+                };
+                let Some(RefOr::T(ok)) = op.responses.responses.get_mut("200") else {
+                    continue;
+                };
+                let from = |field: &str| match in_body.get(&id) {
+                    Some(true) => format!("$request.body#/{field}"),
+                    _ => format!("$request.query.{field}"),
+                };
+                for target in targets.iter() {
+                    let mut link = LinkBuilder::new().operation_id(*target);
+                    if in_body.get(*target).copied().unwrap_or(false) {
+                        link = link.request_body(Some(serde_json::json!({
+                            "user_id": from("user_id"),
+                            "place_id": from("place_id"),
+                        })));
+                    } else {
+                        link = link
+                            .parameter("user_id", from("user_id"))
+                            .parameter("place_id", from("place_id"));
+                    }
+                    if *target == "group_contacts" {
+                        link = link.parameter("group_id", "$response.body#/data/groups/0/id");
+                    }
+                    ok.links.insert((*target).to_string(), link.build().into());
+                }
+            }
+        }
+    }
 }
 
 /// What every operation has in common, added in one place so no handler can forget it.

@@ -264,3 +264,39 @@ fn collect_refs(v: &Value, out: &mut Vec<String>) {
         _ => {}
     }
 }
+
+#[tokio::test]
+async fn every_link_leads_to_an_operation_of_the_document() {
+    let app = spawn_app().await;
+    let doc = document(&app).await;
+    let ids: BTreeSet<String> = operations(&doc)
+        .iter()
+        .map(|(m, p)| {
+            operation(&doc, m, p)["operationId"]
+                .as_str()
+                .expect("id")
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        ids.len(),
+        operations(&doc).len(),
+        "operation ids are unique"
+    );
+    let mut links = 0;
+    for (method, path) in operations(&doc) {
+        let Some(map) = operation(&doc, &method, &path)["responses"]["200"]["links"].as_object()
+        else {
+            continue;
+        };
+        for (name, link) in map {
+            links += 1;
+            let target = link["operationId"].as_str().expect("operationId");
+            assert!(
+                ids.contains(target),
+                "{method} {path} links {name} to {target}"
+            );
+        }
+    }
+    assert!(links > 10, "{links} links");
+}
