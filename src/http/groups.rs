@@ -5,6 +5,10 @@ use axum::response::Response;
 use serde_json::{Value, json};
 
 use super::extract::{Query, pagination_json};
+use super::openapi::{
+    ContactSearchQuery, ErrorEnvelope, GroupContactsResponse, GroupListResponse, GroupPath,
+    PageQuery, PairQuery, tags,
+};
 use super::{AppState, envelope};
 use crate::clock::{rfc3339_ms, rfc3339_secs};
 use crate::domain::{GroupId, parse_positive_str};
@@ -41,6 +45,18 @@ fn contact_json(c: &ContactRecord) -> Value {
 }
 
 /// # `GET /api/whatsapp/groups`
+#[utoipa::path(
+    get,
+    path = "/groups",
+    operation_id = "list_groups",
+    tag = tags::CONTACTS,
+    summary = "The pair's contact groups, automatic ones first",
+    params(PairQuery, PageQuery),
+    responses(
+        (status = 200, description = "One page of groups", body = GroupListResponse),
+        (status = 400, description = "Bad `user_id`, `place_id`, `page` or `limit`", body = ErrorEnvelope),
+    )
+)]
 pub async fn list(State(st): State<AppState>, q: Query) -> AppResult<Response> {
     let pair = q.pair()?;
     let (page, limit) = q.pagination()?;
@@ -58,6 +74,19 @@ pub async fn list(State(st): State<AppState>, q: Query) -> AppResult<Response> {
 }
 
 /// # `GET /api/whatsapp/groups/{group_id}/contacts`
+#[utoipa::path(
+    get,
+    path = "/groups/{group_id}/contacts",
+    operation_id = "group_contacts",
+    tag = tags::CONTACTS,
+    summary = "A group and one page of its contacts, most recently active first",
+    params(GroupPath, PairQuery, PageQuery, ContactSearchQuery),
+    responses(
+        (status = 200, description = "The group and one page of its contacts", body = GroupContactsResponse),
+        (status = 400, description = "Bad `group_id`, `user_id`, `place_id`, `page`, `limit`, `search` or `search_type`", body = ErrorEnvelope),
+        (status = 404, description = "No such group for this pair (another tenant's group is not found either)", body = ErrorEnvelope),
+    )
+)]
 pub async fn contacts(
     State(st): State<AppState>,
     Path(group_id): Path<String>,

@@ -4,10 +4,22 @@ use axum::extract::State;
 use axum::response::Response;
 use serde_json::json;
 
+use super::openapi::{ErrorEnvelope, HealthResponse, tags};
 use super::{AppState, envelope};
 use crate::error::{AppError, AppResult};
 
 /// # `GET /api/health`
+#[utoipa::path(
+    get,
+    path = "/api/health",
+    tag = tags::HEALTH,
+    summary = "Whether the service and its database answer",
+    description = "Needs no API key.",
+    responses(
+        (status = 200, description = "Healthy", body = HealthResponse),
+        (status = 503, description = "The database is unreachable", body = ErrorEnvelope),
+    )
+)]
 pub async fn health(State(st): State<AppState>) -> AppResult<Response> {
     match tokio::time::timeout(Duration::from_secs(3), st.store.ping()).await {
         Ok(Ok(())) => {}

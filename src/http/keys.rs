@@ -8,6 +8,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::extract::{Body, Query, pagination_json};
+use super::openapi::{
+    CreateKeyRequest, CreatedKeyResponse, ErrorEnvelope, KeyListQuery, KeyListResponse, KeyPath,
+    PageQuery, RevokedKeyResponse, tags,
+};
 use super::{AppState, envelope};
 use crate::auth::{Caller, KEY_NAME_MAX_CHARS};
 use crate::clock::rfc3339_ms;
@@ -92,6 +96,19 @@ fn key_name(raw: &Option<Value>) -> AppResult<Option<String>> {
 }
 
 /// # `POST /api/admin/keys`
+#[utoipa::path(
+    post,
+    path = "/keys",
+    operation_id = "create_api_key",
+    tag = tags::ADMIN,
+    summary = "Create a tenant key for one user_id (admin key only)",
+    description = "The key is in the answer this once; the server keeps only its hash.",
+    request_body = CreateKeyRequest,
+    responses(
+        (status = 201, description = "The new key, shown once", body = CreatedKeyResponse),
+        (status = 400, description = "Bad `user_id` or `name`", body = ErrorEnvelope),
+    )
+)]
 pub async fn create(
     State(st): State<AppState>,
     caller: Caller,
@@ -111,6 +128,18 @@ pub async fn create(
 }
 
 /// # `GET /api/admin/keys`
+#[utoipa::path(
+    get,
+    path = "/keys",
+    operation_id = "list_api_keys",
+    tag = tags::ADMIN,
+    summary = "The tenant keys not revoked, oldest first, without their secrets (admin key only)",
+    params(KeyListQuery, PageQuery),
+    responses(
+        (status = 200, description = "One page of keys", body = KeyListResponse),
+        (status = 400, description = "Bad `user_id`, `page` or `limit`", body = ErrorEnvelope),
+    )
+)]
 pub async fn list(State(st): State<AppState>, caller: Caller, q: Query) -> AppResult<Response> {
     caller.require_admin("manage API keys")?;
     let user = q.user_filter()?;
@@ -126,6 +155,19 @@ pub async fn list(State(st): State<AppState>, caller: Caller, q: Query) -> AppRe
 }
 
 /// # `DELETE /api/admin/keys/{key_id}`
+#[utoipa::path(
+    delete,
+    path = "/keys/{key_id}",
+    operation_id = "revoke_api_key",
+    tag = tags::ADMIN,
+    summary = "Revoke a tenant key at once (admin key only)",
+    params(KeyPath),
+    responses(
+        (status = 200, description = "The key is revoked", body = RevokedKeyResponse),
+        (status = 400, description = "`key_id` is not a positive integer", body = ErrorEnvelope),
+        (status = 404, description = "No such key, or already revoked", body = ErrorEnvelope),
+    )
+)]
 pub async fn revoke(
     State(st): State<AppState>,
     caller: Caller,

@@ -6,12 +6,31 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::extract::{Body, Query, pair_from};
+use super::openapi::{
+    ErrorEnvelope, PairCodeRequest, PairCodeResponse, PairQuery, PngImage, QrQuery, QrText, tags,
+};
 use super::{AppState, envelope};
 use crate::auth::Caller;
 use crate::domain::{PhoneNumber, SessionStatus};
 use crate::error::{AppError, AppResult};
 
 /// # `GET /api/whatsapp/qr?user_id&place_id&format=png|raw`
+#[utoipa::path(
+    get,
+    path = "/qr",
+    tag = tags::LINKING,
+    summary = "The QR code to scan, while the session is `qr_ready`",
+    description = "Not in the JSON envelope when it succeeds: a PNG image (`format=png`, the \
+        default) or the text the code encodes (`format=raw`). The code rotates; never cached.",
+    params(PairQuery, QrQuery),
+    responses(
+        (status = 200, description = "The QR code",
+            headers(("Cache-Control" = String, description = "`no-store`: a QR code is a credential for a few seconds")),
+            content((PngImage = "image/png"), (QrText = "text/plain"))),
+        (status = 400, description = "Bad `user_id`, `place_id` or `format`", body = ErrorEnvelope),
+        (status = 404, description = "The pair has no session, or its session shows no QR code now", body = ErrorEnvelope),
+    )
+)]
 pub async fn qr(State(st): State<AppState>, q: Query) -> AppResult<Response> {
     let pair = q.pair()?;
     let format = match q.get("format").map(str::trim) {
@@ -66,6 +85,24 @@ pub struct PairCodeBody {
 }
 
 /// # `POST /api/whatsapp/pair-code`
+#[utoipa::path(
+    post,
+    path = "/pair-code",
+    tag = tags::LINKING,
+    summary = "Link by phone number instead of QR code: a code to type on the phone",
+    description = "For a session waiting to be linked (`initializing` or `qr_ready`). On the \
+        phone: WhatsApp > Linked devices > Link a device > Link with phone number instead.",
+    request_body = PairCodeRequest,
+    responses(
+        (status = 200, description = "The pairing code", body = PairCodeResponse),
+        (status = 400, description = "Bad `user_id`, `place_id` or `phone_number`, the session is not waiting to be linked, or WhatsApp refused the number", body = ErrorEnvelope),
+        (status = 404, description = "The pair has no session", body = ErrorEnvelope),
+        (status = 409, description = "The session is already linked, or another pairing code is in progress", body = ErrorEnvelope),
+        (status = 429, description = "WhatsApp asks to wait before another code", body = ErrorEnvelope),
+        (status = 502, description = "WhatsApp failed the request", body = ErrorEnvelope),
+        (status = 503, description = "The session's client is gone or not connected to WhatsApp yet", body = ErrorEnvelope),
+    )
+)]
 pub async fn pair_code(
     State(st): State<AppState>,
     caller: Caller,

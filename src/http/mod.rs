@@ -6,6 +6,7 @@ mod groups;
 mod health;
 mod keys;
 mod linking;
+pub mod openapi;
 mod sessions;
 mod sim;
 
@@ -17,9 +18,11 @@ use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{Method, StatusCode, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post, put};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
+use utoipa_swagger_ui::SwaggerUi;
 
 use crate::auth::ApiKeys;
 use crate::clock::SharedClock;
@@ -46,47 +49,96 @@ pub struct AppState {
     pub keys: ApiKeys,
 }
 
-pub fn router(state: AppState) -> Router {
-    let timeout = state.request_timeout;
-    let whatsapp = Router::new()
-        .route("/init", post(sessions::init))
-        .route("/status", get(sessions::status))
-        .route("/qr", get(linking::qr))
-        .route("/pair-code", post(linking::pair_code))
-        .route("/info", get(sessions::info))
-        .route("/restart", post(sessions::restart))
-        .route("/logout", post(sessions::logout))
-        .route("/stats", get(sessions::stats))
-        .route("/start-contact-fetch", post(sessions::start_contact_fetch))
-        .route("/contacts/progress", get(sessions::progress))
-        .route("/groups", get(groups::list))
-        .route("/groups/{group_id}/contacts", get(groups::contacts));
+pub const OPENAPI_PATH: &str = "/api/openapi.json";
+pub const DOCS_PATH: &str = "/docs";
 
-    let admin = Router::new()
-        .route("/keys", post(keys::create).get(keys::list))
-        .route("/keys/{key_id}", delete(keys::revoke));
+/// The API's routes. Each is registered with `routes!`, which reads the method and path from
+/// the handler's `#[utoipa::path]`: the router and the OpenAPI document come from the same
+/// place, so neither can have a route the other lacks. Never add one with `.route`.
+/// Two parts: what anyone may call (health), and what needs a key (everything else).
+fn api_parts(with_sim: bool) -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
+    let whatsapp = OpenApiRouter::new()
+        .routes(routes!(sessions::init))
+        .routes(routes!(sessions::status))
+        .routes(routes!(linking::qr))
+        .routes(routes!(linking::pair_code))
+        .routes(routes!(sessions::info))
+        .routes(routes!(sessions::restart))
+        .routes(routes!(sessions::logout))
+        .routes(routes!(sessions::stats))
+        .routes(routes!(sessions::start_contact_fetch))
+        .routes(routes!(sessions::progress))
+        .routes(routes!(groups::list))
+        .routes(routes!(groups::contacts));
 
-    let mut secured = Router::new()
+    let admin = OpenApiRouter::new()
+        .routes(routes!(keys::create, keys::list))
+        .routes(routes!(keys::revoke));
+
+    let public = OpenApiRouter::new().routes(routes!(health::health));
+    let mut app = OpenApiRouter::new()
         .nest("/api/whatsapp", whatsapp)
         .nest("/api/admin", admin);
-    if state.sim.is_some() {
-        let sim = Router::new()
-            .route(
-                "/phonebook",
-                put(sim::set_phonebook).layer(DefaultBodyLimit::max(PHONEBOOK_BODY_LIMIT)),
-            )
-            .route("/scan", post(sim::scan))
-            .route("/fault", post(sim::fault));
-        secured = secured.nest("/api/sim", sim);
+    if with_sim {
+        let sim = OpenApiRouter::new()
+            .routes(routes!(sim::set_phonebook).layer(DefaultBodyLimit::max(PHONEBOOK_BODY_LIMIT)))
+            .routes(routes!(sim::scan))
+            .routes(routes!(sim::fault));
+        app = app.nest("/api/sim", sim);
     }
-    // A route layer: unknown routes answer 404 whether or not a key came.
-    let secured = secured.route_layer(middleware::from_fn_with_state(
-        state.clone(),
-        keys::require_key,
-    ));
-    let app = Router::new()
-        .route("/api/health", get(health::health))
-        .merge(secured);
+    (public, app)
+}
+
+fn api(with_sim: bool) -> OpenApiRouter<AppState> {
+    let (public, secured) = api_parts(with_sim);
+    public.merge(secured)
+}
+
+/// The OpenAPI document, with the sim routes whatever the engine: it describes the product.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    openapi::document(api(true).into_openapi())
+}
+
+/// The document as `GET /api/openapi.json` serves it.
+pub fn openapi_json() -> serde_json::Value {
+    openapi::to_json(&openapi())
+}
+
+/// Every (METHOD, path) the router serves besides the documentation itself, as registered.
+pub fn routes(with_sim: bool) -> Vec<(String, String)> {
+    let doc = api(with_sim).into_openapi();
+    let mut out = Vec::new();
+    for (path, item) in doc.paths.paths {
+        let methods = [
+            ("GET", item.get.is_some()),
+            ("PUT", item.put.is_some()),
+            ("POST", item.post.is_some()),
+            ("DELETE", item.delete.is_some()),
+            ("PATCH", item.patch.is_some()),
+        ];
+        for (method, present) in methods {
+            if present {
+                out.push((method.to_string(), path.clone()));
+            }
+        }
+    }
+    out
+}
+
+pub fn router(state: AppState) -> Router {
+    let timeout = state.request_timeout;
+    let (public, secured) = api_parts(state.sim.is_some());
+    let (public, _) = public.split_for_parts();
+    let (secured, _) = secured.split_for_parts();
+    // The description sits with the API it describes, behind the same key.
+    let secured = secured
+        .merge(SwaggerUi::new(DOCS_PATH).external_url_unchecked(OPENAPI_PATH, openapi_json()))
+        // A route layer: unknown routes answer 404 whether or not a key came.
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            keys::require_key,
+        ));
+    let app = public.merge(secured);
     // Outermost last: the envelope middleware must see what the timeout produces.
     app.fallback(not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

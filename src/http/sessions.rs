@@ -7,6 +7,10 @@ use axum::response::Response;
 use serde_json::{Value, json};
 
 use super::extract::{Body, PairBody, Query};
+use super::openapi::{
+    ErrorEnvelope, FetchStartedResponse, InfoResponse, PairQuery, PairRequest, ProgressResponse,
+    SessionResponse, StatsResponse, StatusResponse, tags,
+};
 use super::{AppState, envelope};
 use crate::auth::Caller;
 use crate::clock::rfc3339_ms;
@@ -73,6 +77,20 @@ async fn require(st: &AppState, pair: Pair) -> AppResult<std::sync::Arc<SessionS
 }
 
 /// # `POST /api/whatsapp/init`
+#[utoipa::path(
+    post,
+    path = "/init",
+    tag = tags::SESSIONS,
+    summary = "Start the pair's session, or return the live one",
+    description = "Starts a session (status `initializing`, then `qr_ready` with a QR code to \
+        scan) or reconnects a still-linked one without a new QR code. A live session is \
+        returned as it is, with the message \"Session already active\".",
+    request_body = PairRequest,
+    responses(
+        (status = 200, description = "The session, new or already live", body = SessionResponse),
+        (status = 400, description = "`user_id` or `place_id` is missing or not a positive integer, or the body is not a JSON object", body = ErrorEnvelope),
+    )
+)]
 pub async fn init(
     State(st): State<AppState>,
     caller: Caller,
@@ -89,6 +107,19 @@ pub async fn init(
 }
 
 /// # `GET /api/whatsapp/status`
+#[utoipa::path(
+    get,
+    path = "/status",
+    tag = tags::SESSIONS,
+    summary = "The pair's latest session",
+    description = "Never 404: a pair without a session answers `status: not_initialized` and \
+        `session_exists: false`.",
+    params(PairQuery),
+    responses(
+        (status = 200, description = "The session, or `not_initialized`", body = StatusResponse),
+        (status = 400, description = "`user_id` or `place_id` is missing or not a positive integer", body = ErrorEnvelope),
+    )
+)]
 pub async fn status(State(st): State<AppState>, q: Query) -> AppResult<Response> {
     let pair = q.pair()?;
     match st.manager.snapshot(pair).await? {
@@ -114,6 +145,19 @@ pub async fn status(State(st): State<AppState>, q: Query) -> AppResult<Response>
 }
 
 /// # `GET /api/whatsapp/contacts/progress`
+#[utoipa::path(
+    get,
+    path = "/contacts/progress",
+    operation_id = "contact_fetch_progress",
+    tag = tags::SESSIONS,
+    summary = "Progress of the running or last contact fetch",
+    params(PairQuery),
+    responses(
+        (status = 200, description = "The fetch's progress", body = ProgressResponse),
+        (status = 400, description = "`user_id` or `place_id` is missing or not a positive integer", body = ErrorEnvelope),
+        (status = 404, description = "The pair has no session", body = ErrorEnvelope),
+    )
+)]
 pub async fn progress(State(st): State<AppState>, q: Query) -> AppResult<Response> {
     let s = require(&st, q.pair()?).await?;
     let r = &s.record;
@@ -135,6 +179,18 @@ pub async fn progress(State(st): State<AppState>, q: Query) -> AppResult<Respons
 }
 
 /// # `GET /api/whatsapp/info`
+#[utoipa::path(
+    get,
+    path = "/info",
+    tag = tags::SESSIONS,
+    summary = "The session with contact statistics, a health score and recommendations",
+    params(PairQuery),
+    responses(
+        (status = 200, description = "The session in detail", body = InfoResponse),
+        (status = 400, description = "`user_id` or `place_id` is missing or not a positive integer", body = ErrorEnvelope),
+        (status = 404, description = "The pair has no session", body = ErrorEnvelope),
+    )
+)]
 pub async fn info(State(st): State<AppState>, q: Query) -> AppResult<Response> {
     let pair = q.pair()?;
     let s = require(&st, pair).await?;
@@ -237,6 +293,22 @@ pub async fn info(State(st): State<AppState>, q: Query) -> AppResult<Response> {
 }
 
 /// # `POST /api/whatsapp/start-contact-fetch`
+#[utoipa::path(
+    post,
+    path = "/start-contact-fetch",
+    tag = tags::SESSIONS,
+    summary = "Start reading the linked account's contacts into the pair's groups",
+    description = "Answers at once; the fetch runs in the background. Follow it with \
+        `GET /api/whatsapp/contacts/progress`.",
+    request_body = PairRequest,
+    responses(
+        (status = 200, description = "The fetch started", body = FetchStartedResponse),
+        (status = 400, description = "Bad `user_id`/`place_id`, or the session is neither `ready` nor `fetching_contacts`", body = ErrorEnvelope),
+        (status = 404, description = "The pair has no session", body = ErrorEnvelope),
+        (status = 409, description = "A fetch is already running for the session", body = ErrorEnvelope),
+        (status = 503, description = "The session's WhatsApp client is gone; the session is now `disconnected`. Restart it.", body = ErrorEnvelope),
+    )
+)]
 pub async fn start_contact_fetch(
     State(st): State<AppState>,
     caller: Caller,
@@ -255,6 +327,19 @@ pub async fn start_contact_fetch(
 }
 
 /// # `POST /api/whatsapp/restart`
+#[utoipa::path(
+    post,
+    path = "/restart",
+    tag = tags::SESSIONS,
+    summary = "Tear the session's client down and start it again",
+    description = "Same credentials while the number is still linked, so no new QR code.",
+    request_body = PairRequest,
+    responses(
+        (status = 200, description = "The restarting session", body = SessionResponse),
+        (status = 400, description = "`user_id` or `place_id` is missing or not a positive integer", body = ErrorEnvelope),
+        (status = 404, description = "The pair has no session", body = ErrorEnvelope),
+    )
+)]
 pub async fn restart(
     State(st): State<AppState>,
     caller: Caller,
@@ -265,6 +350,19 @@ pub async fn restart(
 }
 
 /// # `POST /api/whatsapp/logout`
+#[utoipa::path(
+    post,
+    path = "/logout",
+    tag = tags::SESSIONS,
+    summary = "Unlink the number and forget its credentials",
+    description = "The session ends `logged_out`; linking again takes `init` and a new QR code.",
+    request_body = PairRequest,
+    responses(
+        (status = 200, description = "The logged-out session", body = SessionResponse),
+        (status = 400, description = "`user_id` or `place_id` is missing or not a positive integer", body = ErrorEnvelope),
+        (status = 404, description = "The pair has no session", body = ErrorEnvelope),
+    )
+)]
 pub async fn logout(
     State(st): State<AppState>,
     caller: Caller,
@@ -280,6 +378,15 @@ pub async fn logout(
 }
 
 /// # `GET /api/whatsapp/stats`
+#[utoipa::path(
+    get,
+    path = "/stats",
+    tag = tags::SESSIONS,
+    summary = "Service-wide numbers: live clients, sessions by status, memory, uptime",
+    responses(
+        (status = 200, description = "The numbers", body = StatsResponse),
+    )
+)]
 pub async fn stats(State(st): State<AppState>, caller: Caller) -> AppResult<Response> {
     // Counts across every tenant are the operator's to see.
     caller.require_admin("read service-wide statistics")?;

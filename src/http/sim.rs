@@ -6,6 +6,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::extract::{Body, PairBody, pair_from};
+use super::openapi::{
+    ErrorEnvelope, FaultRequest, FaultResponse, PairRequest, PhonebookRequest, PhonebookResponse,
+    ScanResponse, tags,
+};
 use super::{AppState, envelope};
 use crate::auth::Caller;
 use crate::contacts::own_numbers;
@@ -40,6 +44,20 @@ pub struct PhonebookBody {
 }
 
 /// # `PUT /api/sim/phonebook`
+#[utoipa::path(
+    put,
+    path = "/phonebook",
+    operation_id = "sim_set_phonebook",
+    tag = tags::SIM,
+    summary = "Set what the simulated phone of a pair holds (`--engine sim` only)",
+    description = "The next contact fetch of the pair reads these entries. Bodies up to 256 MiB.",
+    request_body = PhonebookRequest,
+    responses(
+        (status = 200, description = "Stored", body = PhonebookResponse),
+        (status = 400, description = "Bad `user_id`, `place_id`, `me` or `entries`", body = ErrorEnvelope),
+        (status = 404, description = "The server does not run the simulated network", body = ErrorEnvelope),
+    )
+)]
 pub async fn set_phonebook(
     State(st): State<AppState>,
     caller: Caller,
@@ -75,6 +93,19 @@ pub async fn set_phonebook(
 }
 
 /// # `POST /api/sim/scan`
+#[utoipa::path(
+    post,
+    path = "/scan",
+    operation_id = "sim_scan",
+    tag = tags::SIM,
+    summary = "The simulated phone scans the pair's QR code (`--engine sim` only)",
+    request_body = PairRequest,
+    responses(
+        (status = 200, description = "Scanned; the session goes on to `ready`", body = ScanResponse),
+        (status = 400, description = "Bad `user_id`/`place_id`, or no QR code is showing for the pair", body = ErrorEnvelope),
+        (status = 404, description = "The server does not run the simulated network", body = ErrorEnvelope),
+    )
+)]
 pub async fn scan(
     State(st): State<AppState>,
     caller: Caller,
@@ -99,6 +130,19 @@ pub struct FaultBody {
 }
 
 /// # `POST /api/sim/fault`
+#[utoipa::path(
+    post,
+    path = "/fault",
+    operation_id = "sim_fault",
+    tag = tags::SIM,
+    summary = "Make something go wrong with the pair's simulated client (`--engine sim` only)",
+    request_body = FaultRequest,
+    responses(
+        (status = 200, description = "Injected", body = FaultResponse),
+        (status = 400, description = "Bad `user_id`, `place_id` or `kind`", body = ErrorEnvelope),
+        (status = 404, description = "The pair has no live simulated client, or the server does not run the simulated network", body = ErrorEnvelope),
+    )
+)]
 pub async fn fault(
     State(st): State<AppState>,
     caller: Caller,

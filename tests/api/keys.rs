@@ -81,6 +81,7 @@ async fn without_a_key_every_route_but_health_answers_401_in_the_envelope() {
         Some(json!({"user_id": 1})),
     ));
     routes.push((Method::DELETE, "/api/admin/keys/1".into(), None));
+    routes.push((Method::GET, "/api/openapi.json".into(), None));
     for (method, path, body) in routes {
         for key in [None, Some("wrong-key"), Some("wam_0011223344ff_nope")] {
             let (s, v) = app
@@ -90,6 +91,21 @@ async fn without_a_key_every_route_but_health_answers_401_in_the_envelope() {
             assert!(msg.contains("API key"), "{method} {path}: {msg}");
         }
     }
+    let res = app
+        .client
+        .get(format!("{}/docs/", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    let res = app
+        .client
+        .get(format!("{}/docs/", app.base))
+        .header("x-api-key", ADMIN_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
     // Nothing was done by the refused calls.
     let st = app.status(1, 2).await;
     assert_eq!(st["status"], "not_initialized", "{st}");

@@ -10,4 +10,5 @@ mod fetch;
 mod groups;
 mod keys;
 mod lifecycle;
+mod openapi;
 mod process;

@@ -1,0 +1,1012 @@
+//! The OpenAPI document: the shapes the handlers answer with, written as types so the
+//! document can name them. Handlers still build their JSON with `json!`; the schemathesis
+//! test (`tests/schemathesis.rs`) checks every answer against these types.
+
+// The types below are only ever described, never built or read.
+#![allow(dead_code)]
+
+use utoipa::openapi::link::LinkBuilder;
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::schema::{Object, ObjectBuilder, OneOfBuilder, Schema, Type};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{
+    ContentBuilder, KnownFormat, OpenApi as Document, Ref, RefOr, ResponseBuilder, SchemaFormat,
+};
+use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
+
+use crate::domain::SessionStatus;
+
+pub mod tags {
+    pub const HEALTH: &str = "health";
+    pub const SESSIONS: &str = "sessions";
+    pub const LINKING: &str = "linking";
+    pub const CONTACTS: &str = "contacts";
+    pub const SIM: &str = "sim";
+    /// For the API-key routes, once they are served.
+    pub const ADMIN: &str = "admin";
+}
+
+/// The names `security(...)` below uses; the derive takes only literals.
+pub const API_KEY_SCHEME: &str = "api_key";
+pub const BEARER_SCHEME: &str = "bearer";
+
+/// Routes that need no API key.
+pub const PUBLIC_PATHS: [&str; 1] = ["/api/health"];
+
+/// The document's frame; the paths come from the routes themselves (`http::api`).
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "WhatsApp Manager",
+        description = "Links many WhatsApp numbers at once (one per user and place) and turns \
+            their contacts into contact groups.\n\n\
+            Every answer is one of two JSON envelopes: `{success: true, data, message, \
+            timestamp}` or `{success: false, message, status_code, timestamp}`; the QR image \
+            is the one exception. Every route but `/api/health` takes an API key, in the \
+            `X-Api-Key` header or as `Authorization: Bearer <key>`.",
+        license(name = "MIT"),
+    ),
+    security(("api_key" = []), ("bearer" = [])),
+    components(schemas(
+        ErrorEnvelope,
+        CreateKeyRequest,
+        CreatedKey,
+        CreatedKeyResponse,
+        KeyInfo,
+        KeyList,
+        KeyListResponse,
+        RevokedKey,
+        RevokedKeyResponse,
+    )),
+    tags(
+        (name = tags::HEALTH, description = "Liveness of the service and its database"),
+        (name = tags::SESSIONS, description = "One WhatsApp session per (user_id, place_id): its lifecycle and the on-demand contact fetch"),
+        (name = tags::LINKING, description = "Linking a phone: QR code or phone-number pairing code"),
+        (name = tags::CONTACTS, description = "Contact groups and their members"),
+        (name = tags::SIM, description = "Controls of the simulated phone network. These routes exist only when the server runs with `--engine sim`; otherwise they answer 404."),
+    ),
+)]
+pub struct ApiDoc;
+
+/// The document as served: the frame, the routes' paths, then what every operation shares.
+pub fn document(paths: Document) -> Document {
+    let mut doc = ApiDoc::openapi();
+    doc.merge(paths);
+    Shared.modify(&mut doc);
+    Flows.modify(&mut doc);
+    doc
+}
+
+/// The document as JSON, as served. utoipa 5 writes a link's `operationId`, `operationRef` and
+/// `requestBody` in snake case (utoipa 6 fixed it); without the fix no tool follows a link.
+pub fn to_json(doc: &Document) -> serde_json::Value {
+    let mut json = serde_json::to_value(doc).unwrap_or_default();
+    let responses = json["paths"]
+        .as_object_mut()
+        .into_iter()
+        .flat_map(|paths| paths.values_mut())
+        .filter_map(|item| item.as_object_mut())
+        .flat_map(|item| item.values_mut())
+        .filter_map(|op| op.get_mut("responses").and_then(|r| r.as_object_mut()))
+        .flat_map(|responses| responses.values_mut());
+    for response in responses {
+        let Some(links) = response.get_mut("links").and_then(|l| l.as_object_mut()) else {
+            continue;
+        };
+        for link in links.values_mut().filter_map(|l| l.as_object_mut()) {
+            for (snake, camel) in [
+                ("operation_id", "operationId"),
+                ("operation_ref", "operationRef"),
+                ("request_body", "requestBody"),
+            ] {
+                if let Some(v) = link.remove(snake) {
+                    link.insert(camel.to_string(), v);
+                }
+            }
+        }
+    }
+    json
+}
+
+/// What a client does next with the same pair, by operation id. Links for readers of the
+/// document, and the paths schemathesis' stateful phase walks with generated data (a fuzzed
+/// phone book gets linked, scanned and fetched).
+const NEXT: &[(&str, &[&str])] = &[
+    ("sim_set_phonebook", &["init"]),
+    (
+        "init",
+        &[
+            "status",
+            "qr",
+            "pair_code",
+            "sim_scan",
+            "sim_fault",
+            "restart",
+            "logout",
+        ],
+    ),
+    ("sim_scan", &["start_contact_fetch", "info", "list_groups"]),
+    (
+        "start_contact_fetch",
+        &["contact_fetch_progress", "list_groups", "sim_fault"],
+    ),
+    ("sim_fault", &["start_contact_fetch", "status", "restart"]),
+    ("restart", &["status", "sim_scan"]),
+    ("logout", &["init", "status"]),
+    ("list_groups", &["group_contacts"]),
+];
+
+struct Flows;
+
+impl Modify for Flows {
+    fn modify(&self, doc: &mut Document) {
+        // Operation id → whether it takes the pair in its body (else in the query).
+        let mut in_body = std::collections::HashMap::new();
+        for item in doc.paths.paths.values_mut() {
+            for op in operations(item) {
+                if let Some(id) = &op.operation_id {
+                    in_body.insert(id.clone(), op.request_body.is_some());
+                }
+            }
+        }
+        for item in doc.paths.paths.values_mut() {
+            for op in operations(item) {
+                let Some(id) = op.operation_id.clone() else {
+                    continue;
+                };
+                let Some((_, targets)) = NEXT.iter().find(|(from, _)| *from == id) else {
+                    continue;
+                };
+                let Some(RefOr::T(ok)) = op.responses.responses.get_mut("200") else {
+                    continue;
+                };
+                let from = |field: &str| match in_body.get(&id) {
+                    Some(true) => format!("$request.body#/{field}"),
+                    _ => format!("$request.query.{field}"),
+                };
+                for target in targets.iter() {
+                    let mut link = LinkBuilder::new().operation_id(*target);
+                    if in_body.get(*target).copied().unwrap_or(false) {
+                        link = link.request_body(Some(serde_json::json!({
+                            "user_id": from("user_id"),
+                            "place_id": from("place_id"),
+                        })));
+                    } else {
+                        link = link
+                            .parameter("user_id", from("user_id"))
+                            .parameter("place_id", from("place_id"));
+                    }
+                    if *target == "group_contacts" {
+                        link = link.parameter("group_id", "$response.body#/data/groups/0/id");
+                    }
+                    ok.links.insert((*target).to_string(), link.build().into());
+                }
+            }
+        }
+    }
+}
+
+/// What every operation has in common, added in one place so no handler can forget it.
+struct Shared;
+
+impl Modify for Shared {
+    fn modify(&self, doc: &mut Document) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            API_KEY_SCHEME,
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "X-Api-Key",
+                "The API key.",
+            ))),
+        );
+        components.add_security_scheme(
+            BEARER_SCHEME,
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("The same API key, as `Authorization: Bearer <key>`."))
+                    .build(),
+            ),
+        );
+        for (path, item) in doc.paths.paths.iter_mut() {
+            let public = PUBLIC_PATHS.contains(&path.as_str());
+            for op in operations(item) {
+                if public {
+                    // Explicitly empty: no key, whatever the document-wide default says.
+                    op.security = Some(Vec::new());
+                } else {
+                    add_error(op, 401, "The API key is missing or unknown.");
+                    add_error(
+                        op,
+                        403,
+                        "The API key belongs to a tenant and the request names another user_id.",
+                    );
+                }
+                if op.request_body.is_some() {
+                    add_error(
+                        op,
+                        413,
+                        "The request body is larger than the route accepts.",
+                    );
+                }
+                add_error(
+                    op,
+                    408,
+                    "The request took longer than 60 seconds and was stopped.",
+                );
+                add_error(
+                    op,
+                    500,
+                    "An unexpected failure; the details are in the server's log, never here.",
+                );
+            }
+        }
+    }
+}
+
+fn operations(item: &mut utoipa::openapi::PathItem) -> impl Iterator<Item = &mut Operation> {
+    [
+        item.get.as_mut(),
+        item.put.as_mut(),
+        item.post.as_mut(),
+        item.delete.as_mut(),
+        item.options.as_mut(),
+        item.head.as_mut(),
+        item.patch.as_mut(),
+        item.trace.as_mut(),
+    ]
+    .into_iter()
+    .flatten()
+}
+
+fn add_error(op: &mut Operation, status: u16, description: &str) {
+    op.responses
+        .responses
+        .entry(status.to_string())
+        .or_insert_with(|| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorEnvelope")))
+                        .build(),
+                )
+                .build()
+                .into()
+        });
+}
+
+// ----- Schemas built by hand: what derive cannot say. -----
+
+fn constant_bool(value: bool) -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::Boolean)
+        .enum_values(Some([value]))
+        .build()
+}
+
+fn always_true() -> Object {
+    constant_bool(true)
+}
+
+fn always_false() -> Object {
+    constant_bool(false)
+}
+
+fn session_status() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(SessionStatus::ALL.map(SessionStatus::as_str)))
+        .description(Some("The session's status."))
+        .build()
+}
+
+fn not_initialized() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(["not_initialized"]))
+        .build()
+}
+
+/// A string enum; `""` among the values where the server reads an empty value as absent.
+fn string_enum(values: &[&str], default: &str) -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(values.iter().copied()))
+        .default(Some(default.into()))
+        .build()
+}
+
+fn qr_format() -> Object {
+    string_enum(&["png", "raw", ""], "png")
+}
+
+fn search_type() -> Object {
+    string_enum(&["name", "phone", "all", ""], "all")
+}
+
+fn sessions_by_status() -> Object {
+    SessionStatus::ALL
+        .iter()
+        .fold(
+            ObjectBuilder::new().description(Some("Latest session of every pair, by status.")),
+            |b, s| {
+                b.property(
+                    s.as_str(),
+                    ObjectBuilder::new()
+                        .schema_type(Type::Integer)
+                        .format(int64())
+                        .minimum(Some(0)),
+                )
+                .required(s.as_str())
+            },
+        )
+        .build()
+}
+
+/// `user_id` / `place_id` in a JSON body: a positive integer, or the same digits as a
+/// string (back offices often post form values as strings).
+fn positive_id_in_body() -> Schema {
+    OneOfBuilder::new()
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .format(int64())
+                .minimum(Some(1))
+                .maximum(Some(i64::MAX)),
+        )
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(r"^\s*0*[1-9][0-9]*\s*$"))
+                .description(Some(
+                    "The same number written in digits; surrounding whitespace is ignored.",
+                )),
+        )
+        .description(Some(
+            "A positive 64-bit integer, as a JSON number or a string of digits.",
+        ))
+        .examples([serde_json::json!(1)])
+        .into()
+}
+
+/// A phone number as a person types it, or its digits as a JSON number.
+fn typed_phone_number() -> Schema {
+    OneOfBuilder::new()
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(r"^\s*\+?[0-9 .()-]*[0-9][0-9 .()-]*\s*$"))
+                .examples([serde_json::json!("+966501234567")]),
+        )
+        // Read as an unsigned 64-bit integer.
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(0))
+                .maximum(Some(u64::MAX)),
+        )
+        .description(Some(
+            "An international number with its country code (`+966 50 123 4567`, \
+             `00966501234567`, or its digits as a JSON number); spaces, dashes, dots and \
+             brackets are ignored.",
+        ))
+        .into()
+}
+
+fn int64() -> Option<SchemaFormat> {
+    Some(SchemaFormat::KnownFormat(KnownFormat::Int64))
+}
+
+fn null() -> Object {
+    ObjectBuilder::new().schema_type(Type::Null).build()
+}
+
+// ----- Envelopes -----
+
+/// Every failure: the HTTP status is repeated in `status_code`.
+#[derive(ToSchema)]
+pub struct ErrorEnvelope {
+    #[schema(schema_with = always_false)]
+    success: bool,
+    /// What went wrong, in a sentence meant for a person; names the offending field.
+    message: String,
+    #[schema(minimum = 400, maximum = 599)]
+    status_code: u16,
+    #[schema(format = DateTime)]
+    timestamp: String,
+}
+
+/// A success envelope around a route's `data`.
+macro_rules! success {
+    ($(#[$meta:meta])* $name:ident, $data:ty) => {
+        $(#[$meta])*
+        #[derive(ToSchema)]
+        pub struct $name {
+            #[schema(schema_with = always_true)]
+            success: bool,
+            data: $data,
+            /// A sentence for a person.
+            message: String,
+            #[schema(format = DateTime)]
+            timestamp: String,
+        }
+    };
+}
+
+success!(HealthResponse, HealthData);
+success!(
+    /// `data` is the session, or `status: not_initialized` when the pair never had one.
+    StatusResponse,
+    StatusData
+);
+success!(SessionResponse, SessionState);
+success!(InfoResponse, SessionInfo);
+success!(ProgressResponse, FetchProgress);
+success!(FetchStartedResponse, FetchStarted);
+success!(StatsResponse, ServiceStats);
+success!(PairCodeResponse, PairCode);
+success!(GroupListResponse, GroupList);
+success!(GroupContactsResponse, GroupContacts);
+success!(PhonebookResponse, PhonebookSet);
+success!(ScanResponse, Scanned);
+success!(FaultResponse, FaultInjected);
+success!(CreatedKeyResponse, CreatedKey);
+success!(KeyListResponse, KeyList);
+success!(RevokedKeyResponse, RevokedKey);
+
+// ----- Requests -----
+
+/// The pair a request acts on.
+#[derive(ToSchema)]
+pub struct PairRequest {
+    #[schema(schema_with = positive_id_in_body)]
+    user_id: i64,
+    #[schema(schema_with = positive_id_in_body)]
+    place_id: i64,
+}
+
+#[derive(ToSchema)]
+pub struct PairCodeRequest {
+    #[schema(schema_with = positive_id_in_body)]
+    user_id: i64,
+    #[schema(schema_with = positive_id_in_body)]
+    place_id: i64,
+    #[schema(schema_with = typed_phone_number)]
+    phone_number: String,
+}
+
+/// The phone book the simulated phone of a pair holds; replaces any earlier one.
+#[derive(ToSchema)]
+pub struct PhonebookRequest {
+    #[schema(schema_with = positive_id_in_body)]
+    user_id: i64,
+    #[schema(schema_with = positive_id_in_body)]
+    place_id: i64,
+    /// The account's own jid, like `966512345678@s.whatsapp.net`.
+    #[schema(examples("966500000001@s.whatsapp.net"))]
+    me: Option<String>,
+    /// The account's own WhatsApp name.
+    push_name: Option<String>,
+    entries: Vec<SimEntry>,
+}
+
+/// One chat or contact of the simulated phone, as WhatsApp would send it.
+#[derive(ToSchema)]
+pub struct SimEntry {
+    /// `<digits>@s.whatsapp.net`, `<id>@lid`, `<id>@g.us`, `status@broadcast`, ...
+    #[schema(examples("966512345678@s.whatsapp.net"))]
+    jid: String,
+    /// For a `@lid` chat: the phone-number jid it stands for.
+    pn_jid: Option<String>,
+    /// The name saved on the phone.
+    name: Option<String>,
+    /// The name the contact gave itself.
+    push_name: Option<String>,
+    /// `null` means `false`.
+    is_business: Option<bool>,
+    /// Unix seconds of the chat's last message.
+    last_message_at: Option<i64>,
+}
+
+#[derive(ToSchema)]
+pub struct FaultRequest {
+    #[schema(schema_with = positive_id_in_body)]
+    user_id: i64,
+    #[schema(schema_with = positive_id_in_body)]
+    place_id: i64,
+    kind: FaultKind,
+}
+
+/// What goes wrong: the client vanishes, the connection drops, the phone unlinks the
+/// device, the next fetch fails, or the next fetch is slow (3 s).
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum FaultKind {
+    DropClient,
+    Disconnect,
+    Logout,
+    FailFetch,
+    SlowFetch,
+}
+
+// ----- Query and path parameters -----
+
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PairQuery {
+    /// The back office's user: a positive 64-bit integer.
+    #[param(minimum = 1, example = 1)]
+    user_id: i64,
+    /// The user's place (shop, branch): a positive 64-bit integer.
+    #[param(minimum = 1, example = 1)]
+    place_id: i64,
+}
+
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// Page number, from 1.
+    #[param(minimum = 1, default = 1)]
+    page: Option<i64>,
+    /// Items per page.
+    #[param(minimum = 1, maximum = 1000, default = 50)]
+    limit: Option<i64>,
+}
+
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct QrQuery {
+    /// `png` (the default): the QR code as an image. `raw`: the text the QR code encodes,
+    /// for a client that draws it itself. Empty means `png`.
+    #[param(schema_with = qr_format)]
+    format: Option<String>,
+}
+
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ContactSearchQuery {
+    /// Text to look for in names and/or numbers; at most 200 characters once surrounding
+    /// whitespace is removed. Empty means no filter.
+    #[param(pattern = r"^\s*([^\s][\s\S]{0,198}[^\s]|[^\s])?\s*$")]
+    search: Option<String>,
+    /// Where `search` looks: `name` (saved and push names), `phone`, or `all` (the
+    /// default; also when empty).
+    #[param(schema_with = search_type)]
+    search_type: Option<String>,
+}
+
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct GroupPath {
+    /// The group's id.
+    #[param(minimum = 1, example = 1)]
+    group_id: i64,
+}
+
+// ----- Data of the success envelopes -----
+
+#[derive(ToSchema)]
+pub struct HealthData {
+    #[schema(examples("healthy"))]
+    status: String,
+    version: String,
+    uptime_seconds: u64,
+    /// Sessions with a live client in this process.
+    active_sessions: u64,
+    #[schema(examples("connected"))]
+    database: String,
+    engine: EngineName,
+    features: HealthFeatures,
+}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum EngineName {
+    Sim,
+    Whatsapp,
+}
+
+#[derive(ToSchema)]
+pub struct HealthFeatures {
+    #[schema(examples("ON DEMAND"))]
+    background_contact_fetching: String,
+    error_handling: bool,
+    session_recovery: bool,
+    auto_default_groups: bool,
+    duplicate_prevention: bool,
+    client_availability_check: bool,
+}
+
+#[derive(ToSchema)]
+#[serde(untagged)]
+pub enum StatusData {
+    Session(Box<SessionState>),
+    NoSession(NoSession),
+}
+
+/// A session of the pair: the latest one, live or as it was last saved.
+#[derive(ToSchema)]
+pub struct SessionState {
+    /// `session_<user_id>_<place_id>_<unix_ms>`.
+    #[schema(examples("session_1_1_1700000000000"))]
+    session_id: String,
+    user_id: i64,
+    place_id: i64,
+    #[schema(schema_with = session_status)]
+    status: String,
+    /// Linked, connected, and its client alive.
+    client_ready: bool,
+    /// A PNG data URL while the status is `qr_ready`.
+    #[schema(required = true)]
+    qr_code: Option<String>,
+    /// The linked account's number, E.164.
+    #[schema(required = true)]
+    phone_number: Option<String>,
+    /// The linked account's WhatsApp name.
+    #[schema(required = true)]
+    name: Option<String>,
+    #[schema(required = true, format = DateTime)]
+    connected_at: Option<String>,
+    #[schema(schema_with = always_true)]
+    session_exists: bool,
+    /// Active contacts of the pair.
+    total_contacts: i64,
+    /// Contact groups of the pair.
+    total_groups: i64,
+    #[schema(required = true, format = DateTime)]
+    last_contacts_sync: Option<String>,
+    /// Percentage of the running or last contact fetch.
+    #[schema(minimum = 0, maximum = 100)]
+    contacts_fetch_progress: i64,
+    contacts_fetch_completed: bool,
+    /// Why the last contact fetch failed.
+    #[schema(required = true)]
+    contacts_fetch_error: Option<String>,
+    is_fetching: bool,
+    /// Why the session is disconnected or in error.
+    #[schema(required = true)]
+    error_message: Option<String>,
+    #[schema(required = true, format = DateTime)]
+    last_activity: Option<String>,
+    #[schema(format = DateTime)]
+    created_at: String,
+    #[schema(format = DateTime)]
+    updated_at: String,
+}
+
+/// The pair never had a session.
+#[derive(ToSchema)]
+pub struct NoSession {
+    #[schema(schema_with = null)]
+    session_id: (),
+    user_id: i64,
+    place_id: i64,
+    #[schema(schema_with = not_initialized)]
+    status: String,
+    #[schema(schema_with = always_false)]
+    client_ready: bool,
+    #[schema(schema_with = null)]
+    qr_code: (),
+    #[schema(schema_with = always_false)]
+    session_exists: bool,
+    #[schema(minimum = 0, maximum = 0)]
+    total_contacts: i64,
+    #[schema(minimum = 0, maximum = 0)]
+    total_groups: i64,
+    #[schema(minimum = 0, maximum = 0)]
+    contacts_fetch_progress: i64,
+    #[schema(schema_with = always_false)]
+    contacts_fetch_completed: bool,
+    #[schema(schema_with = null)]
+    contacts_fetch_error: (),
+}
+
+/// The session, its contacts in numbers, a health score and what to do about it.
+#[derive(ToSchema)]
+pub struct SessionInfo {
+    #[serde(flatten)]
+    session: SessionState,
+    contact_statistics: ContactStatistics,
+    health: SessionHealth,
+    /// Plain sentences telling the user what to do.
+    recommendations: Vec<String>,
+    #[schema(required = true)]
+    fetch_summary: Option<FetchSummary>,
+}
+
+#[derive(ToSchema)]
+pub struct ContactStatistics {
+    total_contacts: i64,
+    with_saved_name: i64,
+    with_push_name: i64,
+    without_any_name: i64,
+    business: i64,
+    active_last_90_days: i64,
+    with_known_activity: i64,
+}
+
+#[derive(ToSchema)]
+pub struct SessionHealth {
+    #[schema(minimum = 0, maximum = 100)]
+    score: i64,
+    issues: Vec<String>,
+}
+
+/// What the last fetch read and what it kept.
+#[derive(ToSchema)]
+pub struct FetchSummary {
+    received: u64,
+    imported: u64,
+    skipped_groups: u64,
+    skipped_broadcasts: u64,
+    skipped_newsletters: u64,
+    skipped_self: u64,
+    skipped_unresolved_lids: u64,
+    skipped_invalid: u64,
+    merged_duplicates: u64,
+}
+
+#[derive(ToSchema)]
+pub struct FetchProgress {
+    session_id: String,
+    #[schema(schema_with = session_status)]
+    status: String,
+    #[schema(minimum = 0, maximum = 100)]
+    contacts_fetch_progress: i64,
+    /// Contacts read so far by the running or last fetch.
+    processed: i64,
+    /// Contacts the running or last fetch has to read.
+    total: i64,
+    contacts_fetch_completed: bool,
+    #[schema(required = true)]
+    contacts_fetch_error: Option<String>,
+    total_contacts: i64,
+    total_groups: i64,
+    #[schema(required = true, format = DateTime)]
+    last_contacts_sync: Option<String>,
+    is_fetching: bool,
+    #[schema(required = true)]
+    fetch_summary: Option<FetchSummary>,
+}
+
+#[derive(ToSchema)]
+pub struct FetchStarted {
+    #[schema(schema_with = always_true)]
+    success: bool,
+    #[schema(examples("Background contact fetch started"))]
+    message: String,
+    session_id: String,
+    /// The status the session had when the fetch was accepted.
+    #[schema(schema_with = session_status)]
+    current_status: String,
+}
+
+#[derive(ToSchema)]
+pub struct ServiceStats {
+    /// Sessions with a live client in this process.
+    live_clients: u64,
+    /// Pairs with a session.
+    total_sessions: u64,
+    #[schema(schema_with = sessions_by_status)]
+    sessions_by_status: std::collections::BTreeMap<String, u64>,
+    memory: MemoryUsage,
+    uptime_seconds: u64,
+    engine: EngineName,
+}
+
+/// Resident memory of the process; `null` where the system does not tell.
+#[derive(ToSchema)]
+pub struct MemoryUsage {
+    #[schema(required = true)]
+    rss_bytes: Option<u64>,
+    #[schema(required = true)]
+    rss_mb: Option<f64>,
+}
+
+#[derive(ToSchema)]
+pub struct PairCode {
+    session_id: String,
+    #[schema(schema_with = session_status)]
+    status: String,
+    /// The number the code is for, E.164.
+    #[schema(examples("+966501234567"))]
+    phone_number: String,
+    /// Eight characters to type on the phone.
+    #[schema(examples("ABCD1234"))]
+    code: String,
+    /// The same code, under the name the earlier service used.
+    pairing_code: String,
+}
+
+#[derive(ToSchema)]
+pub struct GroupList {
+    groups: Vec<Group>,
+    pagination: Pagination,
+}
+
+#[derive(ToSchema)]
+pub struct GroupContacts {
+    group: Group,
+    contacts: Vec<Contact>,
+    pagination: Pagination,
+}
+
+/// A contact group of the pair. The two automatic ones ("جميع الارقام", every number, and
+/// "اخر الارقام (90 يوم)", numbers active in the last 90 days) are created when the
+/// session first becomes ready.
+#[derive(ToSchema)]
+pub struct Group {
+    id: i64,
+    name: String,
+    #[schema(required = true)]
+    description: Option<String>,
+    #[serde(rename = "type")]
+    kind: GroupKind,
+    contact_count: i64,
+    /// The rule of an automatic group; `null` for a manual one.
+    #[schema(required = true)]
+    filter_applied: Option<GroupFilter>,
+    #[schema(format = DateTime)]
+    created_at: String,
+    #[schema(format = DateTime)]
+    updated_at: String,
+}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum GroupKind {
+    Auto,
+    Manual,
+}
+
+/// `{"rule": "all"}` or `{"rule": "last_interaction_within_days", "days": 90}`.
+#[derive(ToSchema)]
+pub struct GroupFilter {
+    rule: GroupRule,
+    /// Only with `last_interaction_within_days`.
+    #[serde(default)]
+    days: i64,
+}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum GroupRule {
+    All,
+    LastInteractionWithinDays,
+}
+
+#[derive(ToSchema)]
+pub struct Contact {
+    id: i64,
+    /// E.164.
+    #[schema(examples("+966512345678"))]
+    phone_number: String,
+    /// The name saved on the phone.
+    #[schema(required = true)]
+    name: Option<String>,
+    /// The name the contact gave itself.
+    #[schema(required = true)]
+    push_name: Option<String>,
+    is_business: bool,
+    /// The last message in the chat with this contact.
+    #[schema(required = true, format = DateTime)]
+    last_interaction: Option<String>,
+    tags: Vec<String>,
+}
+
+#[derive(ToSchema)]
+pub struct Pagination {
+    #[schema(minimum = 1)]
+    page: i64,
+    #[schema(minimum = 1, maximum = 1000)]
+    limit: i64,
+    #[schema(minimum = 0)]
+    total: i64,
+    #[schema(minimum = 0)]
+    pages: i64,
+}
+
+#[derive(ToSchema)]
+pub struct PhonebookSet {
+    user_id: i64,
+    place_id: i64,
+    /// Entries stored.
+    entries: u64,
+}
+
+#[derive(ToSchema)]
+pub struct Scanned {
+    session_id: String,
+    user_id: i64,
+    place_id: i64,
+}
+
+#[derive(ToSchema)]
+pub struct FaultInjected {
+    session_id: String,
+    /// `kind` exactly as the request gave it.
+    kind: String,
+}
+
+// ----- API keys -----
+
+#[derive(ToSchema)]
+pub struct CreateKeyRequest {
+    /// The tenant the key acts for.
+    #[schema(minimum = 1)]
+    user_id: i64,
+    /// A label for people, e.g. which system holds the key.
+    #[schema(min_length = 1, max_length = 100)]
+    name: Option<String>,
+}
+
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct KeyListQuery {
+    /// Only the keys of this user.
+    #[param(minimum = 1)]
+    user_id: Option<i64>,
+}
+
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct KeyPath {
+    /// The key's `id`.
+    #[param(minimum = 1)]
+    key_id: i64,
+}
+
+/// A new key. `key` is shown this once; only its prefix is kept readable.
+#[derive(ToSchema)]
+pub struct CreatedKey {
+    id: i64,
+    user_id: i64,
+    #[schema(required = true)]
+    name: Option<String>,
+    key: String,
+    /// The first characters of the key, to recognise it later.
+    prefix: String,
+    #[schema(format = DateTime)]
+    created_at: String,
+    #[schema(required = true, format = DateTime)]
+    last_used_at: Option<String>,
+}
+
+#[derive(ToSchema)]
+pub struct KeyInfo {
+    id: i64,
+    user_id: i64,
+    #[schema(required = true)]
+    name: Option<String>,
+    prefix: String,
+    #[schema(format = DateTime)]
+    created_at: String,
+    #[schema(required = true, format = DateTime)]
+    last_used_at: Option<String>,
+}
+
+#[derive(ToSchema)]
+pub struct KeyList {
+    keys: Vec<KeyInfo>,
+    pagination: Pagination,
+}
+
+#[derive(ToSchema)]
+pub struct RevokedKey {
+    id: i64,
+    user_id: i64,
+    #[schema(schema_with = always_true)]
+    revoked: bool,
+}
+
+// ----- Non-JSON bodies -----
+
+#[derive(ToSchema)]
+#[schema(value_type = String, format = Binary)]
+pub struct PngImage(Vec<u8>);
+
+/// The text the QR code encodes.
+#[derive(ToSchema)]
+pub struct QrText(String);
