@@ -350,7 +350,11 @@ async fn progress_is_reported_while_the_fetch_runs() {
             assert_eq!(p["total"], 5_000);
             assert!(processed > 0 && processed <= 5_000, "{p}");
             assert_eq!(p["status"], "fetching_contacts");
-            assert_eq!(app.status(1, 2).await["contacts_fetch_progress"], pct);
+            // Read a moment later, so a batch may have landed in between; never behind.
+            let later = app.status(1, 2).await["contacts_fetch_progress"]
+                .as_i64()
+                .unwrap();
+            assert!(later >= pct, "status {later}% behind progress {pct}%");
             seen_partial = true;
         }
         if p["is_fetching"] == false {
