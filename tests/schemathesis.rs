@@ -7,11 +7,15 @@
 //! Needs schemathesis (`python3 -m pip install -r .ci/requirements.txt`); set
 //! `WAM_SCHEMATHESIS` to its command when it is not on the PATH.
 
-use std::io::{BufRead, BufReader};
+#[path = "support/child_logs.rs"]
+mod child_logs;
+
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use child_logs::spawn_and_wait_port;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -124,33 +128,11 @@ impl Server {
         // fetches run, on the phone books the fuzzer wrote).
         .args(["--sim-auto-scan", "1"])
         .env_remove("WAM_ENGINE")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+        .env("RUST_LOG", "info");
         if let Some(key) = &api_key {
             cmd.args(["--api-key", key]);
         }
-        let mut child = cmd.spawn().expect("start server");
-        let logs = Arc::new(Mutex::new(String::new()));
-        let (port_tx, port_rx) = std::sync::mpsc::channel();
-        let stderr = child.stderr.take().expect("stderr");
-        let sink = logs.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                {
-                    let mut l = sink.lock().unwrap();
-                    l.push_str(&line);
-                    l.push('\n');
-                }
-                if let Some(rest) = line.split("listening on http://").nth(1) {
-                    let port = rest.split([':', ' ']).nth(1).unwrap_or("").to_string();
-                    let _ = port_tx.send(port);
-                }
-            }
-        });
-        let port = port_rx
-            .recv_timeout(Duration::from_secs(20))
-            .unwrap_or_else(|_| panic!("server did not start: {}", logs.lock().unwrap()));
+        let (child, logs, port) = spawn_and_wait_port(&mut cmd);
         Server {
             child,
             logs,

@@ -8,6 +8,10 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+#[path = "../support/child_logs.rs"]
+mod child_logs;
+use child_logs::spawn_and_wait_port;
+
 const BIN: &str = env!("CARGO_BIN_EXE_whatsapp-manager");
 /// Every server here runs as in production: with an admin key, sent by its client.
 const ADMIN_KEY: &str = "process-admin-key-5f1c9a";
@@ -36,55 +40,22 @@ impl Server {
         } else {
             &["--listen", "127.0.0.1:0"][..]
         };
-        let mut child = Command::new(BIN)
-            .arg("serve")
-            .args(listen)
-            .args(["--database", &db, "--data-dir"])
-            .arg(&data)
-            .args(extra)
-            .env_remove("WAM_ENGINE")
-            .env("WAM_API_KEY", ADMIN_KEY)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start server");
-        let logs = Arc::new(Mutex::new(String::new()));
-        let (port_tx, port_rx) = std::sync::mpsc::channel();
-        let stderr = child.stderr.take().expect("stderr");
-        let sink = logs.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                // Kept before the port is told, so whoever waits on the port sees the line.
-                {
-                    let mut l = sink.lock().unwrap();
-                    l.push_str(&line);
-                    l.push('\n');
-                }
-                if let Some(rest) = line.split("listening on http://").nth(1) {
-                    let port = rest.split([':', ' ']).nth(1).unwrap_or("").to_string();
-                    let _ = port_tx.send(port);
-                }
-            }
-        });
-        let port = port_rx
-            .recv_timeout(Duration::from_secs(20))
-            .unwrap_or_else(|_| panic!("server did not start: {}", logs.lock().unwrap()));
+        let (child, logs, port) = spawn_and_wait_port(
+            Command::new(BIN)
+                .arg("serve")
+                .args(listen)
+                .args(["--database", &db, "--data-dir"])
+                .arg(&data)
+                .args(extra)
+                .env_remove("WAM_ENGINE")
+                .env("WAM_API_KEY", ADMIN_KEY)
+                .env("RUST_LOG", "info"),
+        );
         Server {
             child,
             logs,
             base: format!("http://127.0.0.1:{port}"),
-            client: reqwest::Client::builder()
-                .default_headers(
-                    [(
-                        reqwest::header::HeaderName::from_static("x-api-key"),
-                        reqwest::header::HeaderValue::from_static(ADMIN_KEY),
-                    )]
-                    .into_iter()
-                    .collect(),
-                )
-                .build()
-                .expect("client"),
+            client: reqwest::Client::new(),
         }
     }
 
