@@ -1,0 +1,6 @@
+use crate::Opts;
+use crate::report::Row;
+
+pub async fn run(_opts: &Opts) -> anyhow::Result<Row> {
+    anyhow::bail!("not written yet")
+}
