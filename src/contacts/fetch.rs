@@ -1,6 +1,7 @@
 //! The background contact fetch: read in chunks, upsert each chunk in one transaction with
 //! its progress, so a kill at any point leaves a consistent prefix that a rerun completes.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use tokio::sync::{Semaphore, mpsc};
@@ -10,7 +11,14 @@ use super::{ChunkPreparer, own_numbers};
 use crate::clock::SharedClock;
 use crate::domain::{Pair, PhoneNumber, SessionId};
 use crate::engine::{EngineClient, EngineError};
-use crate::store::{BatchProgress, FetchSummary, Store};
+use crate::store::{BatchProgress, FetchSummary, ImportContact, Store};
+
+/// Chunks whose numbers are parsed at once, on blocking threads.
+const CLASSIFY_IN_PARALLEL: usize = 2;
+/// Prepared chunks waiting for the writer.
+const READ_AHEAD: usize = 4;
+/// The most contacts one transaction takes when the writer gathers waiting chunks.
+const MAX_ROWS_PER_TRANSACTION: usize = 8_000;
 
 /// An update from the fetch numbered `.0`; the actor ignores those of a fetch it has let go.
 pub type FetchMessage = (u64, FetchUpdate);
@@ -107,36 +115,92 @@ impl FetchJob {
         let jids = source.own_jids();
         own.extend(own_numbers(jids.iter().map(String::as_str)));
         let mut prep = ChunkPreparer::new(own, self.clock.now().timestamp());
-        let mut processed: i64 = 0;
         tracing::info!("⚡ Reading contacts for session: {id} ({total} chats and contacts)");
-        while let Some(chunk) = source.next_chunk().await.map_err(describe)? {
-            let batch = prep.prepare(&chunk);
-            processed += chunk.len() as i64;
-            let total_now = total.max(processed);
-            // 100 is kept for "done": the last batch is not the end until the source says so.
-            let percent = (processed * 100 / total_now.max(1)).min(99);
-            let progress = BatchProgress {
-                session_id: id,
-                processed,
-                total: total_now,
-                percent,
-            };
-            self.store
-                .import_contacts(self.pair, &batch, progress, self.clock.now_ms())
-                .await
-                .map_err(|e| {
-                    tracing::error!("❌ Saving contacts failed for session {id}: {e:#}");
-                    "Contact fetch failed: the contacts could not be saved. Start the fetch again."
+        // Reading and preparing the next chunks (number parsing is most of the CPU) overlaps
+        // the write of the earlier ones, which runs on the database's own thread.
+        let (ready_tx, mut ready_rx) = mpsc::channel::<(Vec<ImportContact>, i64)>(READ_AHEAD);
+        let classifier = prep.classifier();
+        let read = async {
+            let mut processed: i64 = 0;
+            // Chunks classified on blocking threads, oldest first: both cores parse numbers
+            // while the database is busy, and the merge still sees the chunks in order.
+            let mut classifying = VecDeque::with_capacity(CLASSIFY_IN_PARALLEL);
+            let mut more = true;
+            loop {
+                while more && classifying.len() < CLASSIFY_IN_PARALLEL {
+                    match source.next_chunk().await.map_err(describe)? {
+                        Some(chunk) => {
+                            let c = classifier.clone();
+                            classifying.push_back(tokio::task::spawn_blocking(move || {
+                                c.classify(&chunk)
+                            }));
+                        }
+                        None => more = false,
+                    }
+                }
+                let Some(next) = classifying.pop_front() else {
+                    break;
+                };
+                let classified = next.await.map_err(|e| {
+                    tracing::error!("❌ Classifying contacts failed for session {id}: {e}");
+                    "Contact fetch failed because of an internal error. Start it again; nothing \
+                     already saved is lost."
                         .to_string()
                 })?;
-            prep.summary.imported += batch.len() as u64;
-            let progress = FetchUpdate::Progress {
-                processed,
-                total: total_now,
-                percent,
-            };
-            let _ = self.updates.send((self.serial, progress));
-        }
+                processed += classified.len() as i64;
+                let batch = prep.merge(classified);
+                if ready_tx.send((batch, processed)).await.is_err() {
+                    break;
+                }
+            }
+            drop(ready_tx);
+            Ok::<(), String>(())
+        };
+        let write = async {
+            let mut imported: u64 = 0;
+            while let Some((mut batch, mut processed)) = ready_rx.recv().await {
+                // A writer that fell behind takes what is waiting in one transaction: fewer
+                // commits, and each still leaves a consistent prefix for a rerun to complete.
+                while batch.len() < MAX_ROWS_PER_TRANSACTION {
+                    match ready_rx.try_recv() {
+                        Ok((more, p)) => {
+                            batch.extend(more);
+                            processed = p;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                let total_now = total.max(processed);
+                // 100 is kept for "done": the last batch is not the end until the source says so.
+                let percent = (processed * 100 / total_now.max(1)).min(99);
+                let progress = BatchProgress {
+                    session_id: id,
+                    processed,
+                    total: total_now,
+                    percent,
+                };
+                self.store
+                    .import_contacts(self.pair, &batch, progress, self.clock.now_ms())
+                    .await
+                    .map_err(|e| {
+                        tracing::error!("❌ Saving contacts failed for session {id}: {e:#}");
+                        "Contact fetch failed: the contacts could not be saved. Start the fetch \
+                         again."
+                            .to_string()
+                    })?;
+                imported += batch.len() as u64;
+                let progress = FetchUpdate::Progress {
+                    processed,
+                    total: total_now,
+                    percent,
+                };
+                let _ = self.updates.send((self.serial, progress));
+            }
+            Ok::<u64, String>(imported)
+        };
+        // The first error ends both: a failed write must not leave the reader waiting.
+        let ((), imported) = tokio::try_join!(read, write)?;
+        prep.summary.imported += imported;
         Ok(prep.summary)
     }
 }

@@ -108,12 +108,29 @@ impl ChunkPreparer {
     /// Classifies a chunk, counts what was left out, and merges the same number seen twice
     /// (a `@c.us` and a `@s.whatsapp.net` chat, a LID chat and its phone chat).
     pub fn prepare(&mut self, chunk: &[RawContact]) -> Vec<ImportContact> {
+        let classified = self.classifier().classify(chunk);
+        self.merge(classified)
+    }
+
+    /// The stateless, costly half of [`prepare`](Self::prepare) (number parsing), which can
+    /// run on another thread while earlier chunks are merged and written.
+    pub fn classifier(&self) -> Classifier {
+        Classifier {
+            own: self.own.clone().into(),
+            latest_s: self.latest_s,
+        }
+    }
+
+    /// The other half: counts, merges duplicates, and carries the business flag across
+    /// chunks. Chunks must come in the order they were read.
+    pub fn merge(&mut self, classified: Vec<Classified>) -> Vec<ImportContact> {
         let summary = &mut self.summary;
-        let mut by_phone: HashMap<PhoneNumber, ImportContact> = HashMap::with_capacity(chunk.len());
-        let mut order = Vec::with_capacity(chunk.len());
-        summary.received += chunk.len() as u64;
-        for raw in chunk {
-            match classify(raw, &self.own, self.latest_s) {
+        let mut by_phone: HashMap<PhoneNumber, ImportContact> =
+            HashMap::with_capacity(classified.len());
+        let mut order = Vec::with_capacity(classified.len());
+        summary.received += classified.len() as u64;
+        for c in classified {
+            match c {
                 Classified::Person(c) => match by_phone.get_mut(&c.phone) {
                     Some(seen) => {
                         summary.merged_duplicates += 1;
@@ -144,6 +161,22 @@ impl ChunkPreparer {
             }
         }
         batch
+    }
+}
+
+/// Classifies raw entries on its own: cheap to clone, `Send`, no state between chunks.
+#[derive(Clone)]
+pub struct Classifier {
+    own: std::sync::Arc<[PhoneNumber]>,
+    latest_s: i64,
+}
+
+impl Classifier {
+    pub fn classify(&self, chunk: &[RawContact]) -> Vec<Classified> {
+        chunk
+            .iter()
+            .map(|raw| classify(raw, &self.own, self.latest_s))
+            .collect()
     }
 }
 

@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 pub use super::sim_book::{PhoneBook, SimEntry, default_me_digits};
-use super::sim_book::{Rng, generate};
+use super::sim_book::{Rng, generate, generated_identity};
 use super::{
     ClientStart, ContactSource, Engine, EngineClient, EngineError, EngineEvent, RawContact,
 };
@@ -176,18 +176,34 @@ impl SimNetwork {
     }
 
     pub async fn phonebook(&self, pair: Pair) -> Arc<PhoneBook> {
-        if let Some(b) = lock(&self.inner.books).get(&pair) {
-            return b.clone();
+        if let Some(b) = self.stored_phonebook(pair).await {
+            return b;
         }
-        let loaded = match tokio::fs::read(self.book_path(pair)).await {
-            Ok(bytes) => serde_json::from_slice::<PhoneBook>(&bytes).ok(),
-            Err(_) => None,
-        };
-        let book =
-            Arc::new(loaded.unwrap_or_else(|| {
-                generate(pair, self.inner.cfg.contacts, self.inner.clock.now())
-            }));
+        let book = Arc::new(generate(
+            pair,
+            self.inner.cfg.contacts,
+            self.inner.clock.now(),
+        ));
         lock(&self.inner.books).entry(pair).or_insert(book).clone()
+    }
+
+    /// A phone book someone set (kept in memory, or on disk from before a restart).
+    async fn stored_phonebook(&self, pair: Pair) -> Option<Arc<PhoneBook>> {
+        if let Some(b) = lock(&self.inner.books).get(&pair) {
+            return Some(b.clone());
+        }
+        let bytes = tokio::fs::read(self.book_path(pair)).await.ok()?;
+        let book = Arc::new(serde_json::from_slice::<PhoneBook>(&bytes).ok()?);
+        Some(lock(&self.inner.books).entry(pair).or_insert(book).clone())
+    }
+
+    /// Who the pair's phone is, without generating a phone book nobody has read yet: a
+    /// linked session must not hold its phone's contacts in memory until it fetches them.
+    async fn identity(&self, pair: Pair) -> Arc<PhoneBook> {
+        match self.stored_phonebook(pair).await {
+            Some(b) => b,
+            None => Arc::new(generated_identity(pair)),
+        }
     }
 
     fn live_client(&self, pair: Pair) -> Option<Arc<ClientShared>> {
@@ -531,7 +547,7 @@ async fn link(
 ) -> Linking {
     shared.qr_showing.store(false, Ordering::SeqCst);
     let _ = events.send(EngineEvent::Authenticated).await;
-    let book = net.phonebook(shared.pair).await;
+    let book = net.identity(shared.pair).await;
     let me = book
         .me
         .as_deref()

@@ -188,9 +188,17 @@ pub fn generate(pair: Pair, n: usize, now: DateTime<Utc>) -> PhoneBook {
         entries.push(e);
     }
     PhoneBook {
-        me: Some(format!("{me}@s.whatsapp.net")),
-        push_name: Some(format!("Place {}", pair.place_id)),
         entries,
+        ..generated_identity(pair)
+    }
+}
+
+/// The account a generated phone book belongs to, without its entries.
+pub fn generated_identity(pair: Pair) -> PhoneBook {
+    PhoneBook {
+        me: Some(format!("{}@s.whatsapp.net", default_me_digits(pair))),
+        push_name: Some(format!("Place {}", pair.place_id)),
+        entries: Vec::new(),
     }
 }
 

@@ -22,6 +22,10 @@ const FETCH_STOP_GRACE: Duration = Duration::from_secs(5);
 /// How often a client that is not linked yet is checked for having silently died.
 const LIVENESS_CHECK: Duration = Duration::from_secs(2);
 const DEFAULT_GROUP_ATTEMPTS: u32 = 3;
+/// During a fetch the contact count is recounted at most this often: a count reads every row
+/// of the pair, and after each 1,000-contact batch it made a 100k fetch quadratic. The count
+/// is exact again the moment the fetch ends.
+const FETCH_RECOUNT_EVERY: Duration = Duration::from_millis(500);
 
 pub(super) struct Deps {
     pub engine: Arc<dyn Engine>,
@@ -49,6 +53,8 @@ pub(super) struct Actor {
     state: watch::Sender<Arc<SessionSnapshot>>,
     qr: Option<Arc<QrImage>>,
     counts: (i64, i64),
+    /// When `counts` was last read during the running fetch.
+    counted_at: Option<tokio::time::Instant>,
     fetch: Option<RunningFetch>,
     fetch_serial: u64,
     /// Fetch jobs hold clones of the sender.
@@ -83,6 +89,7 @@ impl Actor {
             state,
             qr: None,
             counts: (0, 0),
+            counted_at: None,
             fetch: None,
             fetch_serial: 0,
             fetch_tx,
@@ -541,11 +548,18 @@ impl Actor {
                 self.record.fetch.total = total;
                 self.record.fetch.progress = percent;
                 // Readers watch the contacts arrive, not only a percentage.
-                self.refresh_counts().await;
+                if self
+                    .counted_at
+                    .is_none_or(|t| t.elapsed() >= FETCH_RECOUNT_EVERY)
+                {
+                    self.refresh_counts().await;
+                    self.counted_at = Some(tokio::time::Instant::now());
+                }
                 self.publish();
             }
             FetchUpdate::Done(outcome) => {
                 self.fetch = None;
+                self.counted_at = None;
                 self.finish_fetch(outcome).await;
             }
         }
