@@ -4,6 +4,7 @@
 //! See BENCHMARKS.md for the last run and what the numbers mean.
 
 mod api;
+mod bridge;
 mod density;
 mod fetch;
 mod load;
