@@ -153,7 +153,9 @@ impl PhoneNumber {
             return None;
         }
         let parsed = phonenumber::parse(None, format!("+{digits}")).ok()?;
-        let acceptable = parsed.is_valid() || {
+        // The length check first: it is a table lookup, while `is_valid` runs the country's
+        // number patterns, and was half the CPU of a 100k-contact fetch.
+        let possible_length = {
             let national = parsed.national().to_string();
             let len = national.len() as u16;
             phonenumber::metadata::DATABASE
@@ -164,6 +166,7 @@ impl PhoneNumber {
                         .any(|m| m.descriptors().general().possible_length().contains(&len))
                 })
         };
+        let acceptable = possible_length || parsed.is_valid();
         if !acceptable {
             return None;
         }

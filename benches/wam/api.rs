@@ -33,7 +33,11 @@ pub async fn run(opts: &Opts) -> anyhow::Result<Row> {
     )
     .await?;
     if r.errors > 0 {
-        bail!("{} of {} status requests did not answer 200", r.errors, r.requests);
+        bail!(
+            "{} of {} status requests did not answer 200",
+            r.errors,
+            r.requests
+        );
     }
     server.stop()?;
     let mut row = Row::new("api");

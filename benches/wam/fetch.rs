@@ -67,7 +67,10 @@ pub async fn run(opts: &Opts) -> anyhow::Result<Row> {
 
     let rows = read_contacts(&dir.path().join("wam.db"), PAIR).await?;
     if rows.len() as u64 != stored {
-        bail!("the server says {stored} contacts, its database holds {}", rows.len());
+        bail!(
+            "the server says {stored} contacts, its database holds {}",
+            rows.len()
+        );
     }
     let baseline = baseline_upsert(&dir.path().join("baseline.db"), PAIR, &rows).await?;
     server.stop()?;

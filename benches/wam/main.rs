@@ -29,7 +29,10 @@ enum Scenario {
 }
 
 #[derive(Debug, Parser)]
-#[command(name = "wam-bench", about = "Benchmarks of the whatsapp-manager server")]
+#[command(
+    name = "wam-bench",
+    about = "Benchmarks of the whatsapp-manager server"
+)]
 pub struct Opts {
     /// Scenarios to run (all when none is named).
     #[arg(value_enum)]

@@ -39,16 +39,27 @@ impl Row {
     }
 
     pub fn get(&self, name: &str) -> Option<f64> {
-        self.metrics.iter().find(|m| m.name == name).map(|m| m.value)
+        self.metrics
+            .iter()
+            .find(|m| m.name == name)
+            .map(|m| m.value)
     }
 
     /// `value <= limit` (at_most) or `value >= limit`, stated in the reader's words.
     pub fn target(&mut self, name: &str, at_most: bool, limit: f64, unit: &str) -> &mut Self {
         let value = self.get(name).unwrap_or(f64::NAN);
-        let met = if at_most { value <= limit } else { value >= limit };
+        let met = if at_most {
+            value <= limit
+        } else {
+            value >= limit
+        };
         let op = if at_most { "≤" } else { "≥" };
         self.targets.push(Target {
-            what: format!("{name} {op} {} {unit} (measured {})", fmt(limit), fmt(value)),
+            what: format!(
+                "{name} {op} {} {unit} (measured {})",
+                fmt(limit),
+                fmt(value)
+            ),
             met,
         });
         self
@@ -110,7 +121,13 @@ pub fn print_table(rows: &[Row]) {
     println!("|---|---|---:|---|");
     for r in rows {
         for m in &r.metrics {
-            println!("| {} | {} | {} | {} |", r.scenario, m.name, fmt(m.value), m.unit);
+            println!(
+                "| {} | {} | {} | {} |",
+                r.scenario,
+                m.name,
+                fmt(m.value),
+                m.unit
+            );
         }
     }
     println!();

@@ -51,7 +51,10 @@ async fn wait_all_ready(api: &Api, n: u64, t: Instant, limit: Duration) -> anyho
     let mut waiting: Vec<u64> = (0..n).collect();
     while !waiting.is_empty() {
         if t.elapsed() > limit {
-            bail!("{} of {n} sessions not ready after {limit:?}", waiting.len());
+            bail!(
+                "{} of {n} sessions not ready after {limit:?}",
+                waiting.len()
+            );
         }
         let checked: Vec<(u64, bool)> = futures::stream::iter(waiting.iter().copied())
             .map(|i| {
@@ -60,7 +63,10 @@ async fn wait_all_ready(api: &Api, n: u64, t: Instant, limit: Duration) -> anyho
                     let (u, p) = pair(i);
                     let s = api.status(u, p).await?;
                     if s["data"]["status"] == "qr_ready" || s["data"]["status"] == "error" {
-                        bail!("session {i} came back {}, not ready: {s}", s["data"]["status"]);
+                        bail!(
+                            "session {i} came back {}, not ready: {s}",
+                            s["data"]["status"]
+                        );
                     }
                     Ok::<_, anyhow::Error>((i, s["data"]["status"] == "ready"))
                 }
@@ -70,7 +76,11 @@ async fn wait_all_ready(api: &Api, n: u64, t: Instant, limit: Duration) -> anyho
             .await
             .into_iter()
             .collect::<Result<_, _>>()?;
-        waiting = checked.into_iter().filter(|(_, r)| !r).map(|(i, _)| i).collect();
+        waiting = checked
+            .into_iter()
+            .filter(|(_, r)| !r)
+            .map(|(i, _)| i)
+            .collect();
         if !waiting.is_empty() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

@@ -20,7 +20,6 @@ const KEPT_LOG_LINES: usize = 200;
 pub struct ServerProcess {
     child: Child,
     pub port: u16,
-    pub base: String,
     logs: Arc<Mutex<VecDeque<String>>>,
     pub api: Api,
 }
@@ -72,12 +71,10 @@ impl ServerProcess {
                 bail!("the server did not start:\n{}", tail(&logs));
             }
         };
-        let base = format!("http://127.0.0.1:{port}");
         Ok(Self {
             child,
             port,
-            api: Api::new(&base)?,
-            base,
+            api: Api::new(&format!("http://127.0.0.1:{port}"))?,
             logs,
         })
     }
@@ -190,17 +187,6 @@ impl Api {
             .send()
             .await
             .with_context(|| format!("POST {path}"))?;
-        Self::check(res, path).await
-    }
-
-    pub async fn put(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
-        let res = self
-            .http
-            .put(format!("{}{path}", self.base))
-            .json(body)
-            .send()
-            .await
-            .with_context(|| format!("PUT {path}"))?;
         Self::check(res, path).await
     }
 
