@@ -66,7 +66,8 @@ pub async fn sim(opts: &Opts) -> anyhow::Result<Row> {
         .target("rss_per_session_kib", true, 100.0, "KiB")
         .note(
             "per session = (RSS with all sessions ready − RSS before the first) / sessions: our \
-             actor, its channels, snapshot, QR code image and its share of the SQLite cache",
+             session actor, its channels and published snapshot, the sim engine's client task \
+             and linked-device record, and the session's rows in SQLite's cache",
         );
     server.stop()?;
     Ok(row)

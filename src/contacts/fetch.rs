@@ -1,8 +1,9 @@
-//! The background contact fetch: read in chunks, upsert each chunk in one transaction with
-//! its progress, so a kill at any point leaves a consistent prefix that a rerun completes.
+//! The background contact fetch: read in chunks, upsert them in transactions that each carry
+//! their progress, so a kill at any point leaves a consistent prefix that a rerun completes.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -21,6 +22,8 @@ const READ_AHEAD: usize = 4;
 /// into the WAL, so 1,000-row commits made the writes of a 100k fetch three times as slow as
 /// one transaction. Progress still moves several times a second.
 const MIN_ROWS_PER_TRANSACTION: usize = 5_000;
+/// How long the writer waits for `MIN_ROWS_PER_TRANSACTION` before it writes what it has.
+const GATHER_AT_MOST: Duration = Duration::from_millis(250);
 /// The most contacts one transaction takes when the writer gathers waiting chunks.
 const MAX_ROWS_PER_TRANSACTION: usize = 20_000;
 
@@ -164,13 +167,15 @@ impl FetchJob {
             while let Some((mut batch, mut processed)) = ready_rx.recv().await {
                 // A writer that fell behind takes what is waiting in one transaction: fewer
                 // commits, and each still leaves a consistent prefix for a rerun to complete.
+                // ...but a slow source is not held back: its progress shows within moments.
+                let deadline = tokio::time::Instant::now() + GATHER_AT_MOST;
                 while batch.len() < MIN_ROWS_PER_TRANSACTION {
-                    match ready_rx.recv().await {
-                        Some((more, p)) => {
+                    match tokio::time::timeout_at(deadline, ready_rx.recv()).await {
+                        Ok(Some((more, p))) => {
                             batch.extend(more);
                             processed = p;
                         }
-                        None => break,
+                        Ok(None) | Err(_) => break,
                     }
                 }
                 while batch.len() < MAX_ROWS_PER_TRANSACTION {

@@ -732,6 +732,31 @@ mod tests {
         assert!(client.is_alive());
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn linking_generates_no_phone_book_until_a_fetch_reads_it() {
+        let cfg = SimConfig {
+            auto_scan: Some(Duration::ZERO),
+            contacts: 500,
+            ..SimConfig::default()
+        };
+        let (net, client, mut rx, _dir) = start(cfg).await;
+        let linked_as = loop {
+            if let Some(EngineEvent::Ready { phone, push_name }) = rx.recv().await {
+                break (phone, push_name);
+            }
+        };
+        // A linked session's memory holds no contacts of its phone...
+        assert!(lock(&net.inner.books).is_empty());
+        // ...and the identity it linked as is the one the generated book then carries.
+        let mut source = client.read_contacts().await.unwrap();
+        assert_eq!(source.total(), Some(500));
+        assert!(source.next_chunk().await.unwrap().is_some());
+        let book = net.phonebook(pair()).await;
+        assert_eq!(book.me, Some(format!("{}@s.whatsapp.net", linked_as.0)));
+        assert_eq!(book.push_name, linked_as.1);
+        assert_eq!(lock(&net.inner.books).len(), 1);
+    }
+
     #[tokio::test]
     async fn a_dropped_client_is_dead_without_any_event() {
         let (net, client, mut rx, _dir) = start(SimConfig::default()).await;

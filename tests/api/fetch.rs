@@ -460,6 +460,38 @@ async fn a_dropped_connection_mid_fetch_ends_the_fetch_with_an_error_not_a_stuck
 }
 
 #[tokio::test]
+async fn one_number_in_chunks_far_apart_is_one_contact_with_what_each_chunk_knew() {
+    let app = spawn_app().await;
+    let now = chrono::Utc::now().timestamp();
+    let mut book = numbered_book(12_000, None);
+    let entries = book.as_array_mut().unwrap();
+    // Chunk 1 knows the name and that it is a business; chunk 12 (read while earlier ones
+    // are written) brings later activity under the old `@c.us` form, without the flag.
+    entries[5] = json!({"jid": "966599999999@s.whatsapp.net", "name": "Shop", "is_business": true, "last_message_at": now - 200 * 86_400});
+    entries[11_500] = json!({"jid": "966599999999@c.us", "push_name": "Shop push", "is_business": false, "last_message_at": now - 86_400});
+    app.set_phonebook(1, 2, ME, book).await;
+    app.ready_session(1, 2).await;
+    let p = app.fetch_and_wait(1, 2).await;
+    assert_eq!(p["total_contacts"], 11_999, "{p}");
+    let id = app.group_id(1, 2, ALL_GROUP).await;
+    let (_, body) = app
+        .get(&format!(
+            "/api/whatsapp/groups/{id}/contacts?user_id=1&place_id=2&search=966599999999&search_type=phone"
+        ))
+        .await;
+    let found = body["data"]["contacts"].as_array().unwrap();
+    assert_eq!(found.len(), 1, "{body}");
+    assert_eq!(found[0]["name"], "Shop");
+    assert_eq!(found[0]["push_name"], "Shop push");
+    assert_eq!(found[0]["is_business"], true);
+    assert!(
+        app.group_numbers(1, 2, RECENT_GROUP)
+            .await
+            .contains(&"+966599999999".to_string())
+    );
+}
+
+#[tokio::test]
 async fn a_later_fetch_can_clear_the_business_flag() {
     let app = spawn_app().await;
     let entry = |business: bool| json!([{"jid": "966512345001@s.whatsapp.net", "name": "Shop", "is_business": business}]);
