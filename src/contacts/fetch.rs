@@ -165,9 +165,9 @@ impl FetchJob {
         let write = async {
             let mut imported: u64 = 0;
             while let Some((mut batch, mut processed)) = ready_rx.recv().await {
-                // A writer that fell behind takes what is waiting in one transaction: fewer
-                // commits, and each still leaves a consistent prefix for a rerun to complete.
-                // ...but a slow source is not held back: its progress shows within moments.
+                // Chunks are gathered into one transaction (fewer commits; each still leaves a
+                // consistent prefix for a rerun to complete), but never for long: a slow
+                // source's progress shows within moments.
                 let deadline = tokio::time::Instant::now() + GATHER_AT_MOST;
                 while batch.len() < MIN_ROWS_PER_TRANSACTION {
                     match tokio::time::timeout_at(deadline, ready_rx.recv()).await {
