@@ -1,19 +1,28 @@
 //! Contact groups of a pair, readable as soon as a session is ready.
 
 use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::response::Response;
+use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::extract::{Query, pagination_json};
+use super::extract::{Body, Query, pagination_json, pair_from};
 use super::openapi::{
-    ContactSearchQuery, ErrorEnvelope, GroupContactsResponse, GroupListResponse, GroupPath,
-    PageQuery, PairQuery, tags,
+    ContactPath, ContactResponse, ContactSearchQuery, CreateGroupRequest, DeletedGroupResponse,
+    ErrorEnvelope, GroupContactsResponse, GroupListResponse, GroupPath, GroupResponse, PageQuery,
+    PairQuery, ReplaceMembersRequest, tags,
 };
 use super::{AppState, envelope};
+use crate::auth::Caller;
 use crate::clock::{rfc3339_ms, rfc3339_secs};
-use crate::domain::{GroupId, parse_positive_str};
+use crate::domain::{GroupId, Pair, parse_positive_str};
 use crate::error::{AppError, AppResult};
-use crate::store::{AutoRule, ContactQuery, ContactRecord, GroupRecord, SearchType};
+use crate::store::{AutoRule, ContactQuery, ContactRecord, GroupChange, GroupRecord, SearchType};
+
+pub const GROUP_NAME_MAX_CHARS: usize = 100;
+pub const GROUP_DESCRIPTION_MAX_CHARS: usize = 500;
+/// Members given in one request.
+pub const MAX_MEMBERS: usize = 1_000;
 
 fn recent_since(st: &AppState) -> i64 {
     st.clock.now().timestamp() - AutoRule::RECENT_DAYS * 86_400
@@ -136,4 +145,243 @@ pub async fn contacts(
         }),
         "Group contacts retrieved",
     ))
+}
+
+#[derive(Deserialize)]
+pub struct CreateGroupBody {
+    #[serde(default)]
+    user_id: Option<Value>,
+    #[serde(default)]
+    place_id: Option<Value>,
+    #[serde(default)]
+    name: Option<Value>,
+    #[serde(default)]
+    description: Option<Value>,
+    #[serde(default)]
+    contact_ids: Option<Value>,
+}
+
+#[derive(Deserialize)]
+pub struct MembersBody {
+    #[serde(default)]
+    user_id: Option<Value>,
+    #[serde(default)]
+    place_id: Option<Value>,
+    #[serde(default)]
+    contact_ids: Option<Value>,
+}
+
+fn group_name(raw: Option<&Value>) -> AppResult<String> {
+    match raw {
+        None | Some(Value::Null) => Err(AppError::BadRequest("name is required".into())),
+        // The limit counts what was sent, spaces included, as the document says.
+        Some(Value::String(s))
+            if !s.trim().is_empty() && s.chars().count() <= GROUP_NAME_MAX_CHARS =>
+        {
+            Ok(s.trim().to_owned())
+        }
+        Some(_) => Err(AppError::BadRequest(format!(
+            "name must be a string of 1 to {GROUP_NAME_MAX_CHARS} characters"
+        ))),
+    }
+}
+
+fn group_description(raw: Option<&Value>) -> AppResult<Option<String>> {
+    match raw {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.chars().count() <= GROUP_DESCRIPTION_MAX_CHARS => {
+            Ok(Some(s.trim().to_owned()).filter(|d| !d.is_empty()))
+        }
+        Some(_) => Err(AppError::BadRequest(format!(
+            "description must be a string of at most {GROUP_DESCRIPTION_MAX_CHARS} characters"
+        ))),
+    }
+}
+
+/// 1 to 1,000 positive integer ids, duplicates dropped, order kept.
+fn contact_ids(raw: Option<&Value>) -> AppResult<Vec<i64>> {
+    let invalid = || {
+        AppError::BadRequest(format!(
+            "contact_ids must be a list of 1 to {MAX_MEMBERS} contact ids (positive integers)"
+        ))
+    };
+    let items = match raw {
+        None | Some(Value::Null) => {
+            return Err(AppError::BadRequest("contact_ids is required".into()));
+        }
+        Some(Value::Array(items)) if !items.is_empty() && items.len() <= MAX_MEMBERS => items,
+        Some(_) => return Err(invalid()),
+    };
+    let mut seen = std::collections::HashSet::with_capacity(items.len());
+    let mut ids = Vec::with_capacity(items.len());
+    for item in items {
+        match item.as_i64() {
+            Some(id) if id > 0 => {
+                if seen.insert(id) {
+                    ids.push(id);
+                }
+            }
+            _ => return Err(invalid()),
+        }
+    }
+    Ok(ids)
+}
+
+/// The answer to a change that did not happen, in the contract's words.
+fn refused(change: GroupChange) -> AppResult<i64> {
+    match change {
+        GroupChange::Done(id) => Ok(id),
+        GroupChange::UnknownContacts(ids) => {
+            let shown: Vec<String> = ids.iter().take(20).map(i64::to_string).collect();
+            let more = if ids.len() > 20 {
+                format!(" and {} more", ids.len() - 20)
+            } else {
+                String::new()
+            };
+            Err(AppError::BadRequest(format!(
+                "contact_ids are not contacts of this user and place: {}{more}",
+                shown.join(", ")
+            )))
+        }
+        GroupChange::NameTaken => Err(AppError::Conflict(
+            "A group with this name already exists for this user and place".into(),
+        )),
+        GroupChange::NotFound => Err(AppError::NotFound("Group not found".into())),
+        GroupChange::Automatic => Err(AppError::BadRequest(
+            "Automatic groups cannot be edited or deleted: their members follow their rule".into(),
+        )),
+    }
+}
+
+async fn group_after_change(st: &AppState, pair: Pair, id: i64) -> AppResult<GroupRecord> {
+    st.store
+        .group(pair, id, recent_since(st))
+        .await?
+        .ok_or_else(|| AppError::NotFound("Group not found".into()))
+}
+
+/// # `POST /api/whatsapp/groups`
+#[utoipa::path(
+    post,
+    path = "/groups",
+    operation_id = "create_group",
+    tag = tags::CONTACTS,
+    summary = "Create a manual group of the pair's contacts",
+    request_body = CreateGroupRequest,
+    responses(
+        (status = 201, description = "The new group", body = GroupResponse),
+        (status = 400, description = "Bad `user_id`, `place_id`, `name`, `description` or `contact_ids`, or ids that are not the pair's contacts", body = ErrorEnvelope),
+        (status = 409, description = "The pair already has a group of that name", body = ErrorEnvelope),
+    )
+)]
+pub async fn create(
+    State(st): State<AppState>,
+    caller: Caller,
+    Body(b): Body<CreateGroupBody>,
+) -> AppResult<Response> {
+    let pair = pair_from(caller, &b.user_id, &b.place_id)?;
+    let name = group_name(b.name.as_ref())?;
+    let description = group_description(b.description.as_ref())?;
+    let ids = contact_ids(b.contact_ids.as_ref())?;
+    let change = st
+        .store
+        .create_manual_group(pair, &name, description.as_deref(), &ids, st.clock.now_ms())
+        .await?;
+    let id = refused(change)?;
+    let group = group_after_change(&st, pair, id).await?;
+    Ok(envelope::with_status(
+        StatusCode::CREATED,
+        group_json(&group),
+        "Group created",
+    ))
+}
+
+/// # `PUT /api/whatsapp/groups/{group_id}/contacts`
+#[utoipa::path(
+    put,
+    path = "/groups/{group_id}/contacts",
+    operation_id = "replace_group_contacts",
+    tag = tags::CONTACTS,
+    summary = "Replace a manual group's members",
+    params(GroupPath),
+    request_body = ReplaceMembersRequest,
+    responses(
+        (status = 200, description = "The group with its new members", body = GroupResponse),
+        (status = 400, description = "Bad `group_id`, `user_id`, `place_id` or `contact_ids`, ids that are not the pair's contacts, or an automatic group", body = ErrorEnvelope),
+        (status = 404, description = "No such group for this pair", body = ErrorEnvelope),
+    )
+)]
+pub async fn replace_members(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(group_id): Path<String>,
+    Body(b): Body<MembersBody>,
+) -> AppResult<Response> {
+    let group_id = parse_positive_str(GroupId::FIELD, &group_id)?;
+    let pair = pair_from(caller, &b.user_id, &b.place_id)?;
+    let ids = contact_ids(b.contact_ids.as_ref())?;
+    let change = st
+        .store
+        .replace_group_members(pair, group_id, &ids, st.clock.now_ms())
+        .await?;
+    let id = refused(change)?;
+    let group = group_after_change(&st, pair, id).await?;
+    Ok(envelope::ok(group_json(&group), "Group members replaced"))
+}
+
+/// # `DELETE /api/whatsapp/groups/{group_id}`
+#[utoipa::path(
+    delete,
+    path = "/groups/{group_id}",
+    operation_id = "delete_group",
+    tag = tags::CONTACTS,
+    summary = "Delete a manual group (its contacts stay)",
+    params(GroupPath, PairQuery),
+    responses(
+        (status = 200, description = "Deleted", body = DeletedGroupResponse),
+        (status = 400, description = "Bad `group_id`, `user_id` or `place_id`, or an automatic group", body = ErrorEnvelope),
+        (status = 404, description = "No such group for this pair", body = ErrorEnvelope),
+    )
+)]
+pub async fn delete(
+    State(st): State<AppState>,
+    Path(group_id): Path<String>,
+    q: Query,
+) -> AppResult<Response> {
+    let group_id = parse_positive_str(GroupId::FIELD, &group_id)?;
+    let pair = q.pair()?;
+    let id = refused(st.store.delete_manual_group(pair, group_id).await?)?;
+    Ok(envelope::ok(
+        json!({ "id": id, "deleted": true }),
+        "Group deleted",
+    ))
+}
+
+/// # `GET /api/whatsapp/contacts/{contact_id}`
+#[utoipa::path(
+    get,
+    path = "/contacts/{contact_id}",
+    operation_id = "get_contact",
+    tag = tags::CONTACTS,
+    summary = "One contact of the pair",
+    params(ContactPath, PairQuery),
+    responses(
+        (status = 200, description = "The contact", body = ContactResponse),
+        (status = 400, description = "Bad `contact_id`, `user_id` or `place_id`", body = ErrorEnvelope),
+        (status = 404, description = "No such contact for this pair (another tenant's contact is not found either)", body = ErrorEnvelope),
+    )
+)]
+pub async fn contact(
+    State(st): State<AppState>,
+    Path(contact_id): Path<String>,
+    q: Query,
+) -> AppResult<Response> {
+    let contact_id = parse_positive_str("contact_id", &contact_id)?;
+    let pair = q.pair()?;
+    let c = st
+        .store
+        .contact(pair, contact_id)
+        .await?
+        .ok_or_else(|| AppError::NotFound("Contact not found".into()))?;
+    Ok(envelope::ok(contact_json(&c), "Contact retrieved"))
 }

@@ -68,8 +68,10 @@ fn api_parts(with_sim: bool) -> (OpenApiRouter<AppState>, OpenApiRouter<AppState
         .routes(routes!(sessions::stats))
         .routes(routes!(sessions::start_contact_fetch))
         .routes(routes!(sessions::progress))
-        .routes(routes!(groups::list))
-        .routes(routes!(groups::contacts));
+        .routes(routes!(groups::list, groups::create))
+        .routes(routes!(groups::contacts, groups::replace_members))
+        .routes(routes!(groups::delete))
+        .routes(routes!(groups::contact));
 
     let admin = OpenApiRouter::new()
         .routes(routes!(keys::create, keys::list))

@@ -371,6 +371,22 @@ fn positive_id_in_body() -> Schema {
         .into()
 }
 
+/// 1 to 1,000 contact ids, JSON integers only.
+fn contact_id_list() -> Schema {
+    utoipa::openapi::schema::ArrayBuilder::new()
+        .items(
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .format(int64())
+                .minimum(Some(1))
+                .maximum(Some(i64::MAX)),
+        )
+        .min_items(Some(1))
+        .max_items(Some(crate::http::groups::MAX_MEMBERS))
+        .examples([serde_json::json!([1, 2, 3])])
+        .into()
+}
+
 /// A phone number as a person types it, or its digits as a JSON number.
 fn typed_phone_number() -> Schema {
     OneOfBuilder::new()
@@ -449,6 +465,9 @@ success!(StatsResponse, ServiceStats);
 success!(PairCodeResponse, PairCode);
 success!(GroupListResponse, GroupList);
 success!(GroupContactsResponse, GroupContacts);
+success!(GroupResponse, Group);
+success!(DeletedGroupResponse, DeletedGroup);
+success!(ContactResponse, Contact);
 success!(PhonebookResponse, PhonebookSet);
 success!(ScanResponse, Scanned);
 success!(FaultResponse, FaultInjected);
@@ -575,6 +594,53 @@ pub struct ContactSearchQuery {
     /// default; also when empty).
     #[param(schema_with = search_type)]
     search_type: Option<String>,
+}
+
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct ContactPath {
+    /// The contact's id.
+    #[param(minimum = 1, example = 1)]
+    contact_id: i64,
+}
+
+#[derive(ToSchema)]
+pub struct CreateGroupRequest {
+    #[schema(schema_with = positive_id_in_body)]
+    user_id: i64,
+    #[schema(schema_with = positive_id_in_body)]
+    place_id: i64,
+    /// Unique among the pair's groups; surrounding spaces are dropped.
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"\S",
+        examples("VIP customers")
+    )]
+    name: String,
+    #[schema(max_length = 500)]
+    description: Option<String>,
+    /// Ids of the pair's contacts; duplicates count once.
+    #[schema(schema_with = contact_id_list)]
+    contact_ids: Vec<i64>,
+}
+
+#[derive(ToSchema)]
+pub struct ReplaceMembersRequest {
+    #[schema(schema_with = positive_id_in_body)]
+    user_id: i64,
+    #[schema(schema_with = positive_id_in_body)]
+    place_id: i64,
+    /// The group's members from now on: ids of the pair's contacts.
+    #[schema(schema_with = contact_id_list)]
+    contact_ids: Vec<i64>,
+}
+
+#[derive(ToSchema)]
+pub struct DeletedGroup {
+    id: i64,
+    #[schema(schema_with = always_true)]
+    deleted: bool,
 }
 
 #[derive(IntoParams)]

@@ -165,6 +165,21 @@ pub struct ContactRecord {
     pub tags: Vec<String>,
 }
 
+/// What a change to a manual group came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupChange {
+    /// Done; the group's id.
+    Done(i64),
+    /// These ids are not active contacts of the pair; nothing was changed.
+    UnknownContacts(Vec<i64>),
+    /// The pair already has a group of that name.
+    NameTaken,
+    /// No such group for the pair.
+    NotFound,
+    /// An automatic group: its members follow its rule and it is never deleted.
+    Automatic,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SearchType {
     Name,
@@ -279,6 +294,28 @@ pub trait Store: Send + Sync + 'static {
         query: &ContactQuery,
         recent_since_s: i64,
     ) -> StoreResult<(Vec<ContactRecord>, i64)>;
+
+    /// A manual group with these members (ids of the pair's active contacts, deduplicated).
+    async fn create_manual_group(
+        &self,
+        pair: Pair,
+        name: &str,
+        description: Option<&str>,
+        contact_ids: &[i64],
+        now_ms: i64,
+    ) -> StoreResult<GroupChange>;
+    /// The members of a manual group become exactly these, in one transaction.
+    async fn replace_group_members(
+        &self,
+        pair: Pair,
+        group_id: i64,
+        contact_ids: &[i64],
+        now_ms: i64,
+    ) -> StoreResult<GroupChange>;
+    /// Deletes a manual group and its memberships; the contacts stay.
+    async fn delete_manual_group(&self, pair: Pair, group_id: i64) -> StoreResult<GroupChange>;
+    /// One active contact of the pair.
+    async fn contact(&self, pair: Pair, contact_id: i64) -> StoreResult<Option<ContactRecord>>;
 }
 
 /// A tenant API key as stored: never the key, only its hash.

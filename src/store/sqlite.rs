@@ -13,12 +13,14 @@ use sqlx::{QueryBuilder, Row, Sqlite};
 
 use super::{
     ApiKeyRecord, AutoRule, BatchProgress, CachedContact, ContactQuery, ContactRecord,
-    ContactStats, DefaultGroupsOutcome, FetchState, GroupRecord, ImportContact, KeyStore,
-    NewApiKey, SearchType, SessionRecord, Store, StoreResult,
+    ContactStats, DefaultGroupsOutcome, FetchState, GroupChange, GroupRecord, ImportContact,
+    KeyStore, NewApiKey, SearchType, SessionRecord, Store, StoreResult,
 };
 use crate::domain::{Pair, PhoneNumber, PlaceId, SessionId, SessionStatus, UserId};
 use crate::engine::RawContact;
 
+/// Group members written or checked per statement (3 parameters each).
+const MEMBERS_PER_STATEMENT: usize = 1_000;
 /// SQLite allows 32,766 bound parameters per statement; 13 per contact row.
 const UPSERT_ROWS_PER_STATEMENT: usize = 2_000;
 
@@ -597,6 +599,166 @@ impl Store for SqliteStore {
             .collect::<StoreResult<_>>()?;
         Ok((contacts, total))
     }
+
+    async fn create_manual_group(
+        &self,
+        pair: Pair,
+        name: &str,
+        description: Option<&str>,
+        contact_ids: &[i64],
+        now_ms: i64,
+    ) -> StoreResult<GroupChange> {
+        let mut tx = self.pool.begin().await?;
+        let unknown = unknown_contacts(&mut tx, pair, contact_ids).await?;
+        if !unknown.is_empty() {
+            return Ok(GroupChange::UnknownContacts(unknown));
+        }
+        // The database keeps names unique per pair, whatever races.
+        let id: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO contact_groups (user_id, place_id, name, description, kind, auto_rule, \
+             created_at, updated_at) VALUES (?, ?, ?, ?, 'manual', NULL, ?, ?) \
+             ON CONFLICT (user_id, place_id, name) DO NOTHING RETURNING id",
+        )
+        .bind(pair.user_id.get())
+        .bind(pair.place_id.get())
+        .bind(name)
+        .bind(description)
+        .bind(now_ms)
+        .bind(now_ms)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(id) = id else {
+            return Ok(GroupChange::NameTaken);
+        };
+        insert_members(&mut tx, id, contact_ids, now_ms).await?;
+        tx.commit().await?;
+        Ok(GroupChange::Done(id))
+    }
+
+    async fn replace_group_members(
+        &self,
+        pair: Pair,
+        group_id: i64,
+        contact_ids: &[i64],
+        now_ms: i64,
+    ) -> StoreResult<GroupChange> {
+        let mut tx = self.pool.begin().await?;
+        if let Some(refused) = manual_group_of(&mut tx, pair, group_id).await? {
+            return Ok(refused);
+        }
+        let unknown = unknown_contacts(&mut tx, pair, contact_ids).await?;
+        if !unknown.is_empty() {
+            return Ok(GroupChange::UnknownContacts(unknown));
+        }
+        sqlx::query("DELETE FROM contact_group_members WHERE group_id = ?")
+            .bind(group_id)
+            .execute(&mut *tx)
+            .await?;
+        insert_members(&mut tx, group_id, contact_ids, now_ms).await?;
+        sqlx::query("UPDATE contact_groups SET updated_at = ? WHERE id = ?")
+            .bind(now_ms)
+            .bind(group_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(GroupChange::Done(group_id))
+    }
+
+    async fn delete_manual_group(&self, pair: Pair, group_id: i64) -> StoreResult<GroupChange> {
+        let mut tx = self.pool.begin().await?;
+        if let Some(refused) = manual_group_of(&mut tx, pair, group_id).await? {
+            return Ok(refused);
+        }
+        // Memberships go with it (ON DELETE CASCADE).
+        sqlx::query("DELETE FROM contact_groups WHERE id = ?")
+            .bind(group_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(GroupChange::Done(group_id))
+    }
+
+    async fn contact(&self, pair: Pair, contact_id: i64) -> StoreResult<Option<ContactRecord>> {
+        let row = sqlx::query(
+            "SELECT c.id, c.phone_number, c.name, c.push_name, c.is_business, \
+             c.last_message_at, c.tags FROM contacts c \
+             WHERE c.id = ? AND c.user_id = ? AND c.place_id = ? AND c.is_active = 1",
+        )
+        .bind(contact_id)
+        .bind(pair.user_id.get())
+        .bind(pair.place_id.get())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(contact_from_row).transpose()
+    }
+}
+
+/// `None` when the pair has this group and it is manual; otherwise why it cannot change.
+async fn manual_group_of(
+    tx: &mut sqlx::Transaction<'_, Sqlite>,
+    pair: Pair,
+    group_id: i64,
+) -> StoreResult<Option<GroupChange>> {
+    let kind: Option<String> = sqlx::query_scalar(
+        "SELECT kind FROM contact_groups WHERE id = ? AND user_id = ? AND place_id = ?",
+    )
+    .bind(group_id)
+    .bind(pair.user_id.get())
+    .bind(pair.place_id.get())
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(match kind.as_deref() {
+        None => Some(GroupChange::NotFound),
+        Some("manual") => None,
+        Some(_) => Some(GroupChange::Automatic),
+    })
+}
+
+/// The ids, in the order given, that are not active contacts of the pair.
+async fn unknown_contacts(
+    tx: &mut sqlx::Transaction<'_, Sqlite>,
+    pair: Pair,
+    ids: &[i64],
+) -> StoreResult<Vec<i64>> {
+    let mut found = std::collections::HashSet::with_capacity(ids.len());
+    for chunk in ids.chunks(MEMBERS_PER_STATEMENT) {
+        let mut q = QueryBuilder::<Sqlite>::new("SELECT id FROM contacts WHERE user_id = ");
+        q.push_bind(pair.user_id.get())
+            .push(" AND place_id = ")
+            .push_bind(pair.place_id.get())
+            .push(" AND is_active = 1 AND id IN (");
+        let mut list = q.separated(", ");
+        for id in chunk {
+            list.push_bind(*id);
+        }
+        q.push(")");
+        let rows: Vec<i64> = q.build_query_scalar().fetch_all(&mut **tx).await?;
+        found.extend(rows);
+    }
+    Ok(ids
+        .iter()
+        .copied()
+        .filter(|id| !found.contains(id))
+        .collect())
+}
+
+async fn insert_members(
+    tx: &mut sqlx::Transaction<'_, Sqlite>,
+    group_id: i64,
+    ids: &[i64],
+    now_ms: i64,
+) -> StoreResult<()> {
+    for chunk in ids.chunks(MEMBERS_PER_STATEMENT) {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO contact_group_members (group_id, contact_id, added_at) ",
+        );
+        q.push_values(chunk, |mut b, id| {
+            b.push_bind(group_id).push_bind(*id).push_bind(now_ms);
+        });
+        q.push(" ON CONFLICT (group_id, contact_id) DO NOTHING");
+        q.build().execute(&mut **tx).await?;
+    }
+    Ok(())
 }
 
 /// A macro, not a const: statements must be `&'static str` literals, and `concat!` only

@@ -109,6 +109,31 @@ impl Store for DownStore {
     ) -> StoreResult<(Vec<ContactRecord>, i64)> {
         down()
     }
+    async fn create_manual_group(
+        &self,
+        _: Pair,
+        _: &str,
+        _: Option<&str>,
+        _: &[i64],
+        _: i64,
+    ) -> StoreResult<GroupChange> {
+        down()
+    }
+    async fn replace_group_members(
+        &self,
+        _: Pair,
+        _: i64,
+        _: &[i64],
+        _: i64,
+    ) -> StoreResult<GroupChange> {
+        down()
+    }
+    async fn delete_manual_group(&self, _: Pair, _: i64) -> StoreResult<GroupChange> {
+        down()
+    }
+    async fn contact(&self, _: Pair, _: i64) -> StoreResult<Option<ContactRecord>> {
+        down()
+    }
 }
 
 async fn call(app: axum::Router, method: &str, uri: &str, body: &str) -> (StatusCode, Value) {

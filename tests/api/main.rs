@@ -10,5 +10,6 @@ mod fetch;
 mod groups;
 mod keys;
 mod lifecycle;
+mod manual_groups;
 mod openapi;
 mod process;
