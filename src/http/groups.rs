@@ -8,21 +8,28 @@ use serde_json::{Value, json};
 
 use super::extract::{Body, Query, pagination_json, pair_from};
 use super::openapi::{
-    ContactPath, ContactResponse, ContactSearchQuery, CreateGroupRequest, DeletedGroupResponse,
-    ErrorEnvelope, GroupContactsResponse, GroupListResponse, GroupPath, GroupResponse, PageQuery,
-    PairQuery, ReplaceMembersRequest, tags,
+    ContactPatchRequest, ContactPath, ContactResponse, ContactSearchQuery, CreateGroupRequest,
+    DeletedGroupResponse, ErrorEnvelope, GroupContactsResponse, GroupListResponse, GroupPath,
+    GroupResponse, PageQuery, PairQuery, ReplaceMembersRequest, tags,
 };
 use super::{AppState, envelope};
 use crate::auth::Caller;
 use crate::clock::{rfc3339_ms, rfc3339_secs};
 use crate::domain::{GroupId, Pair, parse_positive_str};
 use crate::error::{AppError, AppResult};
-use crate::store::{AutoRule, ContactQuery, ContactRecord, GroupChange, GroupRecord, SearchType};
+use crate::store::{
+    AutoRule, ContactPatch, ContactQuery, ContactRecord, GroupChange, GroupRecord, SearchType,
+};
 
 pub const GROUP_NAME_MAX_CHARS: usize = 100;
 pub const GROUP_DESCRIPTION_MAX_CHARS: usize = 500;
 /// Members given in one request.
 pub const MAX_MEMBERS: usize = 1_000;
+pub const MAX_TAGS: usize = 50;
+pub const TAG_MAX_CHARS: usize = 50;
+pub const MAX_CUSTOM_FIELDS: usize = 50;
+pub const CUSTOM_FIELD_NAME_MAX_CHARS: usize = 50;
+pub const CUSTOM_FIELD_VALUE_MAX_CHARS: usize = 1_000;
 
 fn recent_since(st: &AppState) -> i64 {
     st.clock.now().timestamp() - AutoRule::RECENT_DAYS * 86_400
@@ -383,5 +390,134 @@ pub async fn contact(
         .contact(pair, contact_id)
         .await?
         .ok_or_else(|| AppError::NotFound("Contact not found".into()))?;
-    Ok(envelope::ok(contact_json(&c), "Contact retrieved"))
+    Ok(envelope::ok(contact_detail_json(&c), "Contact retrieved"))
+}
+
+/// A contact as shown alone: the list fields and its custom fields.
+fn contact_detail_json(c: &ContactRecord) -> Value {
+    let mut v = contact_json(c);
+    v["custom_fields"] = Value::Object(c.custom_fields.clone());
+    v
+}
+
+#[derive(Deserialize)]
+pub struct ContactPatchBody {
+    #[serde(default)]
+    user_id: Option<Value>,
+    #[serde(default)]
+    place_id: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    tags: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    custom_fields: Option<Value>,
+}
+
+/// `Some` whenever the field was sent, `null` included (plain `Option` reads `null` as absent).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
+}
+
+/// Up to 50 tags of 1 to 50 characters; trimmed, duplicates dropped, order kept.
+fn tags(raw: &Value) -> AppResult<Vec<String>> {
+    let invalid = || {
+        AppError::BadRequest(format!(
+            "tags must be a list of at most {MAX_TAGS} strings of 1 to {TAG_MAX_CHARS} characters"
+        ))
+    };
+    let Value::Array(items) = raw else {
+        return Err(invalid());
+    };
+    if items.len() > MAX_TAGS {
+        return Err(invalid());
+    }
+    let mut out: Vec<String> = Vec::with_capacity(items.len());
+    for item in items {
+        match item {
+            Value::String(t) if !t.trim().is_empty() && t.chars().count() <= TAG_MAX_CHARS => {
+                let t = t.trim().to_owned();
+                if !out.contains(&t) {
+                    out.push(t);
+                }
+            }
+            _ => return Err(invalid()),
+        }
+    }
+    Ok(out)
+}
+
+/// Up to 50 fields; each value a string (at most 1,000 characters), number, boolean, or
+/// `null` to remove the field.
+fn custom_fields(raw: &Value) -> AppResult<serde_json::Map<String, Value>> {
+    let Value::Object(fields) = raw else {
+        return Err(AppError::BadRequest(
+            "custom_fields must be an object of field names to values".into(),
+        ));
+    };
+    if fields.len() > MAX_CUSTOM_FIELDS {
+        return Err(AppError::BadRequest(format!(
+            "custom_fields may hold at most {MAX_CUSTOM_FIELDS} fields"
+        )));
+    }
+    for (name, value) in fields {
+        if name.trim().is_empty() || name.chars().count() > CUSTOM_FIELD_NAME_MAX_CHARS {
+            return Err(AppError::BadRequest(format!(
+                "custom_fields names must be 1 to {CUSTOM_FIELD_NAME_MAX_CHARS} characters"
+            )));
+        }
+        let ok = match value {
+            Value::String(s) => s.chars().count() <= CUSTOM_FIELD_VALUE_MAX_CHARS,
+            Value::Number(_) | Value::Bool(_) | Value::Null => true,
+            Value::Array(_) | Value::Object(_) => false,
+        };
+        if !ok {
+            return Err(AppError::BadRequest(format!(
+                "custom_fields.{name} must be a string of at most \
+                 {CUSTOM_FIELD_VALUE_MAX_CHARS} characters, a number, a boolean, or null"
+            )));
+        }
+    }
+    Ok(fields.clone())
+}
+
+/// # `PATCH /api/whatsapp/contacts/{contact_id}`
+#[utoipa::path(
+    patch,
+    path = "/contacts/{contact_id}",
+    operation_id = "update_contact",
+    tag = tags::CONTACTS,
+    summary = "Set a contact's tags and custom fields (fetches never erase them)",
+    description = "`tags` replaces the contact's tags. `custom_fields` is merged into the \
+        contact's fields: a field set to `null` is removed. At least one of the two is required.",
+    params(ContactPath),
+    request_body = ContactPatchRequest,
+    responses(
+        (status = 200, description = "The contact as it is now", body = ContactResponse),
+        (status = 400, description = "Bad `contact_id`, `user_id`, `place_id`, `tags` or `custom_fields`, or neither given", body = ErrorEnvelope),
+        (status = 404, description = "No such contact for this pair", body = ErrorEnvelope),
+    )
+)]
+pub async fn update_contact(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(contact_id): Path<String>,
+    Body(b): Body<ContactPatchBody>,
+) -> AppResult<Response> {
+    let contact_id = parse_positive_str("contact_id", &contact_id)?;
+    let pair = pair_from(caller, &b.user_id, &b.place_id)?;
+    let patch = ContactPatch {
+        // An explicit `null` is refused like any other wrong type: leave the field out instead.
+        tags: b.tags.as_ref().map(tags).transpose()?,
+        custom_fields: b.custom_fields.as_ref().map(custom_fields).transpose()?,
+    };
+    if patch.tags.is_none() && patch.custom_fields.is_none() {
+        return Err(AppError::BadRequest(
+            "Give tags, custom_fields, or both".into(),
+        ));
+    }
+    let c = st
+        .store
+        .update_contact(pair, contact_id, &patch, st.clock.now_ms())
+        .await?
+        .ok_or_else(|| AppError::NotFound("Contact not found".into()))?;
+    Ok(envelope::ok(contact_detail_json(&c), "Contact updated"))
 }

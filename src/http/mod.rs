@@ -71,7 +71,7 @@ fn api_parts(with_sim: bool) -> (OpenApiRouter<AppState>, OpenApiRouter<AppState
         .routes(routes!(groups::list, groups::create))
         .routes(routes!(groups::contacts, groups::replace_members))
         .routes(routes!(groups::delete))
-        .routes(routes!(groups::contact));
+        .routes(routes!(groups::contact, groups::update_contact));
 
     let admin = OpenApiRouter::new()
         .routes(routes!(keys::create, keys::list))

@@ -371,6 +371,44 @@ fn positive_id_in_body() -> Schema {
         .into()
 }
 
+/// At most 50 tags of 1 to 50 characters.
+fn tag_list() -> Schema {
+    use crate::http::groups::{MAX_TAGS, TAG_MAX_CHARS};
+    utoipa::openapi::schema::ArrayBuilder::new()
+        .items(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1))
+                .max_length(Some(TAG_MAX_CHARS))
+                .pattern(Some(r"\S")),
+        )
+        .max_items(Some(MAX_TAGS))
+        .examples([serde_json::json!(["vip", "riyadh"])])
+        .into()
+}
+
+/// At most 50 fields, each a short string, a number, a boolean, or null (to remove it).
+fn custom_field_map() -> Schema {
+    use crate::http::groups::{CUSTOM_FIELD_VALUE_MAX_CHARS, MAX_CUSTOM_FIELDS};
+    let value = OneOfBuilder::new()
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .max_length(Some(CUSTOM_FIELD_VALUE_MAX_CHARS)),
+        )
+        .item(ObjectBuilder::new().schema_type(Type::Number))
+        .item(ObjectBuilder::new().schema_type(Type::Boolean))
+        .item(ObjectBuilder::new().schema_type(Type::Null));
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .additional_properties(Some(utoipa::openapi::schema::AdditionalProperties::RefOr(
+            RefOr::T(Schema::OneOf(value.build())),
+        )))
+        .max_properties(Some(MAX_CUSTOM_FIELDS))
+        .examples([serde_json::json!({"city": "Riyadh", "visits": 3})])
+        .into()
+}
+
 /// 1 to 1,000 contact ids, JSON integers only.
 fn contact_id_list() -> Schema {
     utoipa::openapi::schema::ArrayBuilder::new()
@@ -467,7 +505,7 @@ success!(GroupListResponse, GroupList);
 success!(GroupContactsResponse, GroupContacts);
 success!(GroupResponse, Group);
 success!(DeletedGroupResponse, DeletedGroup);
-success!(ContactResponse, Contact);
+success!(ContactResponse, ContactDetail);
 success!(PhonebookResponse, PhonebookSet);
 success!(ScanResponse, Scanned);
 success!(FaultResponse, FaultInjected);
@@ -960,6 +998,40 @@ pub struct Contact {
     #[schema(required = true, format = DateTime)]
     last_interaction: Option<String>,
     tags: Vec<String>,
+}
+
+/// A contact shown alone: the list fields and its custom fields.
+#[derive(ToSchema)]
+pub struct ContactDetail {
+    id: i64,
+    /// E.164.
+    #[schema(examples("+966512345678"))]
+    phone_number: String,
+    #[schema(required = true)]
+    name: Option<String>,
+    #[schema(required = true)]
+    push_name: Option<String>,
+    is_business: bool,
+    #[schema(required = true, format = DateTime)]
+    last_interaction: Option<String>,
+    tags: Vec<String>,
+    /// Set with `PATCH`; never touched by a fetch.
+    #[schema(value_type = Object)]
+    custom_fields: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(ToSchema)]
+pub struct ContactPatchRequest {
+    #[schema(schema_with = positive_id_in_body)]
+    user_id: i64,
+    #[schema(schema_with = positive_id_in_body)]
+    place_id: i64,
+    /// Replaces the contact's tags; trimmed, duplicates dropped.
+    #[schema(schema_with = tag_list)]
+    tags: Option<Vec<String>>,
+    /// Merged into the contact's fields; `null` removes a field.
+    #[schema(schema_with = custom_field_map)]
+    custom_fields: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 #[derive(ToSchema)]

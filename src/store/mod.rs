@@ -163,6 +163,15 @@ pub struct ContactRecord {
     pub is_business: bool,
     pub last_message_at: Option<i64>,
     pub tags: Vec<String>,
+    /// Set by the back office; fetches never touch them. Empty where not selected.
+    pub custom_fields: serde_json::Map<String, serde_json::Value>,
+}
+
+/// A change to a contact's own data: tags replaced, custom fields merged (`null` removes).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ContactPatch {
+    pub tags: Option<Vec<String>>,
+    pub custom_fields: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// What a change to a manual group came to.
@@ -316,6 +325,14 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_manual_group(&self, pair: Pair, group_id: i64) -> StoreResult<GroupChange>;
     /// One active contact of the pair.
     async fn contact(&self, pair: Pair, contact_id: i64) -> StoreResult<Option<ContactRecord>>;
+    /// Applies the patch to one active contact of the pair; `None` when there is none.
+    async fn update_contact(
+        &self,
+        pair: Pair,
+        contact_id: i64,
+        patch: &ContactPatch,
+        now_ms: i64,
+    ) -> StoreResult<Option<ContactRecord>>;
 }
 
 /// A tenant API key as stored: never the key, only its hash.

@@ -12,13 +12,17 @@ use sqlx::sqlite::{
 use sqlx::{QueryBuilder, Row, Sqlite};
 
 use super::{
-    ApiKeyRecord, AutoRule, BatchProgress, CachedContact, ContactQuery, ContactRecord,
-    ContactStats, DefaultGroupsOutcome, FetchState, GroupChange, GroupRecord, ImportContact,
-    KeyStore, NewApiKey, SearchType, SessionRecord, Store, StoreResult,
+    ApiKeyRecord, AutoRule, BatchProgress, CachedContact, ContactPatch, ContactQuery,
+    ContactRecord, ContactStats, DefaultGroupsOutcome, FetchState, GroupChange, GroupRecord,
+    ImportContact, KeyStore, NewApiKey, SearchType, SessionRecord, Store, StoreResult,
 };
 use crate::domain::{Pair, PhoneNumber, PlaceId, SessionId, SessionStatus, UserId};
 use crate::engine::RawContact;
 
+/// One active contact of a pair, with everything the API shows of it.
+const ONE_CONTACT: &str = "SELECT c.id, c.phone_number, c.name, c.push_name, c.is_business, \
+     c.last_message_at, c.tags, c.custom_fields FROM contacts c \
+     WHERE c.id = ? AND c.user_id = ? AND c.place_id = ? AND c.is_active = 1";
 /// Group members written or checked per statement (3 parameters each).
 const MEMBERS_PER_STATEMENT: usize = 1_000;
 /// SQLite allows 32,766 bound parameters per statement; 13 per contact row.
@@ -131,6 +135,11 @@ fn contact_from_row(row: &SqliteRow) -> StoreResult<ContactRecord> {
         is_business: row.try_get("is_business")?,
         last_message_at: row.try_get("last_message_at")?,
         tags: serde_json::from_str(&tags).unwrap_or_default(),
+        custom_fields: row
+            .try_get::<String, _>("custom_fields")
+            .ok()
+            .and_then(|f| serde_json::from_str(&f).ok())
+            .unwrap_or_default(),
     })
 }
 
@@ -679,17 +688,54 @@ impl Store for SqliteStore {
     }
 
     async fn contact(&self, pair: Pair, contact_id: i64) -> StoreResult<Option<ContactRecord>> {
-        let row = sqlx::query(
-            "SELECT c.id, c.phone_number, c.name, c.push_name, c.is_business, \
-             c.last_message_at, c.tags FROM contacts c \
-             WHERE c.id = ? AND c.user_id = ? AND c.place_id = ? AND c.is_active = 1",
-        )
-        .bind(contact_id)
-        .bind(pair.user_id.get())
-        .bind(pair.place_id.get())
-        .fetch_optional(&self.pool)
-        .await?;
+        let row = sqlx::query(ONE_CONTACT)
+            .bind(contact_id)
+            .bind(pair.user_id.get())
+            .bind(pair.place_id.get())
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(contact_from_row).transpose()
+    }
+
+    async fn update_contact(
+        &self,
+        pair: Pair,
+        contact_id: i64,
+        patch: &ContactPatch,
+        now_ms: i64,
+    ) -> StoreResult<Option<ContactRecord>> {
+        let mut tx = self.pool.begin().await?;
+        let Some(row) = sqlx::query(ONE_CONTACT)
+            .bind(contact_id)
+            .bind(pair.user_id.get())
+            .bind(pair.place_id.get())
+            .fetch_optional(&mut *tx)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let mut contact = contact_from_row(&row)?;
+        if let Some(tags) = &patch.tags {
+            contact.tags = tags.clone();
+        }
+        if let Some(fields) = &patch.custom_fields {
+            for (k, v) in fields {
+                if v.is_null() {
+                    contact.custom_fields.remove(k);
+                } else {
+                    contact.custom_fields.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        sqlx::query("UPDATE contacts SET tags = ?, custom_fields = ?, updated_at = ? WHERE id = ?")
+            .bind(serde_json::to_string(&contact.tags).context("encode tags")?)
+            .bind(serde_json::to_string(&contact.custom_fields).context("encode custom fields")?)
+            .bind(now_ms)
+            .bind(contact_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Some(contact))
     }
 }
 

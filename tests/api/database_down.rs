@@ -134,6 +134,15 @@ impl Store for DownStore {
     async fn contact(&self, _: Pair, _: i64) -> StoreResult<Option<ContactRecord>> {
         down()
     }
+    async fn update_contact(
+        &self,
+        _: Pair,
+        _: i64,
+        _: &ContactPatch,
+        _: i64,
+    ) -> StoreResult<Option<ContactRecord>> {
+        down()
+    }
 }
 
 async fn call(app: axum::Router, method: &str, uri: &str, body: &str) -> (StatusCode, Value) {

@@ -346,3 +346,113 @@ async fn one_contact_by_id() {
         .await;
     assert_eq!(status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn tags_and_custom_fields_are_set_merged_and_survive_a_fetch() {
+    let app = spawn_app().await;
+    let ids = pair_with_contacts(&app, 1, 2, 2).await;
+    let path = format!("/api/whatsapp/contacts/{}", ids[0]);
+    let patch = |body: Value| app.request(Method::PATCH, &path, Some(body));
+    let (status, body) = patch(json!({"user_id": 1, "place_id": 2,
+        "tags": [" vip ", "riyadh", "vip"], "custom_fields": {"city": "الرياض", "visits": 3}}))
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["tags"], json!(["vip", "riyadh"]));
+    assert_eq!(
+        body["data"]["custom_fields"],
+        json!({"city": "الرياض", "visits": 3})
+    );
+    // Fields merge, `null` removes one; tags left out stay as they were.
+    let (status, body) = patch(json!({"user_id": 1, "place_id": 2,
+        "custom_fields": {"visits": null, "vip_since": "2026"}}))
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["tags"], json!(["vip", "riyadh"]));
+    assert_eq!(
+        body["data"]["custom_fields"],
+        json!({"city": "الرياض", "vip_since": "2026"})
+    );
+    // A second fetch of the same phone book leaves them alone.
+    app.fetch_and_wait(1, 2).await;
+    let (_, body) = app.get(&format!("{path}?user_id=1&place_id=2")).await;
+    assert_eq!(body["data"]["tags"], json!(["vip", "riyadh"]));
+    assert_eq!(
+        body["data"]["custom_fields"],
+        json!({"city": "الرياض", "vip_since": "2026"})
+    );
+    let all = app.group_id(1, 2, ALL_GROUP).await;
+    let (_, list) = app
+        .get(&format!("/api/whatsapp/groups/{all}/contacts?user_id=1&place_id=2&search=Person 0&search_type=name"))
+        .await;
+    assert_eq!(
+        list["data"]["contacts"][0]["tags"],
+        json!(["vip", "riyadh"]),
+        "{list}"
+    );
+}
+
+#[tokio::test]
+async fn bad_contact_patches_change_nothing() {
+    let app = spawn_app().await;
+    let ids = pair_with_contacts(&app, 1, 2, 1).await;
+    let theirs = pair_with_contacts(&app, 7, 8, 1).await;
+    let path = format!("/api/whatsapp/contacts/{}", ids[0]);
+    let long = "x".repeat(51);
+    let cases = [
+        (json!({"user_id": 1, "place_id": 2}), "tags"),
+        (
+            json!({"user_id": 1, "place_id": 2, "tags": null, "custom_fields": {"a": 1}}),
+            "tags",
+        ),
+        (
+            json!({"user_id": 1, "place_id": 2, "tags": ["a"], "custom_fields": null}),
+            "custom_fields",
+        ),
+        (json!({"user_id": 1, "place_id": 2, "tags": "vip"}), "tags"),
+        (json!({"user_id": 1, "place_id": 2, "tags": ["  "]}), "tags"),
+        (json!({"user_id": 1, "place_id": 2, "tags": [long]}), "tags"),
+        (
+            json!({"user_id": 1, "place_id": 2, "tags": (0..51).map(|i| i.to_string()).collect::<Vec<_>>()}),
+            "tags",
+        ),
+        (
+            json!({"user_id": 1, "place_id": 2, "custom_fields": ["a"]}),
+            "custom_fields",
+        ),
+        (
+            json!({"user_id": 1, "place_id": 2, "custom_fields": {"a": {"b": 1}}}),
+            "custom_fields",
+        ),
+        (
+            json!({"user_id": 1, "place_id": 2, "custom_fields": {"a": "y".repeat(1001)}}),
+            "custom_fields",
+        ),
+        (json!({"place_id": 2, "tags": ["vip"]}), "user_id"),
+    ];
+    for (body, field) in cases {
+        let (status, answer) = app.request(Method::PATCH, &path, Some(body.clone())).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body} → {answer}");
+        assert!(
+            answer["message"].as_str().unwrap().contains(field),
+            "{body} → {answer}"
+        );
+    }
+    let (status, _) = app
+        .request(
+            Method::PATCH,
+            &format!("/api/whatsapp/contacts/{}", theirs[0]),
+            Some(json!({"user_id": 1, "place_id": 2, "tags": ["mine"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, body) = app.get(&format!("{path}?user_id=1&place_id=2")).await;
+    assert_eq!(body["data"]["tags"], json!([]));
+    assert_eq!(body["data"]["custom_fields"], json!({}));
+    let (_, body) = app
+        .get(&format!(
+            "/api/whatsapp/contacts/{}?user_id=7&place_id=8",
+            theirs[0]
+        ))
+        .await;
+    assert_eq!(body["data"]["tags"], json!([]));
+}
