@@ -169,23 +169,20 @@ impl FetchJob {
                 // consistent prefix for a rerun to complete), but never for long: a slow
                 // source's progress shows within moments.
                 let deadline = tokio::time::Instant::now() + GATHER_AT_MOST;
-                while batch.len() < MIN_ROWS_PER_TRANSACTION {
-                    match tokio::time::timeout_at(deadline, ready_rx.recv()).await {
-                        Ok(Some((more, p))) => {
-                            batch.extend(more);
-                            processed = p;
-                        }
-                        Ok(None) | Err(_) => break,
-                    }
-                }
                 while batch.len() < MAX_ROWS_PER_TRANSACTION {
-                    match ready_rx.try_recv() {
-                        Ok((more, p)) => {
-                            batch.extend(more);
-                            processed = p;
-                        }
-                        Err(_) => break,
-                    }
+                    let next = if batch.len() < MIN_ROWS_PER_TRANSACTION {
+                        tokio::time::timeout_at(deadline, ready_rx.recv())
+                            .await
+                            .ok()
+                            .flatten()
+                    } else {
+                        ready_rx.try_recv().ok()
+                    };
+                    let Some((more, p)) = next else {
+                        break;
+                    };
+                    batch.extend(more);
+                    processed = p;
                 }
                 let total_now = total.max(processed);
                 // 100 is kept for "done": the last batch is not the end until the source says so.

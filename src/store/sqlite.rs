@@ -20,9 +20,19 @@ use crate::domain::{Pair, PhoneNumber, PlaceId, SessionId, SessionStatus, UserId
 use crate::engine::RawContact;
 
 /// One active contact of a pair, with everything the API shows of it.
-const ONE_CONTACT: &str = "SELECT c.id, c.phone_number, c.name, c.push_name, c.is_business, \
-     c.last_message_at, c.tags, c.custom_fields FROM contacts c \
-     WHERE c.id = ? AND c.user_id = ? AND c.place_id = ? AND c.is_active = 1";
+fn one_contact(
+    pair: Pair,
+    contact_id: i64,
+) -> sqlx::query::Query<'static, Sqlite, sqlx::sqlite::SqliteArguments> {
+    sqlx::query(
+        "SELECT c.id, c.phone_number, c.name, c.push_name, c.is_business, c.last_message_at, \
+         c.tags, c.custom_fields FROM contacts c \
+         WHERE c.id = ? AND c.user_id = ? AND c.place_id = ? AND c.is_active = 1",
+    )
+    .bind(contact_id)
+    .bind(pair.user_id.get())
+    .bind(pair.place_id.get())
+}
 /// Group members written or checked per statement (3 parameters each).
 const MEMBERS_PER_STATEMENT: usize = 1_000;
 /// SQLite allows 32,766 bound parameters per statement; 13 per contact row.
@@ -688,10 +698,7 @@ impl Store for SqliteStore {
     }
 
     async fn contact(&self, pair: Pair, contact_id: i64) -> StoreResult<Option<ContactRecord>> {
-        let row = sqlx::query(ONE_CONTACT)
-            .bind(contact_id)
-            .bind(pair.user_id.get())
-            .bind(pair.place_id.get())
+        let row = one_contact(pair, contact_id)
             .fetch_optional(&self.pool)
             .await?;
         row.as_ref().map(contact_from_row).transpose()
@@ -705,10 +712,7 @@ impl Store for SqliteStore {
         now_ms: i64,
     ) -> StoreResult<Option<ContactRecord>> {
         let mut tx = self.pool.begin().await?;
-        let Some(row) = sqlx::query(ONE_CONTACT)
-            .bind(contact_id)
-            .bind(pair.user_id.get())
-            .bind(pair.place_id.get())
+        let Some(row) = one_contact(pair, contact_id)
             .fetch_optional(&mut *tx)
             .await?
         else {

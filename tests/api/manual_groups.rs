@@ -35,6 +35,16 @@ async fn pair_with_contacts(app: &TestApp, user: i64, place: i64, n: usize) -> V
         .collect()
 }
 
+/// `DELETE /api/whatsapp/groups/{group}?user_id&place_id`.
+async fn delete_group(app: &TestApp, user: i64, place: i64, group: i64) -> (StatusCode, Value) {
+    app.request(
+        Method::DELETE,
+        &format!("/api/whatsapp/groups/{group}?user_id={user}&place_id={place}"),
+        None,
+    )
+    .await
+}
+
 async fn members(app: &TestApp, user: i64, place: i64, group: i64) -> Vec<i64> {
     let (status, body) = app
         .get(&format!(
@@ -216,13 +226,7 @@ async fn members_are_replaced_whole_and_a_deleted_group_leaves_its_contacts() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(members(&app, 1, 2, id).await, want);
 
-    let (status, body) = app
-        .request(
-            Method::DELETE,
-            &format!("/api/whatsapp/groups/{id}?user_id=1&place_id=2"),
-            None,
-        )
-        .await;
+    let (status, body) = delete_group(&app, 1, 2, id).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["data"], json!({"id": id, "deleted": true}));
     let (status, _) = app
@@ -231,13 +235,7 @@ async fn members_are_replaced_whole_and_a_deleted_group_leaves_its_contacts() {
         ))
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (status, _) = app
-        .request(
-            Method::DELETE,
-            &format!("/api/whatsapp/groups/{id}?user_id=1&place_id=2"),
-            None,
-        )
-        .await;
+    let (status, _) = delete_group(&app, 1, 2, id).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let all = app.group_id(1, 2, ALL_GROUP).await;
     assert_eq!(members(&app, 1, 2, all).await.len(), 4, "contacts stay");
@@ -261,13 +259,7 @@ async fn automatic_groups_refuse_edits_and_deletion() {
             body["message"].as_str().unwrap().contains("Automatic"),
             "{body}"
         );
-        let (status, body) = app
-            .request(
-                Method::DELETE,
-                &format!("/api/whatsapp/groups/{id}?user_id=1&place_id=2"),
-                None,
-            )
-            .await;
+        let (status, body) = delete_group(&app, 1, 2, id).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
         assert_eq!(members(&app, 1, 2, id).await, before);
     }
@@ -292,13 +284,7 @@ async fn another_tenants_group_and_contact_are_not_found() {
         )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (status, _) = app
-        .request(
-            Method::DELETE,
-            &format!("/api/whatsapp/groups/{id}?user_id=1&place_id=2"),
-            None,
-        )
-        .await;
+    let (status, _) = delete_group(&app, 1, 2, id).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(members(&app, 7, 8, id).await, theirs);
     let (status, body) = app
