@@ -169,6 +169,23 @@ impl Server {
         self.wait_for(want, |s| s["status"] == want).await
     }
 
+    /// The raw QR string, or `None` when no code is showing (for instance, attempts ran out).
+    pub async fn try_qr_raw(&self) -> Option<String> {
+        let res = self
+            .http
+            .get(format!(
+                "{}/api/whatsapp/qr?user_id=1&place_id=2&format=raw",
+                self.base
+            ))
+            .send()
+            .await
+            .expect("GET qr");
+        if res.status() != StatusCode::OK {
+            return None;
+        }
+        Some(res.text().await.expect("qr text"))
+    }
+
     pub async fn qr_raw(&self) -> String {
         let res = self
             .http
