@@ -34,6 +34,52 @@ pub enum EngineEvent {
     LoggedOut { reason: String },
     /// The client stopped for a reason a person must act on.
     Failed { message: String },
+    /// A person wrote to the account (chats with one number only; groups are ignored).
+    MessageReceived(IncomingMessage),
+}
+
+/// A message that reached the linked account from another number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncomingMessage {
+    /// WhatsApp's id of the message.
+    pub id: String,
+    /// The sender's number, digits only as WhatsApp writes it.
+    pub from: String,
+    pub push_name: Option<String>,
+    /// The text, or an image's caption.
+    pub text: Option<String>,
+    /// `text` or `image` (anything else is reported as `other`).
+    pub kind: String,
+    /// Unix seconds, as the sender's phone stamped it.
+    pub timestamp: i64,
+}
+
+/// What the outbox hands an engine to send.
+#[derive(Debug, Clone)]
+pub struct OutgoingMessage {
+    /// The WhatsApp message id, chosen before the first attempt and kept for every later
+    /// one, so a send repeated after a crash is the same message to the recipient.
+    pub id: String,
+    pub to: PhoneNumber,
+    /// The text, or the image's caption.
+    pub text: Option<String>,
+    pub image: Option<OutgoingImage>,
+}
+
+#[derive(Clone)]
+pub struct OutgoingImage {
+    pub bytes: Arc<Vec<u8>>,
+    /// `image/jpeg`, `image/png`, ... as the server that served it said.
+    pub mime: String,
+}
+
+impl std::fmt::Debug for OutgoingImage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutgoingImage")
+            .field("bytes", &self.bytes.len())
+            .field("mime", &self.mime)
+            .finish()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -100,6 +146,9 @@ pub trait EngineClient: Send + Sync {
     /// Links by a code typed on the phone (Linked devices → Link with phone number)
     /// instead of a QR scan; returns the code to show.
     async fn pair_code(&self, phone: &PhoneNumber) -> Result<String, EngineError>;
+    /// Sends one message; answers WhatsApp's id for it (the one in `message.id`).
+    /// `Invalid` means the recipient or content will never go (not on WhatsApp, ...).
+    async fn send(&self, message: &OutgoingMessage) -> Result<String, EngineError>;
 }
 
 #[async_trait]

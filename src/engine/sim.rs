@@ -397,6 +397,10 @@ impl EngineClient for SimClient {
         }
         Ok(self.net.next_pair_code(&self.shared.session_id))
     }
+
+    async fn send(&self, _message: &super::OutgoingMessage) -> Result<String, EngineError> {
+        Err(EngineError::Failed("not yet".into()))
+    }
 }
 
 struct SimSource {

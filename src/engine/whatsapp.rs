@@ -449,6 +449,12 @@ impl EngineClient for WaClient {
         };
         lib.pair_with_code(options).await.map_err(pair_error)
     }
+
+    async fn send(&self, _message: &super::OutgoingMessage) -> Result<String, EngineError> {
+        Err(EngineError::Failed(
+            "sending is not wired to whatsapp-rust yet".into(),
+        ))
+    }
 }
 
 fn pair_error(e: PairError) -> EngineError {

@@ -313,6 +313,9 @@ impl Actor {
                 self.save().await;
                 return Flow::Stop;
             }
+            EngineEvent::MessageReceived(m) => {
+                tracing::info!("ℹ️ Message {} received by session {id}", m.id);
+            }
         }
         Flow::Continue
     }
