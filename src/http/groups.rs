@@ -8,18 +8,16 @@ use serde_json::{Value, json};
 
 use super::extract::{Body, Query, pagination_json, pair_from};
 use super::openapi::{
-    ContactPatchRequest, ContactPath, ContactResponse, ContactSearchQuery, CreateGroupRequest,
-    DeletedGroupResponse, ErrorEnvelope, GroupContactsResponse, GroupListResponse, GroupPath,
-    GroupResponse, PageQuery, PairQuery, ReplaceMembersRequest, tags,
+    ContactFilterQuery, ContactPatchRequest, ContactPath, ContactResponse, ContactSearchQuery,
+    CreateGroupRequest, DeletedGroupResponse, ErrorEnvelope, GroupContactsResponse,
+    GroupListResponse, GroupPath, GroupResponse, PageQuery, PairQuery, ReplaceMembersRequest, tags,
 };
 use super::{AppState, envelope};
 use crate::auth::Caller;
 use crate::clock::{rfc3339_ms, rfc3339_secs};
 use crate::domain::{GroupId, Pair, parse_positive_str};
 use crate::error::{AppError, AppResult};
-use crate::store::{
-    AutoRule, ContactPatch, ContactQuery, ContactRecord, GroupChange, GroupRecord, SearchType,
-};
+use crate::store::{AutoRule, ContactPatch, ContactQuery, ContactRecord, GroupChange, GroupRecord};
 
 pub const GROUP_NAME_MAX_CHARS: usize = 100;
 pub const GROUP_DESCRIPTION_MAX_CHARS: usize = 500;
@@ -31,7 +29,7 @@ pub const MAX_CUSTOM_FIELDS: usize = 50;
 pub const CUSTOM_FIELD_NAME_MAX_CHARS: usize = 50;
 pub const CUSTOM_FIELD_VALUE_MAX_CHARS: usize = 1_000;
 
-fn recent_since(st: &AppState) -> i64 {
+pub(super) fn recent_since(st: &AppState) -> i64 {
     st.clock.now().timestamp() - AutoRule::RECENT_DAYS * 86_400
 }
 
@@ -48,7 +46,7 @@ fn group_json(g: &GroupRecord) -> Value {
     })
 }
 
-fn contact_json(c: &ContactRecord) -> Value {
+pub(super) fn contact_json(c: &ContactRecord) -> Value {
     json!({
         "id": c.id,
         "phone_number": c.phone_number,
@@ -96,7 +94,7 @@ pub async fn list(State(st): State<AppState>, q: Query) -> AppResult<Response> {
     operation_id = "group_contacts",
     tag = tags::CONTACTS,
     summary = "A group and one page of its contacts, most recently active first",
-    params(GroupPath, PairQuery, PageQuery, ContactSearchQuery),
+    params(GroupPath, PairQuery, PageQuery, ContactSearchQuery, ContactFilterQuery),
     responses(
         (status = 200, description = "The group and one page of its contacts", body = GroupContactsResponse),
         (status = 400, description = "Bad `group_id`, `user_id`, `place_id`, `page`, `limit`, `search` or `search_type`", body = ErrorEnvelope),
@@ -111,26 +109,7 @@ pub async fn contacts(
     let group_id = parse_positive_str(GroupId::FIELD, &group_id)?;
     let pair = q.pair()?;
     let (page, limit) = q.pagination()?;
-    let search_type = match q.get("search_type").map(str::trim) {
-        None | Some("") | Some("all") => SearchType::All,
-        Some("name") => SearchType::Name,
-        Some("phone") => SearchType::Phone,
-        Some(_) => {
-            return Err(AppError::BadRequest(
-                "search_type must be one of: name, phone, all".into(),
-            ));
-        }
-    };
-    let search = q
-        .get("search")
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned);
-    if search.as_ref().is_some_and(|s| s.chars().count() > 200) {
-        return Err(AppError::BadRequest(
-            "search must be at most 200 characters".into(),
-        ));
-    }
+    let filter = super::contacts::contact_filter(&q, st.clock.now().timestamp())?;
     let since = recent_since(&st);
     let group = st
         .store
@@ -138,12 +117,14 @@ pub async fn contacts(
         .await?
         .ok_or_else(|| AppError::NotFound("Group not found".into()))?;
     let query = ContactQuery {
-        search,
-        search_type,
+        filter,
         page,
         limit,
     };
-    let (contacts, total) = st.store.group_contacts(&group, &query, since).await?;
+    let (contacts, total) = st
+        .store
+        .search_contacts(pair, Some(&group), &query, since)
+        .await?;
     Ok(envelope::ok(
         json!({
             "group": group_json(&group),

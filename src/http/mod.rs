@@ -1,5 +1,6 @@
 //! HTTP: routes, envelopes, and the safety net that keeps every answer in the envelope.
 
+mod contacts;
 pub mod envelope;
 pub mod extract;
 mod groups;
@@ -71,7 +72,10 @@ fn api_parts(with_sim: bool) -> (OpenApiRouter<AppState>, OpenApiRouter<AppState
         .routes(routes!(groups::list, groups::create))
         .routes(routes!(groups::contacts, groups::replace_members))
         .routes(routes!(groups::delete))
-        .routes(routes!(groups::contact, groups::update_contact));
+        .routes(routes!(groups::contact, groups::update_contact))
+        .routes(routes!(contacts::search))
+        .routes(routes!(contacts::export_all))
+        .routes(routes!(contacts::export_group));
 
     let admin = OpenApiRouter::new()
         .routes(routes!(keys::create, keys::list))

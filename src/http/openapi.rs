@@ -322,6 +322,13 @@ fn qr_format() -> Object {
     string_enum(&["png", "raw", ""], "png")
 }
 
+fn true_or_false() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(["true", "false"]))
+        .build()
+}
+
 fn search_type() -> Object {
     string_enum(&["name", "phone", "all", ""], "all")
 }
@@ -503,6 +510,7 @@ success!(StatsResponse, ServiceStats);
 success!(PairCodeResponse, PairCode);
 success!(GroupListResponse, GroupList);
 success!(GroupContactsResponse, GroupContacts);
+success!(ContactSearchResponse, ContactSearch);
 success!(GroupResponse, Group);
 success!(DeletedGroupResponse, DeletedGroup);
 success!(ContactResponse, ContactDetail);
@@ -632,6 +640,25 @@ pub struct ContactSearchQuery {
     /// default; also when empty).
     #[param(schema_with = search_type)]
     search_type: Option<String>,
+}
+
+/// Filters of contact search and export; each one given narrows the result.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ContactFilterQuery {
+    /// Only business accounts (`true`) or only the others (`false`).
+    #[param(schema_with = true_or_false)]
+    is_business: Option<String>,
+    /// Only contacts whose last chat activity is within this many days.
+    #[param(minimum = 1, maximum = 3650)]
+    last_interaction_days: Option<i64>,
+    /// Only contacts with no chat activity for at least this many days (or never).
+    #[param(minimum = 1, maximum = 3650)]
+    inactive_days: Option<i64>,
+    /// Comma-separated tags (at most 50, each at most 50 characters); a contact must carry
+    /// every one. Surrounding spaces are ignored.
+    #[param(pattern = r"^[^,]{0,50}(,[^,]{0,50}){0,49}$", example = "vip,riyadh")]
+    tags: Option<String>,
 }
 
 #[derive(IntoParams)]
@@ -927,6 +954,12 @@ pub struct PairCode {
 #[derive(ToSchema)]
 pub struct GroupList {
     groups: Vec<Group>,
+    pagination: Pagination,
+}
+
+#[derive(ToSchema)]
+pub struct ContactSearch {
+    contacts: Vec<Contact>,
     pagination: Pagination,
 }
 

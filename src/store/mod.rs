@@ -197,10 +197,23 @@ pub enum SearchType {
     All,
 }
 
-#[derive(Debug, Clone, Default)]
-pub struct ContactQuery {
+/// Which contacts a listing, search or export reads; every filter narrows.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ContactFilter {
     pub search: Option<String>,
     pub search_type: SearchType,
+    pub is_business: Option<bool>,
+    /// Last chat activity at or after this unix second.
+    pub active_since: Option<i64>,
+    /// No chat activity since this unix second (never active included).
+    pub inactive_since: Option<i64>,
+    /// Contacts carrying every one of these tags.
+    pub tags: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ContactQuery {
+    pub filter: ContactFilter,
     pub page: i64,
     pub limit: i64,
 }
@@ -297,12 +310,26 @@ pub trait Store: Send + Sync + 'static {
         group_id: i64,
         recent_since_s: i64,
     ) -> StoreResult<Option<GroupRecord>>;
-    async fn group_contacts(
+    /// One page of the pair's active contacts (of one group when given), most recently
+    /// active first, and how many match in all.
+    async fn search_contacts(
         &self,
-        group: &GroupRecord,
+        pair: Pair,
+        group: Option<&GroupRecord>,
         query: &ContactQuery,
         recent_since_s: i64,
     ) -> StoreResult<(Vec<ContactRecord>, i64)>;
+    /// Up to `limit` matching contacts with an id above `after_id`, by id, custom fields
+    /// included: an export reads the whole set this way without holding a transaction.
+    async fn contacts_after(
+        &self,
+        pair: Pair,
+        group: Option<&GroupRecord>,
+        filter: &ContactFilter,
+        recent_since_s: i64,
+        after_id: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<ContactRecord>>;
 
     /// A manual group with these members (ids of the pair's active contacts, deduplicated).
     async fn create_manual_group(

@@ -12,9 +12,9 @@ use sqlx::sqlite::{
 use sqlx::{QueryBuilder, Row, Sqlite};
 
 use super::{
-    ApiKeyRecord, AutoRule, BatchProgress, CachedContact, ContactPatch, ContactQuery,
-    ContactRecord, ContactStats, DefaultGroupsOutcome, FetchState, GroupChange, GroupRecord,
-    ImportContact, KeyStore, NewApiKey, SearchType, SessionRecord, Store, StoreResult,
+    ApiKeyRecord, AutoRule, BatchProgress, CachedContact, ContactFilter, ContactPatch,
+    ContactQuery, ContactRecord, ContactStats, DefaultGroupsOutcome, FetchState, GroupChange,
+    GroupRecord, ImportContact, KeyStore, NewApiKey, SearchType, SessionRecord, Store, StoreResult,
 };
 use crate::domain::{Pair, PhoneNumber, PlaceId, SessionId, SessionStatus, UserId};
 use crate::engine::RawContact;
@@ -133,6 +133,82 @@ fn group_from_row(row: &SqliteRow) -> StoreResult<GroupRecord> {
         updated_at: row.try_get("updated_at")?,
         contact_count: row.try_get("contact_count")?,
     })
+}
+
+/// The FROM and WHERE of every contact listing: one pair's active contacts, narrowed by a
+/// group's rule or members and by the filter. Every value is bound, and text is matched with
+/// instr(), so user input is never SQL nor a pattern.
+fn push_contact_filter(
+    q: &mut QueryBuilder<Sqlite>,
+    pair: Pair,
+    group: Option<&GroupRecord>,
+    filter: &ContactFilter,
+    recent_since_s: i64,
+) {
+    q.push(" FROM contacts c WHERE c.user_id = ")
+        .push_bind(pair.user_id.get())
+        .push(" AND c.place_id = ")
+        .push_bind(pair.place_id.get())
+        .push(" AND c.is_active = 1");
+    match group.map(|g| (g.id, g.auto_rule)) {
+        None | Some((_, Some(AutoRule::All))) => {}
+        Some((_, Some(AutoRule::Recent90Days))) => {
+            q.push(" AND c.last_message_at >= ")
+                .push_bind(recent_since_s);
+        }
+        Some((id, None)) => {
+            q.push(" AND c.id IN (SELECT contact_id FROM contact_group_members WHERE group_id = ")
+                .push_bind(id)
+                .push(")");
+        }
+    }
+    if let Some(text) = filter.search.as_deref() {
+        let lowered = text.to_lowercase();
+        let digits: String = text.chars().filter(char::is_ascii_digit).collect();
+        let by_name = |q: &mut QueryBuilder<Sqlite>| {
+            q.push("(instr(COALESCE(c.name_lc, ''), ")
+                .push_bind(lowered.clone())
+                .push(") > 0 OR instr(COALESCE(c.push_name_lc, ''), ")
+                .push_bind(lowered.clone())
+                .push(") > 0)");
+        };
+        let by_phone = |q: &mut QueryBuilder<Sqlite>| {
+            if digits.is_empty() {
+                q.push("0");
+            } else {
+                q.push("instr(c.phone_number, ")
+                    .push_bind(digits.clone())
+                    .push(") > 0");
+            }
+        };
+        q.push(" AND (");
+        match filter.search_type {
+            SearchType::Name => by_name(q),
+            SearchType::Phone => by_phone(q),
+            SearchType::All => {
+                by_name(q);
+                q.push(" OR ");
+                by_phone(q);
+            }
+        }
+        q.push(")");
+    }
+    if let Some(b) = filter.is_business {
+        q.push(" AND c.is_business = ").push_bind(b);
+    }
+    if let Some(since) = filter.active_since {
+        q.push(" AND c.last_message_at >= ").push_bind(since);
+    }
+    if let Some(since) = filter.inactive_since {
+        q.push(" AND (c.last_message_at IS NULL OR c.last_message_at < ")
+            .push_bind(since)
+            .push(")");
+    }
+    for tag in &filter.tags {
+        q.push(" AND EXISTS (SELECT 1 FROM json_each(c.tags) t WHERE t.value = ")
+            .push_bind(tag.clone())
+            .push(")");
+    }
 }
 
 fn contact_from_row(row: &SqliteRow) -> StoreResult<ContactRecord> {
@@ -533,80 +609,22 @@ impl Store for SqliteStore {
         row.as_ref().map(group_from_row).transpose()
     }
 
-    async fn group_contacts(
+    async fn search_contacts(
         &self,
-        group: &GroupRecord,
+        pair: Pair,
+        group: Option<&GroupRecord>,
         query: &ContactQuery,
         recent_since_s: i64,
     ) -> StoreResult<(Vec<ContactRecord>, i64)> {
-        // The same WHERE serves the count and the page.
-        fn push_filter(
-            q: &mut QueryBuilder<Sqlite>,
-            group: &GroupRecord,
-            query: &ContactQuery,
-            since: i64,
-        ) {
-            q.push(" FROM contacts c WHERE c.user_id = ")
-                .push_bind(group.pair.user_id.get())
-                .push(" AND c.place_id = ")
-                .push_bind(group.pair.place_id.get())
-                .push(" AND c.is_active = 1");
-            match group.auto_rule {
-                Some(AutoRule::All) => {}
-                Some(AutoRule::Recent90Days) => {
-                    q.push(" AND c.last_message_at >= ").push_bind(since);
-                }
-                None => {
-                    q.push(
-                        " AND c.id IN (SELECT contact_id FROM contact_group_members WHERE group_id = ",
-                    )
-                    .push_bind(group.id)
-                    .push(")");
-                }
-            }
-            if let Some(text) = query.search.as_deref() {
-                // instr() matches literally: user input is never a pattern.
-                let lowered = text.to_lowercase();
-                let digits: String = text.chars().filter(char::is_ascii_digit).collect();
-                let by_name = |q: &mut QueryBuilder<Sqlite>| {
-                    q.push("(instr(COALESCE(c.name_lc, ''), ")
-                        .push_bind(lowered.clone())
-                        .push(") > 0 OR instr(COALESCE(c.push_name_lc, ''), ")
-                        .push_bind(lowered.clone())
-                        .push(") > 0)");
-                };
-                let by_phone = |q: &mut QueryBuilder<Sqlite>| {
-                    if digits.is_empty() {
-                        q.push("0");
-                    } else {
-                        q.push("instr(c.phone_number, ")
-                            .push_bind(digits.clone())
-                            .push(") > 0");
-                    }
-                };
-                q.push(" AND (");
-                match query.search_type {
-                    SearchType::Name => by_name(q),
-                    SearchType::Phone => by_phone(q),
-                    SearchType::All => {
-                        by_name(q);
-                        q.push(" OR ");
-                        by_phone(q);
-                    }
-                }
-                q.push(")");
-            }
-        }
-
         let mut count = QueryBuilder::<Sqlite>::new("SELECT COUNT(*)");
-        push_filter(&mut count, group, query, recent_since_s);
+        push_contact_filter(&mut count, pair, group, &query.filter, recent_since_s);
         let total: i64 = count.build_query_scalar().fetch_one(&self.pool).await?;
 
         let mut page = QueryBuilder::<Sqlite>::new(
             "SELECT c.id, c.phone_number, c.name, c.push_name, c.is_business, \
              c.last_message_at, c.tags",
         );
-        push_filter(&mut page, group, query, recent_since_s);
+        push_contact_filter(&mut page, pair, group, &query.filter, recent_since_s);
         page.push(" ORDER BY c.last_message_at IS NULL, c.last_message_at DESC, c.id LIMIT ")
             .push_bind(query.limit)
             .push(" OFFSET ")
@@ -617,6 +635,28 @@ impl Store for SqliteStore {
             .map(contact_from_row)
             .collect::<StoreResult<_>>()?;
         Ok((contacts, total))
+    }
+
+    async fn contacts_after(
+        &self,
+        pair: Pair,
+        group: Option<&GroupRecord>,
+        filter: &ContactFilter,
+        recent_since_s: i64,
+        after_id: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<ContactRecord>> {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "SELECT c.id, c.phone_number, c.name, c.push_name, c.is_business, \
+             c.last_message_at, c.tags, c.custom_fields",
+        );
+        push_contact_filter(&mut q, pair, group, filter, recent_since_s);
+        q.push(" AND c.id > ")
+            .push_bind(after_id)
+            .push(" ORDER BY c.id LIMIT ")
+            .push_bind(limit);
+        let rows = q.build().fetch_all(&self.pool).await?;
+        rows.iter().map(contact_from_row).collect()
     }
 
     async fn create_manual_group(

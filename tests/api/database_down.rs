@@ -101,12 +101,24 @@ impl Store for DownStore {
     async fn group(&self, _: Pair, _: i64, _: i64) -> StoreResult<Option<GroupRecord>> {
         down()
     }
-    async fn group_contacts(
+    async fn search_contacts(
         &self,
-        _: &GroupRecord,
+        _: Pair,
+        _: Option<&GroupRecord>,
         _: &ContactQuery,
         _: i64,
     ) -> StoreResult<(Vec<ContactRecord>, i64)> {
+        down()
+    }
+    async fn contacts_after(
+        &self,
+        _: Pair,
+        _: Option<&GroupRecord>,
+        _: &ContactFilter,
+        _: i64,
+        _: i64,
+        _: i64,
+    ) -> StoreResult<Vec<ContactRecord>> {
         down()
     }
     async fn create_manual_group(

@@ -4,6 +4,7 @@
 
 mod helpers;
 
+mod contact_search;
 mod conventions;
 mod database_down;
 mod fetch;
