@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 use crate::auth::ApiKeys;
 use crate::clock::{SharedClock, SystemClock};
@@ -14,7 +15,9 @@ use crate::config::{Config, EngineKind};
 use crate::engine::Engine;
 use crate::engine::sim::SimNetwork;
 use crate::engine::whatsapp::{WhatsAppEngine, WhatsAppOptions};
+use crate::events::{EventBus, webhook};
 use crate::http::{AppState, router};
+use crate::messaging::Outbox;
 use crate::session::SessionManager;
 use crate::store::{SqliteStore, Store};
 
@@ -47,6 +50,9 @@ impl ApplicationBuilder {
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    /// Stops the webhook dispatcher.
+    background: CancellationToken,
+    dispatcher: tokio::task::JoinHandle<()>,
 }
 
 impl Application {
@@ -77,7 +83,7 @@ impl Application {
         check_listen_address(&config).await?;
         let sqlite = SqliteStore::connect(&config.database_url).await?;
         let keys = ApiKeys::new(config.admin_key, Arc::new(sqlite.clone()), clock.clone());
-        let store: Arc<dyn Store> = Arc::new(sqlite);
+        let store: Arc<dyn Store> = Arc::new(sqlite.clone());
         let (engine, sim): (Arc<dyn Engine>, Option<SimNetwork>) = match config.engine {
             EngineKind::Sim => {
                 let net =
@@ -94,16 +100,36 @@ impl Application {
                 None,
             ),
         };
+        // Before any session starts, so every status change is told.
+        let events = EventBus::new(Arc::new(sqlite.clone()), clock.clone());
         let manager = SessionManager::new(
             engine.clone(),
             store.clone(),
             clock.clone(),
             config.max_concurrent_fetches,
-        );
+        )
+        .with_events(events.clone());
         let restored = manager.restore().await.context("restoring sessions")?;
         if restored > 0 {
             tracing::info!("🔄 Restoring {restored} linked sessions");
         }
+        let outbox = Outbox::new(
+            Arc::new(sqlite.clone()),
+            manager.clone(),
+            events.clone(),
+            clock.clone(),
+            config.pacing,
+        );
+        let pending = outbox.start().await.context("restarting the outbox")?;
+        if pending > 0 {
+            tracing::info!("🔄 Resuming queued messages of {pending} numbers");
+        }
+        let background = CancellationToken::new();
+        let dispatcher = tokio::spawn(webhook::run_dispatcher(
+            events.clone(),
+            config.webhooks.clone(),
+            background.clone(),
+        ));
         let listener = TcpListener::bind(&config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -118,7 +144,11 @@ impl Application {
                 started: Instant::now(),
                 request_timeout: config.request_timeout,
                 keys,
+                outbox,
+                events,
             },
+            background,
+            dispatcher,
         })
     }
 
@@ -136,8 +166,14 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let Self { listener, state } = self;
+        let Self {
+            listener,
+            state,
+            background,
+            dispatcher,
+        } = self;
         let manager = state.manager.clone();
+        let outbox = state.outbox.clone();
         let store = state.store.clone();
         tracing::info!(
             "✅ WhatsApp Manager listening on http://{} (engine: {})",
@@ -166,6 +202,11 @@ impl Application {
             }
         }
         tracing::info!("ℹ️ Shutting down: stopping sessions");
+        // The outbox first: a send cut short now goes again, under the same id, after the
+        // next start; a session stopped under a running send would only make it fail.
+        outbox.shutdown().await;
+        background.cancel();
+        let _ = dispatcher.await;
         manager.shutdown().await;
         store.close().await;
         tracing::info!("✅ Shutdown complete");

@@ -93,6 +93,17 @@ impl Caller {
         }
     }
 
+    /// A user-wide resource (a tenant's webhook), if this caller may act on that user.
+    pub fn scope_user(&self, user: UserId) -> AppResult<UserId> {
+        match *self {
+            Self::Admin => Ok(user),
+            Self::Tenant { user_id, .. } if user_id == user => Ok(user),
+            Self::Tenant { user_id, .. } => Err(AppError::Forbidden(format!(
+                "This API key belongs to user_id {user_id} and cannot act on user_id {user}"
+            ))),
+        }
+    }
+
     pub fn require_admin(&self, what: &str) -> AppResult<()> {
         match self {
             Self::Admin => Ok(()),

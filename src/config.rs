@@ -104,6 +104,34 @@ pub struct ServeArgs {
     #[arg(long, env = "WAM_SIM_QR_ATTEMPTS", default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..))]
     pub sim_qr_attempts: u32,
 
+    /// Least seconds between two messages of one number (anti-ban pace).
+    #[arg(long, env = "WAM_MESSAGE_INTERVAL", value_parser = seconds, default_value = "3")]
+    pub message_interval: Duration,
+
+    /// Up to this many more seconds, drawn anew for each gap, so sends do not look scripted.
+    #[arg(long, env = "WAM_MESSAGE_JITTER", value_parser = seconds, default_value = "2")]
+    pub message_jitter: Duration,
+
+    /// Messages one number sends in any 24 hours at most; the rest wait.
+    #[arg(long, env = "WAM_DAILY_MESSAGE_CAP", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub daily_message_cap: u32,
+
+    /// Seconds a webhook receiver has to answer.
+    #[arg(long, env = "WAM_WEBHOOK_TIMEOUT", value_parser = seconds, default_value = "10")]
+    pub webhook_timeout: Duration,
+
+    /// Attempts per webhook delivery before it is given up.
+    #[arg(long, env = "WAM_WEBHOOK_MAX_ATTEMPTS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub webhook_max_attempts: u32,
+
+    /// Seconds before the first retry of a failed webhook delivery; doubles each time.
+    #[arg(long, env = "WAM_WEBHOOK_BACKOFF", value_parser = seconds, default_value = "1")]
+    pub webhook_backoff: Duration,
+
+    /// The longest wait between two attempts of a webhook delivery, in seconds.
+    #[arg(long, env = "WAM_WEBHOOK_BACKOFF_MAX", value_parser = seconds, default_value = "300")]
+    pub webhook_backoff_max: Duration,
+
     /// sim: pause per 1,000 contacts read, to make a fetch observable.
     #[arg(long, env = "WAM_SIM_FETCH_DELAY_MS", default_value_t = 0)]
     pub sim_fetch_delay_ms: u64,
@@ -122,6 +150,8 @@ pub struct Config {
     /// `None`: no key is asked for, and only loopback addresses may be listened on.
     pub admin_key: Option<AdminKeyHash>,
     pub max_concurrent_fetches: usize,
+    pub pacing: crate::messaging::pacing::Pacing,
+    pub webhooks: crate::events::webhook::WebhookSettings,
 }
 
 impl From<ServeArgs> for Config {
@@ -141,6 +171,17 @@ impl From<ServeArgs> for Config {
                 .filter(|k| !k.is_empty())
                 .map(AdminKeyHash::of),
             max_concurrent_fetches: a.max_concurrent_fetches as usize,
+            pacing: crate::messaging::pacing::Pacing {
+                interval: a.message_interval,
+                jitter: a.message_jitter,
+                daily_cap: a.daily_message_cap,
+            },
+            webhooks: crate::events::webhook::WebhookSettings {
+                timeout: a.webhook_timeout.max(Duration::from_millis(100)),
+                max_attempts: a.webhook_max_attempts,
+                backoff_initial: a.webhook_backoff,
+                backoff_max: a.webhook_backoff_max.max(a.webhook_backoff),
+            },
             sim: SimConfig {
                 contacts: a.sim_contacts,
                 auto_scan: a.sim_auto_scan,

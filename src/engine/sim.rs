@@ -60,10 +60,13 @@ pub enum Fault {
     Logout,
     FailFetch,
     SlowFetch,
+    /// The next send fails, as when WhatsApp refuses a message.
+    FailSend,
 }
 
 impl Fault {
-    pub const NAMES: &'static str = "drop_client, disconnect, logout, fail_fetch, slow_fetch";
+    pub const NAMES: &'static str =
+        "drop_client, disconnect, logout, fail_fetch, slow_fetch, fail_send";
 
     pub fn parse(s: &str) -> Option<Self> {
         Some(match s {
@@ -72,6 +75,7 @@ impl Fault {
             "logout" => Self::Logout,
             "fail_fetch" => Self::FailFetch,
             "slow_fetch" => Self::SlowFetch,
+            "fail_send" => Self::FailSend,
             _ => return None,
         })
     }
@@ -83,6 +87,30 @@ pub enum SimError {
     NoQr(Pair),
     #[error("No live simulated client for {0}. Call /api/whatsapp/init first.")]
     NoClient(Pair),
+    #[error("The simulated phone of {0} is not connected: link it and wait for ready.")]
+    NotConnected(Pair),
+}
+
+/// What reached the simulated WhatsApp from a pair's phone: one line per send attempt that
+/// got through, kept in a file so it outlives a server restart like a real recipient's chat.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SimSent {
+    /// The WhatsApp message id.
+    pub id: String,
+    /// E.164.
+    pub to: String,
+    pub text: Option<String>,
+    pub image_mime: Option<String>,
+    pub image_bytes: Option<usize>,
+    pub at_ms: i64,
+}
+
+/// A message someone sends to a pair's number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimIncoming {
+    pub from: PhoneNumber,
+    pub push_name: Option<String>,
+    pub text: String,
 }
 
 /// The linked device a credentials file holds.
@@ -112,10 +140,12 @@ struct ClientShared {
     qr_showing: AtomicBool,
     fail_next_fetch: AtomicBool,
     slow_next_fetch: AtomicBool,
+    fail_next_send: AtomicBool,
     control: mpsc::UnboundedSender<Control>,
     /// Held here as well as by the task: a dropped client vanishes *without* closing the
-    /// actor's event channel, exactly like a client that died silently.
-    _events: mpsc::Sender<EngineEvent>,
+    /// actor's event channel, exactly like a client that died silently. Incoming messages
+    /// go through it too.
+    events: mpsc::Sender<EngineEvent>,
 }
 
 struct Inner {
@@ -126,6 +156,9 @@ struct Inner {
     /// The newest client started for each pair.
     clients: Mutex<HashMap<Pair, Arc<ClientShared>>>,
     qr_counter: AtomicU64,
+    /// Serialises appends to the outbox files.
+    outbox: tokio::sync::Mutex<()>,
+    incoming_counter: AtomicU64,
 }
 
 #[derive(Clone)]
@@ -136,7 +169,7 @@ pub struct SimNetwork {
 impl SimNetwork {
     pub fn new(cfg: SimConfig, data_dir: PathBuf, clock: SharedClock) -> anyhow::Result<Self> {
         let dir = data_dir.join("sim");
-        for sub in ["sessions", "phonebooks"] {
+        for sub in ["sessions", "phonebooks", "outbox"] {
             std::fs::create_dir_all(dir.join(sub))
                 .with_context(|| format!("cannot create {}", dir.join(sub).display()))?;
         }
@@ -148,6 +181,8 @@ impl SimNetwork {
                 books: Mutex::default(),
                 clients: Mutex::default(),
                 qr_counter: AtomicU64::new(0),
+                outbox: tokio::sync::Mutex::new(()),
+                incoming_counter: AtomicU64::new(0),
             }),
         })
     }
@@ -161,6 +196,73 @@ impl SimNetwork {
             .dir
             .join("phonebooks")
             .join(format!("{}_{}.json", pair.user_id, pair.place_id))
+    }
+
+    fn outbox_path(&self, pair: Pair) -> PathBuf {
+        self.inner
+            .dir
+            .join("outbox")
+            .join(format!("{}_{}.jsonl", pair.user_id, pair.place_id))
+    }
+
+    async fn record_sent(&self, pair: Pair, sent: &SimSent) -> Result<(), EngineError> {
+        use tokio::io::AsyncWriteExt;
+        let mut line = serde_json::to_vec(sent)
+            .map_err(|e| EngineError::Failed(format!("cannot encode the message: {e}")))?;
+        line.push(b'\n');
+        let _guard = self.inner.outbox.lock().await;
+        let mut f = tokio::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.outbox_path(pair))
+            .await
+            .map_err(|e| EngineError::Failed(format!("the simulated network is down: {e}")))?;
+        f.write_all(&line)
+            .await
+            .map_err(|e| EngineError::Failed(format!("the simulated network is down: {e}")))?;
+        Ok(())
+    }
+
+    /// Everything the pair's phone sent, oldest first; a repeated id means the same
+    /// message reached WhatsApp twice.
+    pub async fn outbox(&self, pair: Pair) -> anyhow::Result<Vec<SimSent>> {
+        let bytes = match tokio::fs::read(self.outbox_path(pair)).await {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        bytes
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_slice(l).context("corrupt sim outbox line"))
+            .collect()
+    }
+
+    /// Someone writes to the pair's number: the linked client reports it like WhatsApp would.
+    pub async fn incoming(&self, pair: Pair, msg: SimIncoming) -> Result<String, SimError> {
+        let client = self.live_client(pair).ok_or(SimError::NoClient(pair))?;
+        if !client.connected.load(Ordering::SeqCst) {
+            return Err(SimError::NotConnected(pair));
+        }
+        let n = self.inner.incoming_counter.fetch_add(1, Ordering::Relaxed);
+        let id = format!(
+            "SIMIN{:016X}",
+            (self.inner.clock.now_ms() as u64) ^ n.rotate_left(40)
+        );
+        let event = EngineEvent::MessageReceived(super::IncomingMessage {
+            id: id.clone(),
+            from: msg.from.digits().to_owned(),
+            push_name: msg.push_name,
+            text: Some(msg.text),
+            kind: "text".into(),
+            timestamp: self.inner.clock.now().timestamp(),
+        });
+        client
+            .events
+            .send(event)
+            .await
+            .map_err(|_| SimError::NoClient(pair))?;
+        Ok(id)
     }
 
     /// Sets what the pair's phone holds; it outlives restarts like a real phone would.
@@ -235,6 +337,7 @@ impl SimNetwork {
         match fault {
             Fault::FailFetch => client.fail_next_fetch.store(true, Ordering::SeqCst),
             Fault::SlowFetch => client.slow_next_fetch.store(true, Ordering::SeqCst),
+            Fault::FailSend => client.fail_next_send.store(true, Ordering::SeqCst),
             Fault::DropClient => {
                 // Gone at once: the next use must find it dead, whatever the task is doing.
                 client.alive.store(false, Ordering::SeqCst);
@@ -303,8 +406,9 @@ impl Engine for SimNetwork {
             qr_showing: AtomicBool::new(false),
             fail_next_fetch: AtomicBool::new(false),
             slow_next_fetch: AtomicBool::new(false),
+            fail_next_send: AtomicBool::new(false),
             control: ctl_tx,
-            _events: start.events.clone(),
+            events: start.events.clone(),
         });
         if let Some(old) = lock(&self.inner.clients).insert(start.pair, shared.clone()) {
             let _ = old.control.send(Control::Stop);
@@ -398,8 +502,28 @@ impl EngineClient for SimClient {
         Ok(self.net.next_pair_code(&self.shared.session_id))
     }
 
-    async fn send(&self, _message: &super::OutgoingMessage) -> Result<String, EngineError> {
-        Err(EngineError::Failed("not yet".into()))
+    async fn send(&self, message: &super::OutgoingMessage) -> Result<String, EngineError> {
+        if !self.is_alive() {
+            return Err(EngineError::ClientGone);
+        }
+        if !self.shared.connected.load(Ordering::SeqCst) {
+            return Err(EngineError::NotConnected);
+        }
+        if self.shared.fail_next_send.swap(false, Ordering::SeqCst) {
+            return Err(EngineError::Failed(
+                "WhatsApp refused the message (simulated failure)".into(),
+            ));
+        }
+        let sent = SimSent {
+            id: message.id.clone(),
+            to: message.to.as_str().to_owned(),
+            text: message.text.clone(),
+            image_mime: message.image.as_ref().map(|i| i.mime.clone()),
+            image_bytes: message.image.as_ref().map(|i| i.bytes.len()),
+            at_ms: self.net.inner.clock.now_ms(),
+        };
+        self.net.record_sent(self.shared.pair, &sent).await?;
+        Ok(message.id.clone())
     }
 }
 
@@ -648,7 +772,7 @@ async fn connected_loop(
                     down();
                     return;
                 }
-                Some(Control::Fault(Fault::FailFetch | Fault::SlowFetch)) => {}
+                Some(Control::Fault(Fault::FailFetch | Fault::SlowFetch | Fault::FailSend)) => {}
             }
         }
     }

@@ -7,9 +7,11 @@ mod groups;
 mod health;
 mod keys;
 mod linking;
+mod messaging;
 pub mod openapi;
 mod sessions;
 mod sim;
+mod webhooks;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -48,6 +50,8 @@ pub struct AppState {
     pub started: Instant,
     pub request_timeout: Duration,
     pub keys: ApiKeys,
+    pub outbox: crate::messaging::Outbox,
+    pub events: crate::events::EventBus,
 }
 
 pub const OPENAPI_PATH: &str = "/api/openapi.json";
@@ -75,7 +79,20 @@ fn api_parts(with_sim: bool) -> (OpenApiRouter<AppState>, OpenApiRouter<AppState
         .routes(routes!(groups::contact, groups::update_contact))
         .routes(routes!(contacts::search))
         .routes(routes!(contacts::export_all))
-        .routes(routes!(contacts::export_group));
+        .routes(routes!(contacts::export_group))
+        .routes(routes!(messaging::send_message))
+        .routes(routes!(messaging::send_group))
+        .routes(routes!(messaging::send_bulk))
+        .routes(routes!(messaging::list))
+        .routes(routes!(messaging::stats))
+        .routes(routes!(messaging::job))
+        .routes(routes!(messaging::retry))
+        .routes(routes!(messaging::validate))
+        .routes(routes!(messaging::test_image_url))
+        .routes(routes!(messaging::list_templates))
+        .routes(routes!(webhooks::set, webhooks::get, webhooks::delete))
+        .routes(routes!(webhooks::deliveries))
+        .routes(routes!(webhooks::stream));
 
     let admin = OpenApiRouter::new()
         .routes(routes!(keys::create, keys::list))
@@ -89,7 +106,9 @@ fn api_parts(with_sim: bool) -> (OpenApiRouter<AppState>, OpenApiRouter<AppState
         let sim = OpenApiRouter::new()
             .routes(routes!(sim::set_phonebook).layer(DefaultBodyLimit::max(PHONEBOOK_BODY_LIMIT)))
             .routes(routes!(sim::scan))
-            .routes(routes!(sim::fault));
+            .routes(routes!(sim::fault))
+            .routes(routes!(sim::outbox))
+            .routes(routes!(sim::incoming));
         app = app.nest("/api/sim", sim);
     }
     (public, app)

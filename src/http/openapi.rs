@@ -22,6 +22,8 @@ pub mod tags {
     pub const LINKING: &str = "linking";
     pub const CONTACTS: &str = "contacts";
     pub const SIM: &str = "sim";
+    pub const MESSAGING: &str = "messaging";
+    pub const WEBHOOKS: &str = "webhooks";
     /// For the API-key routes, once they are served.
     pub const ADMIN: &str = "admin";
 }
@@ -63,6 +65,8 @@ pub const PUBLIC_PATHS: [&str; 1] = ["/api/health"];
         (name = tags::SESSIONS, description = "One WhatsApp session per (user_id, place_id): its lifecycle and the on-demand contact fetch"),
         (name = tags::LINKING, description = "Linking a phone: QR code or phone-number pairing code"),
         (name = tags::CONTACTS, description = "Contact groups and their members"),
+        (name = tags::MESSAGING, description = "Messages go through a durable outbox, sent at each number's pace (anti-ban) while its session is ready"),
+        (name = tags::WEBHOOKS, description = "Events of every session: signed webhooks with a durable delivery queue, and a server-sent-events stream"),
         (name = tags::SIM, description = "Controls of the simulated phone network. These routes exist only when the server runs with `--engine sim`; otherwise they answer 404."),
     ),
 )]
@@ -511,6 +515,19 @@ success!(PairCodeResponse, PairCode);
 success!(GroupListResponse, GroupList);
 success!(GroupContactsResponse, GroupContacts);
 success!(ContactSearchResponse, ContactSearch);
+success!(MessageResponse, Message);
+success!(JobResponse, Job);
+success!(BulkJobResponse, BulkJob);
+success!(MessageListResponse, MessageList);
+success!(MessageStatsResponse, MessageStats);
+success!(ValidationResponse, Validation);
+success!(ImageProbeResponse, ImageProbe);
+success!(TemplateListResponse, TemplateList);
+success!(WebhookResponse, Webhook);
+success!(DeletedWebhookResponse, DeletedWebhook);
+success!(DeliveryListResponse, DeliveryList);
+success!(SimOutboxResponse, SimOutbox);
+success!(SimIncomingResponse, SimIncomingDelivered);
 success!(GroupResponse, Group);
 success!(DeletedGroupResponse, DeletedGroup);
 success!(ContactResponse, ContactDetail);
@@ -1181,3 +1198,612 @@ pub struct PngImage(Vec<u8>);
 /// The text the QR code encodes.
 #[derive(ToSchema)]
 pub struct QrText(String);
+
+// ----- Messaging -----
+
+/// An http(s) URL as the server fetches it: no spaces, a host right after `://`.
+fn http_url() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(r"^[hH][tT][tT][pP][sS]?://[^\s/?#\\][^\s]*$"))
+        .max_length(Some(crate::messaging::image::MAX_URL_CHARS))
+        .examples([serde_json::json!("https://example.com/offer.jpg")])
+        .build()
+}
+
+fn message_text() -> Object {
+    ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::SchemaType::from_iter([
+            Type::String,
+            Type::Null,
+        ]))
+        .min_length(Some(1))
+        .max_length(Some(crate::messaging::MAX_TEXT_CHARS))
+        .pattern(Some(r"\S"))
+        .examples([serde_json::json!("Hello {name}, our new offer is here!")])
+        .build()
+}
+
+fn template_id() -> Object {
+    let ids: Vec<&str> = crate::messaging::templates::TEMPLATES
+        .iter()
+        .map(|t| t.id)
+        .collect();
+    ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::SchemaType::from_iter([
+            Type::String,
+            Type::Null,
+        ]))
+        .enum_values(Some(ids.into_iter().map(Some).chain([None])))
+        .build()
+}
+
+/// Variable names to strings, numbers or booleans.
+fn variable_map() -> Schema {
+    let value = OneOfBuilder::new()
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .max_length(Some(crate::http::messaging::VARIABLE_VALUE_MAX_CHARS)),
+        )
+        .item(ObjectBuilder::new().schema_type(Type::Number))
+        .item(ObjectBuilder::new().schema_type(Type::Boolean));
+    ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::SchemaType::from_iter([
+            Type::Object,
+            Type::Null,
+        ]))
+        .property_names(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some("^[A-Za-z0-9_]{1,50}$")),
+        ))
+        .additional_properties(Some(utoipa::openapi::schema::AdditionalProperties::RefOr(
+            RefOr::T(Schema::OneOf(value.build())),
+        )))
+        .max_properties(Some(crate::http::messaging::MAX_VARIABLES))
+        .examples([serde_json::json!({"offer": "20% off everything"})])
+        .into()
+}
+
+fn optional_phone() -> Object {
+    ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::SchemaType::from_iter([
+            Type::String,
+            Type::Null,
+        ]))
+        .pattern(Some(r"^\s*\+?[0-9 .()-]*[0-9][0-9 .()-]*\s*$"))
+        .examples([serde_json::json!("+966501234567")])
+        .build()
+}
+
+fn optional_http_url() -> Object {
+    let mut o = http_url();
+    o.schema_type = utoipa::openapi::schema::SchemaType::from_iter([Type::String, Type::Null]);
+    o
+}
+
+/// To one contact or number. Give `contact_id` or `phone_number`, and `text` (or
+/// `template_id`) and/or `image_url`.
+#[derive(ToSchema)]
+pub struct SendMessageRequest {
+    #[schema(schema_with = positive_id_in_body)]
+    user_id: i64,
+    #[schema(schema_with = positive_id_in_body)]
+    place_id: i64,
+    /// A contact of the pair; its name and custom fields fill the variables.
+    #[schema(minimum = 1)]
+    contact_id: Option<i64>,
+    /// A number with its country code.
+    #[schema(schema_with = optional_phone)]
+    phone_number: Option<String>,
+    /// At most 4,096 characters; `{name}`-style variables are filled per recipient.
+    #[schema(schema_with = message_text)]
+    text: Option<String>,
+    /// An image to send, with `text` as its caption: http/https, `image/*`, at most 10 MB.
+    #[schema(schema_with = optional_http_url)]
+    image_url: Option<String>,
+    /// A template's text instead of `text` (`GET /templates`).
+    #[schema(schema_with = template_id)]
+    template_id: Option<String>,
+    /// Values of variables the recipient does not fill itself.
+    #[schema(schema_with = variable_map)]
+    variables: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// What to send to every member; variables are filled per member.
+#[derive(ToSchema)]
+pub struct GroupSendRequest {
+    #[schema(schema_with = positive_id_in_body)]
+    user_id: i64,
+    #[schema(schema_with = positive_id_in_body)]
+    place_id: i64,
+    #[schema(schema_with = message_text)]
+    text: Option<String>,
+    #[schema(schema_with = optional_http_url)]
+    image_url: Option<String>,
+    #[schema(schema_with = template_id)]
+    template_id: Option<String>,
+    #[schema(schema_with = variable_map)]
+    variables: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// One message to each recipient.
+#[derive(ToSchema)]
+pub struct BulkSendRequest {
+    #[schema(schema_with = positive_id_in_body)]
+    user_id: i64,
+    #[schema(schema_with = positive_id_in_body)]
+    place_id: i64,
+    /// 1 to 100: numbers (`"+966501234567"`), contact ids, or objects
+    /// `{phone_number | contact_id, name?, variables?}`.
+    #[schema(schema_with = bulk_recipients)]
+    recipients: Vec<serde_json::Value>,
+    #[schema(schema_with = message_text)]
+    text: Option<String>,
+    #[schema(schema_with = optional_http_url)]
+    image_url: Option<String>,
+    #[schema(schema_with = template_id)]
+    template_id: Option<String>,
+    #[schema(schema_with = variable_map)]
+    variables: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Seconds between this job's messages, when slower than the number's pace.
+    #[schema(minimum = 0, maximum = 3600)]
+    delay_seconds: Option<f64>,
+}
+
+fn bulk_recipients() -> Schema {
+    let item = OneOfBuilder::new()
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(r"^\s*\+?[0-9 .()-]*[0-9][0-9 .()-]*\s*$")),
+        )
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .format(int64())
+                .minimum(Some(1)),
+        )
+        .item(ObjectBuilder::new().schema_type(Type::Object));
+    utoipa::openapi::schema::ArrayBuilder::new()
+        .items(item)
+        .min_items(Some(1))
+        .max_items(Some(crate::http::messaging::MAX_BULK_RECIPIENTS))
+        .examples([
+            serde_json::json!(["+966501234567", {"phone_number": "+966501234568", "name": "Sara"}]),
+        ])
+        .into()
+}
+
+/// A dry run: the same fields as a send; the recipient is optional.
+#[derive(ToSchema)]
+pub struct ValidateMessageRequest {
+    #[schema(schema_with = positive_id_in_body)]
+    user_id: i64,
+    #[schema(schema_with = positive_id_in_body)]
+    place_id: i64,
+    #[schema(minimum = 1)]
+    contact_id: Option<i64>,
+    #[schema(schema_with = optional_phone)]
+    phone_number: Option<String>,
+    /// Checked and reported in `errors`, like every field below.
+    text: Option<String>,
+    image_url: Option<String>,
+    template_id: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    variables: Option<serde_json::Value>,
+}
+
+#[derive(ToSchema)]
+pub struct TestImageRequest {
+    #[schema(schema_with = http_url)]
+    image_url: String,
+}
+
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct JobPath {
+    /// The job's id, as a group or bulk send answered it.
+    #[param(minimum = 1, example = 1)]
+    job_id: i64,
+}
+
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct MessagePath {
+    /// The message's id.
+    #[param(minimum = 1, example = 1)]
+    message_id: i64,
+}
+
+/// Filters of the message log; each one given narrows it.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct MessageFilterQuery {
+    #[param(schema_with = message_status)]
+    status: Option<String>,
+    /// `text` or `image`.
+    #[param(schema_with = message_type)]
+    r#type: Option<String>,
+    /// Created at or after: a day (`2026-11-25`) or an RFC 3339 time.
+    date_from: Option<String>,
+    /// Created before the end of this day, or before this RFC 3339 time.
+    date_to: Option<String>,
+    /// Digits of the recipient's number (a part is enough).
+    recipient: Option<String>,
+    /// One group or bulk send's messages.
+    #[param(minimum = 1)]
+    job_id: Option<i64>,
+}
+
+fn message_status() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(["queued", "sending", "sent", "failed"]))
+        .build()
+}
+
+fn message_type() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(["text", "image"]))
+        .build()
+}
+
+/// A message in the outbox and what became of it.
+#[derive(ToSchema)]
+pub struct Message {
+    id: i64,
+    /// The group or bulk send it belongs to.
+    #[schema(required = true)]
+    job_id: Option<i64>,
+    #[schema(required = true)]
+    contact_id: Option<i64>,
+    /// E.164.
+    recipient: String,
+    #[schema(required = true)]
+    recipient_name: Option<String>,
+    #[schema(schema_with = message_type)]
+    r#type: String,
+    /// As sent: variables filled.
+    #[schema(required = true)]
+    text: Option<String>,
+    #[schema(required = true)]
+    image_url: Option<String>,
+    #[schema(required = true)]
+    template_id: Option<String>,
+    #[schema(schema_with = message_status)]
+    status: String,
+    /// WhatsApp's id, once sent.
+    #[schema(required = true)]
+    whatsapp_message_id: Option<String>,
+    /// Why it failed.
+    #[schema(required = true)]
+    error: Option<String>,
+    attempts: i64,
+    #[schema(format = DateTime)]
+    created_at: String,
+    #[schema(format = DateTime)]
+    updated_at: String,
+    #[schema(required = true, format = DateTime)]
+    sent_at: Option<String>,
+    #[schema(required = true, format = DateTime)]
+    failed_at: Option<String>,
+}
+
+/// A group or bulk send's progress.
+#[derive(ToSchema)]
+pub struct Job {
+    job_id: i64,
+    /// `group` or `bulk`.
+    r#type: String,
+    #[schema(required = true)]
+    group_id: Option<i64>,
+    total: i64,
+    queued: i64,
+    sending: i64,
+    sent: i64,
+    failed: i64,
+    /// Percent of the messages sent or failed.
+    #[schema(minimum = 0, maximum = 100)]
+    progress: i64,
+    completed: bool,
+    #[schema(format = DateTime)]
+    created_at: String,
+}
+
+#[derive(ToSchema)]
+pub struct BulkJob {
+    job_id: i64,
+    r#type: String,
+    #[schema(required = true)]
+    group_id: Option<i64>,
+    total: i64,
+    queued: i64,
+    sending: i64,
+    sent: i64,
+    failed: i64,
+    #[schema(minimum = 0, maximum = 100)]
+    progress: i64,
+    completed: bool,
+    #[schema(format = DateTime)]
+    created_at: String,
+    /// The queued messages, in the recipients' order.
+    message_ids: Vec<i64>,
+    /// Recipients dropped because their number came earlier in the list.
+    duplicates_skipped: i64,
+}
+
+#[derive(ToSchema)]
+pub struct MessageList {
+    messages: Vec<Message>,
+    pagination: Pagination,
+}
+
+#[derive(ToSchema)]
+pub struct MessageStats {
+    total: i64,
+    queued: i64,
+    sending: i64,
+    sent: i64,
+    failed: i64,
+    #[schema(value_type = Object)]
+    by_type: serde_json::Value,
+    /// Sends in the last 24 hours against the daily cap.
+    #[schema(value_type = Object)]
+    last_24_hours: serde_json::Value,
+    /// The number's pace: interval, jitter, daily cap.
+    #[schema(value_type = Object)]
+    pacing: serde_json::Value,
+}
+
+#[derive(ToSchema)]
+pub struct Validation {
+    valid: bool,
+    errors: Vec<String>,
+    warnings: Vec<String>,
+    /// The text as the recipient would get it.
+    #[schema(required = true)]
+    preview: Option<String>,
+    #[schema(required = true)]
+    length: Option<i64>,
+    max_length: i64,
+    #[schema(required = true)]
+    r#type: Option<String>,
+    /// The placeholders the text uses.
+    variables: Vec<String>,
+    #[schema(required = true)]
+    recipient: Option<String>,
+    /// The image's type and size, when an `image_url` was checked.
+    #[schema(value_type = Option<Object>, required = true)]
+    image: Option<serde_json::Value>,
+}
+
+#[derive(ToSchema)]
+pub struct ImageProbe {
+    valid: bool,
+    url: String,
+    #[schema(required = true)]
+    final_url: Option<String>,
+    #[schema(required = true)]
+    content_type: Option<String>,
+    #[schema(required = true)]
+    size_bytes: Option<i64>,
+    elapsed_ms: i64,
+    /// Why the URL cannot be used.
+    #[schema(required = true)]
+    error: Option<String>,
+}
+
+#[derive(ToSchema)]
+pub struct TemplateList {
+    templates: Vec<Template>,
+    /// Variables every recipient fills itself.
+    recipient_variables: Vec<String>,
+}
+
+#[derive(ToSchema)]
+pub struct Template {
+    id: String,
+    name: String,
+    language: String,
+    text: String,
+    variables: Vec<String>,
+    description: String,
+}
+
+// ----- Webhooks -----
+
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct UserQuery {
+    /// The tenant.
+    #[param(minimum = 1, example = 1)]
+    user_id: i64,
+}
+
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DeliveryFilterQuery {
+    #[param(schema_with = delivery_status)]
+    status: Option<String>,
+}
+
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct EventStreamQuery {
+    /// Only this place's events.
+    #[param(minimum = 1)]
+    place_id: Option<i64>,
+    /// Replay the events after this one first (like the `Last-Event-ID` header).
+    #[param(minimum = 0)]
+    last_event_id: Option<i64>,
+}
+
+fn delivery_status() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(["pending", "delivered", "failed"]))
+        .build()
+}
+
+fn event_list() -> Schema {
+    let names: Vec<&str> = crate::events::EventKind::ALL
+        .iter()
+        .map(|k| k.as_str())
+        .collect();
+    utoipa::openapi::schema::ArrayBuilder::new()
+        .schema_type(utoipa::openapi::schema::SchemaType::from_iter([
+            Type::Array,
+            Type::Null,
+        ]))
+        .items(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some(names)),
+        )
+        .min_items(Some(1))
+        .into()
+}
+
+fn webhook_secret() -> Object {
+    ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::SchemaType::from_iter([
+            Type::String,
+            Type::Null,
+        ]))
+        .pattern(Some("^[!-~]{16,200}$"))
+        .examples([serde_json::json!("a-long-random-secret-1234")])
+        .build()
+}
+
+#[derive(ToSchema)]
+pub struct WebhookRequest {
+    #[schema(schema_with = positive_id_in_body)]
+    user_id: i64,
+    /// Where events are POSTed.
+    #[schema(schema_with = http_url)]
+    url: String,
+    /// 16 to 200 printable ASCII characters, no spaces; made for you when left out.
+    #[schema(schema_with = webhook_secret)]
+    secret: Option<String>,
+    /// Which events; all when left out.
+    #[schema(schema_with = event_list)]
+    events: Option<Vec<String>>,
+}
+
+#[derive(ToSchema)]
+pub struct Webhook {
+    user_id: i64,
+    url: String,
+    events: Vec<String>,
+    /// Only in the answer that set it.
+    #[schema(required = true)]
+    secret: Option<String>,
+    /// The secret's last characters, to tell secrets apart.
+    secret_hint: String,
+    /// The header that carries `sha256=<hex HMAC-SHA256 of the body>`.
+    signature_header: String,
+    /// Whether the server made the secret (only in the answer that set it).
+    secret_generated: Option<bool>,
+    #[schema(format = DateTime)]
+    created_at: String,
+    #[schema(format = DateTime)]
+    updated_at: String,
+}
+
+#[derive(ToSchema)]
+pub struct DeletedWebhook {
+    user_id: i64,
+    #[schema(schema_with = always_true)]
+    deleted: bool,
+}
+
+#[derive(ToSchema)]
+pub struct DeliveryList {
+    deliveries: Vec<Delivery>,
+    pagination: Pagination,
+}
+
+/// One event's delivery to the webhook.
+#[derive(ToSchema)]
+pub struct Delivery {
+    id: i64,
+    event_id: i64,
+    /// The event type.
+    event: String,
+    user_id: i64,
+    place_id: i64,
+    #[schema(required = true)]
+    session_id: Option<String>,
+    #[schema(schema_with = delivery_status)]
+    status: String,
+    attempts: i64,
+    /// When a pending delivery is tried next.
+    #[schema(required = true, format = DateTime)]
+    next_attempt_at: Option<String>,
+    #[schema(required = true)]
+    last_status_code: Option<i64>,
+    #[schema(required = true)]
+    last_error: Option<String>,
+    #[schema(format = DateTime)]
+    created_at: String,
+    #[schema(required = true, format = DateTime)]
+    delivered_at: Option<String>,
+    /// The body as delivered and signed.
+    #[schema(value_type = Object)]
+    payload: serde_json::Value,
+}
+
+// ----- Sim messaging -----
+
+#[derive(ToSchema)]
+pub struct SimOutbox {
+    user_id: i64,
+    place_id: i64,
+    total: i64,
+    messages: Vec<SimSentMessage>,
+}
+
+#[derive(ToSchema)]
+pub struct SimSentMessage {
+    /// The WhatsApp message id.
+    id: String,
+    /// E.164.
+    to: String,
+    #[schema(required = true)]
+    text: Option<String>,
+    #[schema(required = true)]
+    image_mime: Option<String>,
+    #[schema(required = true)]
+    image_bytes: Option<i64>,
+    #[schema(required = true, format = DateTime)]
+    sent_at: Option<String>,
+}
+
+#[derive(ToSchema)]
+pub struct SimIncomingRequest {
+    #[schema(schema_with = positive_id_in_body)]
+    user_id: i64,
+    #[schema(schema_with = positive_id_in_body)]
+    place_id: i64,
+    /// The sender's number, with its country code.
+    #[schema(
+        pattern = r"^\s*\+?[0-9 .()-]*[0-9][0-9 .()-]*\s*$",
+        examples("+966501234567")
+    )]
+    from: String,
+    #[schema(min_length = 1, max_length = 4096, pattern = r"\S")]
+    text: String,
+    #[schema(max_length = 100)]
+    push_name: Option<String>,
+}
+
+#[derive(ToSchema)]
+pub struct SimIncomingDelivered {
+    id: String,
+    from: String,
+    user_id: i64,
+    place_id: i64,
+}

@@ -5,15 +5,18 @@ use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::extract::{Body, PairBody, pair_from};
+use super::extract::{Body, PairBody, Query, pair_from};
 use super::openapi::{
-    ErrorEnvelope, FaultRequest, FaultResponse, PairRequest, PhonebookRequest, PhonebookResponse,
-    ScanResponse, tags,
+    ErrorEnvelope, FaultRequest, FaultResponse, PairQuery, PairRequest, PhonebookRequest,
+    PhonebookResponse, ScanResponse, SimIncomingRequest, SimIncomingResponse, SimOutboxResponse,
+    tags,
 };
 use super::{AppState, envelope};
 use crate::auth::Caller;
+use crate::clock::rfc3339_ms;
 use crate::contacts::own_numbers;
-use crate::engine::sim::{Fault, PhoneBook, SimEntry, SimError, SimNetwork};
+use crate::domain::PhoneNumber;
+use crate::engine::sim::{Fault, PhoneBook, SimEntry, SimError, SimIncoming, SimNetwork};
 use crate::error::{AppError, AppResult};
 
 fn network(st: &AppState) -> AppResult<&SimNetwork> {
@@ -26,6 +29,7 @@ fn sim_error(e: SimError) -> AppError {
     match e {
         SimError::NoQr(_) => AppError::BadRequest(e.to_string()),
         SimError::NoClient(_) => AppError::NotFound(e.to_string()),
+        SimError::NotConnected(_) => AppError::BadRequest(e.to_string()),
     }
 }
 
@@ -165,5 +169,131 @@ pub async fn fault(
     Ok(envelope::ok(
         json!({ "session_id": session_id, "kind": b.kind }),
         "Fault injected",
+    ))
+}
+
+/// # `GET /api/sim/outbox`
+#[utoipa::path(
+    get,
+    path = "/outbox",
+    operation_id = "sim_outbox",
+    tag = tags::SIM,
+    summary = "What the pair's simulated phone sent, oldest first (`--engine sim` only)",
+    description = "One entry per send that reached the simulated WhatsApp; it survives \
+        restarts. The same `id` twice would mean one message went out twice.",
+    params(PairQuery),
+    responses(
+        (status = 200, description = "The sent messages", body = SimOutboxResponse),
+        (status = 400, description = "Bad `user_id` or `place_id`", body = ErrorEnvelope),
+        (status = 404, description = "The server does not run the simulated network", body = ErrorEnvelope),
+    )
+)]
+pub async fn outbox(State(st): State<AppState>, q: Query) -> AppResult<Response> {
+    let pair = q.pair()?;
+    let sent = network(&st)?
+        .outbox(pair)
+        .await
+        .map_err(|e| AppError::Internal(e.context("read the simulated outbox")))?;
+    let messages: Vec<Value> = sent
+        .iter()
+        .map(|m| {
+            json!({
+                "id": m.id,
+                "to": m.to,
+                "text": m.text,
+                "image_mime": m.image_mime,
+                "image_bytes": m.image_bytes,
+                "sent_at": rfc3339_ms(m.at_ms),
+            })
+        })
+        .collect();
+    Ok(envelope::ok(
+        json!({ "user_id": pair.user_id, "place_id": pair.place_id, "total": messages.len(),
+                "messages": messages }),
+        "Simulated outbox retrieved",
+    ))
+}
+
+#[derive(Deserialize)]
+pub struct IncomingBody {
+    #[serde(default)]
+    user_id: Option<Value>,
+    #[serde(default)]
+    place_id: Option<Value>,
+    #[serde(default)]
+    from: Option<Value>,
+    #[serde(default)]
+    text: Option<Value>,
+    #[serde(default)]
+    push_name: Option<Value>,
+}
+
+/// # `POST /api/sim/incoming`
+#[utoipa::path(
+    post,
+    path = "/incoming",
+    operation_id = "sim_incoming",
+    tag = tags::SIM,
+    summary = "Someone writes to the pair's number (`--engine sim` only)",
+    description = "The linked client reports it as WhatsApp would: a `message.received` event \
+        goes to the webhook and the event stream.",
+    request_body = SimIncomingRequest,
+    responses(
+        (status = 200, description = "Delivered to the linked client", body = SimIncomingResponse),
+        (status = 400, description = "Bad `user_id`, `place_id`, `from`, `text` or `push_name`, or the client is not connected", body = ErrorEnvelope),
+        (status = 404, description = "The pair has no live simulated client, or the server does not run the simulated network", body = ErrorEnvelope),
+    )
+)]
+pub async fn incoming(
+    State(st): State<AppState>,
+    caller: Caller,
+    Body(b): Body<IncomingBody>,
+) -> AppResult<Response> {
+    let pair = pair_from(caller, &b.user_id, &b.place_id)?;
+    let from = match &b.from {
+        None | Some(Value::Null) => return Err(AppError::BadRequest("from is required".into())),
+        Some(Value::String(s)) => PhoneNumber::parse_typed(s).ok_or_else(|| {
+            AppError::BadRequest(
+                "from must be a phone number with its country code, like +966501234567".into(),
+            )
+        })?,
+        Some(_) => {
+            return Err(AppError::BadRequest(
+                "from must be a phone number with its country code, like +966501234567".into(),
+            ));
+        }
+    };
+    let text = match &b.text {
+        Some(Value::String(t)) if !t.trim().is_empty() && t.chars().count() <= 4096 => t.clone(),
+        None | Some(Value::Null) => return Err(AppError::BadRequest("text is required".into())),
+        Some(_) => {
+            return Err(AppError::BadRequest(
+                "text must be a string of 1 to 4096 characters".into(),
+            ));
+        }
+    };
+    let push_name = match &b.push_name {
+        None | Some(Value::Null) => None,
+        Some(Value::String(n)) if n.chars().count() <= 100 => Some(n.clone()),
+        Some(_) => {
+            return Err(AppError::BadRequest(
+                "push_name must be a string of at most 100 characters".into(),
+            ));
+        }
+    };
+    let id = network(&st)?
+        .incoming(
+            pair,
+            SimIncoming {
+                from: from.clone(),
+                push_name,
+                text,
+            },
+        )
+        .await
+        .map_err(sim_error)?;
+    Ok(envelope::ok(
+        json!({ "id": id, "from": from, "user_id": pair.user_id, "place_id": pair.place_id }),
+        "Incoming message delivered",
     ))
 }

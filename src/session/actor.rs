@@ -33,6 +33,8 @@ pub(super) struct Deps {
     pub clock: SharedClock,
     pub registry: Arc<Registry>,
     pub fetch_slots: Arc<tokio::sync::Semaphore>,
+    /// Where status changes, finished fetches and incoming messages are told.
+    pub events: Option<crate::events::EventBus>,
 }
 
 struct RunningFetch {
@@ -60,6 +62,8 @@ pub(super) struct Actor {
     /// Fetch jobs hold clones of the sender.
     fetch_tx: mpsc::UnboundedSender<FetchMessage>,
     fetch_rx: mpsc::UnboundedReceiver<FetchMessage>,
+    /// The status last told as an event, so each change is told once.
+    told_status: SessionStatus,
 }
 
 #[derive(PartialEq, Eq)]
@@ -79,6 +83,7 @@ impl Actor {
         // Unbounded but small: at most one message per committed batch, and a stop must
         // never wait for the actor to drain it.
         let (fetch_tx, fetch_rx) = mpsc::unbounded_channel();
+        let told_status = record.status;
         Self {
             serial,
             record,
@@ -94,6 +99,14 @@ impl Actor {
             fetch_serial: 0,
             fetch_tx,
             fetch_rx,
+            told_status,
+        }
+    }
+
+    async fn emit(&self, kind: crate::events::EventKind, data: serde_json::Value) {
+        if let Some(bus) = &self.deps.events {
+            bus.emit(self.record.pair, Some(&self.record.session_id), kind, data)
+                .await;
         }
     }
 
@@ -189,6 +202,19 @@ impl Actor {
             tracing::error!("❌ Failed to save session {}: {e:#}", self.id());
         }
         self.publish();
+        if self.record.status != self.told_status {
+            let previous = std::mem::replace(&mut self.told_status, self.record.status);
+            self.emit(
+                crate::events::EventKind::SessionStatus,
+                serde_json::json!({
+                    "status": self.record.status.as_str(),
+                    "previous_status": previous.as_str(),
+                    "phone_number": self.record.phone_number,
+                    "error_message": self.record.error_message,
+                }),
+            )
+            .await;
+        }
     }
 
     async fn refresh_counts(&mut self) {
@@ -315,6 +341,19 @@ impl Actor {
             }
             EngineEvent::MessageReceived(m) => {
                 tracing::info!("ℹ️ Message {} received by session {id}", m.id);
+                let from = PhoneNumber::parse_international(&m.from);
+                self.emit(
+                    crate::events::EventKind::MessageReceived,
+                    serde_json::json!({
+                        "whatsapp_message_id": m.id,
+                        "from": from.as_ref().map_or(m.from.as_str(), PhoneNumber::as_str),
+                        "push_name": m.push_name,
+                        "type": m.kind,
+                        "text": m.text,
+                        "sent_at": crate::clock::rfc3339_secs(m.timestamp),
+                    }),
+                )
+                .await;
             }
         }
         Flow::Continue
@@ -570,6 +609,7 @@ impl Actor {
 
     async fn finish_fetch(&mut self, outcome: FetchOutcome) {
         let id = self.id().clone();
+        let mut completed: Option<serde_json::Value> = None;
         match outcome {
             FetchOutcome::Completed(summary) => {
                 tracing::info!(
@@ -589,8 +629,15 @@ impl Actor {
                 f.progress = 100;
                 f.total = f.total.max(summary.received as i64);
                 f.processed = f.total;
+                let told = serde_json::json!({
+                    "total_contacts": null,
+                    "received": summary.received,
+                    "imported": summary.imported,
+                    "summary": &summary,
+                });
                 f.summary = Some(summary);
                 f.last_sync = Some(self.deps.clock.now_ms());
+                completed = Some(told);
             }
             FetchOutcome::Failed(message) => {
                 tracing::error!("❌ Contact fetch failed for session {id}: {message}");
@@ -604,6 +651,18 @@ impl Actor {
         }
         self.refresh_counts().await;
         self.save().await;
+        if let Some(mut data) = completed {
+            data["total_contacts"] = self.counts.0.into();
+            data["total_groups"] = self.counts.1.into();
+            data["last_contacts_sync"] = self
+                .record
+                .fetch
+                .last_sync
+                .and_then(crate::clock::rfc3339_ms)
+                .into();
+            self.emit(crate::events::EventKind::ContactsFetchCompleted, data)
+                .await;
+        }
     }
 
     /// Cancels a running fetch and waits for it to leave at a batch boundary; committed

@@ -77,6 +77,7 @@ struct Inner {
     actors: TaskTracker,
     /// Contact fetches running at once across the server; the rest wait their turn.
     fetch_slots: Arc<tokio::sync::Semaphore>,
+    events: std::sync::OnceLock<crate::events::EventBus>,
 }
 
 #[derive(Clone)]
@@ -101,8 +102,15 @@ impl SessionManager {
                 serial: AtomicU64::new(1),
                 actors: TaskTracker::new(),
                 fetch_slots: Arc::new(tokio::sync::Semaphore::new(max_concurrent_fetches.max(1))),
+                events: std::sync::OnceLock::new(),
             }),
         }
+    }
+
+    /// Sessions started from now on tell their events here.
+    pub fn with_events(self, events: crate::events::EventBus) -> Self {
+        let _ = self.inner.events.set(events);
+        self
     }
 
     pub fn live_count(&self) -> usize {
@@ -142,6 +150,7 @@ impl SessionManager {
             clock: self.inner.clock.clone(),
             registry: self.inner.registry.clone(),
             fetch_slots: self.inner.fetch_slots.clone(),
+            events: self.inner.events.get().cloned(),
         };
         let actor = Actor::new(serial, record, deps, cmd_rx, state_tx);
         self.inner.actors.spawn(actor.run());

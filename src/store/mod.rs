@@ -1,6 +1,8 @@
 //! Persistence behind a small trait, so a Postgres backend can sit beside SQLite later.
 
+pub mod messaging;
 mod sqlite;
+mod sqlite_messaging;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -8,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::domain::{Pair, PhoneNumber, SessionId, SessionStatus, UserId};
 use crate::engine::RawContact;
 
+pub use messaging::*;
 pub use sqlite::SqliteStore;
 
 pub type StoreResult<T> = Result<T, anyhow::Error>;

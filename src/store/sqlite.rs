@@ -43,7 +43,7 @@ const MMAP_BYTES: u64 = 1 << 30;
 
 #[derive(Clone)]
 pub struct SqliteStore {
-    pool: SqlitePool,
+    pub(super) pool: SqlitePool,
 }
 
 impl SqliteStore {

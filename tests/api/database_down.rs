@@ -184,8 +184,22 @@ async fn health_is_503_and_other_routes_500_in_the_envelope_when_the_database_is
     )
     .unwrap();
     let store: Arc<dyn Store> = Arc::new(DownStore);
+    // The outbox and event log live in a database of their own here; this test is about
+    // the session and contact routes.
+    let side = SqliteStore::connect("sqlite::memory:").await.unwrap();
+    let events = whatsapp_manager::events::EventBus::new(Arc::new(side.clone()), clock.clone());
+    let manager = SessionManager::new(Arc::new(net.clone()), store.clone(), clock.clone(), 4);
+    let outbox = whatsapp_manager::messaging::Outbox::new(
+        Arc::new(side),
+        manager.clone(),
+        events.clone(),
+        clock.clone(),
+        whatsapp_manager::messaging::pacing::Pacing::default(),
+    );
     let state = AppState {
-        manager: SessionManager::new(Arc::new(net.clone()), store.clone(), clock.clone(), 4),
+        manager,
+        outbox,
+        events,
         keys: ApiKeys::new(
             Some(AdminKeyHash::of("admin-key")),
             Arc::new(DownStore),

@@ -12,5 +12,6 @@ mod groups;
 mod keys;
 mod lifecycle;
 mod manual_groups;
+mod messaging;
 mod openapi;
 mod process;

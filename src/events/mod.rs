@@ -1,0 +1,132 @@
+//! Events of every session, in order: persisted first, then pushed to server-sent-event
+//! listeners and queued for the tenant's webhook (see [`webhook`]).
+
+pub mod webhook;
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use tokio::sync::{Notify, broadcast};
+
+use crate::clock::{SharedClock, rfc3339_ms};
+use crate::domain::{Pair, SessionId};
+use crate::store::{EventRecord, EventStore};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    SessionStatus,
+    ContactsFetchCompleted,
+    MessageReceived,
+    MessageSent,
+    MessageFailed,
+}
+
+impl EventKind {
+    pub const ALL: [Self; 5] = [
+        Self::SessionStatus,
+        Self::ContactsFetchCompleted,
+        Self::MessageReceived,
+        Self::MessageSent,
+        Self::MessageFailed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SessionStatus => "session.status",
+            Self::ContactsFetchCompleted => "contacts.fetch.completed",
+            Self::MessageReceived => "message.received",
+            Self::MessageSent => "message.sent",
+            Self::MessageFailed => "message.failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// Listeners that fall this far behind lose the oldest events (and are told so); the
+/// database keeps them all.
+const LIVE_BUFFER: usize = 1_024;
+
+#[derive(Clone)]
+pub struct EventBus {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn EventStore>,
+    clock: SharedClock,
+    live: broadcast::Sender<Arc<EventRecord>>,
+    /// Wakes the webhook dispatcher when a delivery was queued.
+    queued: Notify,
+}
+
+impl EventBus {
+    pub fn new(store: Arc<dyn EventStore>, clock: SharedClock) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                clock,
+                live: broadcast::channel(LIVE_BUFFER).0,
+                queued: Notify::new(),
+            }),
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn EventStore> {
+        &self.inner.store
+    }
+
+    pub fn clock(&self) -> &SharedClock {
+        &self.inner.clock
+    }
+
+    /// Records the event, then tells listeners. The body every listener and webhook gets is
+    /// `{id, event, user_id, place_id, session_id, timestamp, data}`.
+    pub async fn emit(
+        &self,
+        pair: Pair,
+        session_id: Option<&SessionId>,
+        kind: EventKind,
+        data: Value,
+    ) {
+        let now = self.inner.clock.now_ms();
+        let session = session_id.map(|s| s.as_str().to_owned());
+        let body = |id: i64| {
+            json!({
+                "id": id,
+                "event": kind.as_str(),
+                "user_id": pair.user_id,
+                "place_id": pair.place_id,
+                "session_id": session,
+                "timestamp": rfc3339_ms(now),
+                "data": data,
+            })
+            .to_string()
+        };
+        match self
+            .inner
+            .store
+            .record_event(pair, session_id, kind.as_str(), &body, now)
+            .await
+        {
+            Ok((event, queued)) => {
+                // Nobody listening is not an error.
+                let _ = self.inner.live.send(Arc::new(event));
+                if queued {
+                    self.inner.queued.notify_one();
+                }
+            }
+            Err(e) => tracing::error!("❌ Cannot record event {} for {pair}: {e:#}", kind.as_str()),
+        }
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<EventRecord>> {
+        self.inner.live.subscribe()
+    }
+
+    pub(crate) fn queued(&self) -> &Notify {
+        &self.inner.queued
+    }
+}

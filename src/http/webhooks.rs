@@ -1,0 +1,404 @@
+//! A tenant's webhook (URL, secret, events), its deliveries, and the server-sent-events
+//! stream of the same events.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::extract::{Body, Query, pagination_json};
+use super::openapi::*;
+use super::{AppState, envelope};
+use crate::auth::Caller;
+use crate::clock::rfc3339_ms;
+use crate::domain::{PlaceId, UserId};
+use crate::error::{AppError, AppResult};
+use crate::events::EventKind;
+use crate::store::{DeliveryRecord, DeliveryStatus, WebhookRecord};
+
+pub const SECRET_MIN_CHARS: usize = 16;
+pub const SECRET_MAX_CHARS: usize = 200;
+pub const URL_MAX_CHARS: usize = 2_048;
+/// Missed events a reconnecting stream listener gets at most.
+const REPLAY_LIMIT: i64 = 1_000;
+
+fn user_of(caller: Caller, raw: &Option<Value>) -> AppResult<UserId> {
+    caller.scope_user(UserId::from_json(raw.as_ref())?)
+}
+
+fn webhook_json(h: &WebhookRecord, show_secret: bool) -> Value {
+    json!({
+        "user_id": h.user_id,
+        "url": h.url,
+        "events": h.events,
+        // Shown when set; afterwards only its end, to tell secrets apart.
+        "secret": show_secret.then_some(&h.secret),
+        "secret_hint": format!("…{}", h.secret.chars().rev().take(4).collect::<Vec<_>>().into_iter().rev().collect::<String>()),
+        "signature_header": crate::events::webhook::SIGNATURE_HEADER,
+        "created_at": rfc3339_ms(h.created_at),
+        "updated_at": rfc3339_ms(h.updated_at),
+    })
+}
+
+#[derive(Deserialize)]
+pub struct WebhookBody {
+    #[serde(default)]
+    user_id: Option<Value>,
+    #[serde(default)]
+    url: Option<Value>,
+    #[serde(default)]
+    secret: Option<Value>,
+    #[serde(default)]
+    events: Option<Value>,
+}
+
+fn random_secret() -> AppResult<String> {
+    let mut b = [0u8; 24];
+    getrandom::fill(&mut b)
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("no randomness for a secret: {e}")))?;
+    Ok(format!(
+        "whsec_{}",
+        b.iter().map(|x| format!("{x:02x}")).collect::<String>()
+    ))
+}
+
+/// # `PUT /api/whatsapp/webhook`
+#[utoipa::path(
+    put,
+    path = "/webhook",
+    operation_id = "set_webhook",
+    tag = tags::WEBHOOKS,
+    summary = "Set the tenant's webhook: where events are POSTed, signed with the secret",
+    description = "Every body is signed: the `X-Webhook-Signature` header is `sha256=` and the \
+        hex HMAC-SHA256 of the raw body, keyed by the secret. Without a `secret` one is made \
+        and shown in this answer. `events` defaults to all of them. Deliveries go in event \
+        order and are retried with exponential backoff while the receiver fails.",
+    request_body = WebhookRequest,
+    responses(
+        (status = 200, description = "Set", body = WebhookResponse),
+        (status = 400, description = "Bad `user_id`, `url`, `secret` or `events`", body = ErrorEnvelope),
+    )
+)]
+pub async fn set(
+    State(st): State<AppState>,
+    caller: Caller,
+    Body(b): Body<WebhookBody>,
+) -> AppResult<Response> {
+    let user = user_of(caller, &b.user_id)?;
+    let url = match &b.url {
+        None | Some(Value::Null) => return Err(AppError::BadRequest("url is required".into())),
+        Some(Value::String(u)) => {
+            let parsed = reqwest::Url::parse(u.trim()).ok().filter(|p| {
+                matches!(p.scheme(), "http" | "https")
+                    && p.host_str().is_some_and(|h| !h.is_empty())
+                    && u.chars().count() <= URL_MAX_CHARS
+            });
+            parsed.map(|p| p.to_string()).ok_or_else(|| {
+                AppError::BadRequest(format!(
+                    "url must be an http or https URL of at most {URL_MAX_CHARS} characters"
+                ))
+            })?
+        }
+        Some(_) => {
+            return Err(AppError::BadRequest(format!(
+                "url must be an http or https URL of at most {URL_MAX_CHARS} characters"
+            )));
+        }
+    };
+    let (secret, generated) = match &b.secret {
+        None | Some(Value::Null) => (random_secret()?, true),
+        Some(Value::String(s))
+            if (SECRET_MIN_CHARS..=SECRET_MAX_CHARS).contains(&s.chars().count())
+                && s.trim() == s =>
+        {
+            (s.clone(), false)
+        }
+        Some(_) => {
+            return Err(AppError::BadRequest(format!(
+                "secret must be a string of {SECRET_MIN_CHARS} to {SECRET_MAX_CHARS} characters \
+                 without surrounding spaces"
+            )));
+        }
+    };
+    let all: Vec<String> = EventKind::ALL
+        .iter()
+        .map(|k| k.as_str().to_owned())
+        .collect();
+    let events = match &b.events {
+        None | Some(Value::Null) => all,
+        Some(Value::Array(items)) if !items.is_empty() => {
+            let mut out: Vec<String> = Vec::new();
+            for item in items {
+                let name = item.as_str().filter(|s| EventKind::parse(s).is_some());
+                match name {
+                    Some(n) if !out.iter().any(|o| o == n) => out.push(n.to_owned()),
+                    Some(_) => {}
+                    None => {
+                        return Err(AppError::BadRequest(format!(
+                            "events must be a list of: {}",
+                            all.join(", ")
+                        )));
+                    }
+                }
+            }
+            out
+        }
+        Some(_) => {
+            return Err(AppError::BadRequest(format!(
+                "events must be a list of: {}",
+                all.join(", ")
+            )));
+        }
+    };
+    let now = st.clock.now_ms();
+    let hook = st
+        .events
+        .store()
+        .set_webhook(&WebhookRecord {
+            user_id: user,
+            url,
+            secret,
+            events,
+            created_at: now,
+            updated_at: now,
+        })
+        .await?;
+    let mut data = webhook_json(&hook, true);
+    data["secret_generated"] = json!(generated);
+    Ok(envelope::ok(data, "Webhook set"))
+}
+
+/// # `GET /api/whatsapp/webhook`
+#[utoipa::path(
+    get,
+    path = "/webhook",
+    operation_id = "get_webhook",
+    tag = tags::WEBHOOKS,
+    summary = "The tenant's webhook (the secret is not shown again)",
+    params(UserQuery),
+    responses(
+        (status = 200, description = "The webhook", body = WebhookResponse),
+        (status = 400, description = "Bad `user_id`", body = ErrorEnvelope),
+        (status = 404, description = "No webhook is set", body = ErrorEnvelope),
+    )
+)]
+pub async fn get(State(st): State<AppState>, caller: Caller, q: Query) -> AppResult<Response> {
+    let user = caller.scope_user(UserId::from_text(q.get(UserId::FIELD))?)?;
+    let hook = st
+        .events
+        .store()
+        .webhook(user)
+        .await?
+        .ok_or_else(|| AppError::NotFound("No webhook is set for this user".into()))?;
+    Ok(envelope::ok(
+        webhook_json(&hook, false),
+        "Webhook retrieved",
+    ))
+}
+
+/// # `DELETE /api/whatsapp/webhook`
+#[utoipa::path(
+    delete,
+    path = "/webhook",
+    operation_id = "delete_webhook",
+    tag = tags::WEBHOOKS,
+    summary = "Remove the tenant's webhook; deliveries still pending fail",
+    params(UserQuery),
+    responses(
+        (status = 200, description = "Removed", body = DeletedWebhookResponse),
+        (status = 400, description = "Bad `user_id`", body = ErrorEnvelope),
+        (status = 404, description = "No webhook is set", body = ErrorEnvelope),
+    )
+)]
+pub async fn delete(State(st): State<AppState>, caller: Caller, q: Query) -> AppResult<Response> {
+    let user = caller.scope_user(UserId::from_text(q.get(UserId::FIELD))?)?;
+    if !st
+        .events
+        .store()
+        .delete_webhook(user, st.clock.now_ms())
+        .await?
+    {
+        return Err(AppError::NotFound("No webhook is set for this user".into()));
+    }
+    Ok(envelope::ok(
+        json!({ "user_id": user, "deleted": true }),
+        "Webhook removed",
+    ))
+}
+
+fn delivery_json(d: &DeliveryRecord) -> Value {
+    json!({
+        "id": d.id,
+        "event_id": d.event.id,
+        "event": d.event.kind,
+        "user_id": d.user_id,
+        "place_id": d.event.pair.place_id,
+        "session_id": d.event.session_id,
+        "status": d.status.as_str(),
+        "attempts": d.attempts,
+        "next_attempt_at": (d.status == DeliveryStatus::Pending).then(|| rfc3339_ms(d.next_attempt_at)),
+        "last_status_code": d.last_status_code,
+        "last_error": d.last_error,
+        "created_at": rfc3339_ms(d.created_at),
+        "delivered_at": d.delivered_at.and_then(rfc3339_ms),
+        "payload": serde_json::from_str::<Value>(&d.event.payload).unwrap_or(Value::Null),
+    })
+}
+
+/// # `GET /api/whatsapp/webhook/deliveries`
+#[utoipa::path(
+    get,
+    path = "/webhook/deliveries",
+    operation_id = "webhook_deliveries",
+    tag = tags::WEBHOOKS,
+    summary = "The tenant's webhook deliveries, newest first",
+    params(UserQuery, PageQuery, DeliveryFilterQuery),
+    responses(
+        (status = 200, description = "One page of deliveries", body = DeliveryListResponse),
+        (status = 400, description = "A bad parameter; the message names it", body = ErrorEnvelope),
+    )
+)]
+pub async fn deliveries(
+    State(st): State<AppState>,
+    caller: Caller,
+    q: Query,
+) -> AppResult<Response> {
+    let user = caller.scope_user(UserId::from_text(q.get(UserId::FIELD))?)?;
+    let (page, limit) = q.pagination()?;
+    let status = match q.get("status") {
+        None => None,
+        Some(s) => Some(DeliveryStatus::parse(s).ok_or_else(|| {
+            AppError::BadRequest("status must be one of: pending, delivered, failed".into())
+        })?),
+    };
+    let (list, total) = st
+        .events
+        .store()
+        .deliveries(user, status, page, limit)
+        .await?;
+    Ok(envelope::ok(
+        json!({
+            "deliveries": list.iter().map(delivery_json).collect::<Vec<_>>(),
+            "pagination": pagination_json(page, limit, total),
+        }),
+        "Webhook deliveries retrieved",
+    ))
+}
+
+/// # `GET /api/whatsapp/events`
+#[utoipa::path(
+    get,
+    path = "/events",
+    operation_id = "event_stream",
+    tag = tags::WEBHOOKS,
+    summary = "Server-sent events: the tenant's events as they happen",
+    description = "Each event's `id` is its event id and its `event` the type; `data` is the \
+        same JSON a webhook gets. A listener that reconnects with `Last-Event-ID` (or \
+        `last_event_id`) first gets what it missed.",
+    params(UserQuery, EventStreamQuery),
+    responses(
+        (status = 200, description = "The stream", content_type = "text/event-stream", body = String),
+        (status = 400, description = "Bad `user_id`, `place_id` or `last_event_id`", body = ErrorEnvelope),
+    )
+)]
+pub async fn stream(
+    State(st): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    q: Query,
+) -> AppResult<Response> {
+    let user = caller.scope_user(UserId::from_text(q.get(UserId::FIELD))?)?;
+    let place = match q.get(PlaceId::FIELD) {
+        None => None,
+        some => Some(PlaceId::from_text(some)?),
+    };
+    let last = match q
+        .get("last_event_id")
+        .or_else(|| headers.get("last-event-id").and_then(|v| v.to_str().ok()))
+    {
+        None => None,
+        Some(s) => Some(
+            s.trim()
+                .parse::<i64>()
+                .ok()
+                .filter(|v| *v >= 0)
+                .ok_or_else(|| {
+                    AppError::BadRequest("last_event_id must be an event id (an integer)".into())
+                })?,
+        ),
+    };
+    // Subscribed before the replay is read, so nothing falls between the two.
+    let mut live = st.events.subscribe();
+    let replay = match last {
+        Some(after) => {
+            st.events
+                .store()
+                .events_after(user, place, after, REPLAY_LIMIT)
+                .await?
+        }
+        None => Vec::new(),
+    };
+    let mut seen = replay.last().map_or(last.unwrap_or(0), |e| e.id);
+    let to_sse = |id: i64, kind: &str, payload: &str| {
+        Event::default()
+            .id(id.to_string())
+            .event(kind)
+            .data(payload)
+    };
+    let replayed: Vec<Result<Event, Infallible>> = replay
+        .iter()
+        .map(|e| Ok(to_sse(e.id, &e.kind, &e.payload)))
+        .collect();
+    let live = async_stream_of(move |tx| async move {
+        loop {
+            match live.recv().await {
+                Ok(e) => {
+                    if e.pair.user_id != user
+                        || place.is_some_and(|p| p != e.pair.place_id)
+                        || e.id <= seen
+                    {
+                        continue;
+                    }
+                    seen = e.id;
+                    if tx
+                        .send(Ok(to_sse(e.id, &e.kind, &e.payload)))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    // Told, so the listener can reconnect with Last-Event-ID and catch up.
+                    let note = Event::default()
+                        .event("lagged")
+                        .data(json!({ "missed": n, "last_event_id": seen }).to_string());
+                    if tx.send(Ok(note)).await.is_err() {
+                        return;
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    });
+    let stream = futures::StreamExt::chain(futures::stream::iter(replayed), live);
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response())
+}
+
+/// A stream fed by a task; the task ends when the listener goes.
+fn async_stream_of<F, Fut>(f: F) -> impl futures::Stream<Item = Result<Event, Infallible>>
+where
+    F: FnOnce(tokio::sync::mpsc::Sender<Result<Event, Infallible>>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(f(tx));
+    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|e| (e, rx)) })
+}

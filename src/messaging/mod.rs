@@ -1,0 +1,455 @@
+//! The durable outbox: every send is a row first; one worker per number sends the rows in
+//! order at that number's pace, only while its session is `ready`, and records each outcome.
+//!
+//! Exactly once: a message's WhatsApp id is chosen when it is queued and kept for every
+//! attempt. A send cut short by a stop or crash (still `sending`) is sent again after the
+//! restart under the same id, which WhatsApp's clients treat as the same message.
+
+pub mod image;
+pub mod pacing;
+pub mod templates;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::clock::SharedClock;
+use crate::domain::{Pair, PhoneNumber};
+use crate::engine::{EngineClient, EngineError, OutgoingImage, OutgoingMessage};
+use crate::events::{EventBus, EventKind};
+use crate::session::SessionManager;
+use crate::store::{JobKind, MessageKind, MessageRecord, NewMessage, OutboxStore};
+use pacing::{DAY_MS, Pacer, Pacing};
+
+pub const MAX_TEXT_CHARS: usize = 4_096;
+/// Attempts that never got an answer from WhatsApp (a timeout, a dropped connection while
+/// sending) before a message is recorded as failed.
+const MAX_ATTEMPTS: i64 = 5;
+const SEND_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often a waiting worker looks again (a session that appears, a clock moved by hand).
+const RECHECK: Duration = Duration::from_secs(2);
+/// A fetched image is reused for the next messages with the same URL (a group send).
+const IMAGE_REUSE: Duration = Duration::from_secs(600);
+
+/// A WhatsApp message id in the form WhatsApp Web uses: `3EB0` and 16 random hex bytes.
+pub fn new_message_id() -> String {
+    let mut b = [0u8; 16];
+    if getrandom::fill(&mut b).is_err() {
+        // Unique enough without the OS's randomness: time and a process-wide counter.
+        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let t = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0) as u64;
+        b[..8].copy_from_slice(&t.to_le_bytes());
+        b[8..].copy_from_slice(&n.to_le_bytes());
+    }
+    let mut id = String::from("3EB0");
+    for x in b {
+        id.push_str(&format!("{x:02X}"));
+    }
+    id
+}
+
+#[derive(Clone)]
+pub struct Outbox {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn OutboxStore>,
+    manager: SessionManager,
+    events: EventBus,
+    clock: SharedClock,
+    pacing: Pacing,
+    images: reqwest::Client,
+    workers: Mutex<HashMap<Pair, Arc<Notify>>>,
+    tasks: TaskTracker,
+    cancel: CancellationToken,
+}
+
+impl Outbox {
+    pub fn new(
+        store: Arc<dyn OutboxStore>,
+        manager: SessionManager,
+        events: EventBus,
+        clock: SharedClock,
+        pacing: Pacing,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                manager,
+                events,
+                clock,
+                pacing,
+                images: image::client(),
+                workers: Mutex::default(),
+                tasks: TaskTracker::new(),
+                cancel: CancellationToken::new(),
+            }),
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn OutboxStore> {
+        &self.inner.store
+    }
+
+    pub fn pacing(&self) -> Pacing {
+        self.inner.pacing
+    }
+
+    pub fn images(&self) -> &reqwest::Client {
+        &self.inner.images
+    }
+
+    /// Starts a worker for every number with messages left from before the restart.
+    pub async fn start(&self) -> anyhow::Result<usize> {
+        let pairs = self.inner.store.pairs_with_pending().await?;
+        for p in &pairs {
+            self.wake(*p);
+        }
+        Ok(pairs.len())
+    }
+
+    /// Queues messages (one transaction) and wakes the pair's worker.
+    pub async fn enqueue(
+        &self,
+        pair: Pair,
+        job: Option<(JobKind, Option<i64>)>,
+        messages: &[NewMessage],
+    ) -> anyhow::Result<(Option<i64>, Vec<i64>)> {
+        let out = self
+            .inner
+            .store
+            .enqueue(pair, job, messages, self.inner.clock.now_ms())
+            .await?;
+        self.wake(pair);
+        Ok(out)
+    }
+
+    /// Makes sure the pair's worker runs and looks at its queue now.
+    pub fn wake(&self, pair: Pair) {
+        if self.inner.cancel.is_cancelled() {
+            return;
+        }
+        let mut workers = self.inner.workers.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = workers.get(&pair) {
+            n.notify_one();
+            return;
+        }
+        let notify = Arc::new(Notify::new());
+        workers.insert(pair, notify.clone());
+        let inner = self.inner.clone();
+        self.inner.tasks.spawn(async move {
+            Worker::new(inner, pair, notify).await.run().await;
+        });
+    }
+
+    /// Stops every worker. A send under way is cut short and stays `sending`: it goes again,
+    /// under the same id, after the next start.
+    pub async fn shutdown(&self) {
+        self.inner.cancel.cancel();
+        self.inner.tasks.close();
+        self.inner.tasks.wait().await;
+    }
+}
+
+struct Worker {
+    inner: Arc<Inner>,
+    pair: Pair,
+    notify: Arc<Notify>,
+    pacer: Pacer,
+    image: Option<(String, OutgoingImage, tokio::time::Instant)>,
+}
+
+enum Outcome {
+    Sent(String),
+    Failed(String),
+    /// Never reached WhatsApp: back to the queue.
+    Interrupted,
+}
+
+impl Worker {
+    async fn new(inner: Arc<Inner>, pair: Pair, notify: Arc<Notify>) -> Self {
+        let since_last = match inner.store.last_sent_at(pair).await {
+            Ok(Some(at)) => Some(Duration::from_millis(
+                (inner.clock.now_ms() - at).max(0) as u64
+            )),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!("⚠️ Cannot read when {pair} last sent; pacing from now: {e:#}");
+                Some(Duration::ZERO)
+            }
+        };
+        let pacer = Pacer::new(inner.pacing, since_last);
+        Self {
+            inner,
+            pair,
+            notify,
+            pacer,
+            image: None,
+        }
+    }
+
+    /// Sleeps, unless cancelled (then false).
+    async fn pause(&self, d: Duration) -> bool {
+        tokio::select! {
+            () = tokio::time::sleep(d) => true,
+            () = self.inner.cancel.cancelled() => false,
+        }
+    }
+
+    async fn run(mut self) {
+        loop {
+            if self.inner.cancel.is_cancelled() {
+                return;
+            }
+            let msg = match self.inner.store.next_pending(self.pair).await {
+                Ok(Some(m)) => m,
+                Ok(None) => {
+                    tokio::select! {
+                        () = self.notify.notified() => continue,
+                        () = self.inner.cancel.cancelled() => return,
+                    }
+                }
+                Err(e) => {
+                    tracing::error!("❌ Cannot read the outbox of {}: {e:#}", self.pair);
+                    if !self.pause(RECHECK).await {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            let Some(client) = self.wait_ready().await else {
+                return;
+            };
+            // The daily cap, counted from the database so a restart does not reset it.
+            let now = self.inner.clock.now_ms();
+            match self.inner.store.sent_since(self.pair, now - DAY_MS).await {
+                Ok((n, oldest)) => {
+                    if let Some(wait) = self.pacer.cap_wait(n, oldest, now) {
+                        tracing::info!(
+                            "ℹ️ {} reached its daily cap of {} messages; the next goes in {}s",
+                            self.pair,
+                            self.inner.pacing.daily_cap,
+                            wait.as_secs()
+                        );
+                        if !self.pause(wait.min(RECHECK)).await {
+                            return;
+                        }
+                        continue;
+                    }
+                }
+                Err(e) => {
+                    tracing::error!("❌ Cannot count the sends of {}: {e:#}", self.pair);
+                    if !self.pause(RECHECK).await {
+                        return;
+                    }
+                    continue;
+                }
+            }
+            let gap = Duration::from_millis(msg.min_gap_ms.max(0) as u64);
+            tokio::select! {
+                () = self.pacer.wait(gap) => {}
+                () = self.inner.cancel.cancelled() => return,
+            }
+            // The session may have dropped while waiting for the pace.
+            let client = if client.is_alive() {
+                client
+            } else {
+                continue;
+            };
+            if let Err(e) = self
+                .inner
+                .store
+                .mark_sending(msg.id, self.inner.clock.now_ms())
+                .await
+            {
+                tracing::error!("❌ Cannot mark message {} as sending: {e:#}", msg.id);
+                if !self.pause(RECHECK).await {
+                    return;
+                }
+                continue;
+            }
+            let cancel = self.inner.cancel.clone();
+            let outcome = tokio::select! {
+                o = self.deliver(client.as_ref(), &msg) => o,
+                () = cancel.cancelled() => return,
+            };
+            self.record(&msg, outcome).await;
+        }
+    }
+
+    /// The live client once the session is ready; `None` when stopping.
+    async fn wait_ready(&self) -> Option<Arc<dyn EngineClient>> {
+        loop {
+            match self.inner.manager.live(self.pair) {
+                Some(h) => {
+                    let mut state = h.state.clone();
+                    let snap = state.borrow_and_update().clone();
+                    if snap.client_ready()
+                        && let Some(c) = snap.client.clone()
+                    {
+                        return Some(c);
+                    }
+                    tokio::select! {
+                        _ = state.changed() => {}
+                        () = tokio::time::sleep(RECHECK) => {}
+                        () = self.inner.cancel.cancelled() => return None,
+                    }
+                }
+                None => {
+                    if !self.pause(RECHECK).await {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn image_for(&mut self, url: &str) -> Result<OutgoingImage, String> {
+        if let Some((u, img, at)) = &self.image
+            && u == url
+            && at.elapsed() < IMAGE_REUSE
+        {
+            return Ok(img.clone());
+        }
+        let fetched = image::fetch(&self.inner.images, url)
+            .await
+            .map_err(|e| format!("image_url: {e}"))?;
+        let img = OutgoingImage {
+            bytes: Arc::new(fetched.bytes),
+            mime: fetched.mime,
+        };
+        self.image = Some((url.to_owned(), img.clone(), tokio::time::Instant::now()));
+        Ok(img)
+    }
+
+    async fn deliver(&mut self, client: &dyn EngineClient, msg: &MessageRecord) -> Outcome {
+        let Some(to) = PhoneNumber::parse_international(&msg.recipient) else {
+            return Outcome::Failed(format!("{} is not a valid phone number", msg.recipient));
+        };
+        if msg
+            .body
+            .as_ref()
+            .is_some_and(|b| b.chars().count() > MAX_TEXT_CHARS)
+        {
+            return Outcome::Failed(format!(
+                "the text is longer than {MAX_TEXT_CHARS} characters once its variables are filled"
+            ));
+        }
+        let image = match (msg.kind, msg.image_url.as_deref()) {
+            (MessageKind::Image, Some(url)) => match self.image_for(url).await {
+                Ok(i) => Some(i),
+                Err(reason) => return Outcome::Failed(reason),
+            },
+            _ => None,
+        };
+        let out = OutgoingMessage {
+            id: msg.wa_message_id.clone(),
+            to,
+            text: msg.body.clone(),
+            image,
+        };
+        match tokio::time::timeout(SEND_TIMEOUT, client.send(&out)).await {
+            Ok(Ok(id)) => Outcome::Sent(id),
+            Ok(Err(EngineError::NotConnected | EngineError::ClientGone | EngineError::Busy(_))) => {
+                Outcome::Interrupted
+            }
+            Ok(Err(EngineError::RateLimited(why))) => {
+                tracing::warn!("⚠️ WhatsApp asks {} to slow down: {why}", self.pair);
+                Outcome::Interrupted
+            }
+            Ok(Err(EngineError::Invalid(why) | EngineError::Failed(why))) => Outcome::Failed(why),
+            Err(_) => Outcome::Interrupted,
+        }
+    }
+
+    async fn record(&mut self, msg: &MessageRecord, outcome: Outcome) {
+        let now = self.inner.clock.now_ms();
+        let session_id = self
+            .inner
+            .manager
+            .live(self.pair)
+            .map(|h| h.snapshot().record.session_id.clone());
+        let data = |extra: serde_json::Value| {
+            let mut d = json!({
+                "message_id": msg.id,
+                "job_id": msg.job_id,
+                "contact_id": msg.contact_id,
+                "recipient": msg.recipient,
+                "type": msg.kind.as_str(),
+            });
+            if let (Some(d), serde_json::Value::Object(e)) = (d.as_object_mut(), extra) {
+                d.extend(e);
+            }
+            d
+        };
+        match outcome {
+            Outcome::Sent(wa_id) => {
+                self.pacer.sent();
+                if let Err(e) = self.inner.store.mark_sent(msg.id, &wa_id, now).await {
+                    tracing::error!(
+                        "❌ Message {} was sent but cannot be recorded: {e:#}",
+                        msg.id
+                    );
+                }
+                tracing::info!("✅ Message {} sent by {}", msg.id, self.pair);
+                self.inner
+                    .events
+                    .emit(
+                        self.pair,
+                        session_id.as_ref(),
+                        EventKind::MessageSent,
+                        data(json!({ "whatsapp_message_id": wa_id })),
+                    )
+                    .await;
+            }
+            Outcome::Failed(reason) => {
+                self.pacer.sent();
+                self.fail(msg, &reason, session_id, data(json!({ "error": reason })))
+                    .await;
+            }
+            Outcome::Interrupted if msg.attempts + 1 >= MAX_ATTEMPTS => {
+                let reason =
+                    format!("WhatsApp did not confirm the send after {MAX_ATTEMPTS} attempts");
+                self.fail(msg, &reason, session_id, data(json!({ "error": reason })))
+                    .await;
+            }
+            Outcome::Interrupted => {
+                if let Err(e) = self.inner.store.requeue(msg.id, now).await {
+                    tracing::error!("❌ Cannot put message {} back in the queue: {e:#}", msg.id);
+                }
+                // Give a dropping connection a moment before the next look.
+                self.pause(Duration::from_millis(500)).await;
+            }
+        }
+    }
+
+    async fn fail(
+        &self,
+        msg: &MessageRecord,
+        reason: &str,
+        session_id: Option<crate::domain::SessionId>,
+        data: serde_json::Value,
+    ) {
+        let now = self.inner.clock.now_ms();
+        if let Err(e) = self.inner.store.mark_failed(msg.id, reason, now).await {
+            tracing::error!("❌ Cannot record the failure of message {}: {e:#}", msg.id);
+        }
+        tracing::warn!("⚠️ Message {} of {} failed: {reason}", msg.id, self.pair);
+        self.inner
+            .events
+            .emit(
+                self.pair,
+                session_id.as_ref(),
+                EventKind::MessageFailed,
+                data,
+            )
+            .await;
+    }
+}

@@ -1,0 +1,637 @@
+//! SQLite side of the outbox, the event log and the webhook delivery queue.
+
+use anyhow::Context;
+use async_trait::async_trait;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{QueryBuilder, Row, Sqlite};
+
+use super::messaging::*;
+use super::{SqliteStore, StoreResult};
+use crate::domain::{Pair, PlaceId, SessionId, UserId};
+
+/// SQLite allows 32,766 bound parameters per statement; 12 per message row.
+const MESSAGES_PER_STATEMENT: usize = 2_000;
+
+const MESSAGE_COLUMNS: &str = "id, user_id, place_id, job_id, contact_id, recipient, \
+    recipient_name, kind, body, image_url, template_id, status, wa_message_id, error, attempts, \
+    min_gap_ms, created_at, updated_at, sent_at, failed_at";
+
+fn pair_of(row: &SqliteRow) -> StoreResult<Pair> {
+    Ok(Pair::new(
+        UserId::new_unchecked(row.try_get("user_id")?),
+        PlaceId::new_unchecked(row.try_get("place_id")?),
+    ))
+}
+
+fn message_from_row(row: &SqliteRow) -> StoreResult<MessageRecord> {
+    let kind: String = row.try_get("kind")?;
+    let status: String = row.try_get("status")?;
+    Ok(MessageRecord {
+        id: row.try_get("id")?,
+        pair: pair_of(row)?,
+        job_id: row.try_get("job_id")?,
+        contact_id: row.try_get("contact_id")?,
+        recipient: row.try_get("recipient")?,
+        recipient_name: row.try_get("recipient_name")?,
+        kind: MessageKind::parse(&kind)
+            .with_context(|| format!("unknown message kind {kind:?} in database"))?,
+        body: row.try_get("body")?,
+        image_url: row.try_get("image_url")?,
+        template_id: row.try_get("template_id")?,
+        status: MessageStatus::parse(&status)
+            .with_context(|| format!("unknown message status {status:?} in database"))?,
+        wa_message_id: row.try_get("wa_message_id")?,
+        error: row.try_get("error")?,
+        attempts: row.try_get("attempts")?,
+        min_gap_ms: row.try_get("min_gap_ms")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+        sent_at: row.try_get("sent_at")?,
+        failed_at: row.try_get("failed_at")?,
+    })
+}
+
+fn push_message_filter(q: &mut QueryBuilder<Sqlite>, pair: Pair, f: &MessageFilter) {
+    q.push(" FROM messages WHERE user_id = ")
+        .push_bind(pair.user_id.get())
+        .push(" AND place_id = ")
+        .push_bind(pair.place_id.get());
+    if let Some(s) = f.status {
+        q.push(" AND status = ").push_bind(s.as_str());
+    }
+    if let Some(k) = f.kind {
+        q.push(" AND kind = ").push_bind(k.as_str());
+    }
+    if let Some(t) = f.from_ms {
+        q.push(" AND created_at >= ").push_bind(t);
+    }
+    if let Some(t) = f.to_ms {
+        q.push(" AND created_at < ").push_bind(t);
+    }
+    if let Some(r) = f.recipient.as_deref() {
+        q.push(" AND instr(recipient, ")
+            .push_bind(r.to_owned())
+            .push(") > 0");
+    }
+    if let Some(j) = f.job_id {
+        q.push(" AND job_id = ").push_bind(j);
+    }
+}
+
+#[async_trait]
+impl OutboxStore for SqliteStore {
+    async fn enqueue(
+        &self,
+        pair: Pair,
+        job: Option<(JobKind, Option<i64>)>,
+        messages: &[NewMessage],
+        now_ms: i64,
+    ) -> StoreResult<(Option<i64>, Vec<i64>)> {
+        let mut tx = self.pool.begin().await?;
+        let job_id = match job {
+            None => None,
+            Some((kind, group_id)) => Some(
+                sqlx::query_scalar::<_, i64>(
+                    "INSERT INTO message_jobs (user_id, place_id, kind, group_id, total, created_at) \
+                     VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+                )
+                .bind(pair.user_id.get())
+                .bind(pair.place_id.get())
+                .bind(kind.as_str())
+                .bind(group_id)
+                .bind(messages.len() as i64)
+                .bind(now_ms)
+                .fetch_one(&mut *tx)
+                .await?,
+            ),
+        };
+        let mut ids = Vec::with_capacity(messages.len());
+        for chunk in messages.chunks(MESSAGES_PER_STATEMENT) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO messages (user_id, place_id, job_id, contact_id, recipient, \
+                 recipient_name, kind, body, image_url, template_id, status, wa_message_id, \
+                 min_gap_ms, created_at, updated_at) ",
+            );
+            q.push_values(chunk, |mut b, m| {
+                b.push_bind(pair.user_id.get())
+                    .push_bind(pair.place_id.get())
+                    .push_bind(job_id)
+                    .push_bind(m.contact_id)
+                    .push_bind(m.recipient.clone())
+                    .push_bind(m.recipient_name.clone())
+                    .push_bind(m.kind.as_str())
+                    .push_bind(m.body.clone())
+                    .push_bind(m.image_url.clone())
+                    .push_bind(m.template_id.clone())
+                    .push("'queued'")
+                    .push_bind(m.wa_message_id.clone())
+                    .push_bind(m.min_gap_ms)
+                    .push_bind(now_ms)
+                    .push_bind(now_ms);
+            });
+            q.push(" RETURNING id");
+            let mut got: Vec<i64> = q.build_query_scalar().fetch_all(&mut *tx).await?;
+            // RETURNING gives rows in insertion order in practice, but not by promise.
+            got.sort_unstable();
+            ids.extend(got);
+        }
+        tx.commit().await?;
+        Ok((job_id, ids))
+    }
+
+    async fn pairs_with_pending(&self) -> StoreResult<Vec<Pair>> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT user_id, place_id FROM messages WHERE status IN ('queued', 'sending')",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(pair_of).collect()
+    }
+
+    async fn next_pending(&self, pair: Pair) -> StoreResult<Option<MessageRecord>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE user_id = ? AND place_id = ? \
+             AND status IN ('queued', 'sending') ORDER BY id LIMIT 1"
+        )))
+        .bind(pair.user_id.get())
+        .bind(pair.place_id.get())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(message_from_row).transpose()
+    }
+
+    async fn mark_sending(&self, id: i64, now_ms: i64) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE messages SET status = 'sending', attempts = attempts + 1, updated_at = ? \
+             WHERE id = ?",
+        )
+        .bind(now_ms)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn mark_sent(&self, id: i64, wa_message_id: &str, now_ms: i64) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE messages SET status = 'sent', wa_message_id = ?, error = NULL, sent_at = ?, \
+             updated_at = ? WHERE id = ?",
+        )
+        .bind(wa_message_id)
+        .bind(now_ms)
+        .bind(now_ms)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn mark_failed(&self, id: i64, error: &str, now_ms: i64) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE messages SET status = 'failed', error = ?, failed_at = ?, updated_at = ? \
+             WHERE id = ?",
+        )
+        .bind(error)
+        .bind(now_ms)
+        .bind(now_ms)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn requeue(&self, id: i64, now_ms: i64) -> StoreResult<()> {
+        sqlx::query("UPDATE messages SET status = 'queued', updated_at = ? WHERE id = ?")
+            .bind(now_ms)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn sent_since(&self, pair: Pair, since_ms: i64) -> StoreResult<(i64, Option<i64>)> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n, MIN(sent_at) AS oldest FROM messages \
+             WHERE user_id = ? AND place_id = ? AND sent_at >= ?",
+        )
+        .bind(pair.user_id.get())
+        .bind(pair.place_id.get())
+        .bind(since_ms)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((row.try_get("n")?, row.try_get("oldest")?))
+    }
+
+    async fn last_sent_at(&self, pair: Pair) -> StoreResult<Option<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT MAX(sent_at) FROM messages WHERE user_id = ? AND place_id = ? \
+             AND sent_at IS NOT NULL",
+        )
+        .bind(pair.user_id.get())
+        .bind(pair.place_id.get())
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    async fn message(&self, pair: Pair, id: i64) -> StoreResult<Option<MessageRecord>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ? AND user_id = ? AND place_id = ?"
+        )))
+        .bind(id)
+        .bind(pair.user_id.get())
+        .bind(pair.place_id.get())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(message_from_row).transpose()
+    }
+
+    async fn list_messages(
+        &self,
+        pair: Pair,
+        filter: &MessageFilter,
+        page: i64,
+        limit: i64,
+    ) -> StoreResult<(Vec<MessageRecord>, i64)> {
+        let mut count = QueryBuilder::<Sqlite>::new("SELECT COUNT(*)");
+        push_message_filter(&mut count, pair, filter);
+        let total: i64 = count.build_query_scalar().fetch_one(&self.pool).await?;
+        let mut q = QueryBuilder::<Sqlite>::new(format!("SELECT {MESSAGE_COLUMNS}"));
+        push_message_filter(&mut q, pair, filter);
+        q.push(" ORDER BY id DESC LIMIT ")
+            .push_bind(limit)
+            .push(" OFFSET ")
+            .push_bind((page - 1).saturating_mul(limit));
+        let rows = q.build().fetch_all(&self.pool).await?;
+        let list = rows
+            .iter()
+            .map(message_from_row)
+            .collect::<StoreResult<_>>()?;
+        Ok((list, total))
+    }
+
+    async fn message_counts(
+        &self,
+        pair: Pair,
+        filter: &MessageFilter,
+    ) -> StoreResult<MessageCounts> {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "SELECT \
+             COALESCE(SUM(status = 'queued'), 0) AS queued, \
+             COALESCE(SUM(status = 'sending'), 0) AS sending, \
+             COALESCE(SUM(status = 'sent'), 0) AS sent, \
+             COALESCE(SUM(status = 'failed'), 0) AS failed, \
+             COALESCE(SUM(kind = 'text'), 0) AS text, \
+             COALESCE(SUM(kind = 'image'), 0) AS image",
+        );
+        push_message_filter(&mut q, pair, filter);
+        let row = q.build().fetch_one(&self.pool).await?;
+        Ok(MessageCounts {
+            queued: row.try_get("queued")?,
+            sending: row.try_get("sending")?,
+            sent: row.try_get("sent")?,
+            failed: row.try_get("failed")?,
+            text: row.try_get("text")?,
+            image: row.try_get("image")?,
+        })
+    }
+
+    async fn retry_message(&self, pair: Pair, id: i64, now_ms: i64) -> StoreResult<RetryOutcome> {
+        let mut tx = self.pool.begin().await?;
+        let status: Option<String> = sqlx::query_scalar(
+            "SELECT status FROM messages WHERE id = ? AND user_id = ? AND place_id = ?",
+        )
+        .bind(id)
+        .bind(pair.user_id.get())
+        .bind(pair.place_id.get())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(status) = status else {
+            return Ok(RetryOutcome::NotFound);
+        };
+        let status = MessageStatus::parse(&status)
+            .with_context(|| format!("unknown message status {status:?} in database"))?;
+        if status != MessageStatus::Failed {
+            return Ok(RetryOutcome::NotFailed(status));
+        }
+        sqlx::query(
+            "UPDATE messages SET status = 'queued', error = NULL, failed_at = NULL, \
+             updated_at = ? WHERE id = ?",
+        )
+        .bind(now_ms)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        match self.message(pair, id).await? {
+            Some(m) => Ok(RetryOutcome::Queued(m)),
+            None => Ok(RetryOutcome::NotFound),
+        }
+    }
+
+    async fn job(&self, pair: Pair, id: i64) -> StoreResult<Option<JobRecord>> {
+        let Some(row) = sqlx::query(
+            "SELECT id, user_id, place_id, kind, group_id, total, created_at FROM message_jobs \
+             WHERE id = ? AND user_id = ? AND place_id = ?",
+        )
+        .bind(id)
+        .bind(pair.user_id.get())
+        .bind(pair.place_id.get())
+        .fetch_optional(&self.pool)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let kind: String = row.try_get("kind")?;
+        let counts = self
+            .message_counts(
+                pair,
+                &MessageFilter {
+                    job_id: Some(id),
+                    ..MessageFilter::default()
+                },
+            )
+            .await?;
+        Ok(Some(JobRecord {
+            id,
+            pair,
+            kind: if kind == "group" {
+                JobKind::Group
+            } else {
+                JobKind::Bulk
+            },
+            group_id: row.try_get("group_id")?,
+            total: row.try_get("total")?,
+            created_at: row.try_get("created_at")?,
+            counts,
+        }))
+    }
+}
+
+fn event_from_row(row: &SqliteRow) -> StoreResult<EventRecord> {
+    Ok(EventRecord {
+        id: row.try_get("event_id")?,
+        pair: pair_of(row)?,
+        session_id: row
+            .try_get::<Option<String>, _>("session_id")?
+            .map(SessionId::from_db),
+        kind: row.try_get("kind")?,
+        payload: row.try_get("payload")?,
+        created_at: row.try_get("event_created_at")?,
+    })
+}
+
+fn delivery_from_row(row: &SqliteRow) -> StoreResult<DeliveryRecord> {
+    let status: String = row.try_get("status")?;
+    Ok(DeliveryRecord {
+        id: row.try_get("id")?,
+        user_id: UserId::new_unchecked(row.try_get("user_id")?),
+        event: event_from_row(row)?,
+        status: DeliveryStatus::parse(&status)
+            .with_context(|| format!("unknown delivery status {status:?} in database"))?,
+        attempts: row.try_get("attempts")?,
+        next_attempt_at: row.try_get("next_attempt_at")?,
+        last_status_code: row.try_get("last_status_code")?,
+        last_error: row.try_get("last_error")?,
+        created_at: row.try_get("created_at")?,
+        delivered_at: row.try_get("delivered_at")?,
+    })
+}
+
+const DELIVERY_SELECT: &str = "SELECT d.id, d.user_id, d.status, d.attempts, \
+    d.next_attempt_at, d.last_status_code, d.last_error, d.created_at, d.delivered_at, \
+    e.id AS event_id, e.place_id, e.session_id, e.kind, e.payload, \
+    e.created_at AS event_created_at \
+    FROM webhook_deliveries d JOIN events e ON e.id = d.event_id";
+
+fn webhook_from_row(row: &SqliteRow) -> StoreResult<WebhookRecord> {
+    let events: String = row.try_get("events")?;
+    Ok(WebhookRecord {
+        user_id: UserId::new_unchecked(row.try_get("user_id")?),
+        url: row.try_get("url")?,
+        secret: row.try_get("secret")?,
+        events: serde_json::from_str(&events).unwrap_or_default(),
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+#[async_trait]
+impl EventStore for SqliteStore {
+    async fn record_event(
+        &self,
+        pair: Pair,
+        session_id: Option<&SessionId>,
+        kind: &str,
+        payload: &(dyn Fn(i64) -> String + Send + Sync),
+        now_ms: i64,
+    ) -> StoreResult<(EventRecord, bool)> {
+        let mut tx = self.pool.begin().await?;
+        // The id is known only once inserted, and the payload carries it: insert, then fill.
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO events (user_id, place_id, session_id, kind, payload, created_at) \
+             VALUES (?, ?, ?, ?, '', ?) RETURNING id",
+        )
+        .bind(pair.user_id.get())
+        .bind(pair.place_id.get())
+        .bind(session_id.map(SessionId::as_str))
+        .bind(kind)
+        .bind(now_ms)
+        .fetch_one(&mut *tx)
+        .await?;
+        let body = payload(id);
+        sqlx::query("UPDATE events SET payload = ? WHERE id = ?")
+            .bind(&body)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        let queued = sqlx::query(
+            "INSERT INTO webhook_deliveries (user_id, event_id, status, next_attempt_at, \
+             created_at, updated_at) \
+             SELECT w.user_id, ?, 'pending', ?, ?, ? FROM webhooks w \
+             WHERE w.user_id = ? AND EXISTS (SELECT 1 FROM json_each(w.events) WHERE value = ?)",
+        )
+        .bind(id)
+        .bind(now_ms)
+        .bind(now_ms)
+        .bind(now_ms)
+        .bind(pair.user_id.get())
+        .bind(kind)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            > 0;
+        tx.commit().await?;
+        Ok((
+            EventRecord {
+                id,
+                pair,
+                session_id: session_id.cloned(),
+                kind: kind.to_owned(),
+                payload: body,
+                created_at: now_ms,
+            },
+            queued,
+        ))
+    }
+
+    async fn events_after(
+        &self,
+        user: UserId,
+        place: Option<PlaceId>,
+        after_id: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<EventRecord>> {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "SELECT id AS event_id, user_id, place_id, session_id, kind, payload, \
+             created_at AS event_created_at FROM events WHERE user_id = ",
+        );
+        q.push_bind(user.get());
+        if let Some(p) = place {
+            q.push(" AND place_id = ").push_bind(p.get());
+        }
+        q.push(" AND id > ")
+            .push_bind(after_id)
+            .push(" ORDER BY id LIMIT ")
+            .push_bind(limit);
+        let rows = q.build().fetch_all(&self.pool).await?;
+        rows.iter().map(event_from_row).collect()
+    }
+
+    async fn set_webhook(&self, hook: &WebhookRecord) -> StoreResult<WebhookRecord> {
+        let row = sqlx::query(
+            "INSERT INTO webhooks (user_id, url, secret, events, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (user_id) DO UPDATE SET url = excluded.url, secret = excluded.secret, \
+             events = excluded.events, updated_at = excluded.updated_at \
+             RETURNING user_id, url, secret, events, created_at, updated_at",
+        )
+        .bind(hook.user_id.get())
+        .bind(&hook.url)
+        .bind(&hook.secret)
+        .bind(serde_json::to_string(&hook.events)?)
+        .bind(hook.created_at)
+        .bind(hook.updated_at)
+        .fetch_one(&self.pool)
+        .await?;
+        webhook_from_row(&row)
+    }
+
+    async fn webhook(&self, user: UserId) -> StoreResult<Option<WebhookRecord>> {
+        let row = sqlx::query(
+            "SELECT user_id, url, secret, events, created_at, updated_at FROM webhooks \
+             WHERE user_id = ?",
+        )
+        .bind(user.get())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(webhook_from_row).transpose()
+    }
+
+    async fn delete_webhook(&self, user: UserId, now_ms: i64) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await?;
+        let gone = sqlx::query("DELETE FROM webhooks WHERE user_id = ?")
+            .bind(user.get())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+            > 0;
+        sqlx::query(
+            "UPDATE webhook_deliveries SET status = 'failed', last_error = ?, updated_at = ? \
+             WHERE user_id = ? AND status = 'pending'",
+        )
+        .bind("the webhook was removed before this event could be delivered")
+        .bind(now_ms)
+        .bind(user.get())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(gone)
+    }
+
+    async fn pending_heads(&self) -> StoreResult<Vec<DeliveryRecord>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{DELIVERY_SELECT} WHERE d.id IN (SELECT MIN(id) FROM webhook_deliveries \
+             WHERE status = 'pending' GROUP BY user_id) ORDER BY d.id"
+        )))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(delivery_from_row).collect()
+    }
+
+    async fn record_attempt(
+        &self,
+        delivery_id: i64,
+        result: &AttemptResult,
+        now_ms: i64,
+    ) -> StoreResult<()> {
+        match result {
+            AttemptResult::Delivered { status_code } => {
+                sqlx::query(
+                    "UPDATE webhook_deliveries SET status = 'delivered', attempts = attempts + 1, \
+                     last_status_code = ?, last_error = NULL, delivered_at = ?, updated_at = ? \
+                     WHERE id = ?",
+                )
+                .bind(status_code)
+                .bind(now_ms)
+                .bind(now_ms)
+                .bind(delivery_id)
+                .execute(&self.pool)
+                .await?;
+            }
+            AttemptResult::Failed {
+                status_code,
+                error,
+                retry_at,
+            } => {
+                sqlx::query(
+                    "UPDATE webhook_deliveries SET status = ?, attempts = attempts + 1, \
+                     last_status_code = ?, last_error = ?, next_attempt_at = ?, updated_at = ? \
+                     WHERE id = ?",
+                )
+                .bind(if retry_at.is_some() {
+                    "pending"
+                } else {
+                    "failed"
+                })
+                .bind(status_code)
+                .bind(error)
+                .bind(retry_at.unwrap_or(now_ms))
+                .bind(now_ms)
+                .bind(delivery_id)
+                .execute(&self.pool)
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn deliveries(
+        &self,
+        user: UserId,
+        status: Option<DeliveryStatus>,
+        page: i64,
+        limit: i64,
+    ) -> StoreResult<(Vec<DeliveryRecord>, i64)> {
+        let mut count = QueryBuilder::<Sqlite>::new(
+            "SELECT COUNT(*) FROM webhook_deliveries d WHERE d.user_id = ",
+        );
+        count.push_bind(user.get());
+        let mut q = QueryBuilder::<Sqlite>::new(DELIVERY_SELECT);
+        q.push(" WHERE d.user_id = ").push_bind(user.get());
+        if let Some(s) = status {
+            count.push(" AND d.status = ").push_bind(s.as_str());
+            q.push(" AND d.status = ").push_bind(s.as_str());
+        }
+        let total: i64 = count.build_query_scalar().fetch_one(&self.pool).await?;
+        q.push(" ORDER BY d.id DESC LIMIT ")
+            .push_bind(limit)
+            .push(" OFFSET ")
+            .push_bind((page - 1).saturating_mul(limit));
+        let rows = q.build().fetch_all(&self.pool).await?;
+        let list = rows
+            .iter()
+            .map(delivery_from_row)
+            .collect::<StoreResult<_>>()?;
+        Ok((list, total))
+    }
+}
