@@ -15,3 +15,4 @@ mod manual_groups;
 mod messaging;
 mod openapi;
 mod process;
+mod webhooks;
