@@ -149,7 +149,7 @@ pub struct JobRecord {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum RetryOutcome {
-    Queued(MessageRecord),
+    Queued(Box<MessageRecord>),
     NotFound,
     NotFailed(MessageStatus),
 }

@@ -323,7 +323,7 @@ impl OutboxStore for SqliteStore {
         .await?;
         tx.commit().await?;
         match self.message(pair, id).await? {
-            Some(m) => Ok(RetryOutcome::Queued(m)),
+            Some(m) => Ok(RetryOutcome::Queued(Box::new(m))),
             None => Ok(RetryOutcome::NotFound),
         }
     }
