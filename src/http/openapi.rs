@@ -1378,7 +1378,9 @@ fn bulk_recipients() -> Schema {
 
 /// Any JSON value: a dry run reports a bad field in `errors` instead of refusing it.
 fn checked_in_errors() -> Object {
-    ObjectBuilder::new().build()
+    ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::SchemaType::AnyValue)
+        .build()
 }
 
 /// A dry run: the same fields as a send, the recipient optional. Every field but the pair
