@@ -74,8 +74,21 @@
 //! Everything the phone or a contact sends is Signal-encrypted from the
 //! sender's own identity key with a session started from the companion's
 //! uploaded pre-keys (see the `signal` module).
+//!
+//! Sending (see the `outbox` module): a logged-in client can send 1:1
+//! messages. The fake answers what the client asks first (`usync` device
+//! lists, contact and LID lookups; pre-key bundles for the recipient's phone
+//! and the account's own phone, made up and kept by the fake), acks every
+//! `<message>` with `<ack class="message">`, and records it:
+//! [`sent_messages`](FakeWhatsApp::sent_messages) /
+//! [`wait_sent`](FakeWhatsApp::wait_sent) give its `to`, `id`, `type`,
+//! participants and `<enc>` types, and the recipient's copy decrypted
+//! ([`SentMessage::text`]). Every number has an account with one device (its
+//! phone) unless [`set_not_on_whatsapp`](FakeWhatsApp::set_not_on_whatsapp)
+//! says otherwise. There is no media server: an upload fails at the client's
+//! `media_conn` query.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -92,6 +105,7 @@ mod iq;
 mod keyshare;
 mod nodes;
 mod noise;
+mod outbox;
 mod paircode;
 pub mod phone;
 mod signal;
@@ -99,6 +113,7 @@ mod transport;
 
 pub use contacts::PhoneContact;
 pub use history::{History, HistoryChat};
+pub use outbox::SentMessage;
 pub use transport::FakeTransportFactory;
 
 /// How long [`FakeWhatsApp::scan`] waits for the client's `pair-device-sign`.
@@ -161,6 +176,10 @@ pub(crate) struct State {
     /// The phone's address book ([`FakeWhatsApp::set_contacts`]): one batch
     /// per version of `critical_unblock_low`.
     pub contacts: HashMap<String, Vec<Vec<PhoneContact>>>,
+    /// Numbers without a WhatsApp account ([`FakeWhatsApp::set_not_on_whatsapp`]).
+    pub unregistered: HashSet<String>,
+    /// Every `<message>` clients sent, in arrival order.
+    pub sent: Vec<SentMessage>,
     pub connections_opened: u64,
     pub connections_refused: u64,
     pub ik_handshakes: u64,
@@ -283,6 +302,8 @@ impl FakeWhatsApp {
                     fail_logins: HashMap::new(),
                     histories: HashMap::new(),
                     contacts: HashMap::new(),
+                    unregistered: HashSet::new(),
+                    sent: Vec::new(),
                     connections_opened: 0,
                     connections_refused: 0,
                     ik_handshakes: 0,
@@ -978,6 +999,38 @@ impl FakeWhatsApp {
         })
         .await?;
         Ok(())
+    }
+
+    /// Makes `phone_digits` a number without a WhatsApp account: lookups
+    /// (`usync` devices and contact) say so, and pre-key fetches for it fail
+    /// with 406. Every other number has an account with one device (its
+    /// phone, device 0), whose pre-key bundle the fake makes up and keeps the
+    /// private half of, so it can read what clients send it.
+    pub fn set_not_on_whatsapp(&self, phone_digits: &str) {
+        self.inner
+            .lock()
+            .unregistered
+            .insert(phone_digits.to_string());
+    }
+
+    /// Every `<message>` stanza clients sent so far, in arrival order (each
+    /// was acknowledged with `<ack class="message">`), with the recipient's
+    /// copy decrypted when the fake holds its keys.
+    pub fn sent_messages(&self) -> Vec<SentMessage> {
+        self.inner.lock().sent.clone()
+    }
+
+    /// Waits until a client sent a message with this id; `None` on timeout.
+    pub async fn wait_sent(&self, id: &str, timeout: Duration) -> Option<SentMessage> {
+        let found = |st: &State| st.sent.iter().rev().find(|m| m.id == id).cloned();
+        let mut hit = None;
+        self.inner
+            .wait_until(timeout, |st| {
+                hit = found(st);
+                hit.is_some()
+            })
+            .await;
+        hit
     }
 
     /// Builds a node per logged-in device of the account with `make` and
