@@ -10,30 +10,39 @@
 //! The library reports through events; a per-client pump reads them from one ordered
 //! channel and turns them into [`EngineEvent`]s for the session actor.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
-use whatsapp_rust::Client;
 use whatsapp_rust::bot::Bot;
+use whatsapp_rust::download::MediaType;
 use whatsapp_rust::http::UreqHttpClient;
+use whatsapp_rust::media::ImageOptions;
 use whatsapp_rust::pair_code::{PairCodeOptions, PairError};
+use whatsapp_rust::request::IqError;
+use whatsapp_rust::send::{SendError, SendOptions};
 use whatsapp_rust::store::SqliteStore;
 use whatsapp_rust::sync_task::MajorSyncTask;
 use whatsapp_rust::transport::{Transport, TransportEvent, TransportFactory};
 use whatsapp_rust::types::events::{
     ConnectFailureReason, Event, EventHandler, EventInterest, EventKind, LazyHistorySync,
 };
+use whatsapp_rust::upload::UploadOptions;
 use whatsapp_rust::wacore::appstate::patch_decode::WAPatchName;
 use whatsapp_rust::wacore::pair_code::PairCodeError;
 use whatsapp_rust::waproto::whatsapp as wa;
+use whatsapp_rust::{Client, ClientError, Jid};
 
-use super::{ClientStart, ContactSource, Engine, EngineClient, EngineError, EngineEvent};
+use super::{
+    ClientStart, ContactSource, Engine, EngineClient, EngineError, EngineEvent, OutgoingImage,
+    OutgoingMessage,
+};
 use crate::clock::SharedClock;
 use crate::domain::{PhoneNumber, SessionId};
 use crate::store::{CachedContact, Store};
@@ -57,6 +66,16 @@ const NO_PROGRESS_AFTER: Duration = Duration::from_secs(30);
 const WATCHDOG_TICK: Duration = Duration::from_secs(5);
 /// A fetch waits this long for WhatsApp's contacts snapshot, and for the cache to catch up.
 const APP_STATE_WAIT: Duration = Duration::from_secs(20);
+/// A send waits this long for the recipient's devices, and for the encrypted message to go
+/// out: the library's own IQ limit is 75 s, longer than an outbox should hold a session.
+const SEND_WAIT: Duration = Duration::from_secs(30);
+/// How long WhatsApp has to acknowledge a message once it left: without the ack nobody
+/// knows whether the server took it, and the caller sends it again under the same id.
+const ACK_WAIT: Duration = Duration::from_secs(20);
+/// Encrypting and uploading an image of the largest size on a slow uplink.
+const UPLOAD_WAIT: Duration = Duration::from_secs(120);
+/// WhatsApp refuses images above 16 MB; saying so up front spares a useless upload.
+const MAX_IMAGE_BYTES: usize = 16 * 1024 * 1024;
 const STORE_FILE: &str = "device.db";
 const LINKED_MARKER: &str = "linked";
 
@@ -208,6 +227,7 @@ impl Engine for WhatsAppEngine {
             engine: self.clone(),
             input: Mutex::new(None),
             lib: Mutex::new(None),
+            acks: Arc::new(AckWaiters::default()),
             stop: CancellationToken::new(),
             ended: AtomicBool::new(false),
             ended_notify: Notify::new(),
@@ -268,6 +288,9 @@ struct WaClient {
     input: Mutex<Option<mpsc::UnboundedSender<Input>>>,
     /// Set once the library client is built; `None` while starting.
     lib: Mutex<Option<Arc<Client>>>,
+    /// Sends waiting for WhatsApp's ack; the library's event handler (a [`Forwarder`]) holds
+    /// the other end and answers them.
+    acks: Arc<AckWaiters>,
     /// Cancelled when someone asks the client to stop; the client task then disconnects
     /// and ends by itself, whatever it was doing.
     stop: CancellationToken,
@@ -450,10 +473,301 @@ impl EngineClient for WaClient {
         lib.pair_with_code(options).await.map_err(pair_error)
     }
 
-    async fn send(&self, _message: &super::OutgoingMessage) -> Result<String, EngineError> {
-        Err(EngineError::Failed(
-            "sending is not wired to whatsapp-rust yet".into(),
+    async fn send(&self, message: &OutgoingMessage) -> Result<String, EngineError> {
+        let lib = self.connected_lib()?;
+        if message.id.trim().is_empty() {
+            return Err(EngineError::Invalid("the message has no id".into()));
+        }
+        let text = message.text.clone().filter(|t| !t.trim().is_empty());
+        if let Some(image) = &message.image {
+            check_image(image)?;
+        } else if text.is_none() {
+            return Err(EngineError::Invalid(
+                "the message has neither text nor an image".into(),
+            ));
+        }
+        let to = Jid::pn(message.to.digits());
+        self.check_recipient(&lib, &to, message).await?;
+        let content = match &message.image {
+            Some(image) => self.image_content(&lib, image, text).await?,
+            None => wa::Message {
+                conversation: text,
+                ..Default::default()
+            },
+        };
+        // Registered before the stanza leaves: the ack can come back before the send returns.
+        let mut ticket = self.acks.expect(&message.id);
+        let options = SendOptions::default().with_message_id(message.id.clone());
+        let sent = tokio::time::timeout(
+            SEND_WAIT,
+            lib.send_message_with_options(to, content, options),
+        )
+        .await;
+        let sent = match sent {
+            Ok(Ok(sent)) => sent,
+            Ok(Err(e)) => {
+                self.acks.forget(&ticket);
+                return Err(send_error(e, &lib));
+            }
+            Err(_) => {
+                self.acks.forget(&ticket);
+                return Err(EngineError::Failed(format!(
+                    "the message could not be handed to WhatsApp within {} s",
+                    SEND_WAIT.as_secs()
+                )));
+            }
+        };
+        let verdict = tokio::select! {
+            v = tokio::time::timeout(ACK_WAIT, &mut ticket.rx) => v,
+            _ = self.stop.cancelled() => {
+                self.acks.forget(&ticket);
+                return Err(EngineError::ClientGone);
+            }
+        };
+        match verdict {
+            Ok(Ok(None)) => Ok(sent.message_id),
+            Ok(Ok(Some(code))) => Err(nack_error(&code)),
+            // Only a newer send of the same id replaces the waiter; that send reports.
+            Ok(Err(_)) => Err(EngineError::Busy(format!(
+                "message {} is being sent again meanwhile",
+                message.id
+            ))),
+            Err(_) => {
+                self.acks.forget(&ticket);
+                Err(if lib.is_connected() {
+                    EngineError::Failed(format!(
+                        "the message went out but WhatsApp did not confirm it within {} s",
+                        ACK_WAIT.as_secs()
+                    ))
+                } else {
+                    EngineError::NotConnected
+                })
+            }
+        }
+    }
+}
+
+impl WaClient {
+    /// The library client, if it is alive and connected right now.
+    fn connected_lib(&self) -> Result<Arc<Client>, EngineError> {
+        let lib = match self.lib() {
+            Some(lib) if self.is_alive() => lib,
+            _ => return Err(EngineError::ClientGone),
+        };
+        if !lib.is_connected() {
+            return Err(EngineError::NotConnected);
+        }
+        Ok(lib)
+    }
+
+    /// A number with no WhatsApp account would get nothing while the send looked fine (the
+    /// library then encrypts for our own devices only). Its device list is what the send
+    /// reads anyway, and is cached; only an empty one costs a second question.
+    async fn check_recipient(
+        &self,
+        lib: &Client,
+        to: &Jid,
+        message: &OutgoingMessage,
+    ) -> Result<(), EngineError> {
+        let devices = tokio::time::timeout(
+            SEND_WAIT,
+            lib.signal().get_user_devices(std::slice::from_ref(to)),
+        )
+        .await
+        .map_err(|_| lookup_timeout())?
+        .map_err(|e| lookup_error(lib, &e))?;
+        if !devices.is_empty() {
+            return Ok(());
+        }
+        let found = tokio::time::timeout(
+            SEND_WAIT,
+            lib.contacts().is_on_whatsapp(std::slice::from_ref(to)),
+        )
+        .await
+        .map_err(|_| lookup_timeout())?
+        .map_err(|e| lookup_error(lib, &e))?;
+        if found.iter().any(|r| r.is_registered) {
+            return Ok(());
+        }
+        Err(EngineError::Invalid(format!(
+            "{} is not on WhatsApp",
+            message.to
+        )))
+    }
+
+    /// Encrypts and uploads the image to WhatsApp's media servers; the message then only
+    /// carries where it is and its key.
+    async fn image_content(
+        &self,
+        lib: &Client,
+        image: &OutgoingImage,
+        caption: Option<String>,
+    ) -> Result<wa::Message, EngineError> {
+        let upload = tokio::time::timeout(
+            UPLOAD_WAIT,
+            lib.upload(
+                image.bytes.to_vec(),
+                MediaType::Image,
+                UploadOptions::default(),
+            ),
+        )
+        .await;
+        let upload = match upload {
+            Ok(Ok(u)) => u,
+            Ok(Err(_)) if !lib.is_connected() => return Err(EngineError::NotConnected),
+            Ok(Err(e)) => {
+                return Err(EngineError::Failed(format!(
+                    "cannot upload the image to WhatsApp: {e:#}"
+                )));
+            }
+            Err(_) => {
+                return Err(EngineError::Failed(format!(
+                    "uploading the image to WhatsApp took over {} s",
+                    UPLOAD_WAIT.as_secs()
+                )));
+            }
+        };
+        Ok(whatsapp_rust::media::image_message(
+            upload,
+            ImageOptions {
+                caption,
+                mimetype: Some(image.mime.clone()),
+                ..Default::default()
+            },
         ))
+    }
+}
+
+fn check_image(image: &OutgoingImage) -> Result<(), EngineError> {
+    if !image.mime.starts_with("image/") {
+        return Err(EngineError::Invalid(format!(
+            "the attachment is {}, not an image",
+            image.mime
+        )));
+    }
+    if image.bytes.is_empty() {
+        return Err(EngineError::Invalid("the image is empty".into()));
+    }
+    if image.bytes.len() > MAX_IMAGE_BYTES {
+        return Err(EngineError::Invalid(format!(
+            "the image is {} bytes; WhatsApp takes at most {MAX_IMAGE_BYTES}",
+            image.bytes.len()
+        )));
+    }
+    Ok(())
+}
+
+fn lookup_timeout() -> EngineError {
+    EngineError::Failed(format!(
+        "WhatsApp did not say within {} s whether the recipient has an account",
+        SEND_WAIT.as_secs()
+    ))
+}
+
+fn lookup_error(lib: &Client, e: &dyn std::fmt::Display) -> EngineError {
+    if lib.is_connected() {
+        EngineError::Failed(format!("cannot look up the recipient on WhatsApp: {e}"))
+    } else {
+        EngineError::NotConnected
+    }
+}
+
+fn send_error(e: SendError, lib: &Client) -> EngineError {
+    match e {
+        SendError::NotLoggedIn
+        | SendError::Client(
+            ClientError::NotConnected | ClientError::NotLoggedIn | ClientError::Socket(_),
+        ) => EngineError::NotConnected,
+        SendError::Iq(iq) | SendError::Client(ClientError::Iq(iq)) => iq_error(iq),
+        SendError::InvalidRequest(m) => {
+            EngineError::Invalid(format!("WhatsApp will not take this message: {m}"))
+        }
+        // A connection lost mid-send surfaces as whatever step it broke.
+        _ if !lib.is_connected() => EngineError::NotConnected,
+        other => EngineError::Failed(format!("sending failed: {other}")),
+    }
+}
+
+fn iq_error(e: IqError) -> EngineError {
+    match e {
+        IqError::NotConnected
+        | IqError::Disconnected(_)
+        | IqError::InternalChannelClosed
+        | IqError::Socket(_) => EngineError::NotConnected,
+        IqError::ServerError { code, backoff, .. } if code == 429 || backoff.is_some() => {
+            EngineError::RateLimited(match backoff {
+                Some(secs) => format!(
+                    "WhatsApp is limiting this number; try again in {}",
+                    human_duration(i64::from(secs))
+                ),
+                None => "WhatsApp is limiting this number; try again later".into(),
+            })
+        }
+        IqError::ServerError { code, text, .. } => EngineError::Failed(format!(
+            "WhatsApp refused a step of the send: {code} {text}"
+        )),
+        IqError::Timeout => EngineError::Failed("WhatsApp did not answer in time".into()),
+        other => EngineError::Failed(format!("sending failed: {other}")),
+    }
+}
+
+/// A message WhatsApp acknowledged with an error code. Which codes are final is not
+/// documented, so they all stay worth another try.
+fn nack_error(code: &str) -> EngineError {
+    if code == "429" {
+        return EngineError::RateLimited(
+            "WhatsApp is limiting this number; try again later".into(),
+        );
+    }
+    EngineError::Failed(format!("WhatsApp refused the message (error {code})"))
+}
+
+/// Sends waiting for WhatsApp's `<ack>` of their message, by message id. The value a waiter
+/// gets is the nack code, if the server refused the message.
+#[derive(Default)]
+struct AckWaiters {
+    waiting: Mutex<HashMap<String, (u64, AckSender)>>,
+    /// Tells a waiter from a later one for the same id, which a give-up must leave alone.
+    next: std::sync::atomic::AtomicU64,
+}
+
+/// Answers one send with the nack code, or `None` for a plain ack.
+type AckSender = oneshot::Sender<Option<String>>;
+
+/// One send's claim on the ack of its message.
+struct AckTicket {
+    id: String,
+    ticket: u64,
+    rx: oneshot::Receiver<Option<String>>,
+}
+
+impl AckWaiters {
+    fn expect(&self, id: &str) -> AckTicket {
+        let (tx, rx) = oneshot::channel();
+        let ticket = self.next.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut g) = self.waiting.lock() {
+            g.insert(id.to_string(), (ticket, tx));
+        }
+        AckTicket {
+            id: id.to_string(),
+            ticket,
+            rx,
+        }
+    }
+
+    fn forget(&self, t: &AckTicket) {
+        if let Ok(mut g) = self.waiting.lock()
+            && g.get(&t.id).is_some_and(|(ticket, _)| *ticket == t.ticket)
+        {
+            g.remove(&t.id);
+        }
+    }
+
+    fn acked(&self, id: &str, error: Option<String>) {
+        let waiter = self.waiting.lock().ok().and_then(|mut g| g.remove(id));
+        if let Some((_, tx)) = waiter {
+            let _ = tx.send(error);
+        }
     }
 }
 
@@ -490,9 +804,11 @@ enum Input {
     Barrier(tokio::sync::oneshot::Sender<()>),
 }
 
-/// Forwards the library's lifecycle events, in dispatch order, to the pump.
+/// Forwards the library's lifecycle events, in dispatch order, to the pump, and answers
+/// sends waiting for their ack.
 struct Forwarder {
     tx: mpsc::UnboundedSender<Input>,
+    acks: Arc<AckWaiters>,
 }
 
 const LIFECYCLE: &[EventKind] = &[
@@ -514,10 +830,20 @@ const LIFECYCLE: &[EventKind] = &[
     EventKind::ContactUpdate,
     EventKind::PushNameUpdate,
     EventKind::Messages,
+    // WhatsApp took (or refused) a message we sent.
+    EventKind::ServerAck,
 ];
 
 impl EventHandler for Forwarder {
     fn handle_event(&self, event: Arc<Event>) {
+        if let Event::ServerAck(ack) = &*event {
+            // Answered here, not by the pump: a send waits on it, and the pump may be busy
+            // writing a large history chunk.
+            if ack.class.as_deref() == Some("message") {
+                self.acks.acked(&ack.id, ack.error.clone());
+            }
+            return;
+        }
         let _ = self.tx.send(Input::Library(event));
     }
 
@@ -614,7 +940,10 @@ async fn drive(
             .with_http_client(engine.inner.http.clone())
             .with_runtime(SessionRuntime { span })
             .with_version(version)
-            .with_event_handler(Forwarder { tx: tx.clone() })
+            .with_event_handler(Forwarder {
+                tx: tx.clone(),
+                acks: client.acks.clone(),
+            })
             .build()
             .await
             .map_err(|e| format!("cannot build the WhatsApp client: {e}"))
