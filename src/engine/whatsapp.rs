@@ -31,17 +31,19 @@ use whatsapp_rust::store::SqliteStore;
 use whatsapp_rust::sync_task::MajorSyncTask;
 use whatsapp_rust::transport::{Transport, TransportEvent, TransportFactory};
 use whatsapp_rust::types::events::{
-    ConnectFailureReason, Event, EventHandler, EventInterest, EventKind, LazyHistorySync,
+    ConnectFailureReason, Event, EventHandler, EventInterest, EventKind, InboundMessage,
+    LazyHistorySync,
 };
 use whatsapp_rust::upload::UploadOptions;
 use whatsapp_rust::wacore::appstate::patch_decode::WAPatchName;
 use whatsapp_rust::wacore::pair_code::PairCodeError;
+use whatsapp_rust::wacore::proto_helpers::MessageExt;
 use whatsapp_rust::waproto::whatsapp as wa;
 use whatsapp_rust::{Client, ClientError, Jid};
 
 use super::{
-    ClientStart, ContactSource, Engine, EngineClient, EngineError, EngineEvent, OutgoingImage,
-    OutgoingMessage,
+    ClientStart, ContactSource, Engine, EngineClient, EngineError, EngineEvent, IncomingMessage,
+    OutgoingImage, OutgoingMessage,
 };
 use crate::clock::SharedClock;
 use crate::domain::{PhoneNumber, SessionId};
@@ -829,6 +831,7 @@ const LIFECYCLE: &[EventKind] = &[
     EventKind::HistorySync,
     EventKind::ContactUpdate,
     EventKind::PushNameUpdate,
+    // Contacts' activity, and messages people write to the account.
     EventKind::Messages,
     // WhatsApp took (or refused) a message we sent.
     EventKind::ServerAck,
@@ -1094,6 +1097,55 @@ impl Pump {
         }
     }
 
+    /// What the actor hears of a message: only one a person wrote to the account in a chat
+    /// with one number. Groups, status updates, channels, our own messages (echoed from the
+    /// phone) and protocol traffic are not conversations with a contact.
+    async fn incoming(&self, m: &InboundMessage) -> Option<IncomingMessage> {
+        let src = &m.info.source;
+        if src.is_from_me || src.is_group || !(src.chat.is_pn() || src.chat.is_lid()) {
+            return None;
+        }
+        let (kind, text) = message_content(&m.message)?;
+        let Some(from) = self
+            .sender_number(&src.sender, src.sender_alt.as_ref())
+            .await
+        else {
+            tracing::info!(
+                "ℹ️ Session {}: message {} comes from a hidden number (LID {}) and no phone                  number is known for it; not reported",
+                self.client.session_id,
+                m.info.id,
+                src.sender.user
+            );
+            return None;
+        };
+        Some(IncomingMessage {
+            id: m.info.id.to_string(),
+            from,
+            push_name: Some(m.info.push_name.clone()).filter(|n| !n.trim().is_empty()),
+            text,
+            kind: kind.to_string(),
+            timestamp: m.info.timestamp.timestamp(),
+        })
+    }
+
+    /// The sender's phone number (digits). A LID sender is a number WhatsApp hides behind an
+    /// opaque id: the stanza may name the number too, or the library may have learned it.
+    async fn sender_number(&self, sender: &Jid, alt: Option<&Jid>) -> Option<String> {
+        if sender.is_pn() {
+            return Some(sender.user.to_string());
+        }
+        if !sender.is_lid() {
+            return None;
+        }
+        if let Some(alt) = alt.filter(|a| a.is_pn()) {
+            return Some(alt.user.to_string());
+        }
+        match self.lib.get_lid_pn_entry(&sender.to_non_ad()).await {
+            Ok(Some(entry)) => Some(entry.phone_number.to_string()),
+            _ => None,
+        }
+    }
+
     /// A handshake that never completes (packets silently dropped, a proxy that accepts and
     /// stalls) fails inside the library without passing our transport: say so after a while.
     async fn check_progress(&mut self) {
@@ -1338,10 +1390,43 @@ impl Pump {
                     });
                 }
                 self.cache(entries, pairs).await;
+                for m in batch.messages.iter() {
+                    if let Some(incoming) = self.incoming(m).await {
+                        self.send(EngineEvent::MessageReceived(incoming)).await;
+                    }
+                }
             }
             _ => {}
         }
     }
+}
+
+/// `("text" | "image" | "other", text or caption)`, or `None` for what is not a message a
+/// person wrote (protocol traffic, reactions, key distribution, poll votes).
+fn message_content(m: &wa::Message) -> Option<(&'static str, Option<String>)> {
+    let m = m.get_base_message();
+    if m.protocol_message.is_set()
+        || m.reaction_message.is_set()
+        || m.enc_reaction_message.is_set()
+        || m.poll_update_message.is_set()
+        || m.keep_in_chat_message.is_set()
+    {
+        return None;
+    }
+    if let Some(text) = m.text_content() {
+        return Some(("text", Some(text.to_string())));
+    }
+    if let Some(image) = m.image_message.as_option() {
+        return Some(("image", image.caption.clone().filter(|c| !c.is_empty())));
+    }
+    // A sender-key handout alone (the first message of a group) carries nothing to show.
+    let mut rest = m.clone();
+    rest.sender_key_distribution_message = Default::default();
+    rest.message_context_info = Default::default();
+    if rest == wa::Message::default() {
+        return None;
+    }
+    Some(("other", m.get_caption().map(str::to_string)))
 }
 
 fn is_pn(jid: &str) -> bool {
