@@ -1423,7 +1423,9 @@ fn message_content(m: &wa::Message) -> Option<(&'static str, Option<String>)> {
     let mut rest = m.clone();
     rest.sender_key_distribution_message = Default::default();
     rest.message_context_info = Default::default();
-    if rest == wa::Message::default() {
+    // Compared on the wire: a present but empty part (a sticker with no fields we know)
+    // still counts, where struct equality would call it absent.
+    if whatsapp_rust::waproto::codec::message_to_vec(&rest).is_empty() {
         return None;
     }
     Some(("other", m.get_caption().map(str::to_string)))
@@ -1604,6 +1606,7 @@ fn human_duration(secs: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use whatsapp_rust::buffa;
 
     #[test]
     fn a_history_chunk_becomes_cached_facts_and_lid_pairs() {
@@ -1686,6 +1689,103 @@ mod tests {
         assert_eq!(c.name.as_deref(), Some("Ali"));
         assert_eq!(c.pn_jid.as_deref(), Some("966501112222@s.whatsapp.net"));
         assert_eq!(pair, None);
+    }
+
+    #[test]
+    fn only_what_a_person_wrote_counts_as_a_message() {
+        let text = wa::Message {
+            conversation: Some("hi".into()),
+            ..Default::default()
+        };
+        assert_eq!(message_content(&text), Some(("text", Some("hi".into()))));
+
+        let extended = wa::Message {
+            extended_text_message: buffa::MessageField::some(wa::message::ExtendedTextMessage {
+                text: Some("see https://example.com".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(
+            message_content(&extended),
+            Some(("text", Some("see https://example.com".into())))
+        );
+
+        let image = |caption: Option<&str>| wa::Message {
+            image_message: buffa::MessageField::some(wa::message::ImageMessage {
+                caption: caption.map(str::to_string),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(
+            message_content(&image(Some("menu"))),
+            Some(("image", Some("menu".into())))
+        );
+        assert_eq!(message_content(&image(None)), Some(("image", None)));
+
+        // Wrapped in a disappearing-messages envelope: the same text.
+        let ephemeral = wa::Message {
+            ephemeral_message: buffa::MessageField::some(wa::message::FutureProofMessage {
+                message: buffa::MessageField::some(text.clone()),
+            }),
+            ..Default::default()
+        };
+        assert_eq!(
+            message_content(&ephemeral),
+            Some(("text", Some("hi".into())))
+        );
+
+        let sticker = wa::Message {
+            sticker_message: buffa::MessageField::some(Default::default()),
+            ..Default::default()
+        };
+        assert_eq!(message_content(&sticker), Some(("other", None)));
+
+        let reaction = wa::Message {
+            reaction_message: buffa::MessageField::some(Default::default()),
+            ..Default::default()
+        };
+        assert_eq!(message_content(&reaction), None);
+        let protocol = wa::Message {
+            protocol_message: buffa::MessageField::some(Default::default()),
+            ..Default::default()
+        };
+        assert_eq!(message_content(&protocol), None);
+        let key_only = wa::Message {
+            sender_key_distribution_message: buffa::MessageField::some(Default::default()),
+            ..Default::default()
+        };
+        assert_eq!(message_content(&key_only), None);
+    }
+
+    #[test]
+    fn a_throttled_step_is_rate_limited_and_a_lost_connection_is_not_connected() {
+        let throttled = iq_error(IqError::ServerError {
+            code: 429,
+            text: "rate-overlimit".into(),
+            error_type: None,
+            backoff: Some(90),
+        });
+        match throttled {
+            EngineError::RateLimited(m) => assert!(m.contains("1 min 30 s"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            iq_error(IqError::NotConnected),
+            EngineError::NotConnected
+        ));
+        assert!(matches!(
+            iq_error(IqError::ServerError {
+                code: 500,
+                text: "internal".into(),
+                error_type: None,
+                backoff: None,
+            }),
+            EngineError::Failed(_)
+        ));
+        assert!(matches!(nack_error("429"), EngineError::RateLimited(_)));
+        assert!(matches!(nack_error("479"), EngineError::Failed(_)));
     }
 
     #[test]
