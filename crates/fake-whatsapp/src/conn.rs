@@ -626,7 +626,7 @@ impl Conn {
             _ => (String::new(), 0),
         };
         let found = self.directory();
-        let sent = crate::outbox::record(
+        let mut sent = crate::outbox::record(
             node,
             &phone,
             device,
@@ -634,6 +634,14 @@ impl Conn {
             found.as_ref().map(|(_, s)| s),
         )
         .await;
+        let mut st = self.inner.lock();
+        if let Some(image) = sent
+            .message
+            .as_ref()
+            .and_then(|m| m.image_message.as_option())
+        {
+            sent.image = crate::media::open_image(&st.uploads, image);
+        }
         tracing::debug!(
             conn = self.id,
             to = sent.to,
@@ -641,7 +649,8 @@ impl Conn {
             read = sent.message.is_some(),
             "fake-whatsapp: message from the client"
         );
-        self.inner.lock().sent.push(sent);
+        st.sent.push(sent);
+        drop(st);
         self.inner.notify_changed();
     }
 

@@ -85,8 +85,10 @@
 //! participants and `<enc>` types, and the recipient's copy decrypted
 //! ([`SentMessage::text`]). Every number has an account with one device (its
 //! phone) unless [`set_not_on_whatsapp`](FakeWhatsApp::set_not_on_whatsapp)
-//! says otherwise. There is no media server: an upload fails at the client's
-//! `media_conn` query.
+//! says otherwise. Media go to a fake media server reached through
+//! [`http_client`](FakeWhatsApp::http_client) (the client's HTTP client);
+//! the recorded message then also holds the image it points to, decrypted
+//! ([`SentMessage::image`]).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -103,6 +105,7 @@ mod contacts;
 mod history;
 mod iq;
 mod keyshare;
+mod media;
 mod nodes;
 mod noise;
 mod outbox;
@@ -113,6 +116,7 @@ mod transport;
 
 pub use contacts::PhoneContact;
 pub use history::{History, HistoryChat};
+pub use media::FakeMediaServer;
 pub use outbox::SentMessage;
 pub use transport::FakeTransportFactory;
 
@@ -180,6 +184,10 @@ pub(crate) struct State {
     pub unregistered: HashSet<String>,
     /// Every `<message>` clients sent, in arrival order.
     pub sent: Vec<SentMessage>,
+    /// Encrypted media uploaded to the fake media server, by direct path.
+    pub uploads: HashMap<String, Vec<u8>>,
+    /// The media server answers every request with 503 ([`FakeWhatsApp::refuse_uploads`]).
+    pub uploads_refused: bool,
     pub connections_opened: u64,
     pub connections_refused: u64,
     pub ik_handshakes: u64,
@@ -304,6 +312,8 @@ impl FakeWhatsApp {
                     contacts: HashMap::new(),
                     unregistered: HashSet::new(),
                     sent: Vec::new(),
+                    uploads: HashMap::new(),
+                    uploads_refused: false,
                     connections_opened: 0,
                     connections_refused: 0,
                     ik_handshakes: 0,
@@ -999,6 +1009,20 @@ impl FakeWhatsApp {
         })
         .await?;
         Ok(())
+    }
+
+    /// The HTTP client to hand to the client (`BotBuilder::with_http_client`):
+    /// it reaches the fake media server, where uploads land (the image of a
+    /// [`SentMessage`] is read back from there), and nothing else.
+    pub fn http_client(&self) -> FakeMediaServer {
+        FakeMediaServer {
+            inner: self.inner.clone(),
+        }
+    }
+
+    /// While true, the media server answers every request with 503.
+    pub fn refuse_uploads(&self, refuse: bool) {
+        self.inner.lock().uploads_refused = refuse;
     }
 
     /// Makes `phone_digits` a number without a WhatsApp account: lookups

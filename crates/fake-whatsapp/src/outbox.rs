@@ -47,6 +47,9 @@ pub struct SentMessage {
     /// the fake could not read it (see `decrypt_error`).
     pub message: Option<wa::Message>,
     pub decrypt_error: Option<String>,
+    /// For an image message: the image, downloaded from the fake media
+    /// server and decrypted with the key the message carries.
+    pub image: Option<Vec<u8>>,
 }
 
 impl SentMessage {
@@ -281,6 +284,7 @@ pub(crate) async fn record(
             .collect(),
         message: None,
         decrypt_error: None,
+        image: None,
     };
     let (Some(dir), Some(signals)) = (dir, signals) else {
         sent.decrypt_error = Some("not a logged-in device".into());
