@@ -463,9 +463,38 @@ async fn a_number_without_whatsapp_is_refused_and_nothing_goes_out() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_image_needs_the_media_servers_and_says_so_when_they_cannot_be_reached() {
+async fn an_image_goes_through_the_media_server_with_its_caption() {
     let s = EngineSession::linked(FakeWhatsApp::new()).await;
-    let mut message = outgoing("3EB0IMAGE00000000001", "966500000077", "the menu");
+    // Not a real JPEG: WhatsApp's servers never look inside, only the recipient's phone does.
+    let picture: Vec<u8> = (0..50_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let id = "3EB0IMAGE00000000001";
+    let mut message = outgoing(id, "966500000077", "today's menu");
+    message.image = Some(OutgoingImage {
+        bytes: std::sync::Arc::new(picture.clone()),
+        mime: "image/jpeg".into(),
+    });
+    let sent = s.client.send(&message).await.expect("sent");
+    assert_eq!(sent, id);
+
+    let m = s.fake.wait_sent(id, WAIT).await.expect("on the wire");
+    assert!(m.encrypted);
+    let read = m.message.as_ref().expect("the recipient can read it");
+    let image = read.image_message.as_option().expect("an image message");
+    assert_eq!(image.caption.as_deref(), Some("today's menu"));
+    assert_eq!(image.mimetype.as_deref(), Some("image/jpeg"));
+    assert_eq!(image.file_length, Some(picture.len() as u64));
+    assert_eq!(
+        m.image.as_deref(),
+        Some(picture.as_slice()),
+        "the uploaded media opens with the key in the message"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_that_cannot_be_uploaded_or_is_not_an_image_is_not_sent() {
+    let s = EngineSession::linked(FakeWhatsApp::new()).await;
+    s.fake.refuse_uploads(true);
+    let mut message = outgoing("3EB0IMAGE00000000002", "966500000077", "the menu");
     message.image = Some(OutgoingImage {
         bytes: std::sync::Arc::new(vec![0xFF, 0xD8, 0xFF, 0xE0, 1, 2, 3, 4]),
         mime: "image/jpeg".into(),

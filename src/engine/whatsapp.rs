@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use whatsapp_rust::bot::Bot;
 use whatsapp_rust::download::MediaType;
-use whatsapp_rust::http::UreqHttpClient;
+use whatsapp_rust::http::{HttpClient, HttpRequest, HttpResponse, UreqHttpClient};
 use whatsapp_rust::media::ImageOptions;
 use whatsapp_rust::pair_code::{PairCodeOptions, PairError};
 use whatsapp_rust::request::IqError;
@@ -87,6 +87,8 @@ const LINKED_MARKER: &str = "linked";
 pub struct WhatsAppOptions {
     /// Where connections go; `None` is WhatsApp's own websocket endpoint.
     pub transport: Option<Arc<dyn TransportFactory>>,
+    /// Where HTTP requests go (media uploads, the version fetch); `None` is the internet.
+    pub http: Option<Arc<dyn HttpClient>>,
     /// A fixed WhatsApp Web version instead of fetching the current one once per process.
     pub version: Option<(u32, u32, u32)>,
     /// A connection attempt that takes longer than this counts as failed.
@@ -97,6 +99,7 @@ impl Default for WhatsAppOptions {
     fn default() -> Self {
         Self {
             transport: None,
+            http: None,
             version: None,
             // Below the library's own 20 s limit, so our failure report comes first.
             connect_timeout: Duration::from_secs(12),
@@ -108,6 +111,7 @@ impl std::fmt::Debug for WhatsAppOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WhatsAppOptions")
             .field("custom_transport", &self.transport.is_some())
+            .field("custom_http", &self.http.is_some())
             .field("version", &self.version)
             .field("connect_timeout", &self.connect_timeout)
             .finish()
@@ -122,7 +126,7 @@ pub struct WhatsAppEngine {
 struct EngineInner {
     dir: PathBuf,
     transport: Arc<dyn TransportFactory>,
-    http: UreqHttpClient,
+    http: Arc<dyn HttpClient>,
     pinned_version: Option<(u32, u32, u32)>,
     /// Resolved once per process and shared by every session.
     version: tokio::sync::Mutex<VersionState>,
@@ -154,7 +158,9 @@ impl WhatsAppEngine {
             inner: Arc::new(EngineInner {
                 dir,
                 transport,
-                http: UreqHttpClient::new(),
+                http: options
+                    .http
+                    .unwrap_or_else(|| Arc::new(UreqHttpClient::new())),
                 pinned_version: options.version,
                 version: tokio::sync::Mutex::new(VersionState::Unknown),
                 connect_timeout: options.connect_timeout,
@@ -181,7 +187,7 @@ impl WhatsAppEngine {
             VersionState::FailedAt(at) if at.elapsed() < VERSION_RETRY => return FALLBACK_VERSION,
             _ => {}
         }
-        let http: Arc<dyn whatsapp_rust::http::HttpClient> = Arc::new(self.inner.http.clone());
+        let http = self.inner.http.clone();
         let fetched = tokio::time::timeout(
             VERSION_FETCH_TIMEOUT,
             whatsapp_rust::version::fetch_latest_app_version(&http),
@@ -940,7 +946,7 @@ async fn drive(
                 timeout: engine.inner.connect_timeout,
                 failures: tx.clone(),
             })
-            .with_http_client(engine.inner.http.clone())
+            .with_http_client(SharedHttp(engine.inner.http.clone()))
             .with_runtime(SessionRuntime { span })
             .with_version(version)
             .with_event_handler(Forwarder {
@@ -1549,6 +1555,45 @@ impl ContactSource for CachedSource {
 
     fn own_jids(&self) -> Vec<String> {
         self.own.clone()
+    }
+}
+
+/// The engine's one HTTP client as the library's builder takes it: a value, where the engine
+/// holds a trait object (the real client, or a test's fake media server).
+struct SharedHttp(Arc<dyn HttpClient>);
+
+#[async_trait]
+impl HttpClient for SharedHttp {
+    async fn execute(&self, request: HttpRequest) -> anyhow::Result<HttpResponse> {
+        self.0.execute(request).await
+    }
+
+    fn supports_streaming(&self) -> bool {
+        self.0.supports_streaming()
+    }
+
+    fn execute_streaming(
+        &self,
+        request: HttpRequest,
+    ) -> anyhow::Result<whatsapp_rust::wacore::net::StreamingHttpResponse> {
+        self.0.execute_streaming(request)
+    }
+
+    fn supports_upload_streaming(&self) -> bool {
+        self.0.supports_upload_streaming()
+    }
+
+    fn execute_upload(
+        &self,
+        request: HttpRequest,
+        body: whatsapp_rust::wacore::net::UploadBody,
+        content_length: u64,
+    ) -> anyhow::Result<HttpResponse> {
+        self.0.execute_upload(request, body, content_length)
+    }
+
+    fn resource_report(&self) -> Option<whatsapp_rust::wacore::stats::HttpResourceReport> {
+        self.0.resource_report()
     }
 }
 

@@ -69,6 +69,7 @@ impl Server {
         let app = Application::builder(self.config())
             .whatsapp(WhatsAppOptions {
                 transport: Some(self.fake.transport_factory()),
+                http: Some(std::sync::Arc::new(self.fake.http_client())),
                 version: Some((2, 3000, 1_000_000_000)),
                 connect_timeout: Duration::from_secs(10),
             })
@@ -298,6 +299,7 @@ impl EngineSession {
             &dir.path().join("data"),
             WhatsAppOptions {
                 transport: Some(fake.transport_factory()),
+                http: Some(Arc::new(fake.http_client())),
                 version: Some((2, 3000, 1_000_000_000)),
                 connect_timeout: Duration::from_secs(10),
             },
