@@ -463,6 +463,39 @@ async fn a_number_without_whatsapp_is_refused_and_nothing_goes_out() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_whatsapp_refuses_is_not_reported_as_sent() {
+    let s = EngineSession::linked(FakeWhatsApp::new()).await;
+
+    s.fake.nack_messages_to("966500000077", Some(503));
+    let err = s
+        .client
+        .send(&outgoing("3EB0NACK000000000001", "966500000077", "hello"))
+        .await
+        .expect_err("nacked");
+    match err {
+        EngineError::Failed(reason) => assert!(reason.contains("503"), "{reason}"),
+        other => panic!("expected Failed, got {other:?}"),
+    }
+
+    s.fake.nack_messages_to("966500000077", Some(404));
+    let err = s
+        .client
+        .send(&outgoing("3EB0NACK000000000002", "966500000077", "hello"))
+        .await
+        .expect_err("nacked");
+    assert!(matches!(err, EngineError::Invalid(_)), "{err:?}");
+
+    // Accepted again: the same id goes through.
+    s.fake.nack_messages_to("966500000077", None);
+    let sent = s
+        .client
+        .send(&outgoing("3EB0NACK000000000002", "966500000077", "hello"))
+        .await
+        .expect("acked");
+    assert_eq!(sent, "3EB0NACK000000000002");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_image_goes_through_the_media_server_with_its_caption() {
     let s = EngineSession::linked(FakeWhatsApp::new()).await;
     // Not a real JPEG: WhatsApp's servers never look inside, only the recipient's phone does.

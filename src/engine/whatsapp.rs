@@ -719,15 +719,24 @@ fn iq_error(e: IqError) -> EngineError {
     }
 }
 
-/// A message WhatsApp acknowledged with an error code. Which codes are final is not
-/// documented, so they all stay worth another try.
+/// A message WhatsApp acknowledged with an error code. Only "no such recipient" is known to
+/// be final; the meaning of the rest is undocumented, so they stay worth another try.
 fn nack_error(code: &str) -> EngineError {
-    if code == "429" {
-        return EngineError::RateLimited(
-            "WhatsApp is limiting this number; try again later".into(),
-        );
+    match code {
+        "404" => EngineError::Invalid(
+            "WhatsApp refused the message: the recipient has no account (error 404)".into(),
+        ),
+        "429" => {
+            EngineError::RateLimited("WhatsApp is limiting this number; try again later".into())
+        }
+        // A time lock on writing to people the account has not talked to before.
+        "463" => EngineError::RateLimited(
+            "WhatsApp is holding back this number's messages to new contacts (error 463); try \
+             again later"
+                .into(),
+        ),
+        _ => EngineError::Failed(format!("WhatsApp refused the message (error {code})")),
     }
-    EngineError::Failed(format!("WhatsApp refused the message (error {code})"))
 }
 
 /// Sends waiting for WhatsApp's `<ack>` of their message, by message id. The value a waiter
@@ -1830,6 +1839,8 @@ mod tests {
             EngineError::Failed(_)
         ));
         assert!(matches!(nack_error("429"), EngineError::RateLimited(_)));
+        assert!(matches!(nack_error("463"), EngineError::RateLimited(_)));
+        assert!(matches!(nack_error("404"), EngineError::Invalid(_)));
         assert!(matches!(nack_error("479"), EngineError::Failed(_)));
     }
 

@@ -458,6 +458,11 @@ impl Conn {
                 }
                 if node.tag.as_ref() == "message" {
                     ack = ack.attr("t", wacore::time::now_secs().max(0).to_string());
+                    let to = attr(&node, "to").unwrap_or_default();
+                    let number = to.strip_suffix("@s.whatsapp.net").unwrap_or(&to);
+                    if let Some(code) = self.inner.lock().nacks.get(number) {
+                        ack = ack.attr("error", code.clone());
+                    }
                 }
                 self.send_node(cipher, &ack.build()).map(|_| Flow::Continue)
             }

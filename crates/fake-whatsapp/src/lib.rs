@@ -188,6 +188,8 @@ pub(crate) struct State {
     pub uploads: HashMap<String, Vec<u8>>,
     /// The media server answers every request with 503 ([`FakeWhatsApp::refuse_uploads`]).
     pub uploads_refused: bool,
+    /// Nack codes for messages to these numbers ([`FakeWhatsApp::nack_messages_to`]).
+    pub nacks: HashMap<String, String>,
     pub connections_opened: u64,
     pub connections_refused: u64,
     pub ik_handshakes: u64,
@@ -314,6 +316,7 @@ impl FakeWhatsApp {
                     sent: Vec::new(),
                     uploads: HashMap::new(),
                     uploads_refused: false,
+                    nacks: HashMap::new(),
                     connections_opened: 0,
                     connections_refused: 0,
                     ik_handshakes: 0,
@@ -1023,6 +1026,18 @@ impl FakeWhatsApp {
     /// While true, the media server answers every request with 503.
     pub fn refuse_uploads(&self, refuse: bool) {
         self.inner.lock().uploads_refused = refuse;
+    }
+
+    /// Messages to `to_digits` are refused: their `<ack>` carries
+    /// `error="<code>"` (a nack; e.g. 404 no such recipient, 463 missing
+    /// privacy token, 479 malformed stanza). `None` accepts them again. They
+    /// are still recorded.
+    pub fn nack_messages_to(&self, to_digits: &str, code: Option<u16>) {
+        let mut st = self.inner.lock();
+        match code {
+            Some(c) => st.nacks.insert(to_digits.to_string(), c.to_string()),
+            None => st.nacks.remove(to_digits),
+        };
     }
 
     /// Makes `phone_digits` a number without a WhatsApp account: lookups
