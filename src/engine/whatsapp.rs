@@ -10,30 +10,41 @@
 //! The library reports through events; a per-client pump reads them from one ordered
 //! channel and turns them into [`EngineEvent`]s for the session actor.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
-use whatsapp_rust::Client;
 use whatsapp_rust::bot::Bot;
-use whatsapp_rust::http::UreqHttpClient;
+use whatsapp_rust::download::MediaType;
+use whatsapp_rust::http::{HttpClient, HttpRequest, HttpResponse, UreqHttpClient};
+use whatsapp_rust::media::ImageOptions;
 use whatsapp_rust::pair_code::{PairCodeOptions, PairError};
+use whatsapp_rust::request::IqError;
+use whatsapp_rust::send::{SendError, SendOptions};
 use whatsapp_rust::store::SqliteStore;
 use whatsapp_rust::sync_task::MajorSyncTask;
 use whatsapp_rust::transport::{Transport, TransportEvent, TransportFactory};
 use whatsapp_rust::types::events::{
-    ConnectFailureReason, Event, EventHandler, EventInterest, EventKind, LazyHistorySync,
+    ConnectFailureReason, Event, EventHandler, EventInterest, EventKind, InboundMessage,
+    LazyHistorySync,
 };
+use whatsapp_rust::upload::UploadOptions;
 use whatsapp_rust::wacore::appstate::patch_decode::WAPatchName;
 use whatsapp_rust::wacore::pair_code::PairCodeError;
+use whatsapp_rust::wacore::proto_helpers::MessageExt;
 use whatsapp_rust::waproto::whatsapp as wa;
+use whatsapp_rust::{Client, ClientError, Jid};
 
-use super::{ClientStart, ContactSource, Engine, EngineClient, EngineError, EngineEvent};
+use super::{
+    ClientStart, ContactSource, Engine, EngineClient, EngineError, EngineEvent, IncomingMessage,
+    OutgoingImage, OutgoingMessage,
+};
 use crate::clock::SharedClock;
 use crate::domain::{PhoneNumber, SessionId};
 use crate::store::{CachedContact, Store};
@@ -57,6 +68,16 @@ const NO_PROGRESS_AFTER: Duration = Duration::from_secs(30);
 const WATCHDOG_TICK: Duration = Duration::from_secs(5);
 /// A fetch waits this long for WhatsApp's contacts snapshot, and for the cache to catch up.
 const APP_STATE_WAIT: Duration = Duration::from_secs(20);
+/// A send waits this long for the recipient's devices, and for the encrypted message to go
+/// out: the library's own IQ limit is 75 s, longer than an outbox should hold a session.
+const SEND_WAIT: Duration = Duration::from_secs(30);
+/// How long WhatsApp has to acknowledge a message once it left: without the ack nobody
+/// knows whether the server took it, and the caller sends it again under the same id.
+const ACK_WAIT: Duration = Duration::from_secs(20);
+/// Encrypting and uploading an image of the largest size on a slow uplink.
+const UPLOAD_WAIT: Duration = Duration::from_secs(120);
+/// WhatsApp refuses images above 16 MB; saying so up front spares a useless upload.
+const MAX_IMAGE_BYTES: usize = 16 * 1024 * 1024;
 const STORE_FILE: &str = "device.db";
 const LINKED_MARKER: &str = "linked";
 
@@ -66,6 +87,8 @@ const LINKED_MARKER: &str = "linked";
 pub struct WhatsAppOptions {
     /// Where connections go; `None` is WhatsApp's own websocket endpoint.
     pub transport: Option<Arc<dyn TransportFactory>>,
+    /// Where HTTP requests go (media uploads, the version fetch); `None` is the internet.
+    pub http: Option<Arc<dyn HttpClient>>,
     /// A fixed WhatsApp Web version instead of fetching the current one once per process.
     pub version: Option<(u32, u32, u32)>,
     /// A connection attempt that takes longer than this counts as failed.
@@ -76,6 +99,7 @@ impl Default for WhatsAppOptions {
     fn default() -> Self {
         Self {
             transport: None,
+            http: None,
             version: None,
             // Below the library's own 20 s limit, so our failure report comes first.
             connect_timeout: Duration::from_secs(12),
@@ -87,6 +111,7 @@ impl std::fmt::Debug for WhatsAppOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WhatsAppOptions")
             .field("custom_transport", &self.transport.is_some())
+            .field("custom_http", &self.http.is_some())
             .field("version", &self.version)
             .field("connect_timeout", &self.connect_timeout)
             .finish()
@@ -101,7 +126,7 @@ pub struct WhatsAppEngine {
 struct EngineInner {
     dir: PathBuf,
     transport: Arc<dyn TransportFactory>,
-    http: UreqHttpClient,
+    http: Arc<dyn HttpClient>,
     pinned_version: Option<(u32, u32, u32)>,
     /// Resolved once per process and shared by every session.
     version: tokio::sync::Mutex<VersionState>,
@@ -133,7 +158,9 @@ impl WhatsAppEngine {
             inner: Arc::new(EngineInner {
                 dir,
                 transport,
-                http: UreqHttpClient::new(),
+                http: options
+                    .http
+                    .unwrap_or_else(|| Arc::new(UreqHttpClient::new())),
                 pinned_version: options.version,
                 version: tokio::sync::Mutex::new(VersionState::Unknown),
                 connect_timeout: options.connect_timeout,
@@ -160,7 +187,7 @@ impl WhatsAppEngine {
             VersionState::FailedAt(at) if at.elapsed() < VERSION_RETRY => return FALLBACK_VERSION,
             _ => {}
         }
-        let http: Arc<dyn whatsapp_rust::http::HttpClient> = Arc::new(self.inner.http.clone());
+        let http = self.inner.http.clone();
         let fetched = tokio::time::timeout(
             VERSION_FETCH_TIMEOUT,
             whatsapp_rust::version::fetch_latest_app_version(&http),
@@ -208,6 +235,7 @@ impl Engine for WhatsAppEngine {
             engine: self.clone(),
             input: Mutex::new(None),
             lib: Mutex::new(None),
+            acks: Arc::new(AckWaiters::default()),
             stop: CancellationToken::new(),
             ended: AtomicBool::new(false),
             ended_notify: Notify::new(),
@@ -268,6 +296,9 @@ struct WaClient {
     input: Mutex<Option<mpsc::UnboundedSender<Input>>>,
     /// Set once the library client is built; `None` while starting.
     lib: Mutex<Option<Arc<Client>>>,
+    /// Sends waiting for WhatsApp's ack; the library's event handler (a [`Forwarder`]) holds
+    /// the other end and answers them.
+    acks: Arc<AckWaiters>,
     /// Cancelled when someone asks the client to stop; the client task then disconnects
     /// and ends by itself, whatever it was doing.
     stop: CancellationToken,
@@ -450,10 +481,310 @@ impl EngineClient for WaClient {
         lib.pair_with_code(options).await.map_err(pair_error)
     }
 
-    async fn send(&self, _message: &super::OutgoingMessage) -> Result<String, EngineError> {
-        Err(EngineError::Failed(
-            "sending is not wired to whatsapp-rust yet".into(),
+    async fn send(&self, message: &OutgoingMessage) -> Result<String, EngineError> {
+        let lib = self.connected_lib()?;
+        if message.id.trim().is_empty() {
+            return Err(EngineError::Invalid("the message has no id".into()));
+        }
+        let text = message.text.clone().filter(|t| !t.trim().is_empty());
+        if let Some(image) = &message.image {
+            check_image(image)?;
+        } else if text.is_none() {
+            return Err(EngineError::Invalid(
+                "the message has neither text nor an image".into(),
+            ));
+        }
+        let to = Jid::pn(message.to.digits());
+        self.check_recipient(&lib, &to, message).await?;
+        let content = match &message.image {
+            Some(image) => self.image_content(&lib, image, text).await?,
+            None => wa::Message {
+                conversation: text,
+                ..Default::default()
+            },
+        };
+        // Registered before the stanza leaves: the ack can come back before the send returns.
+        let mut ticket = self.acks.expect(&message.id);
+        let options = SendOptions::default().with_message_id(message.id.clone());
+        let sent = tokio::time::timeout(
+            SEND_WAIT,
+            lib.send_message_with_options(to, content, options),
+        )
+        .await;
+        let sent = match sent {
+            Ok(Ok(sent)) => sent,
+            Ok(Err(e)) => {
+                self.acks.forget(&ticket);
+                return Err(send_error(e, &lib));
+            }
+            Err(_) => {
+                self.acks.forget(&ticket);
+                return Err(EngineError::Failed(format!(
+                    "the message could not be handed to WhatsApp within {} s",
+                    SEND_WAIT.as_secs()
+                )));
+            }
+        };
+        let verdict = tokio::select! {
+            v = tokio::time::timeout(ACK_WAIT, &mut ticket.rx) => v,
+            _ = self.stop.cancelled() => {
+                self.acks.forget(&ticket);
+                return Err(EngineError::ClientGone);
+            }
+        };
+        match verdict {
+            Ok(Ok(None)) => Ok(sent.message_id),
+            Ok(Ok(Some(code))) => Err(nack_error(&code)),
+            // Only a newer send of the same id replaces the waiter; that send reports.
+            Ok(Err(_)) => Err(EngineError::Busy(format!(
+                "message {} is being sent again meanwhile",
+                message.id
+            ))),
+            Err(_) => {
+                self.acks.forget(&ticket);
+                Err(if lib.is_connected() {
+                    EngineError::Failed(format!(
+                        "the message went out but WhatsApp did not confirm it within {} s",
+                        ACK_WAIT.as_secs()
+                    ))
+                } else {
+                    EngineError::NotConnected
+                })
+            }
+        }
+    }
+}
+
+impl WaClient {
+    /// The library client, if it is alive and connected right now.
+    fn connected_lib(&self) -> Result<Arc<Client>, EngineError> {
+        let lib = match self.lib() {
+            Some(lib) if self.is_alive() => lib,
+            _ => return Err(EngineError::ClientGone),
+        };
+        if !lib.is_connected() {
+            return Err(EngineError::NotConnected);
+        }
+        Ok(lib)
+    }
+
+    /// A number with no WhatsApp account would get nothing while the send looked fine (the
+    /// library then encrypts for our own devices only). Its device list is what the send
+    /// reads anyway, and is cached; only an empty one costs a second question.
+    async fn check_recipient(
+        &self,
+        lib: &Client,
+        to: &Jid,
+        message: &OutgoingMessage,
+    ) -> Result<(), EngineError> {
+        let devices = tokio::time::timeout(
+            SEND_WAIT,
+            lib.signal().get_user_devices(std::slice::from_ref(to)),
+        )
+        .await
+        .map_err(|_| lookup_timeout())?
+        .map_err(|e| lookup_error(lib, &e))?;
+        if !devices.is_empty() {
+            return Ok(());
+        }
+        let found = tokio::time::timeout(
+            SEND_WAIT,
+            lib.contacts().is_on_whatsapp(std::slice::from_ref(to)),
+        )
+        .await
+        .map_err(|_| lookup_timeout())?
+        .map_err(|e| lookup_error(lib, &e))?;
+        if found.iter().any(|r| r.is_registered) {
+            return Ok(());
+        }
+        Err(EngineError::Invalid(format!(
+            "{} is not on WhatsApp",
+            message.to
+        )))
+    }
+
+    /// Encrypts and uploads the image to WhatsApp's media servers; the message then only
+    /// carries where it is and its key.
+    async fn image_content(
+        &self,
+        lib: &Client,
+        image: &OutgoingImage,
+        caption: Option<String>,
+    ) -> Result<wa::Message, EngineError> {
+        let upload = tokio::time::timeout(
+            UPLOAD_WAIT,
+            lib.upload(
+                image.bytes.to_vec(),
+                MediaType::Image,
+                UploadOptions::default(),
+            ),
+        )
+        .await;
+        let upload = match upload {
+            Ok(Ok(u)) => u,
+            Ok(Err(_)) if !lib.is_connected() => return Err(EngineError::NotConnected),
+            Ok(Err(e)) => {
+                return Err(EngineError::Failed(format!(
+                    "cannot upload the image to WhatsApp: {e:#}"
+                )));
+            }
+            Err(_) => {
+                return Err(EngineError::Failed(format!(
+                    "uploading the image to WhatsApp took over {} s",
+                    UPLOAD_WAIT.as_secs()
+                )));
+            }
+        };
+        Ok(whatsapp_rust::media::image_message(
+            upload,
+            ImageOptions {
+                caption,
+                mimetype: Some(image.mime.clone()),
+                ..Default::default()
+            },
         ))
+    }
+}
+
+fn check_image(image: &OutgoingImage) -> Result<(), EngineError> {
+    if !image.mime.starts_with("image/") {
+        return Err(EngineError::Invalid(format!(
+            "the attachment is {}, not an image",
+            image.mime
+        )));
+    }
+    if image.bytes.is_empty() {
+        return Err(EngineError::Invalid("the image is empty".into()));
+    }
+    if image.bytes.len() > MAX_IMAGE_BYTES {
+        return Err(EngineError::Invalid(format!(
+            "the image is {} bytes; WhatsApp takes at most {MAX_IMAGE_BYTES}",
+            image.bytes.len()
+        )));
+    }
+    Ok(())
+}
+
+fn lookup_timeout() -> EngineError {
+    EngineError::Failed(format!(
+        "WhatsApp did not say within {} s whether the recipient has an account",
+        SEND_WAIT.as_secs()
+    ))
+}
+
+fn lookup_error(lib: &Client, e: &dyn std::fmt::Display) -> EngineError {
+    if lib.is_connected() {
+        EngineError::Failed(format!("cannot look up the recipient on WhatsApp: {e}"))
+    } else {
+        EngineError::NotConnected
+    }
+}
+
+fn send_error(e: SendError, lib: &Client) -> EngineError {
+    match e {
+        SendError::NotLoggedIn
+        | SendError::Client(
+            ClientError::NotConnected | ClientError::NotLoggedIn | ClientError::Socket(_),
+        ) => EngineError::NotConnected,
+        SendError::Iq(iq) | SendError::Client(ClientError::Iq(iq)) => iq_error(iq),
+        SendError::InvalidRequest(m) => {
+            EngineError::Invalid(format!("WhatsApp will not take this message: {m}"))
+        }
+        // A connection lost mid-send surfaces as whatever step it broke.
+        _ if !lib.is_connected() => EngineError::NotConnected,
+        other => EngineError::Failed(format!("sending failed: {other}")),
+    }
+}
+
+fn iq_error(e: IqError) -> EngineError {
+    match e {
+        IqError::NotConnected
+        | IqError::Disconnected(_)
+        | IqError::InternalChannelClosed
+        | IqError::Socket(_) => EngineError::NotConnected,
+        IqError::ServerError { code, backoff, .. } if code == 429 || backoff.is_some() => {
+            EngineError::RateLimited(match backoff {
+                Some(secs) => format!(
+                    "WhatsApp is limiting this number; try again in {}",
+                    human_duration(i64::from(secs))
+                ),
+                None => "WhatsApp is limiting this number; try again later".into(),
+            })
+        }
+        IqError::ServerError { code, text, .. } => EngineError::Failed(format!(
+            "WhatsApp refused a step of the send: {code} {text}"
+        )),
+        IqError::Timeout => EngineError::Failed("WhatsApp did not answer in time".into()),
+        other => EngineError::Failed(format!("sending failed: {other}")),
+    }
+}
+
+/// A message WhatsApp acknowledged with an error code. Only "no such recipient" is known to
+/// be final; the meaning of the rest is undocumented, so they stay worth another try.
+fn nack_error(code: &str) -> EngineError {
+    match code {
+        "404" => EngineError::Invalid(
+            "WhatsApp refused the message: the recipient has no account (error 404)".into(),
+        ),
+        "429" => {
+            EngineError::RateLimited("WhatsApp is limiting this number; try again later".into())
+        }
+        // A time lock on writing to people the account has not talked to before.
+        "463" => EngineError::RateLimited(
+            "WhatsApp is holding back this number's messages to new contacts (error 463); try \
+             again later"
+                .into(),
+        ),
+        _ => EngineError::Failed(format!("WhatsApp refused the message (error {code})")),
+    }
+}
+
+/// Sends waiting for WhatsApp's `<ack>` of their message, by message id. The value a waiter
+/// gets is the nack code, if the server refused the message.
+#[derive(Default)]
+struct AckWaiters {
+    waiting: Mutex<HashMap<String, (u64, AckSender)>>,
+    /// Tells a waiter from a later one for the same id, which a give-up must leave alone.
+    next: std::sync::atomic::AtomicU64,
+}
+
+/// Answers one send with the nack code, or `None` for a plain ack.
+type AckSender = oneshot::Sender<Option<String>>;
+
+/// One send's claim on the ack of its message.
+struct AckTicket {
+    id: String,
+    ticket: u64,
+    rx: oneshot::Receiver<Option<String>>,
+}
+
+impl AckWaiters {
+    fn expect(&self, id: &str) -> AckTicket {
+        let (tx, rx) = oneshot::channel();
+        let ticket = self.next.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut g) = self.waiting.lock() {
+            g.insert(id.to_string(), (ticket, tx));
+        }
+        AckTicket {
+            id: id.to_string(),
+            ticket,
+            rx,
+        }
+    }
+
+    fn forget(&self, t: &AckTicket) {
+        if let Ok(mut g) = self.waiting.lock()
+            && g.get(&t.id).is_some_and(|(ticket, _)| *ticket == t.ticket)
+        {
+            g.remove(&t.id);
+        }
+    }
+
+    fn acked(&self, id: &str, error: Option<String>) {
+        let waiter = self.waiting.lock().ok().and_then(|mut g| g.remove(id));
+        if let Some((_, tx)) = waiter {
+            let _ = tx.send(error);
+        }
     }
 }
 
@@ -490,9 +821,11 @@ enum Input {
     Barrier(tokio::sync::oneshot::Sender<()>),
 }
 
-/// Forwards the library's lifecycle events, in dispatch order, to the pump.
+/// Forwards the library's lifecycle events, in dispatch order, to the pump, and answers
+/// sends waiting for their ack.
 struct Forwarder {
     tx: mpsc::UnboundedSender<Input>,
+    acks: Arc<AckWaiters>,
 }
 
 const LIFECYCLE: &[EventKind] = &[
@@ -513,11 +846,22 @@ const LIFECYCLE: &[EventKind] = &[
     EventKind::HistorySync,
     EventKind::ContactUpdate,
     EventKind::PushNameUpdate,
+    // Contacts' activity, and messages people write to the account.
     EventKind::Messages,
+    // WhatsApp took (or refused) a message we sent.
+    EventKind::ServerAck,
 ];
 
 impl EventHandler for Forwarder {
     fn handle_event(&self, event: Arc<Event>) {
+        if let Event::ServerAck(ack) = &*event {
+            // Answered here, not by the pump: a send waits on it, and the pump may be busy
+            // writing a large history chunk.
+            if ack.class.as_deref() == Some("message") {
+                self.acks.acked(&ack.id, ack.error.clone());
+            }
+            return;
+        }
         let _ = self.tx.send(Input::Library(event));
     }
 
@@ -611,10 +955,13 @@ async fn drive(
                 timeout: engine.inner.connect_timeout,
                 failures: tx.clone(),
             })
-            .with_http_client(engine.inner.http.clone())
+            .with_http_client(SharedHttp(engine.inner.http.clone()))
             .with_runtime(SessionRuntime { span })
             .with_version(version)
-            .with_event_handler(Forwarder { tx: tx.clone() })
+            .with_event_handler(Forwarder {
+                tx: tx.clone(),
+                acks: client.acks.clone(),
+            })
             .build()
             .await
             .map_err(|e| format!("cannot build the WhatsApp client: {e}"))
@@ -762,6 +1109,55 @@ impl Pump {
             }
             Ok(None) => tracing::warn!("⚠️ Session {id}: a history chunk could not be decoded"),
             Err(e) => tracing::error!("❌ Session {id}: reading a history chunk failed: {e}"),
+        }
+    }
+
+    /// What the actor hears of a message: only one a person wrote to the account in a chat
+    /// with one number. Groups, status updates, channels, our own messages (echoed from the
+    /// phone) and protocol traffic are not conversations with a contact.
+    async fn incoming(&self, m: &InboundMessage) -> Option<IncomingMessage> {
+        let src = &m.info.source;
+        if src.is_from_me || src.is_group || !(src.chat.is_pn() || src.chat.is_lid()) {
+            return None;
+        }
+        let (kind, text) = message_content(&m.message)?;
+        let Some(from) = self
+            .sender_number(&src.sender, src.sender_alt.as_ref())
+            .await
+        else {
+            tracing::info!(
+                "ℹ️ Session {}: message {} comes from a hidden number (LID {}) and no phone                  number is known for it; not reported",
+                self.client.session_id,
+                m.info.id,
+                src.sender.user
+            );
+            return None;
+        };
+        Some(IncomingMessage {
+            id: m.info.id.to_string(),
+            from,
+            push_name: Some(m.info.push_name.clone()).filter(|n| !n.trim().is_empty()),
+            text,
+            kind: kind.to_string(),
+            timestamp: m.info.timestamp.timestamp(),
+        })
+    }
+
+    /// The sender's phone number (digits). A LID sender is a number WhatsApp hides behind an
+    /// opaque id: the stanza may name the number too, or the library may have learned it.
+    async fn sender_number(&self, sender: &Jid, alt: Option<&Jid>) -> Option<String> {
+        if sender.is_pn() {
+            return Some(sender.user.to_string());
+        }
+        if !sender.is_lid() {
+            return None;
+        }
+        if let Some(alt) = alt.filter(|a| a.is_pn()) {
+            return Some(alt.user.to_string());
+        }
+        match self.lib.get_lid_pn_entry(&sender.to_non_ad()).await {
+            Ok(Some(entry)) => Some(entry.phone_number.to_string()),
+            _ => None,
         }
     }
 
@@ -1009,10 +1405,45 @@ impl Pump {
                     });
                 }
                 self.cache(entries, pairs).await;
+                for m in batch.messages.iter() {
+                    if let Some(incoming) = self.incoming(m).await {
+                        self.send(EngineEvent::MessageReceived(incoming)).await;
+                    }
+                }
             }
             _ => {}
         }
     }
+}
+
+/// `("text" | "image" | "other", text or caption)`, or `None` for what is not a message a
+/// person wrote (protocol traffic, reactions, key distribution, poll votes).
+fn message_content(m: &wa::Message) -> Option<(&'static str, Option<String>)> {
+    let m = m.get_base_message();
+    if m.protocol_message.is_set()
+        || m.reaction_message.is_set()
+        || m.enc_reaction_message.is_set()
+        || m.poll_update_message.is_set()
+        || m.keep_in_chat_message.is_set()
+    {
+        return None;
+    }
+    if let Some(text) = m.text_content() {
+        return Some(("text", Some(text.to_string())));
+    }
+    if let Some(image) = m.image_message.as_option() {
+        return Some(("image", image.caption.clone().filter(|c| !c.is_empty())));
+    }
+    // A sender-key handout alone (the first message of a group) carries nothing to show.
+    let mut rest = m.clone();
+    rest.sender_key_distribution_message = Default::default();
+    rest.message_context_info = Default::default();
+    // Compared on the wire: a present but empty part (a sticker with no fields we know)
+    // still counts, where struct equality would call it absent.
+    if whatsapp_rust::waproto::codec::message_to_vec(&rest).is_empty() {
+        return None;
+    }
+    Some(("other", m.get_caption().map(str::to_string)))
 }
 
 fn is_pn(jid: &str) -> bool {
@@ -1136,6 +1567,45 @@ impl ContactSource for CachedSource {
     }
 }
 
+/// The engine's one HTTP client as the library's builder takes it: a value, where the engine
+/// holds a trait object (the real client, or a test's fake media server).
+struct SharedHttp(Arc<dyn HttpClient>);
+
+#[async_trait]
+impl HttpClient for SharedHttp {
+    async fn execute(&self, request: HttpRequest) -> anyhow::Result<HttpResponse> {
+        self.0.execute(request).await
+    }
+
+    fn supports_streaming(&self) -> bool {
+        self.0.supports_streaming()
+    }
+
+    fn execute_streaming(
+        &self,
+        request: HttpRequest,
+    ) -> anyhow::Result<whatsapp_rust::wacore::net::StreamingHttpResponse> {
+        self.0.execute_streaming(request)
+    }
+
+    fn supports_upload_streaming(&self) -> bool {
+        self.0.supports_upload_streaming()
+    }
+
+    fn execute_upload(
+        &self,
+        request: HttpRequest,
+        body: whatsapp_rust::wacore::net::UploadBody,
+        content_length: u64,
+    ) -> anyhow::Result<HttpResponse> {
+        self.0.execute_upload(request, body, content_length)
+    }
+
+    fn resource_report(&self) -> Option<whatsapp_rust::wacore::stats::HttpResourceReport> {
+        self.0.resource_report()
+    }
+}
+
 /// Tokio, with every task the library spawns inside the session's span: its own log lines
 /// then carry the session id like ours.
 struct SessionRuntime {
@@ -1190,6 +1660,7 @@ fn human_duration(secs: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use whatsapp_rust::buffa;
 
     #[test]
     fn a_history_chunk_becomes_cached_facts_and_lid_pairs() {
@@ -1272,6 +1743,105 @@ mod tests {
         assert_eq!(c.name.as_deref(), Some("Ali"));
         assert_eq!(c.pn_jid.as_deref(), Some("966501112222@s.whatsapp.net"));
         assert_eq!(pair, None);
+    }
+
+    #[test]
+    fn only_what_a_person_wrote_counts_as_a_message() {
+        let text = wa::Message {
+            conversation: Some("hi".into()),
+            ..Default::default()
+        };
+        assert_eq!(message_content(&text), Some(("text", Some("hi".into()))));
+
+        let extended = wa::Message {
+            extended_text_message: buffa::MessageField::some(wa::message::ExtendedTextMessage {
+                text: Some("see https://example.com".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(
+            message_content(&extended),
+            Some(("text", Some("see https://example.com".into())))
+        );
+
+        let image = |caption: Option<&str>| wa::Message {
+            image_message: buffa::MessageField::some(wa::message::ImageMessage {
+                caption: caption.map(str::to_string),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(
+            message_content(&image(Some("menu"))),
+            Some(("image", Some("menu".into())))
+        );
+        assert_eq!(message_content(&image(None)), Some(("image", None)));
+
+        // Wrapped in a disappearing-messages envelope: the same text.
+        let ephemeral = wa::Message {
+            ephemeral_message: buffa::MessageField::some(wa::message::FutureProofMessage {
+                message: buffa::MessageField::some(text.clone()),
+            }),
+            ..Default::default()
+        };
+        assert_eq!(
+            message_content(&ephemeral),
+            Some(("text", Some("hi".into())))
+        );
+
+        let sticker = wa::Message {
+            sticker_message: buffa::MessageField::some(Default::default()),
+            ..Default::default()
+        };
+        assert_eq!(message_content(&sticker), Some(("other", None)));
+
+        let reaction = wa::Message {
+            reaction_message: buffa::MessageField::some(Default::default()),
+            ..Default::default()
+        };
+        assert_eq!(message_content(&reaction), None);
+        let protocol = wa::Message {
+            protocol_message: buffa::MessageField::some(Default::default()),
+            ..Default::default()
+        };
+        assert_eq!(message_content(&protocol), None);
+        let key_only = wa::Message {
+            sender_key_distribution_message: buffa::MessageField::some(Default::default()),
+            ..Default::default()
+        };
+        assert_eq!(message_content(&key_only), None);
+    }
+
+    #[test]
+    fn a_throttled_step_is_rate_limited_and_a_lost_connection_is_not_connected() {
+        let throttled = iq_error(IqError::ServerError {
+            code: 429,
+            text: "rate-overlimit".into(),
+            error_type: None,
+            backoff: Some(90),
+        });
+        match throttled {
+            EngineError::RateLimited(m) => assert!(m.contains("1 min 30 s"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            iq_error(IqError::NotConnected),
+            EngineError::NotConnected
+        ));
+        assert!(matches!(
+            iq_error(IqError::ServerError {
+                code: 500,
+                text: "internal".into(),
+                error_type: None,
+                backoff: None,
+            }),
+            EngineError::Failed(_)
+        ));
+        assert!(matches!(nack_error("429"), EngineError::RateLimited(_)));
+        assert!(matches!(nack_error("463"), EngineError::RateLimited(_)));
+        assert!(matches!(nack_error("404"), EngineError::Invalid(_)));
+        assert!(matches!(nack_error("479"), EngineError::Failed(_)));
     }
 
     #[test]

@@ -69,6 +69,7 @@ impl Server {
         let app = Application::builder(self.config())
             .whatsapp(WhatsAppOptions {
                 transport: Some(self.fake.transport_factory()),
+                http: Some(std::sync::Arc::new(self.fake.http_client())),
                 version: Some((2, 3000, 1_000_000_000)),
                 connect_timeout: Duration::from_secs(10),
             })
@@ -267,4 +268,84 @@ pub fn default_groups() -> Vec<String> {
     let mut v = vec!["جميع الارقام".to_string(), "اخر الارقام (90 يوم)".to_string()];
     v.sort();
     v
+}
+
+/// One real-engine client driven directly, below the HTTP API: the engine's own calls
+/// (`send`, …) and the events it hands its session actor, which this takes the place of.
+pub struct EngineSession {
+    pub fake: FakeWhatsApp,
+    pub client: std::sync::Arc<dyn whatsapp_manager::engine::EngineClient>,
+    pub events: tokio::sync::mpsc::Receiver<whatsapp_manager::engine::EngineEvent>,
+    _dir: tempfile::TempDir,
+}
+
+impl EngineSession {
+    /// Starts a client for a new session, has the phone of [`PHONE`] scan its QR code, and
+    /// returns once the client says it is ready.
+    pub async fn linked(fake: FakeWhatsApp) -> Self {
+        use std::sync::Arc;
+        use whatsapp_manager::clock::SystemClock;
+        use whatsapp_manager::domain::{Pair, PlaceId, SessionId, UserId};
+        use whatsapp_manager::engine::whatsapp::WhatsAppEngine;
+        use whatsapp_manager::engine::{ClientStart, Engine, EngineEvent};
+        use whatsapp_manager::store::SqliteStore;
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store =
+            SqliteStore::connect(&format!("sqlite://{}", dir.path().join("wam.db").display()))
+                .await
+                .expect("store");
+        let engine = WhatsAppEngine::new(
+            &dir.path().join("data"),
+            WhatsAppOptions {
+                transport: Some(fake.transport_factory()),
+                http: Some(Arc::new(fake.http_client())),
+                version: Some((2, 3000, 1_000_000_000)),
+                connect_timeout: Duration::from_secs(10),
+            },
+            Arc::new(store),
+            Arc::new(SystemClock),
+        )
+        .expect("engine");
+        let (tx, rx) = tokio::sync::mpsc::channel(256);
+        let pair = Pair::new(UserId::new_unchecked(1), PlaceId::new_unchecked(2));
+        let client = engine
+            .start(ClientStart {
+                session_id: SessionId::new(pair, 1_700_000_000_000),
+                pair,
+                events: tx,
+            })
+            .await
+            .expect("start");
+        let mut s = Self {
+            fake,
+            client,
+            events: rx,
+            _dir: dir,
+        };
+        let qr = match s.next_event(|e| matches!(e, EngineEvent::Qr { .. })).await {
+            EngineEvent::Qr { code } => code,
+            other => panic!("not a QR code: {other:?}"),
+        };
+        s.fake.scan(&qr, PHONE, "Shop").await.expect("scan");
+        s.next_event(|e| matches!(e, EngineEvent::Ready { .. }))
+            .await;
+        s
+    }
+
+    /// The next event that `want` picks, skipping the others; panics after [`WAIT`].
+    pub async fn next_event(
+        &mut self,
+        want: impl Fn(&whatsapp_manager::engine::EngineEvent) -> bool,
+    ) -> whatsapp_manager::engine::EngineEvent {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            match tokio::time::timeout_at(deadline, self.events.recv()).await {
+                Ok(Some(e)) if want(&e) => return e,
+                Ok(Some(_)) => {}
+                Ok(None) => panic!("the client closed its event channel"),
+                Err(_) => panic!("the awaited event never came"),
+            }
+        }
+    }
 }

@@ -441,6 +441,9 @@ impl Conn {
         let result = match node.tag.as_ref() {
             "iq" => self.handle_iq(cipher, node).await,
             "message" | "receipt" | "call" => {
+                if node.tag.as_ref() == "message" {
+                    self.record_message(&node).await;
+                }
                 // Acknowledge like the server does, so senders are not left
                 // waiting; nothing is delivered anywhere.
                 let mut ack = NodeBuilder::new("ack")
@@ -452,6 +455,14 @@ impl Conn {
                     );
                 if let Some(t) = attr(&node, "type") {
                     ack = ack.attr("type", t);
+                }
+                if node.tag.as_ref() == "message" {
+                    ack = ack.attr("t", wacore::time::now_secs().max(0).to_string());
+                    let to = attr(&node, "to").unwrap_or_default();
+                    let number = to.strip_suffix("@s.whatsapp.net").unwrap_or(&to);
+                    if let Some(code) = self.inner.lock().nacks.get(number) {
+                        ack = ack.attr("error", code.clone());
+                    }
                 }
                 self.send_node(cipher, &ack.build()).map(|_| Flow::Continue)
             }
@@ -488,6 +499,10 @@ impl Conn {
             return Ok(Flow::Continue);
         }
 
+        if let Some(reply) = self.answer_send_iq(&node).await {
+            self.send_node(cipher, &reply)?;
+            return Ok(Flow::Continue);
+        }
         let ctx = IqCtx {
             prekey_count: self.with_device(|d| d.prekeys).unwrap_or(0),
             contacts: self.contacts_ctx(),
@@ -554,6 +569,94 @@ impl Conn {
             self.inner.notify_changed();
         }
         Ok(Flow::Continue)
+    }
+
+    /// The directory a logged-in device's lookups are answered from, and the
+    /// account's Signal users.
+    fn directory(&self) -> Option<(crate::outbox::Directory, crate::Signals)> {
+        let Some(Role::Login { phone, .. }) = &self.role else {
+            return None;
+        };
+        let st = self.inner.lock();
+        let acc = st.accounts.get(phone)?;
+        let lid_pn = st
+            .histories
+            .get(phone)
+            .map(|h| h.lid_pn.clone())
+            .unwrap_or_default();
+        Some((
+            crate::outbox::Directory {
+                account: acc.phone.clone(),
+                lid_pn,
+                unregistered: st.unregistered.clone(),
+            },
+            acc.signal.clone(),
+        ))
+    }
+
+    /// What a client asks before it sends a message: device lists and
+    /// pre-key bundles. `None` for every other IQ.
+    async fn answer_send_iq(&self, node: &Node) -> Option<Node> {
+        let xmlns = attr(node, "xmlns").unwrap_or_default();
+        let kind = attr(node, "type").unwrap_or_default();
+        let child = node
+            .children()
+            .and_then(|c| c.first())
+            .map(|c| c.tag.to_string())
+            .unwrap_or_default();
+        match (xmlns.as_str(), kind.as_str(), child.as_str()) {
+            ("usync", "get", "usync") => {
+                let (dir, _) = self.directory()?;
+                Some(iq::result_for(
+                    node,
+                    crate::outbox::usync_answer(node, &dir),
+                ))
+            }
+            ("encrypt", "get", "key") => {
+                let (dir, signals) = self.directory()?;
+                let mut senders = signals.lock().await;
+                Some(iq::result_for(
+                    node,
+                    crate::outbox::prekeys_answer(node, &dir, &mut senders),
+                ))
+            }
+            _ => None,
+        }
+    }
+
+    /// Keeps what the client sent for the tests to look at.
+    async fn record_message(&self, node: &Node) {
+        let (phone, device) = match &self.role {
+            Some(Role::Login { phone, device }) => (phone.clone(), *device),
+            _ => (String::new(), 0),
+        };
+        let found = self.directory();
+        let mut sent = crate::outbox::record(
+            node,
+            &phone,
+            device,
+            found.as_ref().map(|(d, _)| d),
+            found.as_ref().map(|(_, s)| s),
+        )
+        .await;
+        let mut st = self.inner.lock();
+        if let Some(image) = sent
+            .message
+            .as_ref()
+            .and_then(|m| m.image_message.as_option())
+        {
+            sent.image = crate::media::open_image(&st.uploads, image);
+        }
+        tracing::debug!(
+            conn = self.id,
+            to = sent.to,
+            id = sent.id,
+            read = sent.message.is_some(),
+            "fake-whatsapp: message from the client"
+        );
+        st.sent.push(sent);
+        drop(st);
+        self.inner.notify_changed();
     }
 
     /// The phone shares its app-state key with this companion (best effort).

@@ -105,6 +105,17 @@ pub(crate) fn answer(req: &Node, ctx: &IqCtx) -> IqAnswer {
                 ])
                 .build(),
         ],
+        // Where to upload media: the fake media server (`crate::media`).
+        ("w:m", "set", "media_conn") => vec![
+            NodeBuilder::new("media_conn")
+                .attr("auth", crate::media::AUTH)
+                .attr("ttl", "3600")
+                .children([NodeBuilder::new("host")
+                    .attr("hostname", crate::media::HOST)
+                    .attr("type", "primary")
+                    .build()])
+                .build(),
+        ],
         ("blocklist", "get", _) => vec![NodeBuilder::new("list").build()],
         ("privacy", "get", _) => vec![NodeBuilder::new("privacy").build()],
         ("md", "set", "remove-companion-device") => {

@@ -74,8 +74,23 @@
 //! Everything the phone or a contact sends is Signal-encrypted from the
 //! sender's own identity key with a session started from the companion's
 //! uploaded pre-keys (see the `signal` module).
+//!
+//! Sending (see the `outbox` module): a logged-in client can send 1:1
+//! messages. The fake answers what the client asks first (`usync` device
+//! lists, contact and LID lookups; pre-key bundles for the recipient's phone
+//! and the account's own phone, made up and kept by the fake), acks every
+//! `<message>` with `<ack class="message">`, and records it:
+//! [`sent_messages`](FakeWhatsApp::sent_messages) /
+//! [`wait_sent`](FakeWhatsApp::wait_sent) give its `to`, `id`, `type`,
+//! participants and `<enc>` types, and the recipient's copy decrypted
+//! ([`SentMessage::text`]). Every number has an account with one device (its
+//! phone) unless [`set_not_on_whatsapp`](FakeWhatsApp::set_not_on_whatsapp)
+//! says otherwise. Media go to a fake media server reached through
+//! [`http_client`](FakeWhatsApp::http_client) (the client's HTTP client);
+//! the recorded message then also holds the image it points to, decrypted
+//! ([`SentMessage::image`]).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -90,8 +105,10 @@ mod contacts;
 mod history;
 mod iq;
 mod keyshare;
+mod media;
 mod nodes;
 mod noise;
+mod outbox;
 mod paircode;
 pub mod phone;
 mod signal;
@@ -99,6 +116,8 @@ mod transport;
 
 pub use contacts::PhoneContact;
 pub use history::{History, HistoryChat};
+pub use media::FakeMediaServer;
+pub use outbox::SentMessage;
 pub use transport::FakeTransportFactory;
 
 /// How long [`FakeWhatsApp::scan`] waits for the client's `pair-device-sign`.
@@ -161,6 +180,16 @@ pub(crate) struct State {
     /// The phone's address book ([`FakeWhatsApp::set_contacts`]): one batch
     /// per version of `critical_unblock_low`.
     pub contacts: HashMap<String, Vec<Vec<PhoneContact>>>,
+    /// Numbers without a WhatsApp account ([`FakeWhatsApp::set_not_on_whatsapp`]).
+    pub unregistered: HashSet<String>,
+    /// Every `<message>` clients sent, in arrival order.
+    pub sent: Vec<SentMessage>,
+    /// Encrypted media uploaded to the fake media server, by direct path.
+    pub uploads: HashMap<String, Vec<u8>>,
+    /// The media server answers every request with 503 ([`FakeWhatsApp::refuse_uploads`]).
+    pub uploads_refused: bool,
+    /// Nack codes for messages to these numbers ([`FakeWhatsApp::nack_messages_to`]).
+    pub nacks: HashMap<String, String>,
     pub connections_opened: u64,
     pub connections_refused: u64,
     pub ik_handshakes: u64,
@@ -283,6 +312,11 @@ impl FakeWhatsApp {
                     fail_logins: HashMap::new(),
                     histories: HashMap::new(),
                     contacts: HashMap::new(),
+                    unregistered: HashSet::new(),
+                    sent: Vec::new(),
+                    uploads: HashMap::new(),
+                    uploads_refused: false,
+                    nacks: HashMap::new(),
                     connections_opened: 0,
                     connections_refused: 0,
                     ik_handshakes: 0,
@@ -978,6 +1012,64 @@ impl FakeWhatsApp {
         })
         .await?;
         Ok(())
+    }
+
+    /// The HTTP client to hand to the client (`BotBuilder::with_http_client`):
+    /// it reaches the fake media server, where uploads land (the image of a
+    /// [`SentMessage`] is read back from there), and nothing else.
+    pub fn http_client(&self) -> FakeMediaServer {
+        FakeMediaServer {
+            inner: self.inner.clone(),
+        }
+    }
+
+    /// While true, the media server answers every request with 503.
+    pub fn refuse_uploads(&self, refuse: bool) {
+        self.inner.lock().uploads_refused = refuse;
+    }
+
+    /// Messages to `to_digits` are refused: their `<ack>` carries
+    /// `error="<code>"` (a nack; e.g. 404 no such recipient, 463 missing
+    /// privacy token, 479 malformed stanza). `None` accepts them again. They
+    /// are still recorded.
+    pub fn nack_messages_to(&self, to_digits: &str, code: Option<u16>) {
+        let mut st = self.inner.lock();
+        match code {
+            Some(c) => st.nacks.insert(to_digits.to_string(), c.to_string()),
+            None => st.nacks.remove(to_digits),
+        };
+    }
+
+    /// Makes `phone_digits` a number without a WhatsApp account: lookups
+    /// (`usync` devices and contact) say so, and pre-key fetches for it fail
+    /// with 406. Every other number has an account with one device (its
+    /// phone, device 0), whose pre-key bundle the fake makes up and keeps the
+    /// private half of, so it can read what clients send it.
+    pub fn set_not_on_whatsapp(&self, phone_digits: &str) {
+        self.inner
+            .lock()
+            .unregistered
+            .insert(phone_digits.to_string());
+    }
+
+    /// Every `<message>` stanza clients sent so far, in arrival order (each
+    /// was acknowledged with `<ack class="message">`), with the recipient's
+    /// copy decrypted when the fake holds its keys.
+    pub fn sent_messages(&self) -> Vec<SentMessage> {
+        self.inner.lock().sent.clone()
+    }
+
+    /// Waits until a client sent a message with this id; `None` on timeout.
+    pub async fn wait_sent(&self, id: &str, timeout: Duration) -> Option<SentMessage> {
+        let found = |st: &State| st.sent.iter().rev().find(|m| m.id == id).cloned();
+        let mut hit = None;
+        self.inner
+            .wait_until(timeout, |st| {
+                hit = found(st);
+                hit.is_some()
+            })
+            .await;
+        hit
     }
 
     /// Builds a node per logged-in device of the account with `make` and

@@ -13,9 +13,11 @@ use std::collections::HashMap;
 use anyhow::anyhow;
 use async_trait::async_trait;
 use wacore::libsignal::protocol::{
-    CiphertextMessage, Direction, IdentityChange, IdentityKey, IdentityKeyPair, IdentityKeyStore,
-    KeyPair, PreKeyBundle, ProtocolAddress, PublicKey, SessionRecord, SessionStore, UsePQRatchet,
-    message_encrypt, process_prekey_bundle,
+    CiphertextMessage, Direction, GenericSignedPreKey, IdentityChange, IdentityKey,
+    IdentityKeyPair, IdentityKeyStore, KeyPair, PreKeyBundle, PreKeyId, PreKeyRecord,
+    PreKeySignalMessage, PreKeyStore, ProtocolAddress, PublicKey, SessionRecord, SessionStore,
+    SignalMessage, SignalProtocolError, SignedPreKeyId, SignedPreKeyRecord, SignedPreKeyStore,
+    Timestamp, UsePQRatchet, message_decrypt, message_encrypt, process_prekey_bundle,
 };
 use wacore_binary::builder::NodeBuilder;
 use wacore_binary::node::Node;
@@ -92,22 +94,200 @@ impl IdentityKeyStore for SenderIdentity {
     }
 }
 
-/// One Signal sender (a user's primary device) and its sessions with companions.
+/// The one-time pre-keys a user handed out, for decrypting what they start.
+#[derive(Default)]
+struct PreKeys(HashMap<u32, PreKeyRecord>);
+
+#[async_trait]
+impl PreKeyStore for PreKeys {
+    async fn get_pre_key(&self, prekey_id: PreKeyId) -> SignalResult<PreKeyRecord> {
+        self.0
+            .get(&u32::from(prekey_id))
+            .cloned()
+            .ok_or(SignalProtocolError::InvalidPreKeyId)
+    }
+
+    async fn save_pre_key(
+        &mut self,
+        prekey_id: PreKeyId,
+        record: &PreKeyRecord,
+    ) -> SignalResult<()> {
+        self.0.insert(prekey_id.into(), record.clone());
+        Ok(())
+    }
+
+    async fn remove_pre_key(&mut self, prekey_id: PreKeyId) -> SignalResult<()> {
+        self.0.remove(&u32::from(prekey_id));
+        Ok(())
+    }
+}
+
+/// A user's one signed pre-key.
+struct SignedPreKey {
+    id: u32,
+    record: SignedPreKeyRecord,
+    public: [u8; 32],
+    signature: [u8; 64],
+}
+
+#[async_trait]
+impl SignedPreKeyStore for SignedPreKey {
+    async fn get_signed_pre_key(&self, id: SignedPreKeyId) -> SignalResult<SignedPreKeyRecord> {
+        if u32::from(id) == self.id {
+            Ok(self.record.clone())
+        } else {
+            Err(SignalProtocolError::InvalidSignedPreKeyId)
+        }
+    }
+
+    async fn save_signed_pre_key(
+        &mut self,
+        _id: SignedPreKeyId,
+        _record: &SignedPreKeyRecord,
+    ) -> SignalResult<()> {
+        Ok(())
+    }
+}
+
+/// One Signal user's primary device (the account's own phone, or another
+/// WhatsApp user): its sessions with the companions it writes to, and the
+/// keys companions use to write to it (a signed pre-key and one-time
+/// pre-keys, handed out by the server's pre-key fetch).
 pub(crate) struct SignalSender {
     identity: KeyPair,
     registration_id: u32,
     /// Keyed by companion device id and companion identity key: a re-linked
     /// companion (new identity) gets a new session.
     sessions: HashMap<(u16, [u8; 32]), SessionRecord>,
+    signed_pre_key: SignedPreKey,
+    pre_keys: PreKeys,
+    next_pre_key: u32,
+    /// Sessions companions started with this device, by their address.
+    inbound: HashMap<String, SessionRecord>,
 }
 
 impl SignalSender {
     pub(crate) fn new(identity: KeyPair, registration_id: u32) -> Self {
+        let mut rng = rand::make_rng::<rand::rngs::StdRng>();
+        let spk = KeyPair::generate(&mut rng);
+        // Signed like a real device does, so the client's bundle check passes.
+        let signature = identity
+            .calculate_signature(&spk.public_key.serialize(), &mut rng)
+            .unwrap_or([0; 64]);
+        let mut public = [0u8; 32];
+        public.copy_from_slice(spk.public_key.public_key_bytes());
+        let id = 1;
+        let record = SignedPreKeyRecord::new(
+            id.into(),
+            Timestamp::from_epoch_millis(wacore::time::now_millis().max(0) as u64),
+            &spk,
+            &signature,
+        );
         Self {
             identity,
             registration_id: registration_id.clamp(1, 16380),
             sessions: HashMap::new(),
+            signed_pre_key: SignedPreKey {
+                id,
+                record,
+                public,
+                signature,
+            },
+            pre_keys: PreKeys::default(),
+            next_pre_key: 1,
+            inbound: HashMap::new(),
         }
+    }
+
+    /// The `<user jid=..>` entry of a pre-key fetch answer: registration id,
+    /// identity, a fresh one-time pre-key and the signed pre-key.
+    pub(crate) fn bundle_node(&mut self, jid: &str) -> Node {
+        let mut rng = rand::make_rng::<rand::rngs::StdRng>();
+        let id = self.next_pre_key;
+        // Pre-key ids are 3 bytes on the wire.
+        self.next_pre_key = (self.next_pre_key % 0x00FF_FFFF) + 1;
+        let key = KeyPair::generate(&mut rng);
+        self.pre_keys
+            .0
+            .insert(id, PreKeyRecord::new(id.into(), &key));
+        let three = |v: u32| v.to_be_bytes()[1..].to_vec();
+        NodeBuilder::new("user")
+            .attr("jid", jid.to_string())
+            .children([
+                NodeBuilder::new("registration")
+                    .bytes(self.registration_id.to_be_bytes().to_vec())
+                    .build(),
+                NodeBuilder::new("type").bytes(vec![5u8]).build(),
+                NodeBuilder::new("identity")
+                    .bytes(self.identity.public_key.public_key_bytes().to_vec())
+                    .build(),
+                NodeBuilder::new("key")
+                    .children([
+                        NodeBuilder::new("id").bytes(three(id)).build(),
+                        NodeBuilder::new("value")
+                            .bytes(key.public_key.public_key_bytes().to_vec())
+                            .build(),
+                    ])
+                    .build(),
+                NodeBuilder::new("skey")
+                    .children([
+                        NodeBuilder::new("id")
+                            .bytes(three(self.signed_pre_key.id))
+                            .build(),
+                        NodeBuilder::new("value")
+                            .bytes(self.signed_pre_key.public.to_vec())
+                            .build(),
+                        NodeBuilder::new("signature")
+                            .bytes(self.signed_pre_key.signature.to_vec())
+                            .build(),
+                    ])
+                    .build(),
+            ])
+            .build()
+    }
+
+    /// Decrypts what the companion at `from` (any stable name) sent this
+    /// device: `pkmsg` or `msg`, as the `<enc type>` says. Returns the padded
+    /// plaintext.
+    pub(crate) async fn decrypt(
+        &mut self,
+        from: &str,
+        from_device: u16,
+        enc_type: &str,
+        ciphertext: &[u8],
+    ) -> anyhow::Result<Vec<u8>> {
+        let message = match enc_type {
+            "pkmsg" => CiphertextMessage::PreKeySignalMessage(
+                PreKeySignalMessage::try_from(ciphertext)
+                    .map_err(|e| anyhow!("reading the pkmsg: {e}"))?,
+            ),
+            "msg" => CiphertextMessage::SignalMessage(
+                SignalMessage::try_from(ciphertext).map_err(|e| anyhow!("reading the msg: {e}"))?,
+            ),
+            other => return Err(anyhow!("cannot decrypt <enc type={other:?}>")),
+        };
+        let address = ProtocolAddress::new(from, u32::from(from_device).into());
+        let mut sessions = OneSession(std::mem::take(&mut self.inbound));
+        let mut identities = SenderIdentity {
+            pair: IdentityKeyPair::from(self.identity.clone()),
+            registration_id: self.registration_id,
+            known: HashMap::new(),
+        };
+        let result = message_decrypt(
+            &message,
+            &address,
+            &mut sessions,
+            &mut identities,
+            &mut self.pre_keys,
+            &self.signed_pre_key,
+            &mut rand::make_rng::<rand::rngs::StdRng>(),
+            UsePQRatchet::No,
+        )
+        .await;
+        self.inbound = sessions.0;
+        Ok(result
+            .map_err(|e| anyhow!("decrypting the companion's message: {e}"))?
+            .plaintext)
     }
 
     /// A sender with a fresh identity key (another WhatsApp user).
@@ -229,6 +409,27 @@ pub(crate) async fn encrypt_from(
         .or_insert_with(new_sender)
         .encrypt(account_user, device_id, bundle, plaintext)
         .await
+}
+
+/// The Signal user behind `pn_jid` (`<digits>@s.whatsapp.net`), created on
+/// first use: the account's own phone keeps its identity key, anyone else
+/// gets a fresh one. Senders and receivers are the same entry, so a contact
+/// the client wrote to writes back with the identity the client already saw.
+pub(crate) fn user<'a>(
+    senders: &'a mut HashMap<String, SignalSender>,
+    account: &PhoneAccount,
+    pn_jid: &str,
+) -> &'a mut SignalSender {
+    senders.entry(pn_jid.to_string()).or_insert_with(|| {
+        if pn_jid == account.pn_jid().to_string() {
+            SignalSender::new(
+                account.identity.clone(),
+                crate::keyshare::phone_registration_id(account),
+            )
+        } else {
+            SignalSender::generate()
+        }
+    })
 }
 
 /// A `<message>` from the account's own phone (device 0) to its companion
