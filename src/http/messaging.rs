@@ -238,6 +238,7 @@ fn new_message(
     phone: &str,
     name: Option<&str>,
     variables: &Map<String, Value>,
+    optional: &[&str],
     min_gap_ms: i64,
 ) -> NewMessage {
     let recipient = Recipient {
@@ -249,7 +250,7 @@ fn new_message(
     let body = c
         .text
         .as_deref()
-        .map(|t| templates::fill(t, &recipient, variables).0);
+        .map(|t| templates::fill(t, &recipient, variables, optional).0);
     NewMessage {
         contact_id: contact.map(|c| c.id),
         recipient: phone.to_owned(),
@@ -261,6 +262,16 @@ fn new_message(
         wa_message_id: new_message_id(),
         min_gap_ms,
     }
+}
+
+/// The job just queued, as the answer shows it.
+async fn queued_job(st: &AppState, pair: Pair, job_id: Option<i64>) -> AppResult<JobRecord> {
+    let id = job_id.ok_or_else(|| AppError::Internal(anyhow::anyhow!("a job was not created")))?;
+    st.outbox
+        .store()
+        .job(pair, id)
+        .await?
+        .ok_or_else(|| AppError::Internal(anyhow::anyhow!("queued job {id} not found")))
 }
 
 pub fn message_json(m: &MessageRecord) -> Value {
@@ -423,7 +434,7 @@ pub async fn send_message(
         .unwrap_or_default();
     refuse_unknown(&unknown_placeholders(&c, &fields))?;
     probe_image(&st, &c).await?;
-    let msg = new_message(&c, contact.as_ref(), &phone, None, &c.variables, 0);
+    let msg = new_message(&c, contact.as_ref(), &phone, None, &c.variables, &[], 0);
     let (_, ids) = st.outbox.enqueue(pair, None, &[msg]).await?;
     let id = ids.first().copied().unwrap_or_default();
     let stored = st
@@ -519,28 +530,13 @@ pub async fn send_group(
     probe_image(&st, &c).await?;
     let messages: Vec<NewMessage> = members
         .iter()
-        .map(|m| {
-            let mut msg = new_message(&c, Some(m), &m.phone_number, None, &c.variables, 0);
-            // A field this member lacks is left empty rather than sent as "{field}".
-            if let Some(body) = msg.body.as_mut() {
-                for f in &fields {
-                    *body = body.replace(&format!("{{{f}}}"), "");
-                }
-            }
-            msg
-        })
+        .map(|m| new_message(&c, Some(m), &m.phone_number, None, &c.variables, &fields, 0))
         .collect();
     let (job_id, _) = st
         .outbox
         .enqueue(pair, Some((JobKind::Group, Some(group.id))), &messages)
         .await?;
-    let job_id = job_id.unwrap_or_default();
-    let job = st
-        .outbox
-        .store()
-        .job(pair, job_id)
-        .await?
-        .ok_or_else(|| AppError::Internal(anyhow::anyhow!("queued job {job_id} not found")))?;
+    let job = queued_job(&st, pair, job_id).await?;
     Ok(envelope::with_status(
         StatusCode::ACCEPTED,
         job_json(&job),
@@ -722,6 +718,7 @@ pub async fn send_bulk(
             phone,
             r.name.as_deref(),
             &vars,
+            &fields,
             min_gap_ms,
         ));
     }
@@ -730,13 +727,7 @@ pub async fn send_bulk(
         .outbox
         .enqueue(pair, Some((JobKind::Bulk, None)), &messages)
         .await?;
-    let job_id = job_id.unwrap_or_default();
-    let job = st
-        .outbox
-        .store()
-        .job(pair, job_id)
-        .await?
-        .ok_or_else(|| AppError::Internal(anyhow::anyhow!("queued job {job_id} not found")))?;
+    let job = queued_job(&st, pair, job_id).await?;
     let mut data = job_json(&job);
     data["message_ids"] = json!(ids);
     data["duplicates_skipped"] = json!(skipped);
@@ -1055,7 +1046,7 @@ pub async fn validate(
                 .as_ref()
                 .map(|(c, p)| (c.as_ref(), p.as_str()))
                 .unwrap_or((None, ""));
-            let msg = new_message(c, contact, phone, None, &c.variables, 0);
+            let msg = new_message(c, contact, phone, None, &c.variables, &[], 0);
             let filled = msg.body.unwrap_or_else(|| text.clone());
             if filled.chars().count() > MAX_TEXT_CHARS {
                 errors.push(format!(

@@ -38,11 +38,17 @@ fn webhook_json(h: &WebhookRecord, show_secret: bool) -> Value {
         "events": h.events,
         // Shown when set; afterwards only its end, to tell secrets apart.
         "secret": show_secret.then_some(&h.secret),
-        "secret_hint": format!("…{}", h.secret.chars().rev().take(4).collect::<Vec<_>>().into_iter().rev().collect::<String>()),
+        "secret_hint": secret_hint(&h.secret),
         "signature_header": crate::events::webhook::SIGNATURE_HEADER,
         "created_at": rfc3339_ms(h.created_at),
         "updated_at": rfc3339_ms(h.updated_at),
     })
+}
+
+/// The secret's last four characters.
+fn secret_hint(secret: &str) -> String {
+    let start = secret.char_indices().rev().nth(3).map_or(0, |(i, _)| i);
+    format!("…{}", &secret[start..])
 }
 
 #[derive(Deserialize)]

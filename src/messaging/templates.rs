@@ -121,11 +121,14 @@ fn value_text(v: &Value) -> Option<String> {
     }
 }
 
-/// Fills every placeholder it has a value for; the others are returned and left as written.
+/// Fills every placeholder it has a value for. A recipient variable, or one of `optional`
+/// (custom fields other recipients of the same send have), without a value becomes empty
+/// rather than a literal `{name}`; the others are returned and left as written.
 pub fn fill(
     text: &str,
     r: &Recipient<'_>,
     variables: &Map<String, Value>,
+    optional: &[&str],
 ) -> (String, Vec<String>) {
     let display = r
         .name
@@ -150,8 +153,7 @@ pub fn fill(
         };
         match own.or_else(|| variables.get(name).and_then(value_text)) {
             Some(v) => out.push_str(&v),
-            // A recipient without a name gets none rather than a literal "{name}".
-            None if RECIPIENT_VARIABLES.contains(&name) => {}
+            None if RECIPIENT_VARIABLES.contains(&name) || optional.contains(&name) => {}
             None => {
                 out.push_str(&text[start..end]);
                 missing.push(name.to_owned());
@@ -184,6 +186,7 @@ mod tests {
             "Hi {first_name} ({name}) in {city}: {offer} {nope} {phone} {}",
             &r,
             &vars,
+            &[],
         );
         assert_eq!(
             text,
@@ -196,7 +199,7 @@ mod tests {
             ..Recipient::default()
         };
         assert_eq!(
-            fill("Hello {name}, {city}", &nameless, &vars).0,
+            fill("Hello {name}, {city}", &nameless, &vars, &[]).0,
             "Hello , Jeddah"
         );
         assert_eq!(placeholders("{a} {b} {a} {x y}"), ["a", "b"]);

@@ -609,7 +609,7 @@ impl Actor {
 
     async fn finish_fetch(&mut self, outcome: FetchOutcome) {
         let id = self.id().clone();
-        let mut completed: Option<serde_json::Value> = None;
+        let mut completed = None;
         match outcome {
             FetchOutcome::Completed(summary) => {
                 tracing::info!(
@@ -629,15 +629,9 @@ impl Actor {
                 f.progress = 100;
                 f.total = f.total.max(summary.received as i64);
                 f.processed = f.total;
-                let told = serde_json::json!({
-                    "total_contacts": null,
-                    "received": summary.received,
-                    "imported": summary.imported,
-                    "summary": &summary,
-                });
+                completed = Some(summary.clone());
                 f.summary = Some(summary);
                 f.last_sync = Some(self.deps.clock.now_ms());
-                completed = Some(told);
             }
             FetchOutcome::Failed(message) => {
                 tracing::error!("❌ Contact fetch failed for session {id}: {message}");
@@ -651,15 +645,15 @@ impl Actor {
         }
         self.refresh_counts().await;
         self.save().await;
-        if let Some(mut data) = completed {
-            data["total_contacts"] = self.counts.0.into();
-            data["total_groups"] = self.counts.1.into();
-            data["last_contacts_sync"] = self
-                .record
-                .fetch
-                .last_sync
-                .and_then(crate::clock::rfc3339_ms)
-                .into();
+        if let Some(summary) = completed {
+            let data = serde_json::json!({
+                "received": summary.received,
+                "imported": summary.imported,
+                "summary": summary,
+                "total_contacts": self.counts.0,
+                "total_groups": self.counts.1,
+                "last_contacts_sync": self.record.fetch.last_sync.and_then(crate::clock::rfc3339_ms),
+            });
             self.emit(crate::events::EventKind::ContactsFetchCompleted, data)
                 .await;
         }

@@ -51,6 +51,14 @@ fn message_from_row(row: &SqliteRow) -> StoreResult<MessageRecord> {
     })
 }
 
+/// `LIMIT`/`OFFSET` of page `page` (from 1).
+fn push_page(q: &mut QueryBuilder<Sqlite>, page: i64, limit: i64) {
+    q.push(" LIMIT ")
+        .push_bind(limit)
+        .push(" OFFSET ")
+        .push_bind((page - 1).saturating_mul(limit));
+}
+
 fn push_message_filter(q: &mut QueryBuilder<Sqlite>, pair: Pair, f: &MessageFilter) {
     q.push(" FROM messages WHERE user_id = ")
         .push_bind(pair.user_id.get())
@@ -257,10 +265,8 @@ impl OutboxStore for SqliteStore {
         let total: i64 = count.build_query_scalar().fetch_one(&self.pool).await?;
         let mut q = QueryBuilder::<Sqlite>::new(format!("SELECT {MESSAGE_COLUMNS}"));
         push_message_filter(&mut q, pair, filter);
-        q.push(" ORDER BY id DESC LIMIT ")
-            .push_bind(limit)
-            .push(" OFFSET ")
-            .push_bind((page - 1).saturating_mul(limit));
+        q.push(" ORDER BY id DESC");
+        push_page(&mut q, page, limit);
         let rows = q.build().fetch_all(&self.pool).await?;
         let list = rows
             .iter()
@@ -623,10 +629,8 @@ impl EventStore for SqliteStore {
             q.push(" AND d.status = ").push_bind(s.as_str());
         }
         let total: i64 = count.build_query_scalar().fetch_one(&self.pool).await?;
-        q.push(" ORDER BY d.id DESC LIMIT ")
-            .push_bind(limit)
-            .push(" OFFSET ")
-            .push_bind((page - 1).saturating_mul(limit));
+        q.push(" ORDER BY d.id DESC");
+        push_page(&mut q, page, limit);
         let rows = q.build().fetch_all(&self.pool).await?;
         let list = rows
             .iter()
