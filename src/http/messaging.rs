@@ -435,17 +435,13 @@ pub async fn send_message(
     refuse_unknown(&unknown_placeholders(&c, &fields))?;
     probe_image(&st, &c).await?;
     let msg = new_message(&c, contact.as_ref(), &phone, None, &c.variables, &[], 0);
-    let (_, ids) = st.outbox.enqueue(pair, None, &[msg]).await?;
-    let id = ids.first().copied().unwrap_or_default();
-    let stored = st
-        .outbox
-        .store()
-        .message(pair, id)
-        .await?
-        .ok_or_else(|| AppError::Internal(anyhow::anyhow!("queued message {id} not found")))?;
+    let (_, queued) = st.outbox.enqueue(pair, None, &[msg]).await?;
+    let stored = queued
+        .first()
+        .ok_or_else(|| AppError::Internal(anyhow::anyhow!("the message was not queued")))?;
     Ok(envelope::with_status(
         StatusCode::ACCEPTED,
-        message_json(&stored),
+        message_json(stored),
         "Message queued",
     ))
 }
@@ -723,13 +719,13 @@ pub async fn send_bulk(
         ));
     }
     let skipped = recipients.len() - messages.len();
-    let (job_id, ids) = st
+    let (job_id, queued) = st
         .outbox
         .enqueue(pair, Some((JobKind::Bulk, None)), &messages)
         .await?;
     let job = queued_job(&st, pair, job_id).await?;
     let mut data = job_json(&job);
-    data["message_ids"] = json!(ids);
+    data["message_ids"] = json!(queued.iter().map(|m| m.id).collect::<Vec<_>>());
     data["duplicates_skipped"] = json!(skipped);
     Ok(envelope::with_status(
         StatusCode::ACCEPTED,

@@ -115,13 +115,14 @@ impl Outbox {
         Ok(pairs.len())
     }
 
-    /// Queues messages (one transaction) and wakes the pair's worker.
+    /// Queues messages (one transaction) and wakes the pair's worker; the rows as queued,
+    /// before the worker could touch them.
     pub async fn enqueue(
         &self,
         pair: Pair,
         job: Option<(JobKind, Option<i64>)>,
         messages: &[NewMessage],
-    ) -> anyhow::Result<(Option<i64>, Vec<i64>)> {
+    ) -> anyhow::Result<(Option<i64>, Vec<MessageRecord>)> {
         let out = self
             .inner
             .store

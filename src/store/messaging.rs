@@ -156,14 +156,15 @@ pub enum RetryOutcome {
 
 #[async_trait]
 pub trait OutboxStore: Send + Sync + 'static {
-    /// Queues the messages (and their job, when given) in one transaction; their ids in order.
+    /// Queues the messages (and their job, when given) in one transaction; the rows as
+    /// queued, in order.
     async fn enqueue(
         &self,
         pair: Pair,
         job: Option<(JobKind, Option<i64>)>,
         messages: &[NewMessage],
         now_ms: i64,
-    ) -> StoreResult<(Option<i64>, Vec<i64>)>;
+    ) -> StoreResult<(Option<i64>, Vec<MessageRecord>)>;
     /// Pairs with messages not yet sent or failed: their workers start with the server.
     async fn pairs_with_pending(&self) -> StoreResult<Vec<Pair>>;
     /// The oldest message of the pair still to send (queued, or caught mid-send by a stop).

@@ -94,7 +94,7 @@ impl OutboxStore for SqliteStore {
         job: Option<(JobKind, Option<i64>)>,
         messages: &[NewMessage],
         now_ms: i64,
-    ) -> StoreResult<(Option<i64>, Vec<i64>)> {
+    ) -> StoreResult<(Option<i64>, Vec<MessageRecord>)> {
         let mut tx = self.pool.begin().await?;
         let job_id = match job {
             None => None,
@@ -113,7 +113,7 @@ impl OutboxStore for SqliteStore {
                 .await?,
             ),
         };
-        let mut ids = Vec::with_capacity(messages.len());
+        let mut queued = Vec::with_capacity(messages.len());
         for chunk in messages.chunks(MESSAGES_PER_STATEMENT) {
             let mut q = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO messages (user_id, place_id, job_id, contact_id, recipient, \
@@ -137,14 +137,18 @@ impl OutboxStore for SqliteStore {
                     .push_bind(now_ms)
                     .push_bind(now_ms);
             });
-            q.push(" RETURNING id");
-            let mut got: Vec<i64> = q.build_query_scalar().fetch_all(&mut *tx).await?;
+            q.push(format!(" RETURNING {MESSAGE_COLUMNS}"));
+            let rows = q.build().fetch_all(&mut *tx).await?;
+            let mut got = rows
+                .iter()
+                .map(message_from_row)
+                .collect::<StoreResult<Vec<_>>>()?;
             // RETURNING gives rows in insertion order in practice, but not by promise.
-            got.sort_unstable();
-            ids.extend(got);
+            got.sort_unstable_by_key(|m| m.id);
+            queued.extend(got);
         }
         tx.commit().await?;
-        Ok((job_id, ids))
+        Ok((job_id, queued))
     }
 
     async fn pairs_with_pending(&self) -> StoreResult<Vec<Pair>> {
