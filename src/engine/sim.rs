@@ -35,6 +35,8 @@ pub struct SimConfig {
     pub fetch_delay: Duration,
     /// How long a dropped connection stays down before the client is back.
     pub reconnect_backoff: Duration,
+    /// The largest phone-book body `PUT /api/sim/phonebook` reads.
+    pub max_phonebook_bytes: usize,
 }
 
 impl Default for SimConfig {
@@ -46,6 +48,7 @@ impl Default for SimConfig {
             qr_attempts: 6,
             fetch_delay: Duration::ZERO,
             reconnect_backoff: Duration::from_secs(1),
+            max_phonebook_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -159,6 +162,9 @@ struct Inner {
     /// Serialises appends to the outbox files.
     outbox: tokio::sync::Mutex<()>,
     incoming_counter: AtomicU64,
+    /// One phone-book upload read and parsed at a time: a large book costs several times its
+    /// size in memory while parsed, and four at once must not add up.
+    uploads: tokio::sync::Semaphore,
 }
 
 #[derive(Clone)]
@@ -183,8 +189,19 @@ impl SimNetwork {
                 qr_counter: AtomicU64::new(0),
                 outbox: tokio::sync::Mutex::new(()),
                 incoming_counter: AtomicU64::new(0),
+                uploads: tokio::sync::Semaphore::new(1),
             }),
         })
+    }
+
+    /// The largest phone-book body an upload may send.
+    pub fn max_phonebook_bytes(&self) -> usize {
+        self.inner.cfg.max_phonebook_bytes
+    }
+
+    /// A turn to read and parse one phone-book upload; held until the book is stored.
+    pub async fn upload_turn(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        self.inner.uploads.acquire().await.ok()
     }
 
     fn link_path(&self, id: &SessionId) -> PathBuf {

@@ -64,6 +64,49 @@ where
     }
 }
 
+/// A JSON object body read under `limit` bytes and parsed straight into `T`, with no
+/// intermediate `Value`: for bodies too large to hold twice (the sim's phone books).
+pub async fn large_body<T: DeserializeOwned>(
+    body: axum::body::Body,
+    limit: usize,
+) -> Result<T, AppError> {
+    use http_body_util::BodyExt;
+    let too_large =
+        || AppError::PayloadTooLarge(format!("Request body is larger than {limit} bytes"));
+    let bytes = http_body_util::Limited::new(body, limit)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                too_large()
+            } else {
+                AppError::BadRequest(format!("Could not read the request body: {e}"))
+            }
+        })?
+        .to_bytes();
+    let bytes: &[u8] = match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        None => b"{}",
+        // serde reads a struct from an array too: refuse anything but an object first.
+        Some(b'{') => &bytes,
+        Some(_) => {
+            return Err(
+                match serde_json::from_slice::<serde::de::IgnoredAny>(&bytes) {
+                    Ok(_) => AppError::BadRequest("Request body must be a JSON object".into()),
+                    Err(e) => AppError::BadRequest(format!("Malformed JSON body: {e}")),
+                },
+            );
+        }
+    };
+    serde_json::from_slice(bytes).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => {
+            AppError::BadRequest(format!("Invalid request body: {e}"))
+        }
+        _ => AppError::BadRequest(format!("Malformed JSON body: {e}")),
+    })
+}
+
 /// The query string as plain pairs; values are parsed (and named in errors) by the handler.
 /// It carries the caller, so a pair read from it is always one the caller may act on.
 pub struct Query {

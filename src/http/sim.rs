@@ -5,7 +5,7 @@ use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::extract::{Body, PairBody, Query, pair_from};
+use super::extract::{Body, PairBody, Query, large_body, pair_from};
 use super::openapi::{
     ErrorEnvelope, FaultRequest, FaultResponse, PairQuery, PairRequest, PhonebookRequest,
     PhonebookResponse, ScanResponse, SimIncomingRequest, SimIncomingResponse, SimOutboxResponse,
@@ -18,6 +18,9 @@ use crate::contacts::own_numbers;
 use crate::domain::PhoneNumber;
 use crate::engine::sim::{Fault, PhoneBook, SimEntry, SimError, SimIncoming, SimNetwork};
 use crate::error::{AppError, AppResult};
+
+/// What a tenant key is told: the simulated network drives every tenant's phones.
+const SIM_ONLY_ADMIN: &str = "use the simulated phone network";
 
 fn network(st: &AppState) -> AppResult<&SimNetwork> {
     st.sim
@@ -54,20 +57,27 @@ pub struct PhonebookBody {
     operation_id = "sim_set_phonebook",
     tag = tags::SIM,
     summary = "Set what the simulated phone of a pair holds (`--engine sim` only)",
-    description = "The next contact fetch of the pair reads these entries. Bodies up to 256 MiB.",
+    description = "The next contact fetch of the pair reads these entries. Bodies up to \
+        `--sim-max-phonebook-bytes` (64 MiB by default), read one upload at a time. Admin key \
+        only.",
     request_body = PhonebookRequest,
     responses(
         (status = 200, description = "Stored", body = PhonebookResponse),
         (status = 400, description = "Bad `user_id`, `place_id`, `me` or `entries`", body = ErrorEnvelope),
+        (status = 403, description = "A tenant key: the simulated network is the admin's", body = ErrorEnvelope),
         (status = 404, description = "The server does not run the simulated network", body = ErrorEnvelope),
+        (status = 413, description = "The body is larger than `--sim-max-phonebook-bytes`", body = ErrorEnvelope),
     )
 )]
 pub async fn set_phonebook(
     State(st): State<AppState>,
     caller: Caller,
-    Body(b): Body<PhonebookBody>,
+    body: axum::body::Body,
 ) -> AppResult<Response> {
+    caller.require_admin(SIM_ONLY_ADMIN)?;
     let net = network(&st)?;
+    let _turn = net.upload_turn().await;
+    let b: PhonebookBody = large_body(body, net.max_phonebook_bytes()).await?;
     let pair = pair_from(caller, &b.user_id, &b.place_id)?;
     let entries = b
         .entries
@@ -107,6 +117,7 @@ pub async fn set_phonebook(
     responses(
         (status = 200, description = "Scanned; the session goes on to `ready`", body = ScanResponse),
         (status = 400, description = "Bad `user_id`/`place_id`, or no QR code is showing for the pair", body = ErrorEnvelope),
+        (status = 403, description = "A tenant key: the simulated network is the admin's", body = ErrorEnvelope),
         (status = 404, description = "The server does not run the simulated network", body = ErrorEnvelope),
     )
 )]
@@ -115,6 +126,7 @@ pub async fn scan(
     caller: Caller,
     Body(b): Body<PairBody>,
 ) -> AppResult<Response> {
+    caller.require_admin(SIM_ONLY_ADMIN)?;
     let pair = b.pair(caller)?;
     let session_id = network(&st)?.scan(pair).await.map_err(sim_error)?;
     Ok(envelope::ok(
@@ -144,6 +156,7 @@ pub struct FaultBody {
     responses(
         (status = 200, description = "Injected", body = FaultResponse),
         (status = 400, description = "Bad `user_id`, `place_id` or `kind`", body = ErrorEnvelope),
+        (status = 403, description = "A tenant key: the simulated network is the admin's", body = ErrorEnvelope),
         (status = 404, description = "The pair has no live simulated client, or the server does not run the simulated network", body = ErrorEnvelope),
     )
 )]
@@ -152,6 +165,7 @@ pub async fn fault(
     caller: Caller,
     Body(b): Body<FaultBody>,
 ) -> AppResult<Response> {
+    caller.require_admin(SIM_ONLY_ADMIN)?;
     let pair = pair_from(caller, &b.user_id, &b.place_id)?;
     let kind = match &b.kind {
         None | Some(Value::Null) => return Err(AppError::BadRequest("kind is required".into())),
@@ -185,10 +199,12 @@ pub async fn fault(
     responses(
         (status = 200, description = "The sent messages", body = SimOutboxResponse),
         (status = 400, description = "Bad `user_id` or `place_id`", body = ErrorEnvelope),
+        (status = 403, description = "A tenant key: the simulated network is the admin's", body = ErrorEnvelope),
         (status = 404, description = "The server does not run the simulated network", body = ErrorEnvelope),
     )
 )]
-pub async fn outbox(State(st): State<AppState>, q: Query) -> AppResult<Response> {
+pub async fn outbox(State(st): State<AppState>, caller: Caller, q: Query) -> AppResult<Response> {
+    caller.require_admin(SIM_ONLY_ADMIN)?;
     let pair = q.pair()?;
     let sent = network(&st)?
         .outbox(pair)
@@ -241,6 +257,7 @@ pub struct IncomingBody {
     responses(
         (status = 200, description = "Delivered to the linked client", body = SimIncomingResponse),
         (status = 400, description = "Bad `user_id`, `place_id`, `from`, `text` or `push_name`, or the client is not connected", body = ErrorEnvelope),
+        (status = 403, description = "A tenant key: the simulated network is the admin's", body = ErrorEnvelope),
         (status = 404, description = "The pair has no live simulated client, or the server does not run the simulated network", body = ErrorEnvelope),
     )
 )]
@@ -249,6 +266,7 @@ pub async fn incoming(
     caller: Caller,
     Body(b): Body<IncomingBody>,
 ) -> AppResult<Response> {
+    caller.require_admin(SIM_ONLY_ADMIN)?;
     let pair = pair_from(caller, &b.user_id, &b.place_id)?;
     let from = match &b.from {
         None | Some(Value::Null) => return Err(AppError::BadRequest("from is required".into())),
