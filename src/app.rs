@@ -17,7 +17,8 @@ use crate::engine::sim::SimNetwork;
 use crate::engine::whatsapp::{WhatsAppEngine, WhatsAppOptions};
 use crate::events::{EventBus, webhook};
 use crate::http::{AppState, router};
-use crate::messaging::Outbox;
+use crate::messaging::{Outbox, image};
+use crate::outbound::OutboundPolicy;
 use crate::session::SessionManager;
 use crate::store::{SqliteStore, Store};
 
@@ -113,12 +114,14 @@ impl Application {
         if restored > 0 {
             tracing::info!("🔄 Restoring {restored} linked sessions");
         }
+        let outbound = OutboundPolicy::new(config.outbound_allow.clone());
         let outbox = Outbox::new(
             Arc::new(sqlite.clone()),
             manager.clone(),
             events.clone(),
             clock.clone(),
             config.pacing,
+            image::Images::new(&outbound),
         );
         let pending = outbox.start().await.context("restarting the outbox")?;
         if pending > 0 {
@@ -128,6 +131,7 @@ impl Application {
         let dispatcher = tokio::spawn(webhook::run_dispatcher(
             events.clone(),
             config.webhooks.clone(),
+            outbound.clone(),
             background.clone(),
         ));
         let listener = TcpListener::bind(&config.listen)
@@ -146,6 +150,7 @@ impl Application {
                 keys,
                 outbox,
                 events,
+                outbound,
             },
             background,
             dispatcher,

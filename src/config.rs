@@ -132,9 +132,22 @@ pub struct ServeArgs {
     #[arg(long, env = "WAM_WEBHOOK_BACKOFF_MAX", value_parser = seconds, default_value = "300")]
     pub webhook_backoff_max: Duration,
 
+    /// Tenants whose webhook deliveries go out at once; each tenant's still go one by one.
+    #[arg(long, env = "WAM_WEBHOOK_CONCURRENCY", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub webhook_concurrency: u32,
+
+    /// Networks that webhook and image URLs may reach besides public addresses (CIDR, comma
+    /// separated), e.g. an on-premises back office on 10.0.0.0/8. Empty: public only.
+    #[arg(long, env = "WAM_OUTBOUND_ALLOW", value_delimiter = ',', value_parser = crate::outbound::parse_allowed)]
+    pub outbound_allow: Vec<ipnet::IpNet>,
+
     /// sim: pause per 1,000 contacts read, to make a fetch observable.
     #[arg(long, env = "WAM_SIM_FETCH_DELAY_MS", default_value_t = 0)]
     pub sim_fetch_delay_ms: u64,
+
+    /// sim: the largest phone-book body `PUT /api/sim/phonebook` takes, in bytes.
+    #[arg(long, env = "WAM_SIM_MAX_PHONEBOOK_BYTES", default_value_t = 64 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(1024..=1024 * 1024 * 1024))]
+    pub sim_max_phonebook_bytes: u64,
 }
 
 /// What the application needs, independent of how it was given.
@@ -152,6 +165,8 @@ pub struct Config {
     pub max_concurrent_fetches: usize,
     pub pacing: crate::messaging::pacing::Pacing,
     pub webhooks: crate::events::webhook::WebhookSettings,
+    /// Private networks that caller-supplied URLs may reach (`--outbound-allow`).
+    pub outbound_allow: Vec<ipnet::IpNet>,
 }
 
 impl From<ServeArgs> for Config {
@@ -181,13 +196,17 @@ impl From<ServeArgs> for Config {
                 max_attempts: a.webhook_max_attempts,
                 backoff_initial: a.webhook_backoff,
                 backoff_max: a.webhook_backoff_max.max(a.webhook_backoff),
+                concurrency: a.webhook_concurrency as usize,
             },
+            outbound_allow: a.outbound_allow,
             sim: SimConfig {
                 contacts: a.sim_contacts,
                 auto_scan: a.sim_auto_scan,
                 qr_interval: a.sim_qr_interval.max(Duration::from_millis(10)),
                 qr_attempts: a.sim_qr_attempts,
                 fetch_delay: Duration::from_millis(a.sim_fetch_delay_ms),
+                max_phonebook_bytes: usize::try_from(a.sim_max_phonebook_bytes)
+                    .unwrap_or(usize::MAX),
                 ..SimConfig::default()
             },
         }

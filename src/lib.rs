@@ -13,6 +13,7 @@ pub mod events;
 pub mod http;
 pub mod logging;
 pub mod messaging;
+pub mod outbound;
 pub mod qr;
 pub mod session;
 pub mod store;

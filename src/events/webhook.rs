@@ -2,24 +2,32 @@
 //!
 //! Deliveries of one tenant go strictly one after the other, in event order: the next is not
 //! tried while the one before it is still pending. So a receiver that is down for a while
-//! gets every event later, in the order they happened. Tenants do not wait for each other.
+//! gets every event later, in the order they happened. Tenants do not wait for each other:
+//! each tenant's head delivery runs as its own task, up to `--webhook-concurrency` tenants at
+//! once, so one receiver that hangs until the timeout delays only its own tenant.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
-use futures::StreamExt;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::EventBus;
+use crate::domain::UserId;
+use crate::outbound::{OutboundPolicy, refusal_of};
 use crate::store::{AttemptResult, DeliveryRecord};
 
 /// The header carrying `sha256=<hex HMAC-SHA256 of the raw body, keyed by the secret>`.
 pub const SIGNATURE_HEADER: &str = "X-Webhook-Signature";
+/// `t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<raw body>">`: the time is signed with the
+/// body, so a captured delivery cannot be replayed later than the receiver's tolerance.
+pub const SIGNATURE_V2_HEADER: &str = "X-Webhook-Signature-V2";
+/// The `t` of the V2 signature, on its own for receivers that log it.
+pub const TIMESTAMP_HEADER: &str = "X-Webhook-Timestamp";
 pub const EVENT_HEADER: &str = "X-Webhook-Event";
 pub const DELIVERY_HEADER: &str = "X-Webhook-Delivery";
-/// Tenants whose head delivery is tried at once.
-const PARALLEL_TENANTS: usize = 16;
 /// How long the dispatcher sleeps at most before looking again (a clock moved by hand, a
 /// delivery queued by another server instance).
 const RECHECK: Duration = Duration::from_secs(1);
@@ -31,6 +39,8 @@ pub struct WebhookSettings {
     pub max_attempts: u32,
     pub backoff_initial: Duration,
     pub backoff_max: Duration,
+    /// Tenants whose head delivery is in flight at once.
+    pub concurrency: usize,
 }
 
 impl Default for WebhookSettings {
@@ -40,6 +50,7 @@ impl Default for WebhookSettings {
             max_attempts: 10,
             backoff_initial: Duration::from_secs(1),
             backoff_max: Duration::from_secs(300),
+            concurrency: 16,
         }
     }
 }
@@ -54,26 +65,41 @@ impl WebhookSettings {
     }
 }
 
+fn hmac_hex(secret: &str, parts: &[&[u8]]) -> String {
+    // HMAC takes a key of any length, so this cannot fail.
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret.as_bytes()) else {
+        return String::new();
+    };
+    for p in parts {
+        mac.update(p);
+    }
+    mac.finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// `sha256=<hex>`: what a receiver recomputes from the raw body and its secret.
 pub fn signature(secret: &str, body: &[u8]) -> String {
-    // HMAC takes a key of any length.
-    let mut mac = match Hmac::<Sha256>::new_from_slice(secret.as_bytes()) {
-        Ok(m) => m,
-        Err(_) => return String::new(),
-    };
-    mac.update(body);
-    let digest = mac.finalize().into_bytes();
-    let mut out = String::with_capacity(7 + 64);
-    out.push_str("sha256=");
-    for b in digest {
-        out.push_str(&format!("{b:02x}"));
-    }
-    out
+    format!("sha256={}", hmac_hex(secret, &[body]))
+}
+
+/// `t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">`.
+pub fn signature_v2(secret: &str, unix_s: i64, body: &[u8]) -> String {
+    let t = unix_s.to_string();
+    format!("t={t},v1={}", hmac_hex(secret, &[t.as_bytes(), b".", body]))
 }
 
 /// Runs until cancelled.
-pub async fn run_dispatcher(bus: EventBus, settings: WebhookSettings, cancel: CancellationToken) {
-    let client = match reqwest::Client::builder()
+pub async fn run_dispatcher(
+    bus: EventBus,
+    settings: WebhookSettings,
+    policy: OutboundPolicy,
+    cancel: CancellationToken,
+) {
+    let client = match policy
+        .client(reqwest::Client::builder())
         .timeout(settings.timeout)
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("whatsapp-manager/", env!("CARGO_PKG_VERSION")))
@@ -85,108 +111,157 @@ pub async fn run_dispatcher(bus: EventBus, settings: WebhookSettings, cancel: Ca
             return;
         }
     };
+    let dispatcher = Dispatcher {
+        bus,
+        client,
+        settings,
+        policy,
+    };
+    // The tenant of each delivery in flight; its next one waits for it.
+    let mut in_flight: HashMap<tokio::task::Id, UserId> = HashMap::new();
+    let mut running: JoinSet<()> = JoinSet::new();
     loop {
-        let heads = match bus.store().pending_heads().await {
+        let heads = match dispatcher.bus.store().pending_heads().await {
             Ok(h) => h,
             Err(e) => {
                 tracing::error!("❌ Cannot read the webhook queue: {e:#}");
                 Vec::new()
             }
         };
-        let now = bus.clock().now_ms();
-        let (due, later): (Vec<_>, Vec<_>) =
-            heads.into_iter().partition(|d| d.next_attempt_at <= now);
-        if !due.is_empty() {
-            let attempts = futures::stream::iter(due)
-                .map(|d| deliver(&bus, &client, &settings, d))
-                .buffer_unordered(PARALLEL_TENANTS);
-            tokio::select! {
-                () = attempts.for_each(|()| async {}) => {}
-                () = cancel.cancelled() => return,
+        let now = dispatcher.bus.clock().now_ms();
+        let mut next_due: Option<i64> = None;
+        for d in heads {
+            if in_flight.values().any(|u| *u == d.user_id) {
+                continue;
             }
-            continue;
+            if d.next_attempt_at > now {
+                next_due = Some(next_due.map_or(d.next_attempt_at, |t| t.min(d.next_attempt_at)));
+                continue;
+            }
+            if in_flight.len() >= dispatcher.settings.concurrency {
+                break;
+            }
+            let user = d.user_id;
+            let this = dispatcher.clone();
+            let task = running.spawn(async move { this.deliver(d).await });
+            in_flight.insert(task.id(), user);
         }
-        let wait = later
-            .iter()
-            .map(|d| Duration::from_millis((d.next_attempt_at - now).max(0) as u64))
-            .min()
-            .map_or(Duration::from_secs(30), |w| w.min(RECHECK));
+        let wait = next_due
+            .map_or(Duration::from_secs(30), |t| {
+                Duration::from_millis(u64::try_from(t - now).unwrap_or(0))
+            })
+            .min(RECHECK);
         tokio::select! {
+            Some(done) = running.join_next_with_id(), if !running.is_empty() => {
+                // A panicked delivery frees its tenant too: the delivery is still pending and
+                // is tried again.
+                let id = done.map_or_else(|e| e.id(), |(id, ())| id);
+                in_flight.remove(&id);
+            }
             () = tokio::time::sleep(wait) => {}
-            () = bus.queued().notified() => {}
-            () = cancel.cancelled() => return,
+            () = dispatcher.bus.queued().notified() => {}
+            () = cancel.cancelled() => {
+                // Deliveries cut short stay pending and go again after the next start.
+                running.abort_all();
+                return;
+            }
         }
     }
 }
 
-async fn deliver(
-    bus: &EventBus,
-    client: &reqwest::Client,
-    settings: &WebhookSettings,
-    d: DeliveryRecord,
-) {
-    let store = bus.store();
-    let attempt = u32::try_from(d.attempts + 1).unwrap_or(u32::MAX);
-    let result = match store.webhook(d.user_id).await {
-        Err(e) => {
-            tracing::error!("❌ Cannot read the webhook of user {}: {e:#}", d.user_id);
-            return;
-        }
-        Ok(None) => AttemptResult::Failed {
-            status_code: None,
-            error: "the webhook was removed".into(),
-            retry_at: None,
-        },
-        Ok(Some(hook)) => {
-            let sent = client
-                .post(&hook.url)
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .header(EVENT_HEADER, &d.event.kind)
-                .header(DELIVERY_HEADER, d.id.to_string())
-                .header(
-                    SIGNATURE_HEADER,
-                    signature(&hook.secret, d.event.payload.as_bytes()),
-                )
-                .body(d.event.payload.clone())
-                .send()
-                .await;
-            let (code, error) = match sent {
-                Ok(r) if r.status().is_success() => (Some(r.status().as_u16()), None),
-                Ok(r) => (
-                    Some(r.status().as_u16()),
-                    Some(format!("the receiver answered {}", r.status())),
-                ),
-                Err(e) => (None, Some(describe(e))),
-            };
-            match error {
-                None => AttemptResult::Delivered {
-                    status_code: code.map_or(0, i64::from),
-                },
-                Some(error) => {
-                    let retry_at = (attempt < settings.max_attempts).then(|| {
-                        bus.clock().now_ms() + settings.backoff(attempt).as_millis() as i64
-                    });
-                    if retry_at.is_none() {
-                        tracing::warn!(
-                            "⚠️ Webhook delivery {} of user {} given up after {attempt} attempts: {error}",
-                            d.id,
-                            d.user_id
-                        );
-                    }
-                    AttemptResult::Failed {
-                        status_code: code.map(i64::from),
-                        error,
-                        retry_at,
-                    }
+#[derive(Clone)]
+struct Dispatcher {
+    bus: EventBus,
+    client: reqwest::Client,
+    settings: WebhookSettings,
+    policy: OutboundPolicy,
+}
+
+impl Dispatcher {
+    async fn deliver(&self, d: DeliveryRecord) {
+        let store = self.bus.store();
+        let attempt = u32::try_from(d.attempts + 1).unwrap_or(u32::MAX);
+        let outcome = match store.webhook(d.user_id).await {
+            Err(e) => {
+                tracing::error!("❌ Cannot read the webhook of user {}: {e:#}", d.user_id);
+                return;
+            }
+            Ok(None) => Err(("the webhook was removed".to_owned(), None, false)),
+            Ok(Some(hook)) => self.post(&hook.url, &hook.secret, &d).await,
+        };
+        let result = match outcome {
+            Ok(code) => AttemptResult::Delivered {
+                status_code: i64::from(code),
+            },
+            Err((error, code, retry)) => {
+                let retry_at = (retry && attempt < self.settings.max_attempts).then(|| {
+                    self.bus.clock().now_ms() + self.settings.backoff(attempt).as_millis() as i64
+                });
+                if retry_at.is_none() {
+                    tracing::warn!(
+                        "⚠️ Webhook delivery {} of user {} given up after {attempt} attempts: {error}",
+                        d.id,
+                        d.user_id
+                    );
+                }
+                AttemptResult::Failed {
+                    status_code: code.map(i64::from),
+                    error,
+                    retry_at,
                 }
             }
+        };
+        if let Err(e) = store
+            .record_attempt(d.id, &result, self.bus.clock().now_ms())
+            .await
+        {
+            tracing::error!("❌ Cannot record webhook delivery {}: {e:#}", d.id);
         }
-    };
-    if let Err(e) = store
-        .record_attempt(d.id, &result, bus.clock().now_ms())
-        .await
-    {
-        tracing::error!("❌ Cannot record webhook delivery {}: {e:#}", d.id);
+    }
+
+    /// One attempt: the receiver's 2xx status, or why not, its status if it answered, and
+    /// whether trying again could help.
+    async fn post(
+        &self,
+        raw_url: &str,
+        secret: &str,
+        d: &DeliveryRecord,
+    ) -> Result<u16, (String, Option<u16>, bool)> {
+        // A URL stored before addresses were checked, or by a looser configuration, is held
+        // to today's rules before any connection: a refused one is never tried again.
+        let url = reqwest::Url::parse(raw_url)
+            .map_err(|_| ("the webhook URL is not valid".to_owned(), None, false))?;
+        if let Err(r) = self.policy.check_written(&url) {
+            return Err((format!("the webhook URL {r}"), None, false));
+        }
+        let body = d.event.payload.as_bytes();
+        let now_s = self.bus.clock().now_ms().div_euclid(1000);
+        let sent = self
+            .client
+            .post(url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header(EVENT_HEADER, &d.event.kind)
+            .header(DELIVERY_HEADER, d.id.to_string())
+            .header(SIGNATURE_HEADER, signature(secret, body))
+            .header(TIMESTAMP_HEADER, now_s.to_string())
+            .header(SIGNATURE_V2_HEADER, signature_v2(secret, now_s, body))
+            .body(d.event.payload.clone())
+            .send()
+            .await;
+        match sent {
+            Ok(r) if r.status().is_success() => Ok(r.status().as_u16()),
+            Ok(r) => Err((
+                format!("the receiver answered HTTP {}", r.status().as_u16()),
+                Some(r.status().as_u16()),
+                true,
+            )),
+            Err(e) => match refusal_of(&e) {
+                // Only addresses the tenant may target get "could not connect": a refused
+                // one says so and nothing about what listens there.
+                Some(r) => Err((format!("the webhook URL {r}"), None, false)),
+                None => Err((describe(e), None, true)),
+            },
+        }
     }
 }
 
@@ -195,7 +270,7 @@ fn describe(e: reqwest::Error) -> String {
     if e.is_timeout() {
         "the receiver did not answer in time".into()
     } else if e.is_connect() {
-        "cannot connect to the receiver".into()
+        "could not connect to the receiver".into()
     } else {
         format!("the request failed: {}", e.without_url())
     }
@@ -212,6 +287,18 @@ mod tests {
             signature("Jefe", b"what do ya want for nothing?"),
             "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
+    }
+
+    #[test]
+    fn the_v2_signature_signs_the_time_with_the_body() {
+        let sig = signature_v2("Jefe", 1_700_000_000, b"{}");
+        let (t, v1) = sig.split_once(',').unwrap();
+        assert_eq!(t, "t=1700000000");
+        assert_eq!(
+            v1.strip_prefix("v1=").unwrap(),
+            hmac_hex("Jefe", &[b"1700000000.{}"])
+        );
+        assert_ne!(sig, signature_v2("Jefe", 1_700_000_001, b"{}"));
     }
 
     #[test]

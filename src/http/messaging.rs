@@ -190,7 +190,7 @@ fn content(f: &ContentFields) -> AppResult<Content> {
 
 fn bad_image(e: ImageError) -> AppError {
     match e {
-        ImageError::InvalidUrl => AppError::BadRequest(e.to_string()),
+        ImageError::InvalidUrl | ImageError::Refused(_) => AppError::BadRequest(e.to_string()),
         other => AppError::BadRequest(format!("image_url cannot be used: {other}")),
     }
 }
@@ -225,9 +225,7 @@ fn refuse_unknown(unknown: &[String]) -> AppResult<()> {
 /// rather than failing every message later.
 async fn probe_image(st: &AppState, c: &Content) -> AppResult<()> {
     if let Some(url) = &c.image_url {
-        image::fetch(st.outbox.images(), url)
-            .await
-            .map_err(bad_image)?;
+        st.outbox.images().fetch(url).await.map_err(bad_image)?;
     }
     Ok(())
 }
@@ -963,11 +961,13 @@ pub async fn retry(
     summary = "Check a message without sending it",
     description = "Runs every check a send runs (content, variables, recipient, image URL) and \
         shows the text as the recipient would get it. Problems are listed in `errors`, with \
-        `valid: false`; nothing is queued.",
+        `valid: false`; nothing is queued. An `image_url` the server may not fetch at all (a \
+        private or local address, credentials in the URL) is refused with 400 instead, \
+        before any connection.",
     request_body = ValidateMessageRequest,
     responses(
         (status = 200, description = "The checks' result", body = ValidationResponse),
-        (status = 400, description = "Bad `user_id` or `place_id`", body = ErrorEnvelope),
+        (status = 400, description = "Bad `user_id` or `place_id`, or an `image_url` on a private or local address", body = ErrorEnvelope),
     )
 )]
 pub async fn validate(
@@ -1030,10 +1030,12 @@ pub async fn validate(
             );
         }
         if let Some(url) = &c.image_url {
-            match image::fetch(st.outbox.images(), url).await {
+            match st.outbox.images().fetch(url).await {
                 Ok(img) => {
                     image_info = json!({"content_type": img.mime, "size_bytes": img.bytes.len()})
                 }
+                // Not a finding about the message: a URL the server will not fetch at all.
+                Err(e @ ImageError::Refused(_)) => return Err(bad_image(e)),
                 Err(e) => errors.push(format!("image_url cannot be used: {e}")),
             }
         }
@@ -1090,13 +1092,14 @@ pub struct ImageUrlBody {
     operation_id = "test_image_url",
     tag = tags::MESSAGING,
     summary = "Download an image URL as a send would, and say whether it can be used",
-    description = "http/https only, an `image/*` answer, at most 10 MB, 30 s, redirects only to \
-        public addresses. A URL that cannot be used answers 200 with `valid: false` and the \
-        reason.",
+    description = "http/https only, public addresses only (on every redirect too), an \
+        `image/*` answer, at most 10 MB, 30 s. A URL that cannot be used answers 200 with \
+        `valid: false` and the reason; one on a private or local address, or with credentials, \
+        is refused with 400 before any connection.",
     request_body = TestImageRequest,
     responses(
         (status = 200, description = "The probe's result", body = ImageProbeResponse),
-        (status = 400, description = "`image_url` missing or not an http(s) URL", body = ErrorEnvelope),
+        (status = 400, description = "`image_url` missing, not an http(s) URL, or on a private or local address", body = ErrorEnvelope),
     )
 )]
 pub async fn test_image_url(
@@ -1117,7 +1120,11 @@ pub async fn test_image_url(
     };
     image::check_url(&raw).map_err(bad_image)?;
     let started = std::time::Instant::now();
-    let result = image::fetch(st.outbox.images(), &raw).await;
+    let result = match st.outbox.images().fetch(&raw).await {
+        // Refused before any connection: nothing about what answers there is told.
+        Err(e @ ImageError::Refused(_)) => return Err(bad_image(e)),
+        other => other,
+    };
     let elapsed_ms = started.elapsed().as_millis() as u64;
     let data = match result {
         Ok(img) => json!({

@@ -36,8 +36,6 @@ use crate::store::Store;
 /// Every route but the sim phone book: the largest body of the API (a list of recipients or
 /// contact ids) is a few kilobytes.
 pub const BODY_LIMIT: usize = 64 * 1024;
-/// 100k-entry phone books, with room to spare.
-pub const PHONEBOOK_BODY_LIMIT: usize = 256 * 1024 * 1024;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -52,6 +50,8 @@ pub struct AppState {
     pub keys: ApiKeys,
     pub outbox: crate::messaging::Outbox,
     pub events: crate::events::EventBus,
+    /// Where caller-supplied URLs (webhooks, images) may point.
+    pub outbound: crate::outbound::OutboundPolicy,
 }
 
 pub const OPENAPI_PATH: &str = "/api/openapi.json";
@@ -104,7 +104,8 @@ fn api_parts(with_sim: bool) -> (OpenApiRouter<AppState>, OpenApiRouter<AppState
         .nest("/api/admin", admin);
     if with_sim {
         let sim = OpenApiRouter::new()
-            .routes(routes!(sim::set_phonebook).layer(DefaultBodyLimit::max(PHONEBOOK_BODY_LIMIT)))
+            // The handler reads its body under `--sim-max-phonebook-bytes` itself.
+            .routes(routes!(sim::set_phonebook).layer(DefaultBodyLimit::disable()))
             .routes(routes!(sim::scan))
             .routes(routes!(sim::fault))
             .routes(routes!(sim::outbox))

@@ -1715,6 +1715,10 @@ pub struct Webhook {
     secret_hint: String,
     /// The header that carries `sha256=<hex HMAC-SHA256 of the body>`.
     signature_header: String,
+    /// The header that carries `t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">`.
+    signature_v2_header: String,
+    /// The header that carries the signed time alone (unix seconds).
+    timestamp_header: String,
     /// Whether the server made the secret (only in the answer that set it).
     secret_generated: Option<bool>,
     #[schema(format = DateTime)]

@@ -19,6 +19,7 @@ use crate::clock::rfc3339_ms;
 use crate::domain::{PlaceId, UserId};
 use crate::error::{AppError, AppResult};
 use crate::events::EventKind;
+use crate::outbound::Refusal;
 use crate::store::{DeliveryRecord, DeliveryStatus, WebhookRecord};
 
 pub const SECRET_MIN_CHARS: usize = 16;
@@ -40,6 +41,8 @@ fn webhook_json(h: &WebhookRecord, show_secret: bool) -> Value {
         "secret": show_secret.then_some(&h.secret),
         "secret_hint": secret_hint(&h.secret),
         "signature_header": crate::events::webhook::SIGNATURE_HEADER,
+        "signature_v2_header": crate::events::webhook::SIGNATURE_V2_HEADER,
+        "timestamp_header": crate::events::webhook::TIMESTAMP_HEADER,
         "created_at": rfc3339_ms(h.created_at),
         "updated_at": rfc3339_ms(h.updated_at),
     })
@@ -63,6 +66,37 @@ pub struct WebhookBody {
     events: Option<Value>,
 }
 
+/// An http(s) URL the server may post to: no credentials in it, and a host that is not (and
+/// does not resolve to) a private or local address. Refused before any connection is tried.
+async fn webhook_url(st: &AppState, raw: Option<&Value>) -> AppResult<String> {
+    let invalid = || {
+        AppError::BadRequest(format!(
+            "url must be an http or https URL of at most {URL_MAX_CHARS} characters"
+        ))
+    };
+    let raw = match raw {
+        None | Some(Value::Null) => return Err(AppError::BadRequest("url is required".into())),
+        Some(Value::String(u)) if u.chars().count() <= URL_MAX_CHARS => u,
+        Some(_) => return Err(invalid()),
+    };
+    let url = reqwest::Url::parse(raw.trim()).map_err(|_| invalid())?;
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(invalid());
+    }
+    st.outbound.check(&url).await.map_err(|r| match r {
+        Refusal::Scheme => invalid(),
+        r => AppError::BadRequest(format!("url {r}")),
+    })?;
+    Ok(url.to_string())
+}
+
+/// Printable ASCII without spaces: what every receiver's framework can hold in a
+/// configuration value and compare byte for byte.
+fn secret_is_valid(s: &str) -> bool {
+    (SECRET_MIN_CHARS..=SECRET_MAX_CHARS).contains(&s.len())
+        && s.bytes().all(|b| b.is_ascii_graphic())
+}
+
 fn random_secret() -> AppResult<String> {
     let mut b = [0u8; 24];
     getrandom::fill(&mut b)
@@ -81,13 +115,19 @@ fn random_secret() -> AppResult<String> {
     tag = tags::WEBHOOKS,
     summary = "Set the tenant's webhook: where events are POSTed, signed with the secret",
     description = "Every body is signed: the `X-Webhook-Signature` header is `sha256=` and the \
-        hex HMAC-SHA256 of the raw body, keyed by the secret. Without a `secret` one is made \
-        and shown in this answer. `events` defaults to all of them. Deliveries go in event \
-        order and are retried with exponential backoff while the receiver fails.",
+        hex HMAC-SHA256 of the raw body, keyed by the secret; `X-Webhook-Signature-V2` is \
+        `t=<unix seconds>,v1=<hex HMAC-SHA256 of \"<t>.<raw body>\">` (also sent alone as \
+        `X-Webhook-Timestamp`), so a receiver can refuse old or replayed deliveries. Without \
+        a `secret` one is made and shown in this answer; a given one is 16 to 200 printable \
+        ASCII characters without spaces. `events` defaults to all of them. The URL must reach \
+        a public address (no loopback, private, link-local or similar address, whatever its \
+        spelling, and no user name or password in it) unless the server's `--outbound-allow` \
+        lists its network. Deliveries go in event order and are retried with exponential \
+        backoff while the receiver fails.",
     request_body = WebhookRequest,
     responses(
         (status = 200, description = "Set", body = WebhookResponse),
-        (status = 400, description = "Bad `user_id`, `url`, `secret` or `events`", body = ErrorEnvelope),
+        (status = 400, description = "Bad `user_id`, `url` (not http(s), or not a public address), `secret` or `events`", body = ErrorEnvelope),
     )
 )]
 pub async fn set(
@@ -96,38 +136,14 @@ pub async fn set(
     Body(b): Body<WebhookBody>,
 ) -> AppResult<Response> {
     let user = user_of(caller, &b.user_id)?;
-    let url = match &b.url {
-        None | Some(Value::Null) => return Err(AppError::BadRequest("url is required".into())),
-        Some(Value::String(u)) => {
-            let parsed = reqwest::Url::parse(u.trim()).ok().filter(|p| {
-                matches!(p.scheme(), "http" | "https")
-                    && p.host_str().is_some_and(|h| !h.is_empty())
-                    && u.chars().count() <= URL_MAX_CHARS
-            });
-            parsed.map(|p| p.to_string()).ok_or_else(|| {
-                AppError::BadRequest(format!(
-                    "url must be an http or https URL of at most {URL_MAX_CHARS} characters"
-                ))
-            })?
-        }
-        Some(_) => {
-            return Err(AppError::BadRequest(format!(
-                "url must be an http or https URL of at most {URL_MAX_CHARS} characters"
-            )));
-        }
-    };
+    let url = webhook_url(&st, b.url.as_ref()).await?;
     let (secret, generated) = match &b.secret {
         None | Some(Value::Null) => (random_secret()?, true),
-        Some(Value::String(s))
-            if (SECRET_MIN_CHARS..=SECRET_MAX_CHARS).contains(&s.chars().count())
-                && s.trim() == s =>
-        {
-            (s.clone(), false)
-        }
+        Some(Value::String(s)) if secret_is_valid(s) => (s.clone(), false),
         Some(_) => {
             return Err(AppError::BadRequest(format!(
-                "secret must be a string of {SECRET_MIN_CHARS} to {SECRET_MAX_CHARS} characters \
-                 without surrounding spaces"
+                "secret must be {SECRET_MIN_CHARS} to {SECRET_MAX_CHARS} printable ASCII \
+                 characters, without spaces or control characters"
             )));
         }
     };

@@ -65,7 +65,7 @@ struct Inner {
     events: EventBus,
     clock: SharedClock,
     pacing: Pacing,
-    images: reqwest::Client,
+    images: image::Images,
     workers: Mutex<HashMap<Pair, Arc<Notify>>>,
     tasks: TaskTracker,
     cancel: CancellationToken,
@@ -78,6 +78,7 @@ impl Outbox {
         events: EventBus,
         clock: SharedClock,
         pacing: Pacing,
+        images: image::Images,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -86,7 +87,7 @@ impl Outbox {
                 events,
                 clock,
                 pacing,
-                images: image::client(),
+                images,
                 workers: Mutex::default(),
                 tasks: TaskTracker::new(),
                 cancel: CancellationToken::new(),
@@ -102,7 +103,7 @@ impl Outbox {
         self.inner.pacing
     }
 
-    pub fn images(&self) -> &reqwest::Client {
+    pub fn images(&self) -> &image::Images {
         &self.inner.images
     }
 
@@ -319,7 +320,10 @@ impl Worker {
         {
             return Ok(img.clone());
         }
-        let fetched = image::fetch(&self.inner.images, url)
+        let fetched = self
+            .inner
+            .images
+            .fetch(url)
             .await
             .map_err(|e| format!("image_url: {e}"))?;
         let img = OutgoingImage {

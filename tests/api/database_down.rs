@@ -195,6 +195,7 @@ async fn health_is_503_and_other_routes_500_in_the_envelope_when_the_database_is
         events.clone(),
         clock.clone(),
         whatsapp_manager::messaging::pacing::Pacing::default(),
+        whatsapp_manager::messaging::image::Images::new(&Default::default()),
     );
     let state = AppState {
         manager,
@@ -211,6 +212,7 @@ async fn health_is_503_and_other_routes_500_in_the_envelope_when_the_database_is
         engine: "sim",
         started: Instant::now(),
         request_timeout: std::time::Duration::from_secs(5),
+        outbound: Default::default(),
     };
     let app = router(state);
 

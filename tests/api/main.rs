@@ -14,5 +14,7 @@ mod lifecycle;
 mod manual_groups;
 mod messaging;
 mod openapi;
+mod outbound;
 mod process;
+mod sim_access;
 mod webhooks;

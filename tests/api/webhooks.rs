@@ -266,19 +266,19 @@ async fn bad_webhook_settings_are_refused_and_another_tenant_cannot_touch_it() {
         (json!({"user_id": 1}), "url"),
         (json!({"user_id": 1, "url": "ftp://x"}), "url"),
         (
-            json!({"user_id": 1, "url": "http://127.0.0.1/h", "secret": "short"}),
+            json!({"user_id": 1, "url": "https://198.51.99.1/h", "secret": "short"}),
             "secret",
         ),
         (
-            json!({"user_id": 1, "url": "http://127.0.0.1/h", "events": ["nope"]}),
+            json!({"user_id": 1, "url": "https://198.51.99.1/h", "events": ["nope"]}),
             "events",
         ),
         (
-            json!({"user_id": 1, "url": "http://127.0.0.1/h", "events": []}),
+            json!({"user_id": 1, "url": "https://198.51.99.1/h", "events": []}),
             "events",
         ),
         (
-            json!({"user_id": 0, "url": "http://127.0.0.1/h"}),
+            json!({"user_id": 0, "url": "https://198.51.99.1/h"}),
             "user_id",
         ),
     ] {
@@ -291,7 +291,7 @@ async fn bad_webhook_settings_are_refused_and_another_tenant_cannot_touch_it() {
     let (status, body) = app
         .put(
             "/api/whatsapp/webhook",
-            json!({"user_id": 1, "url": "http://127.0.0.1/h"}),
+            json!({"user_id": 1, "url": "https://198.51.99.1/h"}),
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
