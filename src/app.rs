@@ -16,6 +16,7 @@ use crate::engine::Engine;
 use crate::engine::sim::SimNetwork;
 use crate::engine::whatsapp::{WhatsAppEngine, WhatsAppOptions};
 use crate::events::{EventBus, webhook};
+use crate::http::serve::{ConnectionLimits, serve};
 use crate::http::{AppState, router};
 use crate::messaging::{Outbox, image};
 use crate::outbound::OutboundPolicy;
@@ -50,6 +51,7 @@ impl ApplicationBuilder {
 
 pub struct Application {
     listener: TcpListener,
+    connections: ConnectionLimits,
     state: AppState,
     /// Stops the webhook dispatcher.
     background: CancellationToken,
@@ -139,6 +141,11 @@ impl Application {
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         Ok(Self {
             listener,
+            connections: ConnectionLimits {
+                header_timeout: config.header_timeout,
+                idle_timeout: config.idle_timeout,
+                max_connections: config.max_connections,
+            },
             state: AppState {
                 manager,
                 store,
@@ -173,6 +180,7 @@ impl Application {
     ) -> anyhow::Result<()> {
         let Self {
             listener,
+            connections,
             state,
             background,
             dispatcher,
@@ -186,12 +194,10 @@ impl Application {
             state.engine
         );
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
-        let server = axum::serve(listener, router(state))
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                let _ = stopping_tx.send(());
-            })
-            .into_future();
+        let server = serve(listener, router(state), connections, async move {
+            shutdown.await;
+            let _ = stopping_tx.send(());
+        });
         // Requests still running when the stop comes get a short drain, not the full request
         // timeout: the whole stop must fit in the 10 s before a SIGKILL.
         let drain_over = async move {
@@ -201,7 +207,9 @@ impl Application {
             tokio::time::sleep(HTTP_DRAIN).await;
         };
         tokio::select! {
-            served = server => served.context("HTTP server failed")?,
+            () = server => {}
+            // Dropping `server` closes the connections still open (an event stream, a
+            // handler past its drain).
             () = drain_over => {
                 tracing::warn!("⚠️ Requests still running after {HTTP_DRAIN:?} were cut short");
             }

@@ -80,6 +80,20 @@ pub struct ServeArgs {
     #[arg(long, env = "WAM_REQUEST_TIMEOUT", value_parser = seconds, default_value = "60")]
     pub request_timeout: Duration,
 
+    /// Seconds a client has to send the whole head of a request (request line and headers);
+    /// also how long a kept-alive connection may wait for its next request.
+    #[arg(long, env = "WAM_HEADER_TIMEOUT", value_parser = seconds, default_value = "10")]
+    pub header_timeout: Duration,
+
+    /// Seconds after which a connection where no bytes move, and no request is being
+    /// handled, is closed (a client that stopped reading a streamed answer, for one).
+    #[arg(long, env = "WAM_IDLE_TIMEOUT", value_parser = seconds, default_value = "60")]
+    pub idle_timeout: Duration,
+
+    /// Connections open at once; more clients wait to be accepted until one closes.
+    #[arg(long, env = "WAM_MAX_CONNECTIONS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+
     /// Contact fetches running at once across the server; more wait in a queue.
     #[arg(long, env = "WAM_MAX_CONCURRENT_FETCHES", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub max_concurrent_fetches: u32,
@@ -160,6 +174,12 @@ pub struct Config {
     pub sim: SimConfig,
     /// A request still running after this answers 408.
     pub request_timeout: Duration,
+    /// A request head must arrive within this; a kept-alive connection waits no longer.
+    pub header_timeout: Duration,
+    /// A connection with no bytes moving and no request being handled closes after this.
+    pub idle_timeout: Duration,
+    /// Connections open at once; further clients wait in the listen backlog.
+    pub max_connections: usize,
     /// `None`: no key is asked for, and only loopback addresses may be listened on.
     pub admin_key: Option<AdminKeyHash>,
     pub max_concurrent_fetches: usize,
@@ -177,6 +197,10 @@ impl From<ServeArgs> for Config {
             data_dir: a.data_dir,
             engine: a.engine,
             request_timeout: a.request_timeout.max(Duration::from_millis(10)),
+            // Zero would close every connection before its first request could arrive.
+            header_timeout: a.header_timeout.max(Duration::from_millis(100)),
+            idle_timeout: a.idle_timeout.max(Duration::from_millis(100)),
+            max_connections: a.max_connections as usize,
             // An empty WAM_API_KEY= is how templates say "unset"; it must not become a key
             // that anyone can send.
             admin_key: a

@@ -9,6 +9,7 @@ mod keys;
 mod linking;
 mod messaging;
 pub mod openapi;
+pub mod serve;
 mod sessions;
 mod sim;
 mod webhooks;

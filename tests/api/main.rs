@@ -4,6 +4,7 @@
 
 mod helpers;
 
+mod connections;
 mod contact_search;
 mod conventions;
 mod database_down;
