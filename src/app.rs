@@ -82,7 +82,8 @@ impl Application {
         } = b;
         check_listen_address(&config).await?;
         let sqlite = SqliteStore::connect(&config.database_url).await?;
-        let keys = ApiKeys::new(config.admin_key, Arc::new(sqlite.clone()), clock.clone());
+        let keys = ApiKeys::new(config.admin_key, Arc::new(sqlite.clone()), clock.clone())
+            .with_limits(config.limits);
         let store: Arc<dyn Store> = Arc::new(sqlite.clone());
         let (engine, sim): (Arc<dyn Engine>, Option<SimNetwork>) = match config.engine {
             EngineKind::Sim => {
@@ -181,12 +182,16 @@ impl Application {
             state.engine
         );
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
-        let server = axum::serve(listener, router(state))
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                let _ = stopping_tx.send(());
-            })
-            .into_future();
+        // The peer address: the failed-key throttle counts per client.
+        let server = axum::serve(
+            listener,
+            router(state).into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = stopping_tx.send(());
+        })
+        .into_future();
         // Requests still running when the stop comes get a short drain, not the full request
         // timeout: the whole stop must fit in the 10 s before a SIGKILL.
         let drain_over = async move {

@@ -15,4 +15,6 @@ mod manual_groups;
 mod messaging;
 mod openapi;
 mod process;
+mod quotas;
+mod security;
 mod webhooks;
