@@ -85,7 +85,8 @@ impl Application {
         } = b;
         check_listen_address(&config).await?;
         let sqlite = SqliteStore::connect(&config.database_url).await?;
-        let keys = ApiKeys::new(config.admin_key, Arc::new(sqlite.clone()), clock.clone());
+        let keys = ApiKeys::new(config.admin_key, Arc::new(sqlite.clone()), clock.clone())
+            .with_limits(config.limits);
         let store: Arc<dyn Store> = Arc::new(sqlite.clone());
         let (engine, sim): (Arc<dyn Engine>, Option<SimNetwork>) = match config.engine {
             EngineKind::Sim => {

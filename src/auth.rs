@@ -4,10 +4,16 @@
 //! is shown once when created and stored as its SHA-256. A tenant key reads
 //! `wam_<public id>_<secret>`; the public id finds its row, the hash of the whole key is
 //! compared in constant time, so neither lookup nor comparison tells how close a guess was.
+//!
+//! The gate also keeps the limits that go with a key (see [`limits`]): failed key checks
+//! per client address, requests per second per key, sessions per user.
 
+pub mod limits;
+
+use std::collections::HashSet;
 use std::fmt;
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -17,9 +23,15 @@ use subtle::ConstantTimeEq;
 use crate::clock::SharedClock;
 use crate::domain::{Pair, UserId};
 use crate::error::{AppError, AppResult};
-use crate::store::{ApiKeyRecord, KeyStore, NewApiKey};
+use crate::store::{ApiKeyRecord, KeyQuotas, KeyStore, NewApiKey};
+use limits::{BucketKey, ClientAddr, FailureThrottle, FailureVerdict, RateLimiter};
+pub use limits::{Limits, SessionLimit};
 
 const TENANT_PREFIX: &str = "wam_";
+/// A shorter admin key could be guessed: it is the one key with no random part of ours.
+pub const ADMIN_KEY_MIN_CHARS: usize = 16;
+/// The window of the failed-key throttle.
+const FAILURE_WINDOW_MS: i64 = 60_000;
 /// `last_used_at` is a hint for the admin, not an audit log: one write a minute per key.
 const TOUCH_EVERY_MS: i64 = 60_000;
 pub const KEY_NAME_MAX_CHARS: usize = 100;
@@ -45,6 +57,24 @@ impl FromStr for Secret {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Ok(Self(s.to_owned()))
+    }
+}
+
+impl Secret {
+    /// The admin key as given: empty (or blank) means "no key", as a template's
+    /// `WAM_API_KEY=` does; otherwise at least [`ADMIN_KEY_MIN_CHARS`] characters. The
+    /// refusal never repeats the value.
+    pub fn admin_key(s: &str) -> Result<Self, String> {
+        let chars = s.trim().chars().count();
+        if chars == 0 || chars >= ADMIN_KEY_MIN_CHARS {
+            return Ok(Self(s.to_owned()));
+        }
+        let plural = if chars == 1 { "" } else { "s" };
+        Err(format!(
+            "the admin API key (--api-key / WAM_API_KEY) has {chars} character{plural}; it needs at \
+             least {ADMIN_KEY_MIN_CHARS} so that it cannot be guessed (e.g. `openssl rand -hex \
+             32`). Leave it empty for no key (loopback only)."
+        ))
     }
 }
 
@@ -114,6 +144,60 @@ impl Caller {
     }
 }
 
+/// A caller and the quotas of the key it came with (none for the admin key).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Authenticated {
+    pub caller: Caller,
+    pub quotas: KeyQuotas,
+}
+
+/// What the failed-key throttle answered for one failed check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyFailure {
+    /// Answer 401.
+    Refused,
+    /// Answer 429: too many failures from this address.
+    Throttled { retry_after_secs: u64 },
+}
+
+/// The admin's view of a revocation, for the streams of the key that was revoked.
+struct Revocations {
+    /// Ids revoked since this process started; a stream opening just as its key is revoked
+    /// looks here, so it cannot miss the signal.
+    ids: Mutex<HashSet<i64>>,
+    /// Bumped after each revocation; every open event stream of a tenant key holds a
+    /// receiver and looks whether its key is among `ids`.
+    changed: tokio::sync::watch::Sender<u64>,
+}
+
+/// Resolves once the key is revoked; held by an open event stream.
+pub struct RevocationWatch {
+    key_id: i64,
+    revocations: Arc<Revocations>,
+    rx: tokio::sync::watch::Receiver<u64>,
+}
+
+impl RevocationWatch {
+    pub async fn revoked(mut self) {
+        loop {
+            self.rx.borrow_and_update();
+            if self
+                .revocations
+                .ids
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains(&self.key_id)
+            {
+                return;
+            }
+            if self.rx.changed().await.is_err() {
+                // The key store is gone with the server; so is the stream.
+                return;
+            }
+        }
+    }
+}
+
 /// A tenant key as the admin sees it after creating it: the only time `key` exists.
 #[derive(Debug)]
 pub struct CreatedKey {
@@ -126,6 +210,10 @@ pub struct ApiKeys {
     admin: Option<AdminKeyHash>,
     store: Arc<dyn KeyStore>,
     clock: SharedClock,
+    limits: Limits,
+    failures: Arc<FailureThrottle>,
+    rates: Arc<RateLimiter>,
+    revocations: Arc<Revocations>,
 }
 
 impl ApiKeys {
@@ -134,6 +222,75 @@ impl ApiKeys {
             admin,
             store,
             clock,
+            limits: Limits::default(),
+            failures: Arc::new(Self::throttle(&Limits::default())),
+            rates: Arc::new(RateLimiter::new(limits::RATE_TABLE_CAPACITY)),
+            revocations: Arc::new(Revocations {
+                ids: Mutex::default(),
+                changed: tokio::sync::watch::channel(0).0,
+            }),
+        }
+    }
+
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.failures = Arc::new(Self::throttle(&limits));
+        self.limits = limits;
+        self
+    }
+
+    fn throttle(limits: &Limits) -> FailureThrottle {
+        FailureThrottle::new(
+            limits.key_failures_per_minute,
+            FAILURE_WINDOW_MS,
+            limits::FAILURE_TABLE_CAPACITY,
+        )
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Counts a failed key check from `addr`; past the allowance the answer becomes 429.
+    pub fn key_failed(&self, addr: ClientAddr) -> KeyFailure {
+        match self.failures.record_failure(addr, self.clock.now_ms()) {
+            FailureVerdict::Counted => KeyFailure::Refused,
+            FailureVerdict::Throttled {
+                retry_after_secs,
+                newly,
+            } => {
+                if newly {
+                    tracing::warn!(
+                        "⚠️ {} failed API key checks within {} s from {addr}: answering 429 \
+                         to its failing requests (correct keys still pass)",
+                        self.failures.allowance(),
+                        self.failures.window_secs()
+                    );
+                }
+                KeyFailure::Throttled { retry_after_secs }
+            }
+        }
+    }
+
+    /// Takes one request from the caller's rate bucket; `Err(seconds to wait)` when empty.
+    pub fn take_request(&self, who: &Authenticated, addr: ClientAddr) -> Result<(), u64> {
+        let Some(rate) = self.limits.rate(&who.quotas) else {
+            return Ok(());
+        };
+        let bucket = match who.caller {
+            Caller::Tenant { key_id, .. } => BucketKey::Tenant(key_id),
+            // Without an admin key, callers without a key are anyone on this machine.
+            Caller::Admin if !self.enforced() => BucketKey::Address(addr),
+            Caller::Admin => BucketKey::Admin,
+        };
+        self.rates.take(bucket, rate, self.clock.now_ms())
+    }
+
+    /// Resolves when the key is revoked, for streams that must end with it.
+    pub fn revocation(&self, key_id: i64) -> RevocationWatch {
+        RevocationWatch {
+            key_id,
+            revocations: self.revocations.clone(),
+            rx: self.revocations.changed.subscribe(),
         }
     }
 
@@ -144,7 +301,11 @@ impl ApiKeys {
     }
 
     /// The caller behind a presented key (`None`: no key was sent).
-    pub async fn authenticate(&self, presented: Option<&str>) -> AppResult<Caller> {
+    pub async fn authenticate(&self, presented: Option<&str>) -> AppResult<Authenticated> {
+        let admin = Authenticated {
+            caller: Caller::Admin,
+            quotas: KeyQuotas::default(),
+        };
         let Some(key) = presented else {
             return if self.enforced() {
                 Err(AppError::Unauthorized(
@@ -153,14 +314,14 @@ impl ApiKeys {
                         .into(),
                 ))
             } else {
-                Ok(Caller::Admin)
+                Ok(admin)
             };
         };
         let hash = digest(key);
-        if let Some(admin) = &self.admin
-            && bool::from(admin.0.ct_eq(&hash))
+        if let Some(admin_hash) = &self.admin
+            && bool::from(admin_hash.0.ct_eq(&hash))
         {
-            return Ok(Caller::Admin);
+            return Ok(admin);
         }
         let Some(record) = self.lookup(key, &hash).await? else {
             return Err(AppError::Unauthorized(
@@ -179,9 +340,12 @@ impl ApiKeys {
                 record.id
             );
         }
-        Ok(Caller::Tenant {
-            key_id: record.id,
-            user_id: record.user_id,
+        Ok(Authenticated {
+            caller: Caller::Tenant {
+                key_id: record.id,
+                user_id: record.user_id,
+            },
+            quotas: record.quotas,
         })
     }
 
@@ -198,7 +362,12 @@ impl ApiKeys {
         Ok(record.filter(|r| bool::from(r.key_hash.as_slice().ct_eq(hash))))
     }
 
-    pub async fn create(&self, user_id: UserId, name: Option<&str>) -> AppResult<CreatedKey> {
+    pub async fn create(
+        &self,
+        user_id: UserId,
+        name: Option<&str>,
+        quotas: KeyQuotas,
+    ) -> AppResult<CreatedKey> {
         // Hex, so it never holds the `_` that ends it.
         let public_id: String = random::<6>()?.iter().map(|b| format!("{b:02x}")).collect();
         let key = format!(
@@ -212,6 +381,7 @@ impl ApiKeys {
                 user_id,
                 name,
                 key_hash: &digest(&key),
+                quotas,
                 now_ms: self.clock.now_ms(),
             })
             .await?;
@@ -238,6 +408,12 @@ impl ApiKeys {
             .revoke_api_key(id, self.clock.now_ms())
             .await?
             .ok_or_else(|| AppError::NotFound(format!("No active API key with id {id}")))?;
+        self.revocations
+            .ids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(record.id);
+        self.revocations.changed.send_modify(|n| *n += 1);
         tracing::info!(
             "✅ API key {} of user {} revoked",
             record.id,
@@ -276,6 +452,27 @@ mod tests {
         assert_eq!(err.status(), axum::http::StatusCode::FORBIDDEN);
         assert!(Caller::Admin.scope(pair(8)).is_ok());
         assert!(t.require_admin("manage API keys").is_err());
+    }
+
+    #[test]
+    fn the_admin_key_needs_16_characters_unless_empty() {
+        for ok in [
+            "",
+            "   ",
+            "0123456789abcdef",
+            "  0123456789abcdef  ",
+            "ééééééééééééééééé",
+        ] {
+            assert!(Secret::admin_key(ok).is_ok(), "{ok:?}");
+        }
+        for short in ["Zq", "fifteen-chars-Z", "  0123456789abcde  "] {
+            let err = Secret::admin_key(short).unwrap_err();
+            assert!(err.contains("at least 16"), "{err}");
+            assert!(
+                !err.contains(short.trim()),
+                "the refusal repeats the key: {err}"
+            );
+        }
     }
 
     #[test]

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::auth::{AdminKeyHash, Secret};
+use crate::auth::limits::Rate;
+use crate::auth::{AdminKeyHash, Limits, Secret};
 use crate::engine::sim::SimConfig;
 
 #[derive(Debug, Parser)]
@@ -53,6 +54,45 @@ fn seconds(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(v))
 }
 
+/// Requests per second: 0 (off) or a positive number.
+fn per_second(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of requests per second"))?;
+    if !v.is_finite() || !(0.0..=1_000_000.0).contains(&v) {
+        return Err(format!(
+            "{s:?} is not a usable rate (0 for off, up to 1000000 per second)"
+        ));
+    }
+    Ok(v)
+}
+
+/// The admin key's own rule (see [`Secret::admin_key`]), as a parser that refuses without
+/// printing the value: clap's usual "invalid value '…'" would put the key in the logs.
+#[derive(Clone)]
+struct AdminKeyParser;
+
+impl clap::builder::TypedValueParser for AdminKeyParser {
+    type Value = Secret;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<Secret, clap::Error> {
+        let refuse = |why: String| {
+            clap::Error::raw(clap::error::ErrorKind::ValueValidation, format!("{why}\n"))
+                .with_cmd(cmd)
+        };
+        let s = value
+            .to_str()
+            .ok_or_else(|| refuse("the admin API key must be valid UTF-8".into()))?;
+        Secret::admin_key(s).map_err(refuse)
+    }
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     /// Address to listen on.
@@ -71,10 +111,30 @@ pub struct ServeArgs {
     #[arg(long, env = "WAM_DATA_DIR", default_value = "data/")]
     pub data_dir: PathBuf,
 
-    /// Admin API key: manages tenant keys and may act on every user. Without it the API is
-    /// open and the server only listens on loopback.
-    #[arg(long, env = "WAM_API_KEY", hide_env_values = true)]
+    /// Admin API key (at least 16 characters): manages tenant keys and may act on every
+    /// user. Without it the API is open, to this machine only: the server listens on
+    /// loopback and refuses requests from web pages.
+    #[arg(long, env = "WAM_API_KEY", hide_env_values = true, value_parser = AdminKeyParser)]
     pub api_key: Option<Secret>,
+
+    /// Failed API key checks one client address may make in a minute; further failing
+    /// requests answer 429 until the minute frees (correct keys always pass).
+    #[arg(long, env = "WAM_AUTH_FAILURE_LIMIT", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub auth_failure_limit: u32,
+
+    /// WhatsApp sessions one user_id may hold at once (0: no limit); `init` of one more
+    /// pair answers 429.
+    #[arg(long, env = "WAM_MAX_SESSIONS_PER_USER", default_value_t = 100)]
+    pub max_sessions_per_user: u32,
+
+    /// Requests per second per API key (without an admin key: per client address); 0: off.
+    #[arg(long, env = "WAM_RATE_LIMIT", value_parser = per_second, default_value = "0")]
+    pub rate_limit: f64,
+
+    /// Requests a key may send at once before --rate-limit applies [default: twice the
+    /// rate, at least 1].
+    #[arg(long, env = "WAM_RATE_LIMIT_BURST", value_parser = clap::value_parser!(u32).range(1..))]
+    pub rate_limit_burst: Option<u32>,
 
     /// Seconds after which a request still running is answered 408.
     #[arg(long, env = "WAM_REQUEST_TIMEOUT", value_parser = seconds, default_value = "60")]
@@ -182,6 +242,8 @@ pub struct Config {
     pub max_connections: usize,
     /// `None`: no key is asked for, and only loopback addresses may be listened on.
     pub admin_key: Option<AdminKeyHash>,
+    /// Sessions per user, requests per second per key, failed key checks per address.
+    pub limits: Limits,
     pub max_concurrent_fetches: usize,
     pub pacing: crate::messaging::pacing::Pacing,
     pub webhooks: crate::events::webhook::WebhookSettings,
@@ -209,6 +271,16 @@ impl From<ServeArgs> for Config {
                 .map(|k| k.expose().trim())
                 .filter(|k| !k.is_empty())
                 .map(AdminKeyHash::of),
+            limits: Limits {
+                max_sessions_per_user: Some(a.max_sessions_per_user).filter(|n| *n > 0),
+                rate: (a.rate_limit > 0.0).then(|| Rate {
+                    per_second: a.rate_limit,
+                    burst: a
+                        .rate_limit_burst
+                        .unwrap_or_else(|| Rate::default_burst(a.rate_limit)),
+                }),
+                key_failures_per_minute: a.auth_failure_limit,
+            },
             max_concurrent_fetches: a.max_concurrent_fetches as usize,
             pacing: crate::messaging::pacing::Pacing {
                 interval: a.message_interval,
@@ -245,6 +317,64 @@ impl Config {
                 command: Command::Serve(a),
             }) => a.into(),
             Err(e) => unreachable!("default arguments must parse: {e}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serve(args: &[&str]) -> Result<Config, clap::Error> {
+        let mut all = vec!["whatsapp-manager", "serve"];
+        all.extend_from_slice(args);
+        let Cli {
+            command: Command::Serve(a),
+        } = Cli::try_parse_from(all)?;
+        Ok(a.into())
+    }
+
+    #[test]
+    fn a_short_admin_key_is_a_usage_error_that_does_not_repeat_it() {
+        let err = serve(&["--api-key", "tiny-key-77"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation);
+        assert_eq!(err.exit_code(), 2);
+        let text = err.to_string();
+        assert!(text.contains("at least 16"), "{text}");
+        assert!(!text.contains("tiny-key-77"), "{text}");
+        // Empty is "no key", as before; 16 characters are enough.
+        assert!(serve(&["--api-key", ""]).unwrap().admin_key.is_none());
+        let c = serve(&["--api-key", "0123456789abcdef"]).unwrap();
+        assert_eq!(c.admin_key, Some(AdminKeyHash::of("0123456789abcdef")));
+    }
+
+    #[test]
+    fn quotas_default_to_100_sessions_and_no_rate_limit() {
+        let c = Config::defaults();
+        assert_eq!(c.limits.max_sessions_per_user, Some(100));
+        assert_eq!(c.limits.rate, None);
+        assert_eq!(c.limits.key_failures_per_minute, 20);
+        let c = serve(&["--max-sessions-per-user", "0", "--rate-limit", "2.5"]).unwrap();
+        assert_eq!(c.limits.max_sessions_per_user, None);
+        assert_eq!(
+            c.limits.rate,
+            Some(Rate {
+                per_second: 2.5,
+                burst: 5
+            })
+        );
+        let c = serve(&["--rate-limit", "0.1", "--rate-limit-burst", "7"]).unwrap();
+        assert_eq!(c.limits.rate.map(|r| r.burst), Some(7));
+        let c = serve(&["--rate-limit", "0.2"]).unwrap();
+        assert_eq!(c.limits.rate.map(|r| r.burst), Some(1));
+        for bad in [
+            &["--rate-limit", "-1"][..],
+            &["--rate-limit", "NaN"],
+            &["--rate-limit-burst", "0"],
+            &["--max-sessions-per-user", "-1"],
+            &["--auth-failure-limit", "0"],
+        ] {
+            assert!(serve(bad).is_err(), "{bad:?}");
         }
     }
 }

@@ -127,6 +127,10 @@ impl Server {
         // pairing-code and scan routes answer for real), then links by itself (so contact
         // fetches run, on the phone books the fuzzer wrote).
         .args(["--sim-auto-scan", "1"])
+        // Its `ignored_auth` check sends requests without a key and with a wrong one to
+        // every operation, and accepts only 401/403 back: more than the default 20 failed
+        // keys a minute from this one address, whose 429 is tested in tests/api/security.rs.
+        .args(["--auth-failure-limit", "1000"])
         .env_remove("WAM_ENGINE")
         .env("RUST_LOG", "info");
         if let Some(key) = &api_key {

@@ -1,9 +1,9 @@
-//! The key check in front of every route but health, and the admin's key management.
+//! The admin's key management, and how a request presents its key (checked in
+//! [`super::guard`]).
 
-use axum::extract::{Path, Request, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -17,10 +17,15 @@ use crate::auth::{Caller, KEY_NAME_MAX_CHARS};
 use crate::clock::rfc3339_ms;
 use crate::domain::{UserId, parse_positive_str};
 use crate::error::{AppError, AppResult};
-use crate::store::ApiKeyRecord;
+use crate::store::{ApiKeyRecord, KeyQuotas};
+
+/// Bounds of the per-key quotas, beyond any real need, so a typo is refused.
+const MAX_SESSIONS_MAX: u64 = 1_000_000;
+const RATE_LIMIT_MAX: f64 = 1_000_000.0;
+const RATE_LIMIT_BURST_MAX: u64 = 1_000_000;
 
 /// The key of a request: `X-Api-Key`, else `Authorization: Bearer`.
-fn presented_key(headers: &HeaderMap) -> AppResult<Option<&str>> {
+pub(super) fn presented_key(headers: &HeaderMap) -> AppResult<Option<&str>> {
     if let Some(v) = headers.get("x-api-key") {
         let key = v
             .to_str()
@@ -42,21 +47,6 @@ fn presented_key(headers: &HeaderMap) -> AppResult<Option<&str>> {
     }
 }
 
-/// Decides the caller once; handlers then only ask it whether a pair is theirs.
-pub async fn require_key(State(st): State<AppState>, mut req: Request, next: Next) -> Response {
-    let caller = match presented_key(req.headers()) {
-        Ok(key) => st.keys.authenticate(key).await,
-        Err(e) => Err(e),
-    };
-    match caller {
-        Ok(caller) => {
-            req.extensions_mut().insert(caller);
-            next.run(req).await
-        }
-        Err(e) => e.into_response(),
-    }
-}
-
 fn key_json(k: &ApiKeyRecord) -> Value {
     json!({
         "id": k.id,
@@ -65,6 +55,9 @@ fn key_json(k: &ApiKeyRecord) -> Value {
         "prefix": format!("wam_{}", k.public_id),
         "created_at": rfc3339_ms(k.created_at),
         "last_used_at": k.last_used_at.and_then(rfc3339_ms),
+        "max_sessions": k.quotas.max_sessions,
+        "rate_limit": k.quotas.rate_limit,
+        "rate_limit_burst": k.quotas.rate_limit_burst,
     })
 }
 
@@ -74,6 +67,54 @@ pub struct CreateKeyBody {
     user_id: Option<Value>,
     #[serde(default)]
     name: Option<Value>,
+    #[serde(default)]
+    max_sessions: Option<Value>,
+    #[serde(default)]
+    rate_limit: Option<Value>,
+    #[serde(default)]
+    rate_limit_burst: Option<Value>,
+}
+
+impl CreateKeyBody {
+    /// Absent or `null`: the server's own setting.
+    fn quotas(&self) -> AppResult<KeyQuotas> {
+        let whole = |field: &str, raw: &Option<Value>, min: u64, max: u64| match raw {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => v
+                .as_u64()
+                .filter(|n| (min..=max).contains(n))
+                .and_then(|n| u32::try_from(n).ok())
+                .map(Some)
+                .ok_or_else(|| {
+                    AppError::BadRequest(format!(
+                        "{field} must be a whole number from {min} to {max}"
+                    ))
+                }),
+        };
+        let rate_limit = match &self.rate_limit {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(
+                v.as_f64()
+                    .filter(|r| r.is_finite() && *r > 0.0 && *r <= RATE_LIMIT_MAX)
+                    .ok_or_else(|| {
+                        AppError::BadRequest(format!(
+                            "rate_limit must be a number of requests per second above 0 and \
+                             at most {RATE_LIMIT_MAX}"
+                        ))
+                    })?,
+            ),
+        };
+        Ok(KeyQuotas {
+            max_sessions: whole("max_sessions", &self.max_sessions, 0, MAX_SESSIONS_MAX)?,
+            rate_limit,
+            rate_limit_burst: whole(
+                "rate_limit_burst",
+                &self.rate_limit_burst,
+                1,
+                RATE_LIMIT_BURST_MAX,
+            )?,
+        })
+    }
 }
 
 fn key_name(raw: &Option<Value>) -> AppResult<Option<String>> {
@@ -102,11 +143,14 @@ fn key_name(raw: &Option<Value>) -> AppResult<Option<String>> {
     operation_id = "create_api_key",
     tag = tags::ADMIN,
     summary = "Create a tenant key for one user_id (admin key only)",
-    description = "The key is in the answer this once; the server keeps only its hash.",
+    description = "The key is in the answer this once; the server keeps only its hash. \
+        `max_sessions`, `rate_limit` and `rate_limit_burst` replace the server's \
+        `--max-sessions-per-user`, `--rate-limit` and `--rate-limit-burst` for requests made \
+        with this key; left out or `null`, the server's apply.",
     request_body = CreateKeyRequest,
     responses(
         (status = 201, description = "The new key, shown once", body = CreatedKeyResponse),
-        (status = 400, description = "Bad `user_id` or `name`", body = ErrorEnvelope),
+        (status = 400, description = "Bad `user_id`, `name`, `max_sessions`, `rate_limit` or `rate_limit_burst`", body = ErrorEnvelope),
     )
 )]
 pub async fn create(
@@ -117,7 +161,8 @@ pub async fn create(
     caller.require_admin("manage API keys")?;
     let user_id = UserId::from_json(b.user_id.as_ref())?;
     let name = key_name(&b.name)?;
-    let created = st.keys.create(user_id, name.as_deref()).await?;
+    let quotas = b.quotas()?;
+    let created = st.keys.create(user_id, name.as_deref(), quotas).await?;
     let mut data = key_json(&created.record);
     data["key"] = Value::String(created.key);
     Ok(envelope::with_status(
@@ -161,6 +206,8 @@ pub async fn list(State(st): State<AppState>, caller: Caller, q: Query) -> AppRe
     operation_id = "revoke_api_key",
     tag = tags::ADMIN,
     summary = "Revoke a tenant key at once (admin key only)",
+    description = "Requests with the key are refused from now on, and its open event streams \
+        (`GET /api/whatsapp/events`) end.",
     params(KeyPath),
     responses(
         (status = 200, description = "The key is revoked", body = RevokedKeyResponse),

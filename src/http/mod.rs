@@ -4,6 +4,7 @@ mod contacts;
 pub mod envelope;
 pub mod extract;
 mod groups;
+mod guard;
 mod health;
 mod keys;
 mod linking;
@@ -61,7 +62,8 @@ pub const DOCS_PATH: &str = "/docs";
 /// The API's routes. Each is registered with `routes!`, which reads the method and path from
 /// the handler's `#[utoipa::path]`: the router and the OpenAPI document come from the same
 /// place, so neither can have a route the other lacks. Never add one with `.route`.
-/// Two parts: what anyone may call (health), and what needs a key (everything else).
+/// Two parts: what anyone may call (health), and what needs a key (everything else; the
+/// check itself is in [`guard`]).
 fn api_parts(with_sim: bool) -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
     let whatsapp = OpenApiRouter::new()
         .routes(routes!(sessions::init))
@@ -159,15 +161,13 @@ pub fn router(state: AppState) -> Router {
     let (secured, _) = secured.split_for_parts();
     // The description sits with the API it describes, behind the same key.
     let secured = secured
-        .merge(SwaggerUi::new(DOCS_PATH).external_url_unchecked(OPENAPI_PATH, openapi_json()))
-        // A route layer: unknown routes answer 404 whether or not a key came.
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            keys::require_key,
-        ));
+        .merge(SwaggerUi::new(DOCS_PATH).external_url_unchecked(OPENAPI_PATH, openapi_json()));
     let app = public.merge(secured);
-    // Outermost last: the envelope middleware must see what the timeout produces.
+    // Outermost last: the envelope middleware must see what the timeout produces. The key
+    // check is a layer of the whole router, fallback included, so it runs before a route is
+    // known: without a key an unknown route answers 401 like a real one.
     app.fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), guard::guard))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,

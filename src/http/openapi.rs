@@ -223,7 +223,16 @@ impl Modify for Shared {
                     add_error(
                         op,
                         403,
-                        "The API key belongs to a tenant and the request names another user_id.",
+                        "The API key belongs to a tenant and the request names another \
+                         user_id; or, on a server without an admin key, the request came from \
+                         a web page of another origin or named a host that is not this machine.",
+                    );
+                    add_error(
+                        op,
+                        429,
+                        "Too many failed key checks from this address within a minute, or the \
+                         key's rate limit (`--rate-limit`, or the key's own) is reached. The \
+                         `Retry-After` header says in how many seconds to try again.",
                     );
                 }
                 if op.request_body.is_some() {
@@ -735,18 +744,24 @@ pub struct GroupPath {
 
 // ----- Data of the success envelopes -----
 
+/// Without a key only `status`, `database` and `features`; the rest with a valid key, or
+/// on a server without an admin key.
 #[derive(ToSchema)]
 pub struct HealthData {
     #[schema(examples("healthy"))]
     status: String,
-    version: String,
-    uptime_seconds: u64,
-    /// Sessions with a live client in this process.
-    active_sessions: u64,
     #[schema(examples("connected"))]
     database: String,
-    engine: EngineName,
     features: HealthFeatures,
+    #[schema(nullable = false)]
+    version: Option<String>,
+    #[schema(nullable = false)]
+    uptime_seconds: Option<u64>,
+    /// Sessions with a live client in this process.
+    #[schema(nullable = false)]
+    active_sessions: Option<u64>,
+    #[schema(nullable = false)]
+    engine: Option<EngineName>,
 }
 
 #[derive(ToSchema)]
@@ -1128,6 +1143,17 @@ pub struct CreateKeyRequest {
     /// A label for people, e.g. which system holds the key.
     #[schema(min_length = 1, max_length = 100)]
     name: Option<String>,
+    /// Sessions the key's user may hold when the key asks (0: no limit); in place of
+    /// `--max-sessions-per-user`. Left out or `null`: the server's.
+    #[schema(minimum = 0, maximum = 1_000_000)]
+    max_sessions: Option<u32>,
+    /// Requests per second with this key, in place of `--rate-limit`.
+    #[schema(exclusive_minimum = 0, maximum = 1_000_000)]
+    rate_limit: Option<f64>,
+    /// Requests at once before the rate applies, in place of `--rate-limit-burst` (default:
+    /// twice the key's `rate_limit`, else the server's burst).
+    #[schema(minimum = 1, maximum = 1_000_000)]
+    rate_limit_burst: Option<u32>,
 }
 
 #[derive(IntoParams)]
@@ -1160,6 +1186,15 @@ pub struct CreatedKey {
     created_at: String,
     #[schema(required = true, format = DateTime)]
     last_used_at: Option<String>,
+    /// The key's own session quota; `null`: the server's.
+    #[schema(required = true)]
+    max_sessions: Option<u32>,
+    /// The key's own rate, requests per second; `null`: the server's.
+    #[schema(required = true)]
+    rate_limit: Option<f64>,
+    /// The key's own burst; `null`: the server's (or twice the key's rate).
+    #[schema(required = true)]
+    rate_limit_burst: Option<u32>,
 }
 
 #[derive(ToSchema)]
@@ -1173,6 +1208,15 @@ pub struct KeyInfo {
     created_at: String,
     #[schema(required = true, format = DateTime)]
     last_used_at: Option<String>,
+    /// The key's own session quota; `null`: the server's.
+    #[schema(required = true)]
+    max_sessions: Option<u32>,
+    /// The key's own rate, requests per second; `null`: the server's.
+    #[schema(required = true)]
+    rate_limit: Option<f64>,
+    /// The key's own burst; `null`: the server's (or twice the key's rate).
+    #[schema(required = true)]
+    rate_limit_burst: Option<u32>,
 }
 
 #[derive(ToSchema)]

@@ -12,7 +12,7 @@ use super::openapi::{
     SessionResponse, StatsResponse, StatusResponse, tags,
 };
 use super::{AppState, envelope};
-use crate::auth::Caller;
+use crate::auth::{Caller, SessionLimit};
 use crate::clock::rfc3339_ms;
 use crate::domain::{Pair, SessionStatus};
 use crate::error::{AppError, AppResult};
@@ -89,15 +89,17 @@ async fn require(st: &AppState, pair: Pair) -> AppResult<std::sync::Arc<SessionS
     responses(
         (status = 200, description = "The session, new or already live", body = SessionResponse),
         (status = 400, description = "`user_id` or `place_id` is missing or not a positive integer, or the body is not a JSON object", body = ErrorEnvelope),
+        (status = 429, description = "A new pair, and the user already holds the most sessions allowed (`--max-sessions-per-user`, or the key's `max_sessions`); or the key's rate limit", body = ErrorEnvelope),
     )
 )]
 pub async fn init(
     State(st): State<AppState>,
     caller: Caller,
+    SessionLimit(limit): SessionLimit,
     Body(b): Body<PairBody>,
 ) -> AppResult<Response> {
     let pair = b.pair(caller)?;
-    let out = st.manager.init(pair).await?;
+    let out = st.manager.init(pair, limit).await?;
     let message = if out.already_active {
         "Session already active"
     } else {
@@ -338,14 +340,16 @@ pub async fn start_contact_fetch(
         (status = 200, description = "The restarting session", body = SessionResponse),
         (status = 400, description = "`user_id` or `place_id` is missing or not a positive integer", body = ErrorEnvelope),
         (status = 404, description = "The pair has no session", body = ErrorEnvelope),
+        (status = 429, description = "The session was logged out and the user already holds the most sessions allowed; or the key's rate limit", body = ErrorEnvelope),
     )
 )]
 pub async fn restart(
     State(st): State<AppState>,
     caller: Caller,
+    SessionLimit(limit): SessionLimit,
     Body(b): Body<PairBody>,
 ) -> AppResult<Response> {
-    let s = st.manager.restart(b.pair(caller)?).await?;
+    let s = st.manager.restart(b.pair(caller)?, limit).await?;
     Ok(envelope::ok(status_json(&s), "Session restart initiated"))
 }
 

@@ -321,7 +321,8 @@ pub async fn deliveries(
     summary = "Server-sent events: the tenant's events as they happen",
     description = "Each event's `id` is its event id and its `event` the type; `data` is the \
         same JSON a webhook gets. A listener that reconnects with `Last-Event-ID` (or \
-        `last_event_id`) first gets what it missed.",
+        `last_event_id`) first gets what it missed. The stream ends when the tenant key it \
+        was opened with is revoked.",
     params(UserQuery, EventStreamQuery),
     responses(
         (status = 200, description = "The stream", content_type = "text/event-stream", body = String),
@@ -354,6 +355,11 @@ pub async fn stream(
                 })?,
         ),
     };
+    // Watched from before the replay, so a revocation while it is read is not missed.
+    let revoked = match caller {
+        Caller::Tenant { key_id, .. } => Some(st.keys.revocation(key_id)),
+        Caller::Admin => None,
+    };
     // Subscribed before the replay is read, so nothing falls between the two.
     let mut live = st.events.subscribe();
     let replay = match last {
@@ -377,8 +383,24 @@ pub async fn stream(
         .map(|e| Ok(to_sse(e.id, &e.kind, &e.payload)))
         .collect();
     let live = async_stream_of(move |tx| async move {
+        let revoked = async move {
+            match revoked {
+                Some(watch) => watch.revoked().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(revoked);
         loop {
-            match live.recv().await {
+            let received = tokio::select! {
+                // First: once revoked, not one event more.
+                biased;
+                () = &mut revoked => {
+                    tracing::info!("ℹ️ Event stream of user {user} closed: its API key was revoked");
+                    return;
+                }
+                r = live.recv() => r,
+            };
+            match received {
                 Ok(e) => {
                     if e.pair.user_id != user
                         || place.is_some_and(|p| p != e.pair.place_id)

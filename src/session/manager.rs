@@ -11,7 +11,7 @@ use tokio_util::task::TaskTracker;
 use super::actor::{Actor, Deps};
 use super::{Command, FetchStarted, SessionHandle, SessionSnapshot};
 use crate::clock::SharedClock;
-use crate::domain::{Pair, PhoneNumber, SessionId, SessionStatus};
+use crate::domain::{Pair, PhoneNumber, SessionId, SessionStatus, UserId};
 use crate::engine::{Engine, EngineError};
 use crate::error::{AppError, AppResult};
 use crate::store::{SessionRecord, Store};
@@ -73,6 +73,10 @@ struct Inner {
     clock: SharedClock,
     /// Serialises init/restart/logout of one pair, so 100 racing inits make one session.
     pair_locks: Mutex<HashMap<Pair, Arc<tokio::sync::Mutex<()>>>>,
+    /// Serialises the count-and-create of a user's new sessions, so racing inits of many
+    /// pairs never end above the quota. Always taken inside a pair lock, never the other
+    /// way round.
+    user_locks: Mutex<HashMap<UserId, Arc<tokio::sync::Mutex<()>>>>,
     serial: AtomicU64,
     actors: TaskTracker,
     /// Contact fetches running at once across the server; the rest wait their turn.
@@ -99,6 +103,7 @@ impl SessionManager {
                 store,
                 clock,
                 pair_locks: Mutex::default(),
+                user_locks: Mutex::default(),
                 serial: AtomicU64::new(1),
                 actors: TaskTracker::new(),
                 fetch_slots: Arc::new(tokio::sync::Semaphore::new(max_concurrent_fetches.max(1))),
@@ -131,6 +136,50 @@ impl SessionManager {
             .or_default()
             .clone();
         lock.lock_owned().await
+    }
+
+    async fn lock_user(&self, user: UserId) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut locks = self
+                .inner
+                .user_locks
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            // Locks nobody holds or waits for are only memory; drop them as users come.
+            if locks.len() >= 1024 {
+                locks.retain(|_, l| Arc::strong_count(l) > 1);
+            }
+            locks.entry(user).or_default().clone()
+        };
+        lock.lock_owned().await
+    }
+
+    /// Refuses one more session for the user once it holds `limit` (`None`: no limit). The
+    /// guard it returns must be held until the new session is saved, so the next count
+    /// sees it.
+    async fn admit_new_session(
+        &self,
+        pair: Pair,
+        limit: Option<u32>,
+    ) -> AppResult<Option<tokio::sync::OwnedMutexGuard<()>>> {
+        let Some(limit) = limit else {
+            return Ok(None);
+        };
+        let guard = self.lock_user(pair.user_id).await;
+        let held = self.inner.store.counted_sessions(pair.user_id).await?;
+        if held >= i64::from(limit) {
+            tracing::warn!(
+                "⚠️ Session quota reached: user {} holds {held} sessions (limit {limit}); {pair} \
+                 refused",
+                pair.user_id
+            );
+            return Err(AppError::TooManyRequests(format!(
+                "user_id {} already has {held} WhatsApp sessions, the most allowed (max \
+                 sessions per user: {limit}); log one out to link another",
+                pair.user_id
+            )));
+        }
+        Ok(Some(guard))
     }
 
     fn spawn(&self, record: SessionRecord) -> SessionHandle {
@@ -177,12 +226,15 @@ impl SessionManager {
     }
 
     /// # `POST /api/whatsapp/init`
-    pub async fn init(&self, pair: Pair) -> AppResult<InitOutcome> {
+    ///
+    /// `limit`: the sessions the user may hold (`None`: no limit); a pair it already holds
+    /// is never refused, only one more.
+    pub async fn init(&self, pair: Pair, limit: Option<u32>) -> AppResult<InitOutcome> {
         let this = self.clone();
-        detached(async move { this.init_now(pair).await }).await
+        detached(async move { this.init_now(pair, limit).await }).await
     }
 
-    async fn init_now(&self, pair: Pair) -> AppResult<InitOutcome> {
+    async fn init_now(&self, pair: Pair, limit: Option<u32>) -> AppResult<InitOutcome> {
         let _guard = self.lock_pair(pair).await;
         // An actor that ended meanwhile answers None: start anew below.
         if let Some(h) = self.live(pair)
@@ -214,6 +266,15 @@ impl SessionManager {
                 });
             }
         }
+        // A pair whose latest session is not logged out is already counted.
+        let _user_guard = if latest
+            .as_ref()
+            .is_none_or(|r| r.status == SessionStatus::LoggedOut)
+        {
+            self.admit_new_session(pair, limit).await?
+        } else {
+            None
+        };
         // Ids of one pair strictly increase, even within one millisecond.
         let ms = latest
             .as_ref()
@@ -354,12 +415,15 @@ impl SessionManager {
     }
 
     /// # `POST /api/whatsapp/restart`
-    pub async fn restart(&self, pair: Pair) -> AppResult<Arc<SessionSnapshot>> {
+    ///
+    /// Restarting a logged-out session brings it back, so it counts against `limit` as a
+    /// new one would.
+    pub async fn restart(&self, pair: Pair, limit: Option<u32>) -> AppResult<Arc<SessionSnapshot>> {
         let this = self.clone();
-        detached(async move { this.restart_now(pair).await }).await
+        detached(async move { this.restart_now(pair, limit).await }).await
     }
 
-    async fn restart_now(&self, pair: Pair) -> AppResult<Arc<SessionSnapshot>> {
+    async fn restart_now(&self, pair: Pair, limit: Option<u32>) -> AppResult<Arc<SessionSnapshot>> {
         let _guard = self.lock_pair(pair).await;
         if let Some(h) = self.live(pair)
             && h.ask(Command::Restart).await.is_some()
@@ -369,9 +433,19 @@ impl SessionManager {
         let Some(mut rec) = self.inner.store.latest_session(pair).await? else {
             return Err(AppError::no_session());
         };
+        let user_guard = if rec.status == SessionStatus::LoggedOut {
+            self.admit_new_session(pair, limit).await?
+        } else {
+            None
+        };
         tracing::info!("🔄 Restarting session: {}", rec.session_id);
         rec.status = SessionStatus::Initializing;
         rec.error_message = None;
+        if user_guard.is_some() {
+            // Saved before the user's lock goes, so the next count sees the pair again.
+            rec.updated_at = self.inner.clock.now_ms();
+            self.inner.store.save_session(&rec).await?;
+        }
         let handle = self.spawn(rec);
         Ok(handle.snapshot())
     }

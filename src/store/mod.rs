@@ -261,6 +261,9 @@ pub trait Store: Send + Sync + 'static {
     async fn latest_session(&self, pair: Pair) -> StoreResult<Option<SessionRecord>>;
     /// The newest session of every pair.
     async fn latest_sessions(&self) -> StoreResult<Vec<SessionRecord>>;
+    /// Pairs of the user whose newest session is not `logged_out`: what the per-user
+    /// session quota counts.
+    async fn counted_sessions(&self, user: UserId) -> StoreResult<i64>;
 
     /// Creates the automatic groups that are missing; safe under any concurrency.
     async fn ensure_default_groups(
@@ -376,6 +379,18 @@ pub struct ApiKeyRecord {
     pub key_hash: Vec<u8>,
     pub created_at: i64,
     pub last_used_at: Option<i64>,
+    pub quotas: KeyQuotas,
+}
+
+/// What the admin set on one tenant key; each `None` falls back to the server's flag.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct KeyQuotas {
+    /// Sessions the key's user may hold; 0 means no limit.
+    pub max_sessions: Option<u32>,
+    /// Requests per second.
+    pub rate_limit: Option<f64>,
+    /// Requests that may arrive at once before the rate applies.
+    pub rate_limit_burst: Option<u32>,
 }
 
 #[derive(Debug, Clone)]
@@ -384,6 +399,7 @@ pub struct NewApiKey<'a> {
     pub user_id: UserId,
     pub name: Option<&'a str>,
     pub key_hash: &'a [u8],
+    pub quotas: KeyQuotas,
     pub now_ms: i64,
 }
 

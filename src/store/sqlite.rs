@@ -14,7 +14,8 @@ use sqlx::{QueryBuilder, Row, Sqlite};
 use super::{
     ApiKeyRecord, AutoRule, BatchProgress, CachedContact, ContactFilter, ContactPatch,
     ContactQuery, ContactRecord, ContactStats, DefaultGroupsOutcome, FetchState, GroupChange,
-    GroupRecord, ImportContact, KeyStore, NewApiKey, SearchType, SessionRecord, Store, StoreResult,
+    GroupRecord, ImportContact, KeyQuotas, KeyStore, NewApiKey, SearchType, SessionRecord, Store,
+    StoreResult,
 };
 use crate::domain::{Pair, PhoneNumber, PlaceId, SessionId, SessionStatus, UserId};
 use crate::engine::RawContact;
@@ -314,6 +315,20 @@ impl Store for SqliteStore {
         );
         let rows = q.build().fetch_all(&self.pool).await?;
         rows.iter().map(session_from_row).collect()
+    }
+
+    async fn counted_sessions(&self, user: UserId) -> StoreResult<i64> {
+        let n = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM (SELECT status, ROW_NUMBER() OVER (PARTITION BY place_id \
+             ORDER BY created_at DESC, rowid DESC) AS rn FROM sessions WHERE user_id = ?) \
+             WHERE rn = 1 AND status <> ?",
+        )
+        .bind(user.get())
+        .bind(SessionStatus::LoggedOut.as_str())
+        .fetch_one(&self.pool)
+        .await
+        .context("count the user's sessions")?;
+        Ok(n)
     }
 
     async fn ensure_default_groups(
@@ -855,7 +870,8 @@ async fn insert_members(
 /// takes literals.
 macro_rules! key_columns {
     () => {
-        "id, public_id, user_id, name, key_hash, created_at, last_used_at"
+        "id, public_id, user_id, name, key_hash, created_at, last_used_at, max_sessions, \
+         rate_limit, rate_limit_burst"
     };
 }
 
@@ -868,6 +884,11 @@ fn key_from_row(row: &SqliteRow) -> StoreResult<ApiKeyRecord> {
         key_hash: row.try_get("key_hash")?,
         created_at: row.try_get("created_at")?,
         last_used_at: row.try_get("last_used_at")?,
+        quotas: KeyQuotas {
+            max_sessions: row.try_get("max_sessions")?,
+            rate_limit: row.try_get("rate_limit")?,
+            rate_limit_burst: row.try_get("rate_limit_burst")?,
+        },
     })
 }
 
@@ -875,8 +896,8 @@ fn key_from_row(row: &SqliteRow) -> StoreResult<ApiKeyRecord> {
 impl KeyStore for SqliteStore {
     async fn insert_api_key(&self, key: NewApiKey<'_>) -> StoreResult<ApiKeyRecord> {
         let row = sqlx::query(concat!(
-            "INSERT INTO api_keys (public_id, user_id, name, key_hash, created_at) \
-             VALUES (?,?,?,?,?) RETURNING ",
+            "INSERT INTO api_keys (public_id, user_id, name, key_hash, created_at, max_sessions, \
+             rate_limit, rate_limit_burst) VALUES (?,?,?,?,?,?,?,?) RETURNING ",
             key_columns!()
         ))
         .bind(key.public_id)
@@ -884,6 +905,9 @@ impl KeyStore for SqliteStore {
         .bind(key.name)
         .bind(key.key_hash)
         .bind(key.now_ms)
+        .bind(key.quotas.max_sessions)
+        .bind(key.quotas.rate_limit)
+        .bind(key.quotas.rate_limit_burst)
         .fetch_one(&self.pool)
         .await
         .context("insert API key")?;

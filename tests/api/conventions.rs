@@ -623,7 +623,7 @@ async fn a_request_that_times_out_answers_408_in_the_error_envelope() {
     let mut sock = tokio::net::TcpStream::connect(&addr).await.unwrap();
     // Promise 100 bytes of body and send one: the handler waits for the rest.
     sock.write_all(
-        b"POST /api/whatsapp/init HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+        b"POST /api/whatsapp/init HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
           Content-Length: 100\r\nConnection: close\r\n\r\n{",
     )
     .await

@@ -62,6 +62,9 @@ impl Store for DownStore {
     async fn latest_sessions(&self) -> StoreResult<Vec<SessionRecord>> {
         down()
     }
+    async fn counted_sessions(&self, _: whatsapp_manager::domain::UserId) -> StoreResult<i64> {
+        down()
+    }
     async fn ensure_default_groups(&self, _: Pair, _: i64) -> StoreResult<DefaultGroupsOutcome> {
         down()
     }

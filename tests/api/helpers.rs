@@ -45,8 +45,14 @@ pub const ADMIN_KEY: &str = "test-admin-key-0123456789";
 
 /// A server that asks for keys; the helpers send the admin key.
 pub async fn spawn_app_with_admin_key() -> TestApp {
+    spawn_app_with_admin_key_and(|_| {}).await
+}
+
+/// A server that asks for keys, otherwise configured by `tune`.
+pub async fn spawn_app_with_admin_key_and(tune: impl FnOnce(&mut Config)) -> TestApp {
     let mut app = spawn_app_with(|c| {
         c.admin_key = Some(whatsapp_manager::auth::AdminKeyHash::of(ADMIN_KEY));
+        tune(c);
     })
     .await;
     app.api_key = Some(ADMIN_KEY.to_string());

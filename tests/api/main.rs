@@ -17,5 +17,7 @@ mod messaging;
 mod openapi;
 mod outbound;
 mod process;
+mod quotas;
+mod security;
 mod sim_access;
 mod webhooks;

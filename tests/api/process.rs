@@ -197,6 +197,14 @@ fn help_lists_every_flag_with_its_environment_variable() {
         "WAM_REQUEST_TIMEOUT",
         "--max-concurrent-fetches",
         "WAM_MAX_CONCURRENT_FETCHES",
+        "--max-sessions-per-user",
+        "WAM_MAX_SESSIONS_PER_USER",
+        "--rate-limit",
+        "WAM_RATE_LIMIT",
+        "--rate-limit-burst",
+        "WAM_RATE_LIMIT_BURST",
+        "--auth-failure-limit",
+        "WAM_AUTH_FAILURE_LIMIT",
     ] {
         assert!(help.contains(flag), "--help lacks {flag}:\n{help}");
     }
@@ -352,6 +360,42 @@ async fn with_an_admin_key_a_public_address_is_served_and_keys_are_asked_for() {
         )
         .await;
     assert_eq!(s, StatusCode::OK);
+}
+
+#[test]
+fn an_admin_key_shorter_than_16_characters_stops_the_start_with_exit_code_2() {
+    const SHORT: &str = "tiny-key-77";
+    for by_flag in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cmd = Command::new(BIN);
+        cmd.args([
+            "serve",
+            "--engine",
+            "sim",
+            "--listen",
+            "127.0.0.1:0",
+            "--database",
+        ])
+        .arg(format!("sqlite://{}", dir.path().join("wam.db").display()))
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .env_remove("WAM_API_KEY");
+        if by_flag {
+            cmd.args(["--api-key", SHORT]);
+        } else {
+            cmd.env("WAM_API_KEY", SHORT);
+        }
+        let out = cmd.output().expect("run");
+        assert_eq!(out.status.code(), Some(2), "by flag: {by_flag}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("has 11 characters; it needs at least 16"),
+            "{stderr}"
+        );
+        assert!(!stderr.contains(SHORT), "the key was printed: {stderr}");
+        assert!(!stderr.contains("listening on"), "{stderr}");
+        assert!(!dir.path().join("wam.db").exists(), "started anyway");
+    }
 }
 
 #[test]
