@@ -27,9 +27,14 @@ pub fn create_private_dir_all(dir: &Path) -> io::Result<()> {
 
 /// A folder that is the server's alone (its own subfolders of `--data-dir`): created like
 /// [`create_private_dir_all`], and tightened to 0700 when an earlier version left it open.
+/// One we may not chmod (another user's) is used as it is, with a warning that leaves its
+/// path out: under `whatsapp/` the path names a session's credentials.
 pub fn own_private_dir(dir: &Path) -> io::Result<()> {
     create_private_dir_all(dir)?;
-    set_mode(dir, DIR_MODE)
+    if let Err(e) = set_mode(dir, DIR_MODE) {
+        tracing::warn!("⚠️ Cannot make a folder of the data dir readable by this user only: {e}");
+    }
+    Ok(())
 }
 
 /// [`own_private_dir`] off the async threads.
