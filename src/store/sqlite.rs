@@ -720,6 +720,10 @@ impl Store for SqliteStore {
         .fetch_optional(&mut *tx)
         .await?;
         let Some(id) = id else {
+            // The INSERT took the write lock even though it wrote nothing: released now, not
+            // whenever the pool next uses this connection, or the next writer to upgrade a
+            // read meets "database is locked" (SQLite skips the busy handler there).
+            tx.rollback().await?;
             return Ok(GroupChange::NameTaken);
         };
         insert_members(&mut tx, id, contact_ids, now_ms).await?;
