@@ -1,5 +1,7 @@
 //! Domain newtypes, parsed once at the edge so the rest of the code never re-validates.
 
+pub mod text;
+
 use std::fmt;
 
 use serde::{Deserialize, Serialize};

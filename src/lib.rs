@@ -10,6 +10,7 @@ pub mod domain;
 pub mod engine;
 pub mod error;
 pub mod events;
+pub mod files;
 pub mod http;
 pub mod logging;
 pub mod messaging;

@@ -6,6 +6,7 @@ use whatsapp_manager::logging::EmojiPrefix;
 use whatsapp_manager::{Application, Config};
 
 fn main() -> ExitCode {
+    private_umask();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -75,4 +76,16 @@ async fn shutdown_signal() {
         _ = term => {},
     }
     tracing::info!("ℹ️ Stop signal received");
+}
+
+/// Whatever a library creates on its own (a temporary file, a lock) is readable by this
+/// user only. A backstop: the server's own files get their modes explicitly (see
+/// `whatsapp_manager::files`). Set before any thread starts, as the umask is per process.
+fn private_umask() {
+    #[cfg(unix)]
+    // SAFETY: umask only swaps the process's file-creation mask; it cannot fail and touches
+    // no memory of ours.
+    unsafe {
+        libc::umask(0o077);
+    }
 }

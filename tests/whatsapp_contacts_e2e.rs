@@ -299,3 +299,87 @@ async fn contacts_saved_on_the_phone_name_the_numbers_and_a_fetch_refreshes_them
     assert_eq!(d["total_contacts"], ALL.len() + 2, "{d}");
     assert_eq!(contact(&s, "+966500000005").await["name"], "Late");
 }
+
+/// Names from the phone are kept as they come, minus control characters (the account's
+/// name, a chat's saved name, push names from history and from a live message); the
+/// session's credentials and the database are the server user's alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn phone_names_lose_their_control_characters_and_credentials_stay_private() {
+    let fake = FakeWhatsApp::new();
+    fake.set_history(
+        PHONE,
+        History {
+            chats: vec![chat(
+                "966500000001@s.whatsapp.net",
+                Some("Al\u{0}i\n"),
+                Some(now() - DAY),
+            )],
+            pushnames: vec![("966500000001@s.whatsapp.net".into(), "Ali\u{7} P".into())],
+            ..Default::default()
+        },
+    );
+    let s = Server::start(fake).await;
+    let first = s.init().await;
+    let session_id = first["data"]["session_id"].as_str().unwrap().to_string();
+    s.wait_status("qr_ready").await;
+    let qr = s.qr_raw().await;
+    s.fake.scan(&qr, PHONE, "Sh\u{1B}op\n").await.expect("scan");
+    assert_eq!(s.wait_status("ready").await["name"], "Shop");
+
+    s.fake
+        .send_message(
+            PHONE,
+            "966500000002@s.whatsapp.net",
+            "Ba\u{0}dr\r\n",
+            "hello",
+            now() as i64,
+        )
+        .await
+        .expect("message delivered");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let d = fetch(&s).await;
+        if d["total_contacts"] == 2 && contact(&s, "+966500000001").await["name"] != Value::Null {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{d}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let ali = contact(&s, "+966500000001").await;
+    assert_eq!(ali["name"], "Ali", "{ali}");
+    assert_eq!(ali["push_name"], "Ali P", "{ali}");
+    assert_eq!(contact(&s, "+966500000002").await["push_name"], "Badr");
+
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let creds = s.credentials_dir(&session_id);
+        let data = s.dir.path().join("data");
+        let db = s.dir.path().join("wam.db");
+        let mut private = vec![
+            data.clone(),
+            data.join("whatsapp"),
+            creds.clone(),
+            creds.join("device.db"),
+            creds.join("linked"),
+            db.clone(),
+        ];
+        for base in [creds.join("device.db"), db] {
+            for suffix in ["-wal", "-shm"] {
+                let mut p = base.as_os_str().to_owned();
+                p.push(suffix);
+                let p = std::path::PathBuf::from(p);
+                if p.exists() {
+                    private.push(p);
+                }
+            }
+        }
+        for p in private {
+            let mode = std::fs::metadata(&p)
+                .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o077, 0, "{} is {:o}", p.display(), mode & 0o777);
+        }
+    }
+}

@@ -5,6 +5,7 @@ pub mod fetch;
 use std::collections::{HashMap, HashSet};
 
 use crate::domain::PhoneNumber;
+use crate::domain::text::phone_name_opt;
 use crate::engine::RawContact;
 use crate::store::{FetchSummary, ImportContact};
 
@@ -36,11 +37,9 @@ fn person_number(jid: &str) -> Option<PhoneNumber> {
     }
 }
 
+/// A name from the phone as we keep it: control characters out, trimmed, none if empty.
 fn clean(s: &Option<String>) -> Option<String> {
-    s.as_deref()
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
+    phone_name_opt(s.as_deref())
 }
 
 /// Activity stamped further ahead than this is a broken clock, not activity: kept, it would
@@ -236,6 +235,20 @@ mod tests {
                 Classified::Invalid => "invalid",
             };
             assert_eq!(got, want, "{jid}");
+        }
+    }
+
+    #[test]
+    fn names_from_the_phone_lose_control_characters_only() {
+        let mut r = raw("966512345678@s.whatsapp.net");
+        r.name = Some("Ali\0\nAhmed\u{200D}".into());
+        r.push_name = Some("\u{7}\u{1B}".into());
+        match classify(&r, &[], i64::MAX) {
+            Classified::Person(c) => {
+                assert_eq!(c.name.as_deref(), Some("AliAhmed\u{200D}"));
+                assert_eq!(c.push_name, None, "nothing left once the controls are gone");
+            }
+            other => panic!("{other:?}"),
         }
     }
 

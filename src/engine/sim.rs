@@ -21,7 +21,9 @@ use super::{
     ClientStart, ContactSource, Engine, EngineClient, EngineError, EngineEvent, RawContact,
 };
 use crate::clock::SharedClock;
+use crate::domain::text::phone_name_opt;
 use crate::domain::{Pair, PhoneNumber, SessionId};
+use crate::files;
 
 #[derive(Debug, Clone)]
 pub struct SimConfig {
@@ -175,8 +177,12 @@ pub struct SimNetwork {
 impl SimNetwork {
     pub fn new(cfg: SimConfig, data_dir: PathBuf, clock: SharedClock) -> anyhow::Result<Self> {
         let dir = data_dir.join("sim");
+        // The simulated phones' credentials and books are as private as real ones would be.
+        files::create_private_dir_all(&data_dir)
+            .and_then(|()| files::own_private_dir(&dir))
+            .with_context(|| format!("cannot create {}", dir.display()))?;
         for sub in ["sessions", "phonebooks", "outbox"] {
-            std::fs::create_dir_all(dir.join(sub))
+            files::own_private_dir(&dir.join(sub))
                 .with_context(|| format!("cannot create {}", dir.join(sub).display()))?;
         }
         Ok(Self {
@@ -228,10 +234,7 @@ impl SimNetwork {
             .map_err(|e| EngineError::Failed(format!("cannot encode the message: {e}")))?;
         line.push(b'\n');
         let _guard = self.inner.outbox.lock().await;
-        let mut f = tokio::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.outbox_path(pair))
+        let mut f = files::append_private(&self.outbox_path(pair))
             .await
             .map_err(|e| EngineError::Failed(format!("the simulated network is down: {e}")))?;
         f.write_all(&line)
@@ -269,7 +272,7 @@ impl SimNetwork {
         let event = EngineEvent::MessageReceived(super::IncomingMessage {
             id: id.clone(),
             from: msg.from.digits().to_owned(),
-            push_name: msg.push_name,
+            push_name: phone_name_opt(msg.push_name.as_deref()),
             text: Some(msg.text),
             kind: "text".into(),
             timestamp: self.inner.clock.now().timestamp(),
@@ -288,7 +291,7 @@ impl SimNetwork {
         let bytes = serde_json::to_vec(&*book)?;
         let path = self.book_path(pair);
         let tmp = path.with_extension("json.tmp");
-        tokio::fs::write(&tmp, bytes).await?;
+        files::write_private(&tmp, &bytes).await?;
         tokio::fs::rename(&tmp, &path).await?;
         lock(&self.inner.books).insert(pair, book);
         Ok(())
@@ -708,7 +711,7 @@ async fn link(
     let path = net.link_path(&shared.session_id);
     match serde_json::to_vec(&device) {
         Ok(bytes) => {
-            if let Err(e) = tokio::fs::write(&path, bytes).await {
+            if let Err(e) = files::write_private(&path, &bytes).await {
                 tracing::error!("❌ Simulated engine cannot store credentials: {e}");
             }
         }
@@ -726,7 +729,7 @@ async fn connected_loop(
 ) {
     let ready = || EngineEvent::Ready {
         phone: device.me.clone(),
-        push_name: device.push_name.clone(),
+        push_name: phone_name_opt(device.push_name.as_deref()),
     };
     let down = || {
         shared.connected.store(false, Ordering::SeqCst);

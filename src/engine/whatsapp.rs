@@ -46,7 +46,9 @@ use super::{
     OutgoingImage, OutgoingMessage,
 };
 use crate::clock::SharedClock;
+use crate::domain::text::phone_name_opt;
 use crate::domain::{PhoneNumber, SessionId};
+use crate::files;
 use crate::store::{CachedContact, Store};
 
 /// The WhatsApp Web version the library itself ships with; used when the live one cannot
@@ -144,12 +146,14 @@ impl WhatsAppEngine {
         clock: SharedClock,
     ) -> anyhow::Result<Self> {
         let dir = data_dir.join("whatsapp");
-        std::fs::create_dir_all(&dir).map_err(|e| {
-            anyhow::anyhow!(
-                "cannot create the credentials folder {}: {e}",
-                dir.display()
-            )
-        })?;
+        files::create_private_dir_all(data_dir)
+            .and_then(|()| files::own_private_dir(&dir))
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot create the credentials folder {}: {e}",
+                    dir.display()
+                )
+            })?;
         remove_unlinked(&dir);
         let transport = options.transport.unwrap_or_else(|| {
             Arc::new(whatsapp_rust::transport::TokioWebSocketTransportFactory::new())
@@ -226,7 +230,7 @@ impl Engine for WhatsAppEngine {
 
     async fn start(&self, start: ClientStart) -> Result<Arc<dyn EngineClient>, EngineError> {
         let dir = self.session_dir(&start.session_id);
-        tokio::fs::create_dir_all(&dir).await.map_err(|e| {
+        files::own_private_dir_async(&dir).await.map_err(|e| {
             EngineError::Failed(format!("cannot create the credentials folder: {e}"))
         })?;
         let client = Arc::new(WaClient {
@@ -942,6 +946,11 @@ async fn drive(
     let starting = async {
         let version = engine.version().await;
         let db = client.dir.join(STORE_FILE);
+        // The device's keys are the WhatsApp account: never readable by other users. The
+        // library would create the file with SQLite's default mode.
+        if let Err(e) = files::private_sqlite_file_async(&db).await {
+            tracing::warn!("⚠️ Cannot make the session's credentials private: {e}");
+        }
         let store = SqliteStore::new(&db.to_string_lossy()).await.map_err(|e| {
             format!(
                 "cannot open the session's credentials store ({e}); check that --data-dir is \
@@ -1049,7 +1058,7 @@ impl Pump {
 
     async fn mark_linked(&self) {
         let path = self.client.dir.join(LINKED_MARKER);
-        if let Err(e) = tokio::fs::write(&path, b"linked\n").await {
+        if let Err(e) = files::write_private(&path, b"linked\n").await {
             tracing::error!(
                 "❌ Cannot record the link of session {}: {e}",
                 self.client.session_id
@@ -1066,7 +1075,12 @@ impl Pump {
 
     /// Writes through at once: history comes once and is acknowledged before we see it, so
     /// a fact not written here is lost.
-    async fn cache(&self, entries: Vec<CachedContact>, pairs: Vec<(String, String)>) {
+    async fn cache(&self, mut entries: Vec<CachedContact>, pairs: Vec<(String, String)>) {
+        // Every name WhatsApp sends about contacts passes here on its way to the database.
+        for e in &mut entries {
+            e.name = phone_name_opt(e.name.as_deref());
+            e.push_name = phone_name_opt(e.push_name.as_deref());
+        }
         let store = &self.client.engine.inner.store;
         let id = &self.client.session_id;
         let now = self.client.engine.inner.clock.now_ms();
@@ -1136,7 +1150,7 @@ impl Pump {
         Some(IncomingMessage {
             id: m.info.id.to_string(),
             from,
-            push_name: Some(m.info.push_name.clone()).filter(|n| !n.trim().is_empty()),
+            push_name: phone_name_opt(Some(&m.info.push_name)),
             text,
             kind: kind.to_string(),
             timestamp: m.info.timestamp.timestamp(),
@@ -1220,7 +1234,7 @@ impl Pump {
                     .pn()
                     .map(|j| j.user.to_string())
                     .unwrap_or_default();
-                let push_name = Some(self.lib.push_name()).filter(|n| !n.trim().is_empty());
+                let push_name = phone_name_opt(Some(&self.lib.push_name()));
                 self.send(EngineEvent::Ready { phone, push_name }).await;
             }
             Event::Disconnected(d) => {

@@ -16,6 +16,7 @@ use super::openapi::{
 };
 use super::{AppState, envelope};
 use crate::clock::rfc3339_secs;
+use crate::domain::text::caller_name;
 use crate::domain::{GroupId, Pair, parse_positive_str};
 use crate::error::{AppError, AppResult};
 use crate::store::{ContactFilter, ContactQuery, ContactRecord, GroupRecord, SearchType, Store};
@@ -92,8 +93,10 @@ pub fn contact_filter(q: &Query, now_s: i64) -> AppResult<ContactFilter> {
             )));
         }
         for t in items.into_iter().map(str::trim).filter(|t| !t.is_empty()) {
-            if !tags.iter().any(|x| x == t) {
-                tags.push(t.to_owned());
+            // Stored tags are NFC: a filter typed decomposed must find them.
+            let t = caller_name("tags", t)?;
+            if !tags.contains(&t) {
+                tags.push(t);
             }
         }
     }

@@ -15,6 +15,7 @@ use super::openapi::{
 use super::{AppState, envelope};
 use crate::auth::Caller;
 use crate::clock::{rfc3339_ms, rfc3339_secs};
+use crate::domain::text::{TextError, TextKind, caller_name, caller_text, is_blank};
 use crate::domain::{GroupId, Pair, parse_positive_str};
 use crate::error::{AppError, AppResult};
 use crate::store::{AutoRule, ContactPatch, ContactQuery, ContactRecord, GroupChange, GroupRecord};
@@ -159,14 +160,20 @@ pub struct MembersBody {
     contact_ids: Option<Value>,
 }
 
+/// A caller's text that breaks the naming rule is the caller's mistake.
+impl From<TextError> for AppError {
+    fn from(e: TextError) -> Self {
+        Self::BadRequest(e.to_string())
+    }
+}
+
 fn group_name(raw: Option<&Value>) -> AppResult<String> {
     match raw {
         None | Some(Value::Null) => Err(AppError::BadRequest("name is required".into())),
-        // The limit counts what was sent, spaces included, as the document says.
-        Some(Value::String(s))
-            if !s.trim().is_empty() && s.chars().count() <= GROUP_NAME_MAX_CHARS =>
-        {
-            Ok(s.trim().to_owned())
+        // The limit counts what was sent, spaces included, as the document says. A name of
+        // only invisible characters would show as no name at all.
+        Some(Value::String(s)) if !is_blank(s) && s.chars().count() <= GROUP_NAME_MAX_CHARS => {
+            Ok(caller_name("name", s.trim())?)
         }
         Some(_) => Err(AppError::BadRequest(format!(
             "name must be a string of 1 to {GROUP_NAME_MAX_CHARS} characters"
@@ -178,7 +185,8 @@ fn group_description(raw: Option<&Value>) -> AppResult<Option<String>> {
     match raw {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if s.chars().count() <= GROUP_DESCRIPTION_MAX_CHARS => {
-            Ok(Some(s.trim().to_owned()).filter(|d| !d.is_empty()))
+            let d = caller_text("description", s.trim(), TextKind::Prose)?;
+            Ok(Some(d).filter(|d| !d.is_empty()))
         }
         Some(_) => Err(AppError::BadRequest(format!(
             "description must be a string of at most {GROUP_DESCRIPTION_MAX_CHARS} characters"
@@ -415,7 +423,7 @@ fn tags(raw: &Value) -> AppResult<Vec<String>> {
     for item in items {
         match item {
             Value::String(t) if !t.trim().is_empty() && t.chars().count() <= TAG_MAX_CHARS => {
-                let t = t.trim().to_owned();
+                let t = caller_name("tags", t.trim())?;
                 if !out.contains(&t) {
                     out.push(t);
                 }
@@ -439,25 +447,32 @@ fn custom_fields(raw: &Value) -> AppResult<serde_json::Map<String, Value>> {
             "custom_fields may hold at most {MAX_CUSTOM_FIELDS} fields"
         )));
     }
+    let mut out = serde_json::Map::with_capacity(fields.len());
     for (name, value) in fields {
         if name.trim().is_empty() || name.chars().count() > CUSTOM_FIELD_NAME_MAX_CHARS {
             return Err(AppError::BadRequest(format!(
                 "custom_fields names must be 1 to {CUSTOM_FIELD_NAME_MAX_CHARS} characters"
             )));
         }
-        let ok = match value {
-            Value::String(s) => s.chars().count() <= CUSTOM_FIELD_VALUE_MAX_CHARS,
-            Value::Number(_) | Value::Bool(_) | Value::Null => true,
-            Value::Array(_) | Value::Object(_) => false,
+        // The message does not repeat a refused name: it is what cannot be shown safely.
+        let name = caller_name("custom_fields names", name)?;
+        let value = match value {
+            Value::String(s) if s.chars().count() <= CUSTOM_FIELD_VALUE_MAX_CHARS => {
+                Value::String(caller_name(&format!("custom_fields.{name}"), s)?)
+            }
+            Value::Number(_) | Value::Bool(_) | Value::Null => value.clone(),
+            Value::String(_) | Value::Array(_) | Value::Object(_) => {
+                return Err(AppError::BadRequest(format!(
+                    "custom_fields.{name} must be a string of at most \
+                     {CUSTOM_FIELD_VALUE_MAX_CHARS} characters, a number, a boolean, or null"
+                )));
+            }
         };
-        if !ok {
-            return Err(AppError::BadRequest(format!(
-                "custom_fields.{name} must be a string of at most \
-                 {CUSTOM_FIELD_VALUE_MAX_CHARS} characters, a number, a boolean, or null"
-            )));
-        }
+        // Two spellings of one name (composed, decomposed) are one field: the last one wins,
+        // as it would for a name sent twice.
+        out.insert(name, value);
     }
-    Ok(fields.clone())
+    Ok(out)
 }
 
 /// # `PATCH /api/whatsapp/contacts/{contact_id}`

@@ -15,6 +15,7 @@ use super::openapi::{
 use super::{AppState, envelope};
 use crate::auth::{Caller, KEY_NAME_MAX_CHARS};
 use crate::clock::rfc3339_ms;
+use crate::domain::text::caller_name;
 use crate::domain::{UserId, parse_positive_str};
 use crate::error::{AppError, AppResult};
 use crate::store::{ApiKeyRecord, KeyQuotas};
@@ -130,7 +131,7 @@ fn key_name(raw: &Option<Value>) -> AppResult<Option<String>> {
             if s.is_empty() || s.chars().count() > KEY_NAME_MAX_CHARS {
                 return Err(invalid());
             }
-            Ok(Some(s.to_owned()))
+            Ok(Some(caller_name("name", s)?))
         }
         Some(_) => Err(invalid()),
     }

@@ -13,6 +13,7 @@ use super::openapi::*;
 use super::{AppState, envelope};
 use crate::auth::Caller;
 use crate::clock::rfc3339_ms;
+use crate::domain::text::caller_name;
 use crate::domain::{GroupId, Pair, PhoneNumber, SessionStatus, parse_positive_str};
 use crate::error::{AppError, AppResult};
 use crate::messaging::image::{self, ImageError};
@@ -111,30 +112,35 @@ fn text_field(raw: Option<&Value>, field: &str) -> AppResult<Option<String>> {
     }
 }
 
-fn variables(raw: Option<&Value>) -> AppResult<Map<String, Value>> {
+/// `field` is where the object sits in the request (`variables`, `recipients[3].variables`).
+fn variables(raw: Option<&Value>, field: &str) -> AppResult<Map<String, Value>> {
     let invalid = || {
         AppError::BadRequest(format!(
-            "variables must be an object of at most {MAX_VARIABLES} names to strings (at most \
+            "{field} must be an object of at most {MAX_VARIABLES} names to strings (at most \
              {VARIABLE_VALUE_MAX_CHARS} characters), numbers or booleans"
         ))
     };
     match raw {
         None | Some(Value::Null) => Ok(Map::new()),
         Some(Value::Object(m)) if m.len() <= MAX_VARIABLES => {
+            let mut out = Map::with_capacity(m.len());
             for (k, v) in m {
-                let ok = !k.is_empty()
+                // Names are ASCII word characters: already composed, nothing invisible.
+                let name_ok = !k.is_empty()
                     && k.len() <= 50
-                    && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-                    && match v {
-                        Value::String(s) => s.chars().count() <= VARIABLE_VALUE_MAX_CHARS,
-                        Value::Number(_) | Value::Bool(_) => true,
-                        _ => false,
-                    };
-                if !ok {
-                    return Err(invalid());
-                }
+                    && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+                let value = match v {
+                    Value::String(s)
+                        if name_ok && s.chars().count() <= VARIABLE_VALUE_MAX_CHARS =>
+                    {
+                        Value::String(caller_name(&format!("{field}.{k}"), s)?)
+                    }
+                    Value::Number(_) | Value::Bool(_) if name_ok => v.clone(),
+                    _ => return Err(invalid()),
+                };
+                out.insert(k.clone(), value);
             }
-            Ok(m.clone())
+            Ok(out)
         }
         Some(_) => Err(invalid()),
     }
@@ -184,7 +190,7 @@ fn content(f: &ContentFields) -> AppResult<Content> {
         text,
         image_url,
         template_id: template_id.map(|t| t.id.to_owned()),
-        variables: variables(f.variables.as_ref())?,
+        variables: variables(f.variables.as_ref(), "variables")?,
     })
 }
 
@@ -606,21 +612,19 @@ fn bulk_recipients(raw: Option<&Value>) -> AppResult<Vec<BulkRecipient>> {
                             )));
                         }
                     };
+                    // The recipient's `{name}` in the text: a template variable like the rest.
                     let name = match o.get("name") {
                         None | Some(Value::Null) => None,
-                        Some(Value::String(n)) if n.chars().count() <= 100 => Some(n.clone()),
+                        Some(Value::String(n)) if n.chars().count() <= 100 => {
+                            Some(caller_name(&format!("{field}.name"), n)?)
+                        }
                         Some(_) => {
                             return Err(AppError::BadRequest(format!(
                                 "{field}.name must be a string of at most 100 characters"
                             )));
                         }
                     };
-                    let variables = variables(o.get("variables")).map_err(|_| {
-                        AppError::BadRequest(format!(
-                            "{field}.variables must be an object of at most {MAX_VARIABLES} \
-                             names to strings, numbers or booleans"
-                        ))
-                    })?;
+                    let variables = variables(o.get("variables"), &format!("{field}.variables"))?;
                     Ok(BulkRecipient {
                         target,
                         name,

@@ -1,5 +1,8 @@
 //! SQLite backend: WAL, one file, multi-row upserts inside transactions.
 
+mod group_names;
+
+use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -17,8 +20,10 @@ use super::{
     GroupRecord, ImportContact, KeyQuotas, KeyStore, NewApiKey, SearchType, SessionRecord, Store,
     StoreResult,
 };
+use crate::domain::text::name_key;
 use crate::domain::{Pair, PhoneNumber, PlaceId, SessionId, SessionStatus, UserId};
 use crate::engine::RawContact;
+use crate::files;
 
 /// One active contact of a pair, with everything the API shows of it.
 fn one_contact(
@@ -54,11 +59,7 @@ impl SqliteStore {
             .with_context(|| format!("invalid database URL {url:?}"))?;
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
         if !in_memory {
-            let file = opts.get_filename();
-            if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir)
-                    .with_context(|| format!("cannot create database folder {}", dir.display()))?;
-            }
+            private_database_file(opts.get_filename())?;
         }
         let opts = opts
             .create_if_missing(true)
@@ -83,8 +84,29 @@ impl SqliteStore {
             .run(&pool)
             .await
             .context("database migration failed")?;
+        group_names::backfill(&pool).await;
         Ok(Self { pool })
     }
+}
+
+/// The database holds every tenant's contacts: its folder (when we create it) is 0700, and
+/// the file 0600 before SQLite opens it. A file we may not chmod (another owner's) is used
+/// as it is, with a warning.
+fn private_database_file(file: &Path) -> anyhow::Result<()> {
+    if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+        files::create_private_dir_all(dir)
+            .with_context(|| format!("cannot create database folder {}", dir.display()))?;
+    }
+    if let Err(e) = files::private_sqlite_file(file) {
+        if !file.exists() {
+            return Err(e).with_context(|| format!("cannot create database {}", file.display()));
+        }
+        tracing::warn!(
+            "⚠️ Cannot make the database {} readable by this user only: {e}",
+            file.display()
+        );
+    }
+    Ok(())
 }
 
 fn session_from_row(row: &SqliteRow) -> StoreResult<SessionRecord> {
@@ -347,22 +369,31 @@ impl Store for SqliteStore {
         .await?;
         // ON CONFLICT DO NOTHING: concurrent ready events, reconnects and other server
         // instances all race here, and the unique constraints decide.
-        let mut q = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO contact_groups (user_id, place_id, name, description, kind, auto_rule, \
-             created_at, updated_at) ",
-        );
-        q.push_values(rules, |mut b, rule| {
-            b.push_bind(pair.user_id.get())
-                .push_bind(pair.place_id.get())
-                .push_bind(rule.group_name())
-                .push_bind(rule.description())
-                .push_bind("auto")
-                .push_bind(rule.as_str())
-                .push_bind(now_ms)
-                .push_bind(now_ms);
-        });
-        q.push(" ON CONFLICT DO NOTHING");
-        let created = q.build().execute(&self.pool).await?.rows_affected();
+        let insert = || {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO contact_groups (user_id, place_id, name, name_key, description, \
+                 kind, auto_rule, created_at, updated_at) ",
+            );
+            q.push_values(rules, |mut b, rule| {
+                b.push_bind(pair.user_id.get())
+                    .push_bind(pair.place_id.get())
+                    .push_bind(rule.group_name())
+                    .push_bind(name_key(rule.group_name()))
+                    .push_bind(rule.description())
+                    .push_bind("auto")
+                    .push_bind(rule.as_str())
+                    .push_bind(now_ms)
+                    .push_bind(now_ms);
+            });
+            q.push(" ON CONFLICT DO NOTHING");
+            q
+        };
+        let mut created = insert().build().execute(&self.pool).await?.rows_affected();
+        if existing.len() as u64 + created < rules.len() as u64
+            && group_names::yield_default_names(&self.pool, pair).await? > 0
+        {
+            created += insert().build().execute(&self.pool).await?.rows_affected();
+        }
         Ok(DefaultGroupsOutcome { existing, created })
     }
 
@@ -687,21 +718,27 @@ impl Store for SqliteStore {
         if !unknown.is_empty() {
             return Ok(GroupChange::UnknownContacts(unknown));
         }
-        // The database keeps names unique per pair, whatever races.
+        // The database keeps names unique per pair, whatever races: the name itself, and
+        // its key, so a lookalike of another group (an automatic one included) is refused.
         let id: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO contact_groups (user_id, place_id, name, description, kind, auto_rule, \
-             created_at, updated_at) VALUES (?, ?, ?, ?, 'manual', NULL, ?, ?) \
-             ON CONFLICT (user_id, place_id, name) DO NOTHING RETURNING id",
+            "INSERT INTO contact_groups (user_id, place_id, name, name_key, description, kind, \
+             auto_rule, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'manual', NULL, ?, ?) \
+             ON CONFLICT DO NOTHING RETURNING id",
         )
         .bind(pair.user_id.get())
         .bind(pair.place_id.get())
         .bind(name)
+        .bind(name_key(name))
         .bind(description)
         .bind(now_ms)
         .bind(now_ms)
         .fetch_optional(&mut *tx)
         .await?;
         let Some(id) = id else {
+            // The INSERT took the write lock even though it wrote nothing: released now, not
+            // whenever the pool next uses this connection, or the next writer to upgrade a
+            // read meets "database is locked" (SQLite skips the busy handler there).
+            tx.rollback().await?;
             return Ok(GroupChange::NameTaken);
         };
         insert_members(&mut tx, id, contact_ids, now_ms).await?;
