@@ -12,7 +12,7 @@ use sha2::Sha256;
 use tokio_util::sync::CancellationToken;
 
 use super::EventBus;
-use crate::store::{AttemptResult, DeliveryRecord};
+use crate::store::{AttemptResult, DeliveryRecord, keep_trying};
 
 /// The header carrying `sha256=<hex HMAC-SHA256 of the raw body, keyed by the secret>`.
 pub const SIGNATURE_HEADER: &str = "X-Webhook-Signature";
@@ -182,10 +182,11 @@ async fn deliver(
             }
         }
     };
-    if let Err(e) = store
-        .record_attempt(d.id, &result, bus.clock().now_ms())
-        .await
-    {
+    // Unrecorded, the attempt would be made again: a second copy for the receiver, or a
+    // failure counted twice. The dispatcher's stop drops this wait.
+    let now = bus.clock().now_ms();
+    let what = format!("Recording webhook delivery {}", d.id);
+    if let Err(e) = keep_trying(what, None, || store.record_attempt(d.id, &result, now)).await {
         tracing::error!("❌ Cannot record webhook delivery {}: {e:#}", d.id);
     }
 }
