@@ -5,6 +5,7 @@
 mod helpers;
 
 mod contact_search;
+mod contention;
 mod conventions;
 mod database_down;
 mod fetch;
