@@ -7,6 +7,7 @@ mod helpers;
 mod contact_search;
 mod contention;
 mod conventions;
+mod database_busy;
 mod database_down;
 mod fetch;
 mod groups;
