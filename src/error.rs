@@ -46,6 +46,9 @@ impl AppError {
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::BadGateway(_) => StatusCode::BAD_GATEWAY,
             Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+            // Other writers held the database for longer than we wait: the same request can
+            // succeed in a moment, so it is not the server's fault.
+            Self::Internal(e) if crate::store::is_busy(e) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -61,6 +64,10 @@ impl AppError {
     }
 }
 
+/// The answer when the database stayed locked by other writers for longer than a request
+/// waits.
+pub const DATABASE_BUSY: &str = "The database is busy; try again";
+
 impl From<sqlx::Error> for AppError {
     fn from(e: sqlx::Error) -> Self {
         Self::Internal(anyhow::Error::new(e).context("database error"))
@@ -71,6 +78,10 @@ impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let status = self.status();
         let message = match &self {
+            Self::Internal(e) if status == StatusCode::SERVICE_UNAVAILABLE => {
+                tracing::warn!("⚠️ Database busy: {e:#}");
+                DATABASE_BUSY.to_string()
+            }
             Self::Internal(e) => {
                 tracing::error!("❌ Internal error: {e:#}");
                 "Internal server error".to_string()
@@ -89,3 +100,27 @@ impl IntoResponse for AppError {
 }
 
 pub type AppResult<T> = Result<T, AppError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_busy_database_is_a_503_in_the_envelope_not_a_500() {
+        let busy = crate::store::busy_error_for_tests().await;
+        let err = AppError::from(busy.context("create a group"));
+        assert_eq!(err.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let res = err.into_response();
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = axum::body::to_bytes(res.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["message"], DATABASE_BUSY);
+        assert_eq!(v["status_code"], 503);
+        assert_eq!(v["success"], false);
+
+        let other = AppError::from(anyhow::anyhow!("disk I/O error"));
+        assert_eq!(other.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+}

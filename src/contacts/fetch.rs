@@ -12,7 +12,7 @@ use super::{ChunkPreparer, own_numbers};
 use crate::clock::SharedClock;
 use crate::domain::{Pair, PhoneNumber, SessionId};
 use crate::engine::{EngineClient, EngineError};
-use crate::store::{BatchProgress, FetchSummary, ImportContact, Store};
+use crate::store::{BatchProgress, FetchSummary, ImportContact, Store, keep_trying};
 
 /// Chunks whose numbers are parsed at once, on blocking threads.
 const CLASSIFY_IN_PARALLEL: usize = 2;
@@ -193,15 +193,20 @@ impl FetchJob {
                     total: total_now,
                     percent,
                 };
-                self.store
-                    .import_contacts(self.pair, &batch, progress, self.clock.now_ms())
-                    .await
-                    .map_err(|e| {
-                        tracing::error!("❌ Saving contacts failed for session {id}: {e:#}");
-                        "Contact fetch failed: the contacts could not be saved. Start the fetch \
-                         again."
-                            .to_string()
-                    })?;
+                // A database busy with other writers delays the batch rather than failing the
+                // fetch; a cancel stops the wait (and the whole import) at once.
+                let now = self.clock.now_ms();
+                let what = format!("Saving contacts of session {id}");
+                keep_trying(what, Some(&self.cancel), || {
+                    self.store.import_contacts(self.pair, &batch, progress, now)
+                })
+                .await
+                .map_err(|e| {
+                    tracing::error!("❌ Saving contacts failed for session {id}: {e:#}");
+                    "Contact fetch failed: the contacts could not be saved. Start the fetch \
+                     again."
+                        .to_string()
+                })?;
                 imported += batch.len() as u64;
                 let progress = FetchUpdate::Progress {
                     processed,

@@ -10,7 +10,7 @@ use tokio::sync::{Notify, broadcast};
 
 use crate::clock::{SharedClock, rfc3339_ms};
 use crate::domain::{Pair, SessionId};
-use crate::store::{EventRecord, EventStore};
+use crate::store::{EventRecord, EventStore, keep_trying};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventKind {
@@ -83,7 +83,10 @@ impl EventBus {
     }
 
     /// Records the event, then tells listeners. The body every listener and webhook gets is
-    /// `{id, event, user_id, place_id, session_id, timestamp, data}`.
+    /// `{id, event, user_id, place_id, session_id, timestamp, data}`. A database busy with
+    /// other writers delays the event; only one that stays unwritable for
+    /// [`BACKGROUND_RETRY_FOR`](crate::store::BACKGROUND_RETRY_FOR) loses it (logged). Cancel
+    /// by dropping the future.
     pub async fn emit(
         &self,
         pair: Pair,
@@ -105,11 +108,12 @@ impl EventBus {
             })
             .to_string()
         };
-        match self
-            .inner
-            .store
-            .record_event(pair, session_id, kind.as_str(), &body, now)
-            .await
+        let store = &self.inner.store;
+        let what = format!("Recording event {} for {pair}", kind.as_str());
+        match keep_trying(what, None, || {
+            store.record_event(pair, session_id, kind.as_str(), &body, now)
+        })
+        .await
         {
             Ok((event, queued)) => {
                 // Nobody listening is not an error.

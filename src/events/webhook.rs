@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use super::EventBus;
 use crate::domain::UserId;
 use crate::outbound::{OutboundPolicy, refusal_of};
-use crate::store::{AttemptResult, DeliveryRecord};
+use crate::store::{AttemptResult, DeliveryRecord, keep_trying};
 
 /// The header carrying `sha256=<hex HMAC-SHA256 of the raw body, keyed by the secret>`.
 pub const SIGNATURE_HEADER: &str = "X-Webhook-Signature";
@@ -211,10 +211,11 @@ impl Dispatcher {
                 }
             }
         };
-        if let Err(e) = store
-            .record_attempt(d.id, &result, self.bus.clock().now_ms())
-            .await
-        {
+        // Unrecorded, the attempt would be made again: a second copy for the receiver, or a
+        // failure counted twice. The dispatcher's stop aborts this task and so this wait.
+        let now = self.bus.clock().now_ms();
+        let what = format!("Recording webhook delivery {}", d.id);
+        if let Err(e) = keep_trying(what, None, || store.record_attempt(d.id, &result, now)).await {
             tracing::error!("❌ Cannot record webhook delivery {}: {e:#}", d.id);
         }
     }

@@ -23,7 +23,7 @@ use crate::domain::{Pair, PhoneNumber};
 use crate::engine::{EngineClient, EngineError, OutgoingImage, OutgoingMessage};
 use crate::events::{EventBus, EventKind};
 use crate::session::SessionManager;
-use crate::store::{JobKind, MessageKind, MessageRecord, NewMessage, OutboxStore};
+use crate::store::{JobKind, MessageKind, MessageRecord, NewMessage, OutboxStore, keep_trying};
 use pacing::{DAY_MS, Pacer, Pacing};
 
 pub const MAX_TEXT_CHARS: usize = 4_096;
@@ -265,12 +265,18 @@ impl Worker {
             } else {
                 continue;
             };
-            if let Err(e) = self
-                .inner
-                .store
-                .mark_sending(msg.id, self.inner.clock.now_ms())
-                .await
-            {
+            let (store, now) = (&self.inner.store, self.inner.clock.now_ms());
+            let marked = keep_trying(
+                format!("Marking message {} as sending", msg.id),
+                Some(&self.inner.cancel),
+                || store.mark_sending(msg.id, now),
+            )
+            .await;
+            if let Err(e) = marked {
+                if self.inner.cancel.is_cancelled() {
+                    return;
+                }
+                // Not sent, still queued: it is tried again.
                 tracing::error!("❌ Cannot mark message {} as sending: {e:#}", msg.id);
                 if !self.pause(RECHECK).await {
                     return;
@@ -397,22 +403,28 @@ impl Worker {
         match outcome {
             Outcome::Sent(wa_id) => {
                 self.pacer.sent();
-                if let Err(e) = self.inner.store.mark_sent(msg.id, &wa_id, now).await {
+                // Unrecorded, the message would go again (under the same id, which WhatsApp
+                // shows once, but still a second send): wait for a busy database.
+                let store = &self.inner.store;
+                let recorded = keep_trying(
+                    format!("Recording message {} as sent", msg.id),
+                    Some(&self.inner.cancel),
+                    || store.mark_sent(msg.id, &wa_id, now),
+                )
+                .await;
+                if let Err(e) = recorded {
                     tracing::error!(
                         "❌ Message {} was sent but cannot be recorded: {e:#}",
                         msg.id
                     );
                 }
                 tracing::info!("✅ Message {} sent by {}", msg.id, self.pair);
-                self.inner
-                    .events
-                    .emit(
-                        self.pair,
-                        session_id.as_ref(),
-                        EventKind::MessageSent,
-                        data(json!({ "whatsapp_message_id": wa_id })),
-                    )
-                    .await;
+                self.tell(
+                    session_id,
+                    EventKind::MessageSent,
+                    data(json!({ "whatsapp_message_id": wa_id })),
+                )
+                .await;
             }
             Outcome::Failed(reason) => {
                 self.pacer.sent();
@@ -426,7 +438,14 @@ impl Worker {
                     .await;
             }
             Outcome::Interrupted => {
-                if let Err(e) = self.inner.store.requeue(msg.id, now).await {
+                let store = &self.inner.store;
+                let requeued = keep_trying(
+                    format!("Putting message {} back in the queue", msg.id),
+                    Some(&self.inner.cancel),
+                    || store.requeue(msg.id, now),
+                )
+                .await;
+                if let Err(e) = requeued {
                     tracing::error!("❌ Cannot put message {} back in the queue: {e:#}", msg.id);
                 }
                 // Give a dropping connection a moment before the next look.
@@ -442,19 +461,35 @@ impl Worker {
         session_id: Option<crate::domain::SessionId>,
         data: serde_json::Value,
     ) {
-        let now = self.inner.clock.now_ms();
-        if let Err(e) = self.inner.store.mark_failed(msg.id, reason, now).await {
+        let (store, now) = (&self.inner.store, self.inner.clock.now_ms());
+        let recorded = keep_trying(
+            format!("Recording the failure of message {}", msg.id),
+            Some(&self.inner.cancel),
+            || store.mark_failed(msg.id, reason, now),
+        )
+        .await;
+        if let Err(e) = recorded {
             tracing::error!("❌ Cannot record the failure of message {}: {e:#}", msg.id);
         }
         tracing::warn!("⚠️ Message {} of {} failed: {reason}", msg.id, self.pair);
-        self.inner
+        self.tell(session_id, EventKind::MessageFailed, data).await;
+    }
+
+    /// Tells an outcome as an event. The event waits for a busy database, but a stop does not
+    /// wait for the event.
+    async fn tell(
+        &self,
+        session_id: Option<crate::domain::SessionId>,
+        kind: EventKind,
+        data: serde_json::Value,
+    ) {
+        let told = self
+            .inner
             .events
-            .emit(
-                self.pair,
-                session_id.as_ref(),
-                EventKind::MessageFailed,
-                data,
-            )
-            .await;
+            .emit(self.pair, session_id.as_ref(), kind, data);
+        tokio::select! {
+            () = told => {}
+            () = self.inner.cancel.cancelled() => {}
+        }
     }
 }

@@ -15,7 +15,7 @@ use crate::domain::{PhoneNumber, SessionStatus};
 use crate::engine::{ClientStart, Engine, EngineClient, EngineEvent};
 use crate::error::{AppError, AppResult};
 use crate::qr::QrImage;
-use crate::store::{FetchState, SessionRecord, Store};
+use crate::store::{FetchState, SessionRecord, Store, keep_trying};
 
 /// How long shutdown and restart wait for a running fetch to reach a batch boundary.
 const FETCH_STOP_GRACE: Duration = Duration::from_secs(5);
@@ -198,7 +198,10 @@ impl Actor {
         let now = self.now_ms();
         self.record.updated_at = now;
         self.record.last_activity = Some(now);
-        if let Err(e) = self.deps.store.save_session(&self.record).await {
+        // What readers and a restart see; a busy database delays it rather than losing it.
+        let (store, record) = (&self.deps.store, &self.record);
+        let what = format!("Saving session {}", self.id());
+        if let Err(e) = keep_trying(what, None, || store.save_session(record)).await {
             tracing::error!("❌ Failed to save session {}: {e:#}", self.id());
         }
         self.publish();

@@ -1,5 +1,6 @@
 //! Persistence behind a small trait, so a Postgres backend can sit beside SQLite later.
 
+pub(crate) mod busy;
 pub mod messaging;
 mod sqlite;
 mod sqlite_messaging;
@@ -10,6 +11,9 @@ use serde::{Deserialize, Serialize};
 use crate::domain::{Pair, PhoneNumber, SessionId, SessionStatus, UserId};
 use crate::engine::RawContact;
 
+#[cfg(test)]
+pub(crate) use busy::busy_error_for_tests;
+pub use busy::{BACKGROUND_RETRY_FOR, StoreBusy, is_busy, is_closed, keep_trying};
 pub use messaging::*;
 pub use sqlite::SqliteStore;
 

@@ -12,8 +12,9 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{QueryBuilder, Row, Sqlite};
+use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 
+use super::busy::{BUSY_LIMIT, WriteGate, write_tx};
 use super::{
     ApiKeyRecord, AutoRule, BatchProgress, CachedContact, ContactFilter, ContactPatch,
     ContactQuery, ContactRecord, ContactStats, DefaultGroupsOutcome, FetchState, GroupChange,
@@ -49,12 +50,25 @@ const MMAP_BYTES: u64 = 1 << 30;
 
 #[derive(Clone)]
 pub struct SqliteStore {
+    /// Reads; a transaction that writes goes through `writer` instead.
     pub(super) pool: SqlitePool,
+    /// The one connection of writes (the same pool as `pool` for an in-memory database,
+    /// which lives in one connection).
+    pub(super) writer: SqlitePool,
+    /// Writers queue here for their turn; see [`super::busy`].
+    pub(super) gate: WriteGate,
+    pub(super) busy_limit: Duration,
 }
 
 impl SqliteStore {
     /// Opens (creating file and folder if missing) and migrates the database.
     pub async fn connect(url: &str) -> anyhow::Result<Self> {
+        Self::connect_with(url, BUSY_LIMIT).await
+    }
+
+    /// [`Self::connect`], with writes that wait at most `busy_limit` for their turn before
+    /// they fail with [`super::StoreBusy`].
+    pub async fn connect_with(url: &str, busy_limit: Duration) -> anyhow::Result<Self> {
         let opts = SqliteConnectOptions::from_str(url)
             .with_context(|| format!("invalid database URL {url:?}"))?;
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
@@ -65,27 +79,48 @@ impl SqliteStore {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(10))
+            // A share of the limit, so a lock held by another process is retried a few times
+            // (see `busy::write_tx!`) before the limit is reached.
+            .busy_timeout(busy_limit / 4)
             .foreign_keys(true)
             // Each pooled connection's page cache is emptied whenever another connection
             // commits, so without a mapping every transaction re-reads its pages with pread
             // (most of a 100k-contact fetch's time). Mapped pages are the OS page cache, shared
             // by every connection and never copied.
             .pragma("mmap_size", MMAP_BYTES.to_string());
+        // Writes take turns (see `busy`), so one connection serves them all, and readers
+        // never wait for a connection that a queued writer holds.
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new()
             // An in-memory database lives in one connection.
             .max_connections(if in_memory { 1 } else { 8 })
             .min_connections(1)
             .acquire_timeout(Duration::from_secs(10))
-            .connect_with(opts)
+            .connect_with(opts.clone())
             .await
             .with_context(|| format!("cannot open database {url}"))?;
+        let writer = if in_memory {
+            pool.clone()
+        } else {
+            writer
+                .connect_with(opts)
+                .await
+                .with_context(|| format!("cannot open database {url}"))?
+        };
         sqlx::migrate!("./migrations/sqlite")
             .run(&pool)
             .await
             .context("database migration failed")?;
-        group_names::backfill(&pool).await;
-        Ok(Self { pool })
+        group_names::backfill(&writer).await;
+        Ok(Self {
+            pool,
+            writer,
+            gate: WriteGate::default(),
+            busy_limit,
+        })
     }
 }
 
@@ -275,46 +310,50 @@ impl Store for SqliteStore {
     }
 
     async fn close(&self) {
+        self.writer.close().await;
         self.pool.close().await;
     }
 
     async fn save_session(&self, rec: &SessionRecord) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO sessions (session_id, user_id, place_id, status, phone_number, name, \
-             error_message, connected_at, last_activity, created_at, updated_at, fetch_progress, \
-             fetch_processed, fetch_total, fetch_completed, fetch_error, fetch_summary, \
-             last_contacts_sync) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) \
-             ON CONFLICT (session_id) DO UPDATE SET status = excluded.status, \
-             phone_number = excluded.phone_number, name = excluded.name, \
-             error_message = excluded.error_message, connected_at = excluded.connected_at, \
-             last_activity = excluded.last_activity, updated_at = excluded.updated_at, \
-             fetch_progress = excluded.fetch_progress, fetch_processed = excluded.fetch_processed, \
-             fetch_total = excluded.fetch_total, fetch_completed = excluded.fetch_completed, \
-             fetch_error = excluded.fetch_error, fetch_summary = excluded.fetch_summary, \
-             last_contacts_sync = excluded.last_contacts_sync",
-        )
-        .bind(rec.session_id.as_str())
-        .bind(rec.pair.user_id.get())
-        .bind(rec.pair.place_id.get())
-        .bind(rec.status.as_str())
-        .bind(rec.phone_number.as_ref().map(PhoneNumber::as_str))
-        .bind(rec.name.as_deref())
-        .bind(rec.error_message.as_deref())
-        .bind(rec.connected_at)
-        .bind(rec.last_activity)
-        .bind(rec.created_at)
-        .bind(rec.updated_at)
-        .bind(rec.fetch.progress)
-        .bind(rec.fetch.processed)
-        .bind(rec.fetch.total)
-        .bind(rec.fetch.completed)
-        .bind(rec.fetch.error.as_deref())
-        .bind(summary_json(rec))
-        .bind(rec.fetch.last_sync)
-        .execute(&self.pool)
-        .await
-        .context("save session")?;
-        Ok(())
+        write_tx!(self, "save a session", |conn| {
+            sqlx::query(
+                "INSERT INTO sessions (session_id, user_id, place_id, status, phone_number, name, \
+                 error_message, connected_at, last_activity, created_at, updated_at, \
+                 fetch_progress, fetch_processed, fetch_total, fetch_completed, fetch_error, \
+                 fetch_summary, last_contacts_sync) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) \
+                 ON CONFLICT (session_id) DO UPDATE SET status = excluded.status, \
+                 phone_number = excluded.phone_number, name = excluded.name, \
+                 error_message = excluded.error_message, connected_at = excluded.connected_at, \
+                 last_activity = excluded.last_activity, updated_at = excluded.updated_at, \
+                 fetch_progress = excluded.fetch_progress, \
+                 fetch_processed = excluded.fetch_processed, \
+                 fetch_total = excluded.fetch_total, fetch_completed = excluded.fetch_completed, \
+                 fetch_error = excluded.fetch_error, fetch_summary = excluded.fetch_summary, \
+                 last_contacts_sync = excluded.last_contacts_sync",
+            )
+            .bind(rec.session_id.as_str())
+            .bind(rec.pair.user_id.get())
+            .bind(rec.pair.place_id.get())
+            .bind(rec.status.as_str())
+            .bind(rec.phone_number.as_ref().map(PhoneNumber::as_str))
+            .bind(rec.name.as_deref())
+            .bind(rec.error_message.as_deref())
+            .bind(rec.connected_at)
+            .bind(rec.last_activity)
+            .bind(rec.created_at)
+            .bind(rec.updated_at)
+            .bind(rec.fetch.progress)
+            .bind(rec.fetch.processed)
+            .bind(rec.fetch.total)
+            .bind(rec.fetch.completed)
+            .bind(rec.fetch.error.as_deref())
+            .bind(summary_json(rec))
+            .bind(rec.fetch.last_sync)
+            .execute(conn)
+            .await
+            .context("save session")?;
+            Ok(())
+        })
     }
 
     async fn latest_session(&self, pair: Pair) -> StoreResult<Option<SessionRecord>> {
@@ -359,42 +398,44 @@ impl Store for SqliteStore {
         now_ms: i64,
     ) -> StoreResult<DefaultGroupsOutcome> {
         let rules = [AutoRule::All, AutoRule::Recent90Days];
-        let existing: Vec<String> = sqlx::query_scalar(
-            "SELECT name FROM contact_groups WHERE user_id = ? AND place_id = ? \
-             AND auto_rule IS NOT NULL ORDER BY id",
-        )
-        .bind(pair.user_id.get())
-        .bind(pair.place_id.get())
-        .fetch_all(&self.pool)
-        .await?;
-        // ON CONFLICT DO NOTHING: concurrent ready events, reconnects and other server
-        // instances all race here, and the unique constraints decide.
-        let insert = || {
-            let mut q = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO contact_groups (user_id, place_id, name, name_key, description, \
-                 kind, auto_rule, created_at, updated_at) ",
-            );
-            q.push_values(rules, |mut b, rule| {
-                b.push_bind(pair.user_id.get())
-                    .push_bind(pair.place_id.get())
-                    .push_bind(rule.group_name())
-                    .push_bind(name_key(rule.group_name()))
-                    .push_bind(rule.description())
-                    .push_bind("auto")
-                    .push_bind(rule.as_str())
-                    .push_bind(now_ms)
-                    .push_bind(now_ms);
-            });
-            q.push(" ON CONFLICT DO NOTHING");
-            q
-        };
-        let mut created = insert().build().execute(&self.pool).await?.rows_affected();
-        if existing.len() as u64 + created < rules.len() as u64
-            && group_names::yield_default_names(&self.pool, pair).await? > 0
-        {
-            created += insert().build().execute(&self.pool).await?.rows_affected();
-        }
-        Ok(DefaultGroupsOutcome { existing, created })
+        write_tx!(self, "create the default groups", |conn| {
+            let existing: Vec<String> = sqlx::query_scalar(
+                "SELECT name FROM contact_groups WHERE user_id = ? AND place_id = ? \
+                 AND auto_rule IS NOT NULL ORDER BY id",
+            )
+            .bind(pair.user_id.get())
+            .bind(pair.place_id.get())
+            .fetch_all(&mut *conn)
+            .await?;
+            // ON CONFLICT DO NOTHING: concurrent ready events, reconnects and other server
+            // instances all race here, and the unique constraints decide.
+            let insert = || {
+                let mut q = QueryBuilder::<Sqlite>::new(
+                    "INSERT INTO contact_groups (user_id, place_id, name, name_key, description, \
+                     kind, auto_rule, created_at, updated_at) ",
+                );
+                q.push_values(rules, |mut b, rule| {
+                    b.push_bind(pair.user_id.get())
+                        .push_bind(pair.place_id.get())
+                        .push_bind(rule.group_name())
+                        .push_bind(name_key(rule.group_name()))
+                        .push_bind(rule.description())
+                        .push_bind("auto")
+                        .push_bind(rule.as_str())
+                        .push_bind(now_ms)
+                        .push_bind(now_ms);
+                });
+                q.push(" ON CONFLICT DO NOTHING");
+                q
+            };
+            let mut created = insert().build().execute(&mut *conn).await?.rows_affected();
+            if existing.len() as u64 + created < rules.len() as u64
+                && group_names::yield_default_names(&mut *conn, pair).await? > 0
+            {
+                created += insert().build().execute(&mut *conn).await?.rows_affected();
+            }
+            Ok(DefaultGroupsOutcome { existing, created })
+        })
     }
 
     async fn import_contacts(
@@ -404,35 +445,35 @@ impl Store for SqliteStore {
         progress: BatchProgress<'_>,
         now_ms: i64,
     ) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
-        for chunk in batch.chunks(UPSERT_ROWS_PER_STATEMENT) {
-            let mut q = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO contacts (user_id, place_id, phone_number, jid, name, push_name, \
+        write_tx!(self, "save a batch of contacts", |tx| {
+            for chunk in batch.chunks(UPSERT_ROWS_PER_STATEMENT) {
+                let mut q = QueryBuilder::<Sqlite>::new(
+                    "INSERT INTO contacts (user_id, place_id, phone_number, jid, name, push_name, \
                  name_lc, push_name_lc, is_business, last_message_at, created_at, updated_at, \
                  last_synced_at) ",
-            );
-            q.push_values(chunk, |mut b, c| {
-                b.push_bind(pair.user_id.get())
-                    .push_bind(pair.place_id.get())
-                    .push_bind(c.phone.as_str())
-                    .push_bind(c.jid.as_str())
-                    .push_bind(c.name.as_deref())
-                    .push_bind(c.push_name.as_deref())
-                    .push_bind(c.name.as_deref().map(str::to_lowercase))
-                    .push_bind(c.push_name.as_deref().map(str::to_lowercase))
-                    .push_bind(c.is_business)
-                    .push_bind(c.last_message_at)
-                    // Bound, not written into the SQL: a statement whose text changes with the
-                    // time is parsed and planned anew for every chunk (a 2,000-row VALUES list
-                    // costs more to prepare than to run) and fills the statement cache.
-                    .push_bind(now_ms)
-                    .push_bind(now_ms)
-                    .push_bind(now_ms);
-            });
-            // Never lose what we knew: a name is not replaced by an empty one, activity only
-            // moves forward, tags and custom fields are not touched.
-            q.push(
-                " ON CONFLICT (user_id, place_id, phone_number) DO UPDATE SET \
+                );
+                q.push_values(chunk, |mut b, c| {
+                    b.push_bind(pair.user_id.get())
+                        .push_bind(pair.place_id.get())
+                        .push_bind(c.phone.as_str())
+                        .push_bind(c.jid.as_str())
+                        .push_bind(c.name.as_deref())
+                        .push_bind(c.push_name.as_deref())
+                        .push_bind(c.name.as_deref().map(str::to_lowercase))
+                        .push_bind(c.push_name.as_deref().map(str::to_lowercase))
+                        .push_bind(c.is_business)
+                        .push_bind(c.last_message_at)
+                        // Bound, not written into the SQL: a statement whose text changes with the
+                        // time is parsed and planned anew for every chunk (a 2,000-row VALUES list
+                        // costs more to prepare than to run) and fills the statement cache.
+                        .push_bind(now_ms)
+                        .push_bind(now_ms)
+                        .push_bind(now_ms);
+                });
+                // Never lose what we knew: a name is not replaced by an empty one, activity only
+                // moves forward, tags and custom fields are not touched.
+                q.push(
+                    " ON CONFLICT (user_id, place_id, phone_number) DO UPDATE SET \
                  jid = excluded.jid, \
                  name = COALESCE(excluded.name, contacts.name), \
                  push_name = COALESCE(excluded.push_name, contacts.push_name), \
@@ -446,25 +487,25 @@ impl Store for SqliteStore {
                  is_active = 1, \
                  updated_at = excluded.updated_at, \
                  last_synced_at = excluded.last_synced_at",
-            );
-            q.build()
-                .execute(&mut *tx)
-                .await
-                .context("upsert contacts")?;
-        }
-        sqlx::query(
-            "UPDATE sessions SET fetch_processed = ?, fetch_total = ?, fetch_progress = ?, \
-             updated_at = ? WHERE session_id = ?",
-        )
-        .bind(progress.processed)
-        .bind(progress.total)
-        .bind(progress.percent)
-        .bind(now_ms)
-        .bind(progress.session_id.as_str())
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
+                );
+                q.build()
+                    .execute(&mut *tx)
+                    .await
+                    .context("upsert contacts")?;
+            }
+            sqlx::query(
+                "UPDATE sessions SET fetch_processed = ?, fetch_total = ?, fetch_progress = ?, \
+                 updated_at = ? WHERE session_id = ?",
+            )
+            .bind(progress.processed)
+            .bind(progress.total)
+            .bind(progress.percent)
+            .bind(now_ms)
+            .bind(progress.session_id.as_str())
+            .execute(&mut *tx)
+            .await?;
+            Ok(())
+        })
     }
 
     async fn cache_contacts(
@@ -473,26 +514,26 @@ impl Store for SqliteStore {
         entries: &[CachedContact],
         now_ms: i64,
     ) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
-        // 9 binds a row; SQLite allows 32,766 per statement.
-        for chunk in entries.chunks(2000) {
-            let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
-                "INSERT INTO engine_contact_cache (session_id, jid, pn_jid, lid_jid, name, \
+        write_tx!(self, "cache contacts", |tx| {
+            // 9 binds a row; SQLite allows 32,766 per statement.
+            for chunk in entries.chunks(2000) {
+                let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+                    "INSERT INTO engine_contact_cache (session_id, jid, pn_jid, lid_jid, name, \
                  push_name, is_business, last_message_at, updated_at) ",
-            );
-            qb.push_values(chunk, |mut b, c| {
-                b.push_bind(session.as_str())
-                    .push_bind(&c.jid)
-                    .push_bind(&c.pn_jid)
-                    .push_bind(&c.lid_jid)
-                    .push_bind(c.name.as_deref().filter(|n| !n.trim().is_empty()))
-                    .push_bind(c.push_name.as_deref().filter(|n| !n.trim().is_empty()))
-                    .push_bind(c.is_business)
-                    .push_bind(c.last_message_at)
-                    .push_bind(now_ms);
-            });
-            qb.push(
-                " ON CONFLICT (session_id, jid) DO UPDATE SET \
+                );
+                qb.push_values(chunk, |mut b, c| {
+                    b.push_bind(session.as_str())
+                        .push_bind(&c.jid)
+                        .push_bind(&c.pn_jid)
+                        .push_bind(&c.lid_jid)
+                        .push_bind(c.name.as_deref().filter(|n| !n.trim().is_empty()))
+                        .push_bind(c.push_name.as_deref().filter(|n| !n.trim().is_empty()))
+                        .push_bind(c.is_business)
+                        .push_bind(c.last_message_at)
+                        .push_bind(now_ms);
+                });
+                qb.push(
+                    " ON CONFLICT (session_id, jid) DO UPDATE SET \
                  pn_jid = COALESCE(excluded.pn_jid, pn_jid), \
                  lid_jid = COALESCE(excluded.lid_jid, lid_jid), \
                  name = COALESCE(excluded.name, name), \
@@ -503,11 +544,11 @@ impl Store for SqliteStore {
                    WHEN last_message_at IS NULL THEN excluded.last_message_at \
                    ELSE MAX(last_message_at, excluded.last_message_at) END, \
                  updated_at = excluded.updated_at",
-            );
-            qb.build().execute(&mut *tx).await?;
-        }
-        tx.commit().await?;
-        Ok(())
+                );
+                qb.build().execute(&mut *tx).await?;
+            }
+            Ok(())
+        })
     }
 
     async fn cache_lid_mappings(
@@ -515,18 +556,20 @@ impl Store for SqliteStore {
         session: &SessionId,
         pairs: &[(String, String)],
     ) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
-        for chunk in pairs.chunks(5000) {
-            let mut qb: QueryBuilder<Sqlite> =
-                QueryBuilder::new("INSERT INTO engine_lid_map (session_id, lid_jid, pn_jid) ");
-            qb.push_values(chunk, |mut b, (lid, pn)| {
-                b.push_bind(session.as_str()).push_bind(lid).push_bind(pn);
-            });
-            qb.push(" ON CONFLICT (session_id, lid_jid) DO UPDATE SET pn_jid = excluded.pn_jid");
-            qb.build().execute(&mut *tx).await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        write_tx!(self, "cache LID mappings", |tx| {
+            for chunk in pairs.chunks(5000) {
+                let mut qb: QueryBuilder<Sqlite> =
+                    QueryBuilder::new("INSERT INTO engine_lid_map (session_id, lid_jid, pn_jid) ");
+                qb.push_values(chunk, |mut b, (lid, pn)| {
+                    b.push_bind(session.as_str()).push_bind(lid).push_bind(pn);
+                });
+                qb.push(
+                    " ON CONFLICT (session_id, lid_jid) DO UPDATE SET pn_jid = excluded.pn_jid",
+                );
+                qb.build().execute(&mut *tx).await?;
+            }
+            Ok(())
+        })
     }
 
     async fn cached_contacts(&self, session: &SessionId) -> StoreResult<Vec<RawContact>> {
@@ -713,37 +756,34 @@ impl Store for SqliteStore {
         contact_ids: &[i64],
         now_ms: i64,
     ) -> StoreResult<GroupChange> {
-        let mut tx = self.pool.begin().await?;
-        let unknown = unknown_contacts(&mut tx, pair, contact_ids).await?;
-        if !unknown.is_empty() {
-            return Ok(GroupChange::UnknownContacts(unknown));
-        }
-        // The database keeps names unique per pair, whatever races: the name itself, and
-        // its key, so a lookalike of another group (an automatic one included) is refused.
-        let id: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO contact_groups (user_id, place_id, name, name_key, description, kind, \
-             auto_rule, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'manual', NULL, ?, ?) \
-             ON CONFLICT DO NOTHING RETURNING id",
-        )
-        .bind(pair.user_id.get())
-        .bind(pair.place_id.get())
-        .bind(name)
-        .bind(name_key(name))
-        .bind(description)
-        .bind(now_ms)
-        .bind(now_ms)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(id) = id else {
-            // The INSERT took the write lock even though it wrote nothing: released now, not
-            // whenever the pool next uses this connection, or the next writer to upgrade a
-            // read meets "database is locked" (SQLite skips the busy handler there).
-            tx.rollback().await?;
-            return Ok(GroupChange::NameTaken);
-        };
-        insert_members(&mut tx, id, contact_ids, now_ms).await?;
-        tx.commit().await?;
-        Ok(GroupChange::Done(id))
+        write_tx!(self, "create a group", |tx| {
+            let unknown = unknown_contacts(tx, pair, contact_ids).await?;
+            if !unknown.is_empty() {
+                return Ok(GroupChange::UnknownContacts(unknown));
+            }
+            // The database keeps names unique per pair, whatever races: the name itself, and
+            // its key, so a lookalike of another group (an automatic one included) is refused.
+            let id: Option<i64> = sqlx::query_scalar(
+                "INSERT INTO contact_groups (user_id, place_id, name, name_key, description, \
+                 kind, auto_rule, created_at, updated_at) \
+                 VALUES (?, ?, ?, ?, ?, 'manual', NULL, ?, ?) \
+                 ON CONFLICT DO NOTHING RETURNING id",
+            )
+            .bind(pair.user_id.get())
+            .bind(pair.place_id.get())
+            .bind(name)
+            .bind(name_key(name))
+            .bind(description)
+            .bind(now_ms)
+            .bind(now_ms)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(id) = id else {
+                return Ok(GroupChange::NameTaken);
+            };
+            insert_members(tx, id, contact_ids, now_ms).await?;
+            Ok(GroupChange::Done(id))
+        })
     }
 
     async fn replace_group_members(
@@ -753,40 +793,40 @@ impl Store for SqliteStore {
         contact_ids: &[i64],
         now_ms: i64,
     ) -> StoreResult<GroupChange> {
-        let mut tx = self.pool.begin().await?;
-        if let Some(refused) = manual_group_of(&mut tx, pair, group_id).await? {
-            return Ok(refused);
-        }
-        let unknown = unknown_contacts(&mut tx, pair, contact_ids).await?;
-        if !unknown.is_empty() {
-            return Ok(GroupChange::UnknownContacts(unknown));
-        }
-        sqlx::query("DELETE FROM contact_group_members WHERE group_id = ?")
-            .bind(group_id)
-            .execute(&mut *tx)
-            .await?;
-        insert_members(&mut tx, group_id, contact_ids, now_ms).await?;
-        sqlx::query("UPDATE contact_groups SET updated_at = ? WHERE id = ?")
-            .bind(now_ms)
-            .bind(group_id)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(GroupChange::Done(group_id))
+        write_tx!(self, "replace a group's members", |tx| {
+            if let Some(refused) = manual_group_of(tx, pair, group_id).await? {
+                return Ok(refused);
+            }
+            let unknown = unknown_contacts(tx, pair, contact_ids).await?;
+            if !unknown.is_empty() {
+                return Ok(GroupChange::UnknownContacts(unknown));
+            }
+            sqlx::query("DELETE FROM contact_group_members WHERE group_id = ?")
+                .bind(group_id)
+                .execute(&mut *tx)
+                .await?;
+            insert_members(tx, group_id, contact_ids, now_ms).await?;
+            sqlx::query("UPDATE contact_groups SET updated_at = ? WHERE id = ?")
+                .bind(now_ms)
+                .bind(group_id)
+                .execute(&mut *tx)
+                .await?;
+            Ok(GroupChange::Done(group_id))
+        })
     }
 
     async fn delete_manual_group(&self, pair: Pair, group_id: i64) -> StoreResult<GroupChange> {
-        let mut tx = self.pool.begin().await?;
-        if let Some(refused) = manual_group_of(&mut tx, pair, group_id).await? {
-            return Ok(refused);
-        }
-        // Memberships go with it (ON DELETE CASCADE).
-        sqlx::query("DELETE FROM contact_groups WHERE id = ?")
-            .bind(group_id)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(GroupChange::Done(group_id))
+        write_tx!(self, "delete a group", |tx| {
+            if let Some(refused) = manual_group_of(tx, pair, group_id).await? {
+                return Ok(refused);
+            }
+            // Memberships go with it (ON DELETE CASCADE).
+            sqlx::query("DELETE FROM contact_groups WHERE id = ?")
+                .bind(group_id)
+                .execute(&mut *tx)
+                .await?;
+            Ok(GroupChange::Done(group_id))
+        })
     }
 
     async fn contact(&self, pair: Pair, contact_id: i64) -> StoreResult<Option<ContactRecord>> {
@@ -803,41 +843,43 @@ impl Store for SqliteStore {
         patch: &ContactPatch,
         now_ms: i64,
     ) -> StoreResult<Option<ContactRecord>> {
-        let mut tx = self.pool.begin().await?;
-        let Some(row) = one_contact(pair, contact_id)
-            .fetch_optional(&mut *tx)
-            .await?
-        else {
-            return Ok(None);
-        };
-        let mut contact = contact_from_row(&row)?;
-        if let Some(tags) = &patch.tags {
-            contact.tags = tags.clone();
-        }
-        if let Some(fields) = &patch.custom_fields {
-            for (k, v) in fields {
-                if v.is_null() {
-                    contact.custom_fields.remove(k);
-                } else {
-                    contact.custom_fields.insert(k.clone(), v.clone());
+        write_tx!(self, "update a contact", |tx| {
+            let Some(row) = one_contact(pair, contact_id)
+                .fetch_optional(&mut *tx)
+                .await?
+            else {
+                return Ok(None);
+            };
+            let mut contact = contact_from_row(&row)?;
+            if let Some(tags) = &patch.tags {
+                contact.tags = tags.clone();
+            }
+            if let Some(fields) = &patch.custom_fields {
+                for (k, v) in fields {
+                    if v.is_null() {
+                        contact.custom_fields.remove(k);
+                    } else {
+                        contact.custom_fields.insert(k.clone(), v.clone());
+                    }
                 }
             }
-        }
-        sqlx::query("UPDATE contacts SET tags = ?, custom_fields = ?, updated_at = ? WHERE id = ?")
+            sqlx::query(
+                "UPDATE contacts SET tags = ?, custom_fields = ?, updated_at = ? WHERE id = ?",
+            )
             .bind(serde_json::to_string(&contact.tags).context("encode tags")?)
             .bind(serde_json::to_string(&contact.custom_fields).context("encode custom fields")?)
             .bind(now_ms)
             .bind(contact_id)
             .execute(&mut *tx)
             .await?;
-        tx.commit().await?;
-        Ok(Some(contact))
+            Ok(Some(contact))
+        })
     }
 }
 
 /// `None` when the pair has this group and it is manual; otherwise why it cannot change.
 async fn manual_group_of(
-    tx: &mut sqlx::Transaction<'_, Sqlite>,
+    tx: &mut SqliteConnection,
     pair: Pair,
     group_id: i64,
 ) -> StoreResult<Option<GroupChange>> {
@@ -847,7 +889,7 @@ async fn manual_group_of(
     .bind(group_id)
     .bind(pair.user_id.get())
     .bind(pair.place_id.get())
-    .fetch_optional(&mut **tx)
+    .fetch_optional(&mut *tx)
     .await?;
     Ok(match kind.as_deref() {
         None => Some(GroupChange::NotFound),
@@ -858,7 +900,7 @@ async fn manual_group_of(
 
 /// The ids, in the order given, that are not active contacts of the pair.
 async fn unknown_contacts(
-    tx: &mut sqlx::Transaction<'_, Sqlite>,
+    tx: &mut SqliteConnection,
     pair: Pair,
     ids: &[i64],
 ) -> StoreResult<Vec<i64>> {
@@ -874,7 +916,7 @@ async fn unknown_contacts(
             list.push_bind(*id);
         }
         q.push(")");
-        let rows: Vec<i64> = q.build_query_scalar().fetch_all(&mut **tx).await?;
+        let rows: Vec<i64> = q.build_query_scalar().fetch_all(&mut *tx).await?;
         found.extend(rows);
     }
     Ok(ids
@@ -885,7 +927,7 @@ async fn unknown_contacts(
 }
 
 async fn insert_members(
-    tx: &mut sqlx::Transaction<'_, Sqlite>,
+    tx: &mut SqliteConnection,
     group_id: i64,
     ids: &[i64],
     now_ms: i64,
@@ -898,7 +940,7 @@ async fn insert_members(
             b.push_bind(group_id).push_bind(*id).push_bind(now_ms);
         });
         q.push(" ON CONFLICT (group_id, contact_id) DO NOTHING");
-        q.build().execute(&mut **tx).await?;
+        q.build().execute(&mut *tx).await?;
     }
     Ok(())
 }
@@ -932,23 +974,25 @@ fn key_from_row(row: &SqliteRow) -> StoreResult<ApiKeyRecord> {
 #[async_trait]
 impl KeyStore for SqliteStore {
     async fn insert_api_key(&self, key: NewApiKey<'_>) -> StoreResult<ApiKeyRecord> {
-        let row = sqlx::query(concat!(
-            "INSERT INTO api_keys (public_id, user_id, name, key_hash, created_at, max_sessions, \
-             rate_limit, rate_limit_burst) VALUES (?,?,?,?,?,?,?,?) RETURNING ",
-            key_columns!()
-        ))
-        .bind(key.public_id)
-        .bind(key.user_id.get())
-        .bind(key.name)
-        .bind(key.key_hash)
-        .bind(key.now_ms)
-        .bind(key.quotas.max_sessions)
-        .bind(key.quotas.rate_limit)
-        .bind(key.quotas.rate_limit_burst)
-        .fetch_one(&self.pool)
-        .await
-        .context("insert API key")?;
-        key_from_row(&row)
+        write_tx!(self, "create an API key", |conn| {
+            let row = sqlx::query(concat!(
+                "INSERT INTO api_keys (public_id, user_id, name, key_hash, created_at, \
+                 max_sessions, rate_limit, rate_limit_burst) VALUES (?,?,?,?,?,?,?,?) RETURNING ",
+                key_columns!()
+            ))
+            .bind(key.public_id)
+            .bind(key.user_id.get())
+            .bind(key.name)
+            .bind(key.key_hash)
+            .bind(key.now_ms)
+            .bind(key.quotas.max_sessions)
+            .bind(key.quotas.rate_limit)
+            .bind(key.quotas.rate_limit_burst)
+            .fetch_one(conn)
+            .await
+            .context("insert API key")?;
+            key_from_row(&row)
+        })
     }
 
     async fn active_api_key(&self, public_id: &str) -> StoreResult<Option<ApiKeyRecord>> {
@@ -991,25 +1035,29 @@ impl KeyStore for SqliteStore {
     }
 
     async fn revoke_api_key(&self, id: i64, now_ms: i64) -> StoreResult<Option<ApiKeyRecord>> {
-        let row = sqlx::query(concat!(
-            "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL RETURNING ",
-            key_columns!()
-        ))
-        .bind(now_ms)
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await
-        .context("revoke API key")?;
-        row.as_ref().map(key_from_row).transpose()
+        write_tx!(self, "revoke an API key", |conn| {
+            let row = sqlx::query(concat!(
+                "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL RETURNING ",
+                key_columns!()
+            ))
+            .bind(now_ms)
+            .bind(id)
+            .fetch_optional(conn)
+            .await
+            .context("revoke API key")?;
+            row.as_ref().map(key_from_row).transpose()
+        })
     }
 
     async fn touch_api_key(&self, id: i64, now_ms: i64) -> StoreResult<()> {
-        sqlx::query("UPDATE api_keys SET last_used_at = ? WHERE id = ?")
-            .bind(now_ms)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        write_tx!(self, "stamp an API key's use", |conn| {
+            sqlx::query("UPDATE api_keys SET last_used_at = ? WHERE id = ?")
+                .bind(now_ms)
+                .bind(id)
+                .execute(conn)
+                .await?;
+            Ok(())
+        })
     }
 }
 

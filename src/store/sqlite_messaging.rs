@@ -5,6 +5,7 @@ use async_trait::async_trait;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row, Sqlite};
 
+use super::busy::write_tx;
 use super::messaging::*;
 use super::{SqliteStore, StoreResult};
 use crate::domain::{Pair, PlaceId, SessionId, UserId};
@@ -95,60 +96,60 @@ impl OutboxStore for SqliteStore {
         messages: &[NewMessage],
         now_ms: i64,
     ) -> StoreResult<(Option<i64>, Vec<MessageRecord>)> {
-        let mut tx = self.pool.begin().await?;
-        let job_id = match job {
-            None => None,
-            Some((kind, group_id)) => Some(
-                sqlx::query_scalar::<_, i64>(
-                    "INSERT INTO message_jobs (user_id, place_id, kind, group_id, total, created_at) \
-                     VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
-                )
-                .bind(pair.user_id.get())
-                .bind(pair.place_id.get())
-                .bind(kind.as_str())
-                .bind(group_id)
-                .bind(messages.len() as i64)
-                .bind(now_ms)
-                .fetch_one(&mut *tx)
-                .await?,
-            ),
-        };
-        let mut queued = Vec::with_capacity(messages.len());
-        for chunk in messages.chunks(MESSAGES_PER_STATEMENT) {
-            let mut q = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO messages (user_id, place_id, job_id, contact_id, recipient, \
+        write_tx!(self, "queue messages", |tx| {
+            let job_id = match job {
+                None => None,
+                Some((kind, group_id)) => Some(
+                    sqlx::query_scalar::<_, i64>(
+                        "INSERT INTO message_jobs (user_id, place_id, kind, group_id, total, \
+                     created_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+                    )
+                    .bind(pair.user_id.get())
+                    .bind(pair.place_id.get())
+                    .bind(kind.as_str())
+                    .bind(group_id)
+                    .bind(messages.len() as i64)
+                    .bind(now_ms)
+                    .fetch_one(&mut *tx)
+                    .await?,
+                ),
+            };
+            let mut queued = Vec::with_capacity(messages.len());
+            for chunk in messages.chunks(MESSAGES_PER_STATEMENT) {
+                let mut q = QueryBuilder::<Sqlite>::new(
+                    "INSERT INTO messages (user_id, place_id, job_id, contact_id, recipient, \
                  recipient_name, kind, body, image_url, template_id, status, wa_message_id, \
                  min_gap_ms, created_at, updated_at) ",
-            );
-            q.push_values(chunk, |mut b, m| {
-                b.push_bind(pair.user_id.get())
-                    .push_bind(pair.place_id.get())
-                    .push_bind(job_id)
-                    .push_bind(m.contact_id)
-                    .push_bind(m.recipient.clone())
-                    .push_bind(m.recipient_name.clone())
-                    .push_bind(m.kind.as_str())
-                    .push_bind(m.body.clone())
-                    .push_bind(m.image_url.clone())
-                    .push_bind(m.template_id.clone())
-                    .push("'queued'")
-                    .push_bind(m.wa_message_id.clone())
-                    .push_bind(m.min_gap_ms)
-                    .push_bind(now_ms)
-                    .push_bind(now_ms);
-            });
-            q.push(format!(" RETURNING {MESSAGE_COLUMNS}"));
-            let rows = q.build().fetch_all(&mut *tx).await?;
-            let mut got = rows
-                .iter()
-                .map(message_from_row)
-                .collect::<StoreResult<Vec<_>>>()?;
-            // RETURNING gives rows in insertion order in practice, but not by promise.
-            got.sort_unstable_by_key(|m| m.id);
-            queued.extend(got);
-        }
-        tx.commit().await?;
-        Ok((job_id, queued))
+                );
+                q.push_values(chunk, |mut b, m| {
+                    b.push_bind(pair.user_id.get())
+                        .push_bind(pair.place_id.get())
+                        .push_bind(job_id)
+                        .push_bind(m.contact_id)
+                        .push_bind(m.recipient.clone())
+                        .push_bind(m.recipient_name.clone())
+                        .push_bind(m.kind.as_str())
+                        .push_bind(m.body.clone())
+                        .push_bind(m.image_url.clone())
+                        .push_bind(m.template_id.clone())
+                        .push("'queued'")
+                        .push_bind(m.wa_message_id.clone())
+                        .push_bind(m.min_gap_ms)
+                        .push_bind(now_ms)
+                        .push_bind(now_ms);
+                });
+                q.push(format!(" RETURNING {MESSAGE_COLUMNS}"));
+                let rows = q.build().fetch_all(&mut *tx).await?;
+                let mut got = rows
+                    .iter()
+                    .map(message_from_row)
+                    .collect::<StoreResult<Vec<_>>>()?;
+                // RETURNING gives rows in insertion order in practice, but not by promise.
+                got.sort_unstable_by_key(|m| m.id);
+                queued.extend(got);
+            }
+            Ok((job_id, queued))
+        })
     }
 
     async fn pairs_with_pending(&self) -> StoreResult<Vec<Pair>> {
@@ -173,52 +174,60 @@ impl OutboxStore for SqliteStore {
     }
 
     async fn mark_sending(&self, id: i64, now_ms: i64) -> StoreResult<()> {
-        sqlx::query(
-            "UPDATE messages SET status = 'sending', attempts = attempts + 1, updated_at = ? \
-             WHERE id = ?",
-        )
-        .bind(now_ms)
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        write_tx!(self, "mark a message as sending", |conn| {
+            sqlx::query(
+                "UPDATE messages SET status = 'sending', attempts = attempts + 1, updated_at = ? \
+                 WHERE id = ?",
+            )
+            .bind(now_ms)
+            .bind(id)
+            .execute(conn)
+            .await?;
+            Ok(())
+        })
     }
 
     async fn mark_sent(&self, id: i64, wa_message_id: &str, now_ms: i64) -> StoreResult<()> {
-        sqlx::query(
-            "UPDATE messages SET status = 'sent', wa_message_id = ?, error = NULL, sent_at = ?, \
-             updated_at = ? WHERE id = ?",
-        )
-        .bind(wa_message_id)
-        .bind(now_ms)
-        .bind(now_ms)
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        write_tx!(self, "mark a message as sent", |conn| {
+            sqlx::query(
+                "UPDATE messages SET status = 'sent', wa_message_id = ?, error = NULL, \
+                 sent_at = ?, updated_at = ? WHERE id = ?",
+            )
+            .bind(wa_message_id)
+            .bind(now_ms)
+            .bind(now_ms)
+            .bind(id)
+            .execute(conn)
+            .await?;
+            Ok(())
+        })
     }
 
     async fn mark_failed(&self, id: i64, error: &str, now_ms: i64) -> StoreResult<()> {
-        sqlx::query(
-            "UPDATE messages SET status = 'failed', error = ?, failed_at = ?, updated_at = ? \
-             WHERE id = ?",
-        )
-        .bind(error)
-        .bind(now_ms)
-        .bind(now_ms)
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        write_tx!(self, "mark a message as failed", |conn| {
+            sqlx::query(
+                "UPDATE messages SET status = 'failed', error = ?, failed_at = ?, updated_at = ? \
+                 WHERE id = ?",
+            )
+            .bind(error)
+            .bind(now_ms)
+            .bind(now_ms)
+            .bind(id)
+            .execute(conn)
+            .await?;
+            Ok(())
+        })
     }
 
     async fn requeue(&self, id: i64, now_ms: i64) -> StoreResult<()> {
-        sqlx::query("UPDATE messages SET status = 'queued', updated_at = ? WHERE id = ?")
-            .bind(now_ms)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        write_tx!(self, "put a message back in the queue", |conn| {
+            sqlx::query("UPDATE messages SET status = 'queued', updated_at = ? WHERE id = ?")
+                .bind(now_ms)
+                .bind(id)
+                .execute(conn)
+                .await?;
+            Ok(())
+        })
     }
 
     async fn sent_since(&self, pair: Pair, since_ms: i64) -> StoreResult<(i64, Option<i64>)> {
@@ -306,32 +315,36 @@ impl OutboxStore for SqliteStore {
     }
 
     async fn retry_message(&self, pair: Pair, id: i64, now_ms: i64) -> StoreResult<RetryOutcome> {
-        let mut tx = self.pool.begin().await?;
-        let status: Option<String> = sqlx::query_scalar(
-            "SELECT status FROM messages WHERE id = ? AND user_id = ? AND place_id = ?",
-        )
-        .bind(id)
-        .bind(pair.user_id.get())
-        .bind(pair.place_id.get())
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(status) = status else {
-            return Ok(RetryOutcome::NotFound);
-        };
-        let status = MessageStatus::parse(&status)
-            .with_context(|| format!("unknown message status {status:?} in database"))?;
-        if status != MessageStatus::Failed {
-            return Ok(RetryOutcome::NotFailed(status));
+        let queued = write_tx!(self, "retry a message", |tx| {
+            let status: Option<String> = sqlx::query_scalar(
+                "SELECT status FROM messages WHERE id = ? AND user_id = ? AND place_id = ?",
+            )
+            .bind(id)
+            .bind(pair.user_id.get())
+            .bind(pair.place_id.get())
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(status) = status else {
+                return Ok(Some(RetryOutcome::NotFound));
+            };
+            let status = MessageStatus::parse(&status)
+                .with_context(|| format!("unknown message status {status:?} in database"))?;
+            if status != MessageStatus::Failed {
+                return Ok(Some(RetryOutcome::NotFailed(status)));
+            }
+            sqlx::query(
+                "UPDATE messages SET status = 'queued', error = NULL, failed_at = NULL, \
+                 updated_at = ? WHERE id = ?",
+            )
+            .bind(now_ms)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            Ok(None)
+        })?;
+        if let Some(refused) = queued {
+            return Ok(refused);
         }
-        sqlx::query(
-            "UPDATE messages SET status = 'queued', error = NULL, failed_at = NULL, \
-             updated_at = ? WHERE id = ?",
-        )
-        .bind(now_ms)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
         match self.message(pair, id).await? {
             Some(m) => Ok(RetryOutcome::Queued(Box::new(m))),
             None => Ok(RetryOutcome::NotFound),
@@ -435,53 +448,54 @@ impl EventStore for SqliteStore {
         payload: &(dyn Fn(i64) -> String + Send + Sync),
         now_ms: i64,
     ) -> StoreResult<(EventRecord, bool)> {
-        let mut tx = self.pool.begin().await?;
-        // The id is known only once inserted, and the payload carries it: insert, then fill.
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO events (user_id, place_id, session_id, kind, payload, created_at) \
-             VALUES (?, ?, ?, ?, '', ?) RETURNING id",
-        )
-        .bind(pair.user_id.get())
-        .bind(pair.place_id.get())
-        .bind(session_id.map(SessionId::as_str))
-        .bind(kind)
-        .bind(now_ms)
-        .fetch_one(&mut *tx)
-        .await?;
-        let body = payload(id);
-        sqlx::query("UPDATE events SET payload = ? WHERE id = ?")
-            .bind(&body)
-            .bind(id)
-            .execute(&mut *tx)
+        write_tx!(self, "record an event", |tx| {
+            // The id is known only once inserted, and the payload carries it: insert, then fill.
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO events (user_id, place_id, session_id, kind, payload, created_at) \
+                 VALUES (?, ?, ?, ?, '', ?) RETURNING id",
+            )
+            .bind(pair.user_id.get())
+            .bind(pair.place_id.get())
+            .bind(session_id.map(SessionId::as_str))
+            .bind(kind)
+            .bind(now_ms)
+            .fetch_one(&mut *tx)
             .await?;
-        let queued = sqlx::query(
-            "INSERT INTO webhook_deliveries (user_id, event_id, status, next_attempt_at, \
-             created_at, updated_at) \
-             SELECT w.user_id, ?, 'pending', ?, ?, ? FROM webhooks w \
-             WHERE w.user_id = ? AND EXISTS (SELECT 1 FROM json_each(w.events) WHERE value = ?)",
-        )
-        .bind(id)
-        .bind(now_ms)
-        .bind(now_ms)
-        .bind(now_ms)
-        .bind(pair.user_id.get())
-        .bind(kind)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            > 0;
-        tx.commit().await?;
-        Ok((
-            EventRecord {
-                id,
-                pair,
-                session_id: session_id.cloned(),
-                kind: kind.to_owned(),
-                payload: body,
-                created_at: now_ms,
-            },
-            queued,
-        ))
+            let body = payload(id);
+            sqlx::query("UPDATE events SET payload = ? WHERE id = ?")
+                .bind(&body)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            let queued = sqlx::query(
+                "INSERT INTO webhook_deliveries (user_id, event_id, status, next_attempt_at, \
+                 created_at, updated_at) \
+                 SELECT w.user_id, ?, 'pending', ?, ?, ? FROM webhooks w \
+                 WHERE w.user_id = ? \
+                 AND EXISTS (SELECT 1 FROM json_each(w.events) WHERE value = ?)",
+            )
+            .bind(id)
+            .bind(now_ms)
+            .bind(now_ms)
+            .bind(now_ms)
+            .bind(pair.user_id.get())
+            .bind(kind)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+                > 0;
+            Ok((
+                EventRecord {
+                    id,
+                    pair,
+                    session_id: session_id.cloned(),
+                    kind: kind.to_owned(),
+                    payload: body,
+                    created_at: now_ms,
+                },
+                queued,
+            ))
+        })
     }
 
     async fn events_after(
@@ -508,22 +522,24 @@ impl EventStore for SqliteStore {
     }
 
     async fn set_webhook(&self, hook: &WebhookRecord) -> StoreResult<WebhookRecord> {
-        let row = sqlx::query(
-            "INSERT INTO webhooks (user_id, url, secret, events, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?) \
-             ON CONFLICT (user_id) DO UPDATE SET url = excluded.url, secret = excluded.secret, \
-             events = excluded.events, updated_at = excluded.updated_at \
-             RETURNING user_id, url, secret, events, created_at, updated_at",
-        )
-        .bind(hook.user_id.get())
-        .bind(&hook.url)
-        .bind(&hook.secret)
-        .bind(serde_json::to_string(&hook.events)?)
-        .bind(hook.created_at)
-        .bind(hook.updated_at)
-        .fetch_one(&self.pool)
-        .await?;
-        webhook_from_row(&row)
+        write_tx!(self, "set a webhook", |conn| {
+            let row = sqlx::query(
+                "INSERT INTO webhooks (user_id, url, secret, events, created_at, updated_at) \
+                 VALUES (?, ?, ?, ?, ?, ?) \
+                 ON CONFLICT (user_id) DO UPDATE SET url = excluded.url, secret = excluded.secret, \
+                 events = excluded.events, updated_at = excluded.updated_at \
+                 RETURNING user_id, url, secret, events, created_at, updated_at",
+            )
+            .bind(hook.user_id.get())
+            .bind(&hook.url)
+            .bind(&hook.secret)
+            .bind(serde_json::to_string(&hook.events)?)
+            .bind(hook.created_at)
+            .bind(hook.updated_at)
+            .fetch_one(conn)
+            .await?;
+            webhook_from_row(&row)
+        })
     }
 
     async fn webhook(&self, user: UserId) -> StoreResult<Option<WebhookRecord>> {
@@ -538,24 +554,24 @@ impl EventStore for SqliteStore {
     }
 
     async fn delete_webhook(&self, user: UserId, now_ms: i64) -> StoreResult<bool> {
-        let mut tx = self.pool.begin().await?;
-        let gone = sqlx::query("DELETE FROM webhooks WHERE user_id = ?")
+        write_tx!(self, "delete a webhook", |tx| {
+            let gone = sqlx::query("DELETE FROM webhooks WHERE user_id = ?")
+                .bind(user.get())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                > 0;
+            sqlx::query(
+                "UPDATE webhook_deliveries SET status = 'failed', last_error = ?, updated_at = ? \
+                 WHERE user_id = ? AND status = 'pending'",
+            )
+            .bind("the webhook was removed before this event could be delivered")
+            .bind(now_ms)
             .bind(user.get())
             .execute(&mut *tx)
-            .await?
-            .rows_affected()
-            > 0;
-        sqlx::query(
-            "UPDATE webhook_deliveries SET status = 'failed', last_error = ?, updated_at = ? \
-             WHERE user_id = ? AND status = 'pending'",
-        )
-        .bind("the webhook was removed before this event could be delivered")
-        .bind(now_ms)
-        .bind(user.get())
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(gone)
+            .await?;
+            Ok(gone)
+        })
     }
 
     async fn pending_heads(&self) -> StoreResult<Vec<DeliveryRecord>> {
@@ -574,9 +590,10 @@ impl EventStore for SqliteStore {
         result: &AttemptResult,
         now_ms: i64,
     ) -> StoreResult<()> {
-        match result {
-            AttemptResult::Delivered { status_code } => {
-                sqlx::query(
+        write_tx!(self, "record a webhook attempt", |conn| {
+            match result {
+                AttemptResult::Delivered { status_code } => {
+                    sqlx::query(
                     "UPDATE webhook_deliveries SET status = 'delivered', attempts = attempts + 1, \
                      last_status_code = ?, last_error = NULL, delivered_at = ?, updated_at = ? \
                      WHERE id = ?",
@@ -585,34 +602,35 @@ impl EventStore for SqliteStore {
                 .bind(now_ms)
                 .bind(now_ms)
                 .bind(delivery_id)
-                .execute(&self.pool)
+                .execute(&mut *conn)
                 .await?;
-            }
-            AttemptResult::Failed {
-                status_code,
-                error,
-                retry_at,
-            } => {
-                sqlx::query(
-                    "UPDATE webhook_deliveries SET status = ?, attempts = attempts + 1, \
+                }
+                AttemptResult::Failed {
+                    status_code,
+                    error,
+                    retry_at,
+                } => {
+                    sqlx::query(
+                        "UPDATE webhook_deliveries SET status = ?, attempts = attempts + 1, \
                      last_status_code = ?, last_error = ?, next_attempt_at = ?, updated_at = ? \
                      WHERE id = ?",
-                )
-                .bind(if retry_at.is_some() {
-                    "pending"
-                } else {
-                    "failed"
-                })
-                .bind(status_code)
-                .bind(error)
-                .bind(retry_at.unwrap_or(now_ms))
-                .bind(now_ms)
-                .bind(delivery_id)
-                .execute(&self.pool)
-                .await?;
+                    )
+                    .bind(if retry_at.is_some() {
+                        "pending"
+                    } else {
+                        "failed"
+                    })
+                    .bind(status_code)
+                    .bind(error)
+                    .bind(retry_at.unwrap_or(now_ms))
+                    .bind(now_ms)
+                    .bind(delivery_id)
+                    .execute(&mut *conn)
+                    .await?;
+                }
             }
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     async fn deliveries(

@@ -6,7 +6,9 @@ mod helpers;
 
 mod connections;
 mod contact_search;
+mod contention;
 mod conventions;
+mod database_busy;
 mod database_down;
 mod fetch;
 mod files;

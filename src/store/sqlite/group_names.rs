@@ -31,7 +31,7 @@ async fn try_backfill(pool: &SqlitePool) -> StoreResult<()> {
     }
     let mut grandfathered = Vec::new();
     // Writes only, so the write lock is taken at the first statement and held to the commit.
-    let mut tx = pool.begin().await?;
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     for row in &rows {
         let id: i64 = row.try_get("id")?;
         let name: String = row.try_get("name")?;
@@ -70,7 +70,10 @@ async fn try_backfill(pool: &SqlitePool) -> StoreResult<()> {
 /// Only possible for a pair whose automatic groups were never created while it had a manual
 /// lookalike (a database from before keys): the automatic groups must exist, and the manual
 /// one keeps its name, grandfathered. Returns how many manual groups gave their key up.
-pub(super) async fn yield_default_names(pool: &SqlitePool, pair: Pair) -> StoreResult<u64> {
+pub(super) async fn yield_default_names(
+    conn: &mut sqlx::SqliteConnection,
+    pair: Pair,
+) -> StoreResult<u64> {
     let yielded = sqlx::query(
         "UPDATE contact_groups SET name_key = NULL \
          WHERE user_id = ? AND place_id = ? AND auto_rule IS NULL AND name_key IN (?, ?)",
@@ -79,7 +82,7 @@ pub(super) async fn yield_default_names(pool: &SqlitePool, pair: Pair) -> StoreR
     .bind(pair.place_id.get())
     .bind(name_key(AutoRule::All.group_name()))
     .bind(name_key(AutoRule::Recent90Days.group_name()))
-    .execute(pool)
+    .execute(conn)
     .await?
     .rows_affected();
     if yielded > 0 {
