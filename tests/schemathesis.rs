@@ -4,7 +4,7 @@
 //! with a 4xx, nothing may answer 5xx, and the server must still be up and unpanicked at the
 //! end.
 //!
-//! Needs schemathesis (`python3 -m pip install -r .ci/requirements.txt`); set
+//! Needs schemathesis (`bash scripts/test.sh` installs it into target/test-venv); set
 //! `WAM_SCHEMATHESIS` to its command when it is not on the PATH.
 
 #[path = "support/child_logs.rs"]
@@ -44,8 +44,8 @@ const MAY_ANSWER_503: [&str; 2] = [
 /// A run that takes longer than this has hung.
 const RUN_LIMIT: Duration = Duration::from_secs(600);
 
-const INSTALL: &str = "schemathesis is needed for this test. Install it with \
-    `python3 -m pip install -r .ci/requirements.txt` (as .ci/run does), or set \
+const INSTALL: &str = "schemathesis is needed for this test. Run the tests with \
+    `bash scripts/test.sh`, which installs it into target/test-venv (as .ci/run does), or set \
     WAM_SCHEMATHESIS to the command that runs it (e.g. `/path/to/venv/bin/schemathesis`).";
 
 /// The command that runs schemathesis: `WAM_SCHEMATHESIS`, else `schemathesis` on the PATH,

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Runs every test of the workspace. What the tests need beyond the Rust toolchain is
+# installed here, only when it is missing: schemathesis (pinned in .ci/requirements.txt) goes
+# into a virtual environment under target/, since stock Debian and Ubuntu refuse a
+# system-wide `pip install`. Extra arguments go to `cargo test`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+venv=target/test-venv
+stamp="$venv/.requirements.sha256"
+want=$(sha256sum .ci/requirements.txt | cut -d' ' -f1)
+
+make_venv() {
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+}
+
+if [ ! -x "$venv/bin/schemathesis" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    if ! make_venv 2>/dev/null; then
+        # Debian ships venv's pip bootstrap in a package of its own.
+        echo "python3 -m venv failed; installing python3-venv" >&2
+        sudo=""
+        [ "$(id -u)" -eq 0 ] || sudo="sudo"
+        $sudo apt-get update -qq
+        $sudo apt-get install -y -qq python3-venv
+        make_venv
+    fi
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r .ci/requirements.txt
+    echo "$want" > "$stamp"
+fi
+
+export WAM_SCHEMATHESIS="$PWD/$venv/bin/schemathesis"
+exec cargo test --locked --workspace "$@"
