@@ -10,8 +10,8 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::helpers::*;
+use crate::messaging::pair_with_contacts;
 use crate::messaging::{fast, sim_outbox};
-use crate::names::settled_pair;
 
 fn mode(p: &Path) -> u32 {
     std::fs::metadata(p)
@@ -50,7 +50,7 @@ fn with_suffix(p: &Path, suffix: &str) -> PathBuf {
 async fn the_database_and_everything_under_the_data_dir_are_private() {
     let app = spawn_app_with(fast).await;
     // A linked session's credentials, a phone book, a fetch, and a sent message.
-    let ids = settled_pair(&app, 1, 2, 3).await;
+    let ids = pair_with_contacts(&app, 1, 2, 3).await;
     let (status, body) = app
         .post(
             "/api/whatsapp/send-message",

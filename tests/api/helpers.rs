@@ -351,6 +351,21 @@ pub fn days_ago(app: &TestApp, days: i64) -> i64 {
     app.clock.now().timestamp() - days * 86_400
 }
 
+/// Reads a streamed answer (the event stream) until `want` shows up, 20 s at most; what was
+/// read so far.
+pub async fn read_until(stream: &mut reqwest::Response, want: &str) -> String {
+    let mut seen = String::new();
+    while !seen.contains(want) {
+        let chunk = tokio::time::timeout(Duration::from_secs(20), stream.chunk())
+            .await
+            .unwrap_or_else(|_| panic!("no {want} in time: {seen}"))
+            .unwrap()
+            .expect("stream open");
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    seen
+}
+
 /// Asserts the contract's error envelope and returns its message.
 pub fn assert_error(status: StatusCode, body: &Value, want: u16) -> String {
     assert_eq!(status.as_u16(), want, "{body}");

@@ -3,8 +3,6 @@
 //! no manual group imitates an automatic one, also on a database from before that rule;
 //! names that come from phones are kept, minus their control characters.
 
-use std::time::Duration;
-
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -23,39 +21,6 @@ const BIDI: [char; 9] = [
 const CONTROLS: [char; 9] = [
     '\0', '\u{1}', '\u{7}', '\u{1B}', '\u{7F}', '\u{85}', '\n', '\r', '\t',
 ];
-
-/// A ready pair with `n` fetched contacts (their ids), once the fetch's last write is in.
-///
-/// The session records a `contacts.fetch.completed` event just after the fetch ends, and
-/// until store transactions take SQLite's write lock up front (issue 14, point 10) a
-/// request writing at that moment can meet "database is locked". These tests are about
-/// names, so they start writing once the event is in, seen on the event stream.
-pub async fn settled_pair(app: &TestApp, user: i64, place: i64, n: usize) -> Vec<i64> {
-    let ids = pair_with_contacts(app, user, place, n).await;
-    let mut resp = app
-        .client
-        .get(format!("{}/api/whatsapp/events?user_id={user}", app.base))
-        .header("Last-Event-ID", "0")
-        .send()
-        .await
-        .unwrap();
-    let mut seen = String::new();
-    let done = |seen: &str| {
-        seen.lines()
-            .filter_map(|l| l.strip_prefix("data:"))
-            .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
-            .any(|e| e["event"] == "contacts.fetch.completed" && e["place_id"] == place)
-    };
-    while !done(&seen) {
-        let chunk = tokio::time::timeout(Duration::from_secs(20), resp.chunk())
-            .await
-            .expect("the fetch's event in time")
-            .unwrap()
-            .expect("stream open");
-        seen.push_str(&String::from_utf8_lossy(&chunk));
-    }
-    ids
-}
 
 fn enc(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes()).collect()
@@ -164,7 +129,7 @@ async fn every_kind_of_name_refuses_control_and_bidi_override_characters_naming_
 #[tokio::test]
 async fn a_description_may_break_lines_but_holds_no_other_control_or_bidi_character() {
     let app = spawn_app().await;
-    let ids = settled_pair(&app, 1, 2, 1).await;
+    let ids = pair_with_contacts(&app, 1, 2, 1).await;
     for c in CONTROLS.into_iter().chain(BIDI) {
         let (status, body) = app
             .post(
@@ -191,7 +156,7 @@ async fn a_description_may_break_lines_but_holds_no_other_control_or_bidi_charac
 #[tokio::test]
 async fn names_sent_decomposed_are_stored_composed() {
     let app = spawn_app().await;
-    let ids = settled_pair(&app, 1, 2, 2).await;
+    let ids = pair_with_contacts(&app, 1, 2, 2).await;
     let cafe = "Cafe\u{301}";
     assert_ne!(cafe, "Café", "the test sends e + combining acute");
 
@@ -287,7 +252,7 @@ fn lookalikes() -> Vec<String> {
 #[tokio::test]
 async fn group_names_that_only_look_different_are_taken() {
     let app = spawn_app().await;
-    let ids = settled_pair(&app, 1, 2, 2).await;
+    let ids = pair_with_contacts(&app, 1, 2, 2).await;
     let (status, body) = create_group(&app, "Shop", &ids).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     for name in lookalikes() {
@@ -295,7 +260,7 @@ async fn group_names_that_only_look_different_are_taken() {
         assert_eq!(assert_error(status, &body, 409), TAKEN, "{name:?}");
     }
     // Another pair has none of these groups.
-    let other = settled_pair(&app, 1, 3, 1).await;
+    let other = pair_with_contacts(&app, 1, 3, 1).await;
     let (status, body) = app
         .post(
             "/api/whatsapp/groups",
@@ -454,15 +419,7 @@ async fn names_from_the_phone_are_kept_without_their_control_characters() {
         .send()
         .await
         .unwrap();
-    let mut seen = String::new();
-    while !seen.contains("marker-7731") {
-        let chunk = tokio::time::timeout(Duration::from_secs(20), resp.chunk())
-            .await
-            .expect("the event in time")
-            .unwrap()
-            .expect("stream open");
-        seen.push_str(&String::from_utf8_lossy(&chunk));
-    }
+    let seen = read_until(&mut resp, "marker-7731").await;
     let line = seen
         .lines()
         .find(|l| l.contains("marker-7731"))

@@ -381,23 +381,7 @@ fn hmac_hex(secret: &str, data: &[u8]) -> String {
 #[tokio::test]
 async fn deliveries_carry_a_timestamped_signature_that_cannot_be_replayed_later() {
     let app = spawn_app_with(crate::messaging::fast).await;
-    let got: Arc<std::sync::Mutex<Vec<(axum::http::HeaderMap, String)>>> = Arc::default();
-    let seen = got.clone();
-    let router = axum::Router::new().route(
-        "/hook",
-        axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
-            let seen = seen.clone();
-            async move {
-                seen.lock().unwrap().push((headers, body));
-                StatusCode::OK
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, router).await;
-    });
+    let (url, got) = crate::webhooks::receiver().await;
     let secret = "whsec-test_0123456789!~";
     let (status, body) = app
         .put(
@@ -413,11 +397,11 @@ async fn deliveries_carry_a_timestamped_signature_that_cannot_be_replayed_later(
     assert_eq!(body["data"]["timestamp_header"], "X-Webhook-Timestamp");
     app.ready_session(1, 2).await;
     let deadline = Instant::now() + Duration::from_secs(10);
-    while got.lock().unwrap().is_empty() {
+    while got.all().is_empty() {
         assert!(Instant::now() < deadline, "nothing delivered");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let (headers, body) = got.lock().unwrap()[0].clone();
+    let (headers, body) = got.all()[0].clone();
     let header = |name: &str| headers.get(name).unwrap().to_str().unwrap().to_owned();
     let ts = header("x-webhook-timestamp");
     let v2 = header("x-webhook-signature-v2");

@@ -317,19 +317,6 @@ async fn create_key(app: &TestApp, body: Value) -> (String, Value) {
     )
 }
 
-/// Reads the stream until `want` shows up (10 s at most).
-async fn read_until(stream: &mut reqwest::Response, want: &str) {
-    let mut seen = String::new();
-    while !seen.contains(want) {
-        let chunk = tokio::time::timeout(Duration::from_secs(10), stream.chunk())
-            .await
-            .unwrap_or_else(|_| panic!("no {want} in time: {seen}"))
-            .unwrap()
-            .expect("stream open");
-        seen.push_str(&String::from_utf8_lossy(&chunk));
-    }
-}
-
 #[tokio::test]
 async fn revoking_a_key_ends_its_open_event_streams_at_once_and_no_other() {
     let app = spawn_app_with_admin_key().await;

@@ -16,10 +16,10 @@ use crate::messaging::{fast, pair_with_contacts, settled};
 const SECRET: &str = "test-webhook-secret-123";
 
 #[derive(Clone, Default)]
-struct Received(Arc<Mutex<Vec<(axum::http::HeaderMap, String)>>>);
+pub struct Received(Arc<Mutex<Vec<(axum::http::HeaderMap, String)>>>);
 
 impl Received {
-    fn all(&self) -> Vec<(axum::http::HeaderMap, String)> {
+    pub fn all(&self) -> Vec<(axum::http::HeaderMap, String)> {
         self.0.lock().unwrap().clone()
     }
 
@@ -59,7 +59,7 @@ fn serve_receiver(listener: tokio::net::TcpListener, got: Received) {
     });
 }
 
-async fn receiver() -> (String, Received) {
+pub async fn receiver() -> (String, Received) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
     let got = Received::default();
@@ -358,15 +358,7 @@ async fn the_event_stream_pushes_events_live_and_replays_what_a_listener_missed(
         )
         .await;
     assert_eq!(status, StatusCode::OK);
-    let mut seen = String::new();
-    while !seen.contains("live one") {
-        let chunk = tokio::time::timeout(Duration::from_secs(10), resp.chunk())
-            .await
-            .expect("an event in time")
-            .unwrap()
-            .expect("stream open");
-        seen.push_str(&String::from_utf8_lossy(&chunk));
-    }
+    let seen = read_until(&mut resp, "live one").await;
     assert!(seen.contains("event: message.received"), "{seen}");
     drop(resp);
 
@@ -378,15 +370,7 @@ async fn the_event_stream_pushes_events_live_and_replays_what_a_listener_missed(
         .send()
         .await
         .unwrap();
-    let mut seen = String::new();
-    while !seen.contains("live one") {
-        let chunk = tokio::time::timeout(Duration::from_secs(10), resp.chunk())
-            .await
-            .expect("replayed in time")
-            .unwrap()
-            .expect("stream open");
-        seen.push_str(&String::from_utf8_lossy(&chunk));
-    }
+    let seen = read_until(&mut resp, "live one").await;
     assert!(seen.contains("event: session.status"), "{seen}");
     let (status, body) = app
         .get("/api/whatsapp/events?user_id=1&last_event_id=x")
