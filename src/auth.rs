@@ -22,7 +22,7 @@ use subtle::ConstantTimeEq;
 
 use crate::clock::SharedClock;
 use crate::domain::{Pair, UserId};
-use crate::error::{AppError, AppResult};
+use crate::http::error::{AppError, AppResult};
 use crate::store::{ApiKeyRecord, KeyQuotas, KeyStore, NewApiKey};
 use limits::{BucketKey, ClientAddr, FailureThrottle, FailureVerdict, RateLimiter};
 pub use limits::{Limits, SessionLimit};

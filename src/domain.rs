@@ -7,13 +7,17 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::error::AppError;
+/// A value the caller gave that the domain cannot take. The message names the field and is
+/// meant for a person; `http/` decides how it is answered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Invalid(pub String);
 
 /// A positive `i64` identifier of the back office (`user_id`, `place_id`, `group_id`, ...).
-fn parse_positive(field: &str, raw: Option<&Value>) -> Result<i64, AppError> {
-    let invalid = || AppError::BadRequest(format!("{field} must be a positive integer"));
+pub fn parse_positive(field: &str, raw: Option<&Value>) -> Result<i64, Invalid> {
+    let invalid = || Invalid(format!("{field} must be a positive integer"));
     match raw {
-        None | Some(Value::Null) => Err(AppError::BadRequest(format!("{field} is required"))),
+        None | Some(Value::Null) => Err(Invalid(format!("{field} is required"))),
         Some(Value::Number(n)) => match n.as_i64() {
             Some(v) if v > 0 => Ok(v),
             _ => Err(invalid()),
@@ -25,21 +29,17 @@ fn parse_positive(field: &str, raw: Option<&Value>) -> Result<i64, AppError> {
 }
 
 /// Parses an id given as text (query string, path segment or JSON string).
-pub fn parse_positive_str(field: &str, raw: &str) -> Result<i64, AppError> {
+pub fn parse_positive_str(field: &str, raw: &str) -> Result<i64, Invalid> {
     let s = raw.trim();
     if s.is_empty() {
-        return Err(AppError::BadRequest(format!("{field} is required")));
+        return Err(Invalid(format!("{field} is required")));
     }
     if !s.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(AppError::BadRequest(format!(
-            "{field} must be a positive integer"
-        )));
+        return Err(Invalid(format!("{field} must be a positive integer")));
     }
     match s.parse::<i64>() {
         Ok(v) if v > 0 => Ok(v),
-        _ => Err(AppError::BadRequest(format!(
-            "{field} must be a positive integer"
-        ))),
+        _ => Err(Invalid(format!("{field} must be a positive integer"))),
     }
 }
 
@@ -54,13 +54,13 @@ macro_rules! id_type {
         impl $name {
             pub const FIELD: &'static str = $field;
 
-            pub fn from_json(raw: Option<&Value>) -> Result<Self, AppError> {
+            pub fn from_json(raw: Option<&Value>) -> Result<Self, Invalid> {
                 parse_positive($field, raw).map(Self)
             }
 
-            pub fn from_text(raw: Option<&str>) -> Result<Self, AppError> {
+            pub fn from_text(raw: Option<&str>) -> Result<Self, Invalid> {
                 match raw {
-                    None => Err(AppError::BadRequest(format!("{} is required", $field))),
+                    None => Err(Invalid(format!("{} is required", $field))),
                     Some(s) => parse_positive_str($field, s).map(Self),
                 }
             }
@@ -275,6 +275,21 @@ impl SessionStatus {
 impl fmt::Display for SessionStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// A yes/no the caller gave: a JSON boolean, or the text a form body carries ("true",
+/// "false", "1", "0"), since form values are always strings.
+pub fn parse_flag(field: &str, raw: Option<&Value>) -> Result<Option<bool>, Invalid> {
+    match raw {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(Value::String(s)) => match s.trim() {
+            "true" | "1" => Ok(Some(true)),
+            "false" | "0" => Ok(Some(false)),
+            _ => Err(Invalid(format!("{field} must be true or false"))),
+        },
+        Some(_) => Err(Invalid(format!("{field} must be true or false"))),
     }
 }
 

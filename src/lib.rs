@@ -8,7 +8,6 @@ pub mod config;
 pub mod contacts;
 pub mod domain;
 pub mod engine;
-pub mod error;
 pub mod events;
 pub mod files;
 pub mod http;

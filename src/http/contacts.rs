@@ -18,7 +18,7 @@ use super::{AppState, envelope};
 use crate::clock::rfc3339_secs;
 use crate::domain::text::caller_name;
 use crate::domain::{GroupId, Pair, parse_positive_str};
-use crate::error::{AppError, AppResult};
+use crate::http::error::{AppError, AppResult};
 use crate::store::{ContactFilter, ContactQuery, ContactRecord, GroupRecord, SearchType, Store};
 
 pub const SEARCH_MAX_CHARS: usize = 200;

@@ -1,16 +1,82 @@
-//! The contract's two envelopes; every response of the API is one of them.
+//! The contract's two envelopes; every response of the API is one of them. The types here are
+//! the ones serialized, and the OpenAPI document describes these same types.
+
+use std::borrow::Cow;
 
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use serde_json::json;
+use utoipa::ToSchema;
 
 use crate::clock::rfc3339;
 
-fn now() -> String {
+pub fn now() -> String {
     rfc3339(chrono::Utc::now())
 }
+
+/// Every failure: the HTTP status is repeated in `status_code`.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorEnvelope {
+    #[schema(schema_with = crate::http::schema::always_false)]
+    success: bool,
+    /// What went wrong, in a sentence meant for a person; names the offending field.
+    message: String,
+    #[schema(minimum = 400, maximum = 599)]
+    status_code: u16,
+    #[schema(format = DateTime)]
+    timestamp: String,
+}
+
+/// The success envelope around any `data`, for answers without a declared type (the few
+/// left while routes move to [`success!`]).
+#[derive(Serialize)]
+struct Success<T> {
+    success: bool,
+    data: T,
+    message: Cow<'static, str>,
+    timestamp: String,
+}
+
+/// Declares a route's answer: `success!(GroupListResponse, GroupList)` is the envelope around
+/// a `GroupList`, named `GroupListResponse` in the document, built with
+/// `GroupListResponse::new(data, "message")` and answered with 200 (or as
+/// `(StatusCode::CREATED, answer)`). The handler returns this type, so the document and the
+/// bytes on the wire come from one declaration.
+macro_rules! success {
+    ($(#[$meta:meta])* $name:ident, $data:ty) => {
+        $(#[$meta])*
+        #[derive(serde::Serialize, utoipa::ToSchema)]
+        pub struct $name {
+            #[schema(schema_with = $crate::http::schema::always_true)]
+            success: bool,
+            data: $data,
+            /// A sentence for a person.
+            #[schema(value_type = String)]
+            message: std::borrow::Cow<'static, str>,
+            #[schema(format = DateTime)]
+            timestamp: String,
+        }
+
+        impl $name {
+            pub fn new(data: $data, message: impl Into<std::borrow::Cow<'static, str>>) -> Self {
+                Self {
+                    success: true,
+                    data,
+                    message: message.into(),
+                    timestamp: $crate::http::envelope::now(),
+                }
+            }
+        }
+
+        impl axum::response::IntoResponse for $name {
+            fn into_response(self) -> axum::response::Response {
+                axum::Json(self).into_response()
+            }
+        }
+    };
+}
+pub(crate) use success;
 
 pub fn ok<T: Serialize>(data: T, message: &str) -> Response {
     with_status(StatusCode::OK, data, message)
@@ -19,12 +85,12 @@ pub fn ok<T: Serialize>(data: T, message: &str) -> Response {
 pub fn with_status<T: Serialize>(status: StatusCode, data: T, message: &str) -> Response {
     (
         status,
-        Json(json!({
-            "success": true,
-            "data": data,
-            "message": message,
-            "timestamp": now(),
-        })),
+        Json(Success {
+            success: true,
+            data,
+            message: Cow::Owned(message.to_owned()),
+            timestamp: now(),
+        }),
     )
         .into_response()
 }
@@ -32,12 +98,12 @@ pub fn with_status<T: Serialize>(status: StatusCode, data: T, message: &str) -> 
 pub fn error(status: StatusCode, message: &str) -> Response {
     (
         status,
-        Json(json!({
-            "success": false,
-            "message": message,
-            "status_code": status.as_u16(),
-            "timestamp": now(),
-        })),
+        Json(ErrorEnvelope {
+            success: false,
+            message: message.to_owned(),
+            status_code: status.as_u16(),
+            timestamp: now(),
+        }),
     )
         .into_response()
 }

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::auth::Caller;
 use crate::domain::{Pair, PlaceId, UserId};
-use crate::error::AppError;
+use crate::http::error::AppError;
 
 /// Who is calling, as the auth middleware decided. Routes outside that middleware have no
 /// caller, and anything asking for one there is refused rather than let through.
@@ -27,8 +27,11 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     }
 }
 
-/// A JSON body. Parsed whatever the content type says (back offices are not always careful
-/// with headers); an empty body is `{}`, so a missing field is named, not "EOF".
+/// A request body: JSON, or `application/x-www-form-urlencoded` (the earlier service's
+/// clients post forms: Laravel's `asForm()`, jQuery's `$.post`) read into the same JSON shape
+/// (see [`super::form`]), so both follow the same rules. JSON is parsed whatever the content
+/// type says (back offices are not always careful with headers); an empty body is `{}`, so a
+/// missing field is named, not "EOF".
 pub struct Body<T>(pub T);
 
 impl<S, T> FromRequest<S> for Body<T>
@@ -39,6 +42,7 @@ where
     type Rejection = AppError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let form = super::form::is_form(req.headers());
         let bytes = Bytes::from_request(req, state).await.map_err(|r| {
             if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 AppError::PayloadTooLarge("Request body is too large".into())
@@ -51,8 +55,11 @@ where
         } else {
             &bytes
         };
-        let value: Value = serde_json::from_slice(bytes)
-            .map_err(|e| AppError::BadRequest(format!("Malformed JSON body: {e}")))?;
+        let value: Value = match form.then(|| super::form::to_json(bytes)).flatten() {
+            Some(v) => v?,
+            None => serde_json::from_slice(bytes)
+                .map_err(|e| AppError::BadRequest(format!("Malformed JSON body: {e}")))?,
+        };
         if !value.is_object() {
             return Err(AppError::BadRequest(
                 "Request body must be a JSON object".into(),
@@ -66,9 +73,11 @@ where
 
 /// A JSON object body read under `limit` bytes and parsed straight into `T`, with no
 /// intermediate `Value`: for bodies too large to hold twice (the sim's phone books).
+/// A form body (`form`) is read the same way, then into the JSON shape (see [`super::form`]).
 pub async fn large_body<T: DeserializeOwned>(
     body: axum::body::Body,
     limit: usize,
+    form: bool,
 ) -> Result<T, AppError> {
     use http_body_util::BodyExt;
     let too_large =
@@ -86,6 +95,10 @@ pub async fn large_body<T: DeserializeOwned>(
             }
         })?
         .to_bytes();
+    if let Some(value) = form.then(|| super::form::to_json(&bytes)).flatten() {
+        return serde_json::from_value(value?)
+            .map_err(|e| AppError::BadRequest(format!("Invalid request body: {e}")));
+    }
     let bytes: &[u8] = match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
         None => b"{}",
         // serde reads a struct from an array too: refuse anything but an object first.
@@ -105,6 +118,33 @@ pub async fn large_body<T: DeserializeOwned>(
         }
         _ => AppError::BadRequest(format!("Malformed JSON body: {e}")),
     })
+}
+
+/// The query string read into a route's parameter type `T` (a struct of `Option<String>`
+/// fields that also derives `IntoParams`, so the document lists what is read). Values stay
+/// text here and are parsed, with messages naming the field, by the type's own methods.
+/// Parameters the route does not know never get this far: [`super::params::refuse_unknown`]
+/// answers 400 first, from the same `IntoParams` declarations.
+pub struct Params<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Params<T> {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let q = parts.uri.query().unwrap_or("");
+        let mut seen: Vec<(String, String)> = Vec::new();
+        for (k, v) in form_urlencoded::parse(q.as_bytes()) {
+            // The first value wins, like most frameworks do.
+            if !seen.iter().any(|(name, _)| *name == k) {
+                seen.push((k.into_owned(), v.into_owned()));
+            }
+        }
+        let de =
+            serde::de::value::MapDeserializer::<_, serde::de::value::Error>::new(seen.into_iter());
+        T::deserialize(de)
+            .map(Params)
+            .map_err(|e| AppError::BadRequest(format!("Invalid query: {e}")))
+    }
 }
 
 /// The query string as plain pairs; values are parsed (and named in errors) by the handler.
@@ -148,7 +188,7 @@ impl Query {
     pub fn user_filter(&self) -> Result<Option<UserId>, AppError> {
         match self.get(UserId::FIELD) {
             None => Ok(None),
-            some => UserId::from_text(some).map(Some),
+            some => Ok(Some(UserId::from_text(some)?)),
         }
     }
 
@@ -200,11 +240,38 @@ pub fn pair_from(
     ))
 }
 
+/// Where a page sits in a listing. `has_next` and `has_prev` are the earlier service's
+/// names, kept for its clients.
+#[derive(serde::Serialize, utoipa::ToSchema, Debug, Clone, Copy)]
+pub struct Pagination {
+    #[schema(minimum = 1)]
+    pub page: i64,
+    #[schema(minimum = 1, maximum = 1000)]
+    pub limit: i64,
+    #[schema(minimum = 0)]
+    pub total: i64,
+    #[schema(minimum = 0)]
+    pub pages: i64,
+    /// Whether a page follows this one.
+    pub has_next: bool,
+    /// Whether a page comes before this one.
+    pub has_prev: bool,
+}
+
+impl Pagination {
+    pub fn new(page: i64, limit: i64, total: i64) -> Self {
+        let pages = (total + limit - 1) / limit;
+        Self {
+            page,
+            limit,
+            total,
+            pages,
+            has_next: page < pages,
+            has_prev: page > 1,
+        }
+    }
+}
+
 pub fn pagination_json(page: i64, limit: i64, total: i64) -> Value {
-    serde_json::json!({
-        "page": page,
-        "limit": limit,
-        "total": total,
-        "pages": (total + limit - 1) / limit,
-    })
+    serde_json::to_value(Pagination::new(page, limit, total)).unwrap_or_default()
 }

@@ -15,9 +15,9 @@ use super::openapi::{
 use super::{AppState, envelope};
 use crate::auth::Caller;
 use crate::clock::{rfc3339_ms, rfc3339_secs};
-use crate::domain::text::{TextError, TextKind, caller_name, caller_text, is_blank};
+use crate::domain::text::{TextKind, caller_name, caller_text, is_blank};
 use crate::domain::{GroupId, Pair, parse_positive_str};
-use crate::error::{AppError, AppResult};
+use crate::http::error::{AppError, AppResult};
 use crate::store::{AutoRule, ContactPatch, ContactQuery, ContactRecord, GroupChange, GroupRecord};
 
 pub const GROUP_NAME_MAX_CHARS: usize = 100;
@@ -158,13 +158,6 @@ pub struct MembersBody {
     place_id: Option<Value>,
     #[serde(default)]
     contact_ids: Option<Value>,
-}
-
-/// A caller's text that breaks the naming rule is the caller's mistake.
-impl From<TextError> for AppError {
-    fn from(e: TextError) -> Self {
-        Self::BadRequest(e.to_string())
-    }
 }
 
 fn group_name(raw: Option<&Value>) -> AppResult<String> {

@@ -14,7 +14,7 @@ use super::keys::presented_key;
 use super::{AppState, envelope};
 use crate::auth::limits::ClientAddr;
 use crate::auth::{KeyFailure, SessionLimit};
-use crate::error::AppError;
+use crate::http::error::AppError;
 
 pub const HEALTH_PATH: &str = "/api/health";
 

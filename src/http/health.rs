@@ -1,14 +1,73 @@
+//! `GET /api/health`: whether the service and its database answer.
+
 use std::time::Duration;
 
 use axum::Extension;
 use axum::extract::State;
-use axum::response::Response;
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
-use super::openapi::{ErrorEnvelope, HealthResponse, tags};
-use super::{AppState, envelope};
+use super::AppState;
+use super::envelope::{ErrorEnvelope, success};
+use super::openapi::tags;
 use crate::auth::Caller;
-use crate::error::{AppError, AppResult};
+use crate::http::error::{AppError, AppResult};
+
+/// Without a key only `status`, `database` and `features`; the rest with a valid key, or
+/// on a server without an admin key.
+#[derive(Serialize, ToSchema)]
+pub struct HealthData {
+    #[schema(examples("healthy"))]
+    status: &'static str,
+    #[schema(examples("connected"))]
+    database: &'static str,
+    features: HealthFeatures,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    version: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    uptime_seconds: Option<u64>,
+    /// Sessions with a live client in this process.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    active_sessions: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    engine: Option<EngineName>,
+}
+
+/// Which engine the server runs (`--engine`).
+#[derive(Serialize, ToSchema, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+pub enum EngineName {
+    Sim,
+    Whatsapp,
+}
+
+impl EngineName {
+    pub fn of(engine: &str) -> Self {
+        if engine == "sim" {
+            Self::Sim
+        } else {
+            Self::Whatsapp
+        }
+    }
+}
+
+/// What the earlier service's health answer promised, kept for its clients.
+#[derive(Serialize, ToSchema)]
+pub struct HealthFeatures {
+    #[schema(examples("ON DEMAND"))]
+    background_contact_fetching: &'static str,
+    error_handling: bool,
+    session_recovery: bool,
+    auto_default_groups: bool,
+    duplicate_prevention: bool,
+    client_availability_check: bool,
+}
+
+success!(HealthResponse, HealthData);
 
 /// # `GET /api/health`
 #[utoipa::path(
@@ -28,7 +87,7 @@ use crate::error::{AppError, AppResult};
 pub async fn health(
     State(st): State<AppState>,
     caller: Option<Extension<Caller>>,
-) -> AppResult<Response> {
+) -> AppResult<HealthResponse> {
     match tokio::time::timeout(Duration::from_secs(3), st.store.ping()).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => {
@@ -40,25 +99,24 @@ pub async fn health(
             return Err(AppError::Unavailable("Database is unreachable".into()));
         }
     }
-    let mut data = json!({
-        "status": "healthy",
-        "database": "connected",
-        "features": {
-            "background_contact_fetching": "ON DEMAND",
-            "error_handling": true,
-            "session_recovery": true,
-            "auto_default_groups": true,
-            "duplicate_prevention": true,
-            "client_availability_check": true,
-        },
-    });
     // How busy the server is and what it runs tell an attacker what to aim at; they are
     // for callers with a key.
-    if caller.is_some() {
-        data["version"] = json!(env!("CARGO_PKG_VERSION"));
-        data["uptime_seconds"] = json!(st.started.elapsed().as_secs());
-        data["active_sessions"] = json!(st.manager.live_count());
-        data["engine"] = json!(st.engine);
-    }
-    Ok(envelope::ok(data, "Service is healthy"))
+    let known = caller.is_some();
+    let data = HealthData {
+        status: "healthy",
+        database: "connected",
+        features: HealthFeatures {
+            background_contact_fetching: "ON DEMAND",
+            error_handling: true,
+            session_recovery: true,
+            auto_default_groups: true,
+            duplicate_prevention: true,
+            client_availability_check: true,
+        },
+        version: known.then_some(env!("CARGO_PKG_VERSION")),
+        uptime_seconds: known.then(|| st.started.elapsed().as_secs()),
+        active_sessions: known.then(|| st.manager.live_count() as u64),
+        engine: known.then(|| EngineName::of(st.engine)),
+    };
+    Ok(HealthResponse::new(data, "Service is healthy"))
 }

@@ -17,7 +17,7 @@ use crate::auth::{Caller, KEY_NAME_MAX_CHARS};
 use crate::clock::rfc3339_ms;
 use crate::domain::text::caller_name;
 use crate::domain::{UserId, parse_positive_str};
-use crate::error::{AppError, AppResult};
+use crate::http::error::{AppError, AppResult};
 use crate::store::{ApiKeyRecord, KeyQuotas};
 
 /// Bounds of the per-key quotas, beyond any real need, so a typo is refused.

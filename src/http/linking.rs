@@ -12,7 +12,7 @@ use super::openapi::{
 use super::{AppState, envelope};
 use crate::auth::Caller;
 use crate::domain::{PhoneNumber, SessionStatus};
-use crate::error::{AppError, AppResult};
+use crate::http::error::{AppError, AppResult};
 
 /// # `GET /api/whatsapp/qr?user_id&place_id&format=png|raw`
 #[utoipa::path(

@@ -15,7 +15,7 @@ use crate::auth::Caller;
 use crate::clock::rfc3339_ms;
 use crate::domain::text::caller_name;
 use crate::domain::{GroupId, Pair, PhoneNumber, SessionStatus, parse_positive_str};
-use crate::error::{AppError, AppResult};
+use crate::http::error::{AppError, AppResult};
 use crate::messaging::image::{self, ImageError};
 use crate::messaging::pacing::DAY_MS;
 use crate::messaging::templates::{self, RECIPIENT_VARIABLES, Recipient};

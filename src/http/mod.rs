@@ -2,7 +2,9 @@
 
 mod contacts;
 pub mod envelope;
+pub mod error;
 pub mod extract;
+pub(crate) mod form;
 mod groups;
 mod guard;
 mod health;
@@ -10,6 +12,8 @@ mod keys;
 mod linking;
 mod messaging;
 pub mod openapi;
+mod params;
+mod schema;
 pub mod serve;
 mod sessions;
 mod sim;
@@ -163,10 +167,15 @@ pub fn router(state: AppState) -> Router {
     let secured = secured
         .merge(SwaggerUi::new(DOCS_PATH).external_url_unchecked(OPENAPI_PATH, openapi_json()));
     let app = public.merge(secured);
+    let known = params::KnownParams::from_doc(&openapi());
     // Outermost last: the envelope middleware must see what the timeout produces. The key
     // check is a layer of the whole router, fallback included, so it runs before a route is
     // known: without a key an unknown route answers 401 like a real one.
     app.fallback(not_found)
+        .layer(middleware::from_fn_with_state(
+            known,
+            params::refuse_unknown,
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), guard::guard))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(TimeoutLayer::with_status_code(

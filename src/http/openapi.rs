@@ -9,12 +9,13 @@ use utoipa::openapi::link::LinkBuilder;
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::schema::{Object, ObjectBuilder, OneOfBuilder, Schema, Type};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{
-    ContentBuilder, KnownFormat, OpenApi as Document, Ref, RefOr, ResponseBuilder, SchemaFormat,
-};
+use utoipa::openapi::{ContentBuilder, OpenApi as Document, Ref, RefOr, ResponseBuilder};
 use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
 
-use crate::domain::SessionStatus;
+pub use super::envelope::ErrorEnvelope;
+use super::extract::Pagination;
+use super::health::EngineName;
+use super::schema::*;
 
 pub mod tags {
     pub const HEALTH: &str = "health";
@@ -290,210 +291,10 @@ fn add_error(op: &mut Operation, status: u16, description: &str) {
         });
 }
 
-// ----- Schemas built by hand: what derive cannot say. -----
+// ----- Success envelopes of the routes not yet beside their handlers -----
 
-fn constant_bool(value: bool) -> Object {
-    ObjectBuilder::new()
-        .schema_type(Type::Boolean)
-        .enum_values(Some([value]))
-        .build()
-}
-
-fn always_true() -> Object {
-    constant_bool(true)
-}
-
-fn always_false() -> Object {
-    constant_bool(false)
-}
-
-fn session_status() -> Object {
-    ObjectBuilder::new()
-        .schema_type(Type::String)
-        .enum_values(Some(SessionStatus::ALL.map(SessionStatus::as_str)))
-        .description(Some("The session's status."))
-        .build()
-}
-
-fn not_initialized() -> Object {
-    ObjectBuilder::new()
-        .schema_type(Type::String)
-        .enum_values(Some(["not_initialized"]))
-        .build()
-}
-
-/// A string enum; `""` among the values where the server reads an empty value as absent.
-fn string_enum(values: &[&str], default: &str) -> Object {
-    ObjectBuilder::new()
-        .schema_type(Type::String)
-        .enum_values(Some(values.iter().copied()))
-        .default(Some(default.into()))
-        .build()
-}
-
-fn qr_format() -> Object {
-    string_enum(&["png", "raw", ""], "png")
-}
-
-fn true_or_false() -> Object {
-    ObjectBuilder::new()
-        .schema_type(Type::String)
-        .enum_values(Some(["true", "false"]))
-        .build()
-}
-
-fn search_type() -> Object {
-    string_enum(&["name", "phone", "all", ""], "all")
-}
-
-fn sessions_by_status() -> Object {
-    SessionStatus::ALL
-        .iter()
-        .fold(
-            ObjectBuilder::new().description(Some("Latest session of every pair, by status.")),
-            |b, s| {
-                b.property(
-                    s.as_str(),
-                    ObjectBuilder::new()
-                        .schema_type(Type::Integer)
-                        .format(int64())
-                        .minimum(Some(0)),
-                )
-                .required(s.as_str())
-            },
-        )
-        .build()
-}
-
-/// `user_id` / `place_id` in a JSON body: a positive integer, or the same digits as a
-/// string (back offices often post form values as strings).
-fn positive_id_in_body() -> Schema {
-    OneOfBuilder::new()
-        .item(
-            ObjectBuilder::new()
-                .schema_type(Type::Integer)
-                .format(int64())
-                .minimum(Some(1))
-                .maximum(Some(i64::MAX)),
-        )
-        .item(
-            ObjectBuilder::new()
-                .schema_type(Type::String)
-                .pattern(Some(r"^\s*0*[1-9][0-9]*\s*$"))
-                .description(Some(
-                    "The same number written in digits; surrounding whitespace is ignored.",
-                )),
-        )
-        .description(Some(
-            "A positive 64-bit integer, as a JSON number or a string of digits.",
-        ))
-        .examples([serde_json::json!(1)])
-        .into()
-}
-
-/// At most 50 tags of 1 to 50 characters.
-fn tag_list() -> Schema {
-    use crate::http::groups::{MAX_TAGS, TAG_MAX_CHARS};
-    utoipa::openapi::schema::ArrayBuilder::new()
-        .items(
-            ObjectBuilder::new()
-                .schema_type(Type::String)
-                .min_length(Some(1))
-                .max_length(Some(TAG_MAX_CHARS))
-                .pattern(Some(r"\S")),
-        )
-        .max_items(Some(MAX_TAGS))
-        .examples([serde_json::json!(["vip", "riyadh"])])
-        .into()
-}
-
-/// At most 50 fields, each a short string, a number, a boolean, or null (to remove it).
-fn custom_field_map() -> Schema {
-    use crate::http::groups::{CUSTOM_FIELD_VALUE_MAX_CHARS, MAX_CUSTOM_FIELDS};
-    let value = OneOfBuilder::new()
-        .item(
-            ObjectBuilder::new()
-                .schema_type(Type::String)
-                .max_length(Some(CUSTOM_FIELD_VALUE_MAX_CHARS)),
-        )
-        .item(ObjectBuilder::new().schema_type(Type::Number))
-        .item(ObjectBuilder::new().schema_type(Type::Boolean))
-        .item(ObjectBuilder::new().schema_type(Type::Null));
-    ObjectBuilder::new()
-        .schema_type(Type::Object)
-        .additional_properties(Some(utoipa::openapi::schema::AdditionalProperties::RefOr(
-            RefOr::T(Schema::OneOf(value.build())),
-        )))
-        .max_properties(Some(MAX_CUSTOM_FIELDS))
-        .examples([serde_json::json!({"city": "Riyadh", "visits": 3})])
-        .into()
-}
-
-/// 1 to 1,000 contact ids, JSON integers only.
-fn contact_id_list() -> Schema {
-    utoipa::openapi::schema::ArrayBuilder::new()
-        .items(
-            ObjectBuilder::new()
-                .schema_type(Type::Integer)
-                .format(int64())
-                .minimum(Some(1))
-                .maximum(Some(i64::MAX)),
-        )
-        .min_items(Some(1))
-        .max_items(Some(crate::http::groups::MAX_MEMBERS))
-        .examples([serde_json::json!([1, 2, 3])])
-        .into()
-}
-
-/// A phone number as a person types it, or its digits as a JSON number.
-fn typed_phone_number() -> Schema {
-    OneOfBuilder::new()
-        .item(
-            ObjectBuilder::new()
-                .schema_type(Type::String)
-                .pattern(Some(r"^\s*\+?[0-9 .()-]*[0-9][0-9 .()-]*\s*$"))
-                .examples([serde_json::json!("+966501234567")]),
-        )
-        // Read as an unsigned 64-bit integer.
-        .item(
-            ObjectBuilder::new()
-                .schema_type(Type::Integer)
-                .minimum(Some(0))
-                .maximum(Some(u64::MAX)),
-        )
-        .description(Some(
-            "An international number with its country code (`+966 50 123 4567`, \
-             `00966501234567`, or its digits as a JSON number); spaces, dashes, dots and \
-             brackets are ignored.",
-        ))
-        .into()
-}
-
-fn int64() -> Option<SchemaFormat> {
-    Some(SchemaFormat::KnownFormat(KnownFormat::Int64))
-}
-
-fn null() -> Object {
-    ObjectBuilder::new().schema_type(Type::Null).build()
-}
-
-// ----- Envelopes -----
-
-/// Every failure: the HTTP status is repeated in `status_code`.
-#[derive(ToSchema)]
-pub struct ErrorEnvelope {
-    #[schema(schema_with = always_false)]
-    success: bool,
-    /// What went wrong, in a sentence meant for a person; names the offending field.
-    message: String,
-    #[schema(minimum = 400, maximum = 599)]
-    status_code: u16,
-    #[schema(format = DateTime)]
-    timestamp: String,
-}
-
-/// A success envelope around a route's `data`.
-macro_rules! success {
+/// Described only, until its route returns it (see [`success!`]).
+macro_rules! described {
     ($(#[$meta:meta])* $name:ident, $data:ty) => {
         $(#[$meta])*
         #[derive(ToSchema)]
@@ -509,43 +310,42 @@ macro_rules! success {
     };
 }
 
-success!(HealthResponse, HealthData);
-success!(
+described!(
     /// `data` is the session, or `status: not_initialized` when the pair never had one.
     StatusResponse,
     StatusData
 );
-success!(SessionResponse, SessionState);
-success!(InfoResponse, SessionInfo);
-success!(ProgressResponse, FetchProgress);
-success!(FetchStartedResponse, FetchStarted);
-success!(StatsResponse, ServiceStats);
-success!(PairCodeResponse, PairCode);
-success!(GroupListResponse, GroupList);
-success!(GroupContactsResponse, GroupContacts);
-success!(ContactSearchResponse, ContactSearch);
-success!(MessageResponse, Message);
-success!(JobResponse, Job);
-success!(BulkJobResponse, BulkJob);
-success!(MessageListResponse, MessageList);
-success!(MessageStatsResponse, MessageStats);
-success!(ValidationResponse, Validation);
-success!(ImageProbeResponse, ImageProbe);
-success!(TemplateListResponse, TemplateList);
-success!(WebhookResponse, Webhook);
-success!(DeletedWebhookResponse, DeletedWebhook);
-success!(DeliveryListResponse, DeliveryList);
-success!(SimOutboxResponse, SimOutbox);
-success!(SimIncomingResponse, SimIncomingDelivered);
-success!(GroupResponse, Group);
-success!(DeletedGroupResponse, DeletedGroup);
-success!(ContactResponse, ContactDetail);
-success!(PhonebookResponse, PhonebookSet);
-success!(ScanResponse, Scanned);
-success!(FaultResponse, FaultInjected);
-success!(CreatedKeyResponse, CreatedKey);
-success!(KeyListResponse, KeyList);
-success!(RevokedKeyResponse, RevokedKey);
+described!(SessionResponse, SessionState);
+described!(InfoResponse, SessionInfo);
+described!(ProgressResponse, FetchProgress);
+described!(FetchStartedResponse, FetchStarted);
+described!(StatsResponse, ServiceStats);
+described!(PairCodeResponse, PairCode);
+described!(GroupListResponse, GroupList);
+described!(GroupContactsResponse, GroupContacts);
+described!(ContactSearchResponse, ContactSearch);
+described!(MessageResponse, Message);
+described!(JobResponse, Job);
+described!(BulkJobResponse, BulkJob);
+described!(MessageListResponse, MessageList);
+described!(MessageStatsResponse, MessageStats);
+described!(ValidationResponse, Validation);
+described!(ImageProbeResponse, ImageProbe);
+described!(TemplateListResponse, TemplateList);
+described!(WebhookResponse, Webhook);
+described!(DeletedWebhookResponse, DeletedWebhook);
+described!(DeliveryListResponse, DeliveryList);
+described!(SimOutboxResponse, SimOutbox);
+described!(SimIncomingResponse, SimIncomingDelivered);
+described!(GroupResponse, Group);
+described!(DeletedGroupResponse, DeletedGroup);
+described!(ContactResponse, ContactDetail);
+described!(PhonebookResponse, PhonebookSet);
+described!(ScanResponse, Scanned);
+described!(FaultResponse, FaultInjected);
+described!(CreatedKeyResponse, CreatedKey);
+described!(KeyListResponse, KeyList);
+described!(RevokedKeyResponse, RevokedKey);
 
 // ----- Requests -----
 
@@ -743,44 +543,6 @@ pub struct GroupPath {
 }
 
 // ----- Data of the success envelopes -----
-
-/// Without a key only `status`, `database` and `features`; the rest with a valid key, or
-/// on a server without an admin key.
-#[derive(ToSchema)]
-pub struct HealthData {
-    #[schema(examples("healthy"))]
-    status: String,
-    #[schema(examples("connected"))]
-    database: String,
-    features: HealthFeatures,
-    #[schema(nullable = false)]
-    version: Option<String>,
-    #[schema(nullable = false)]
-    uptime_seconds: Option<u64>,
-    /// Sessions with a live client in this process.
-    #[schema(nullable = false)]
-    active_sessions: Option<u64>,
-    #[schema(nullable = false)]
-    engine: Option<EngineName>,
-}
-
-#[derive(ToSchema)]
-#[schema(rename_all = "snake_case")]
-pub enum EngineName {
-    Sim,
-    Whatsapp,
-}
-
-#[derive(ToSchema)]
-pub struct HealthFeatures {
-    #[schema(examples("ON DEMAND"))]
-    background_contact_fetching: String,
-    error_handling: bool,
-    session_recovery: bool,
-    auto_default_groups: bool,
-    duplicate_prevention: bool,
-    client_availability_check: bool,
-}
 
 #[derive(ToSchema)]
 #[serde(untagged)]
@@ -1097,18 +859,6 @@ pub struct ContactPatchRequest {
     /// Merged into the contact's fields; `null` removes a field.
     #[schema(schema_with = custom_field_map)]
     custom_fields: Option<serde_json::Map<String, serde_json::Value>>,
-}
-
-#[derive(ToSchema)]
-pub struct Pagination {
-    #[schema(minimum = 1)]
-    page: i64,
-    #[schema(minimum = 1, maximum = 1000)]
-    limit: i64,
-    #[schema(minimum = 0)]
-    total: i64,
-    #[schema(minimum = 0)]
-    pages: i64,
 }
 
 #[derive(ToSchema)]

@@ -15,7 +15,7 @@ use super::{AppState, envelope};
 use crate::auth::{Caller, SessionLimit};
 use crate::clock::rfc3339_ms;
 use crate::domain::{Pair, SessionStatus};
-use crate::error::{AppError, AppResult};
+use crate::http::error::{AppError, AppResult};
 use crate::session::SessionSnapshot;
 use crate::store::AutoRule;
 

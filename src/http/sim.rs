@@ -17,7 +17,7 @@ use crate::clock::rfc3339_ms;
 use crate::contacts::own_numbers;
 use crate::domain::PhoneNumber;
 use crate::engine::sim::{Fault, PhoneBook, SimEntry, SimError, SimIncoming, SimNetwork};
-use crate::error::{AppError, AppResult};
+use crate::http::error::{AppError, AppResult};
 
 /// What a tenant key is told: the simulated network drives every tenant's phones.
 const SIM_ONLY_ADMIN: &str = "use the simulated phone network";
@@ -72,12 +72,14 @@ pub struct PhonebookBody {
 pub async fn set_phonebook(
     State(st): State<AppState>,
     caller: Caller,
+    headers: axum::http::HeaderMap,
     body: axum::body::Body,
 ) -> AppResult<Response> {
     caller.require_admin(SIM_ONLY_ADMIN)?;
     let net = network(&st)?;
     let _turn = net.upload_turn().await;
-    let b: PhonebookBody = large_body(body, net.max_phonebook_bytes()).await?;
+    let form = super::form::is_form(&headers);
+    let b: PhonebookBody = large_body(body, net.max_phonebook_bytes(), form).await?;
     let pair = pair_from(caller, &b.user_id, &b.place_id)?;
     let entries = b
         .entries

@@ -17,8 +17,8 @@ use super::{AppState, envelope};
 use crate::auth::Caller;
 use crate::clock::rfc3339_ms;
 use crate::domain::{PlaceId, UserId};
-use crate::error::{AppError, AppResult};
 use crate::events::EventKind;
+use crate::http::error::{AppError, AppResult};
 use crate::outbound::Refusal;
 use crate::store::{DeliveryRecord, DeliveryStatus, WebhookRecord};
 

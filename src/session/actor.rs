@@ -13,7 +13,7 @@ use crate::clock::SharedClock;
 use crate::contacts::fetch::{FetchJob, FetchMessage, FetchOutcome, FetchUpdate};
 use crate::domain::{PhoneNumber, SessionStatus};
 use crate::engine::{ClientStart, Engine, EngineClient, EngineEvent};
-use crate::error::{AppError, AppResult};
+use crate::http::error::{AppError, AppResult};
 use crate::qr::QrImage;
 use crate::store::{FetchState, SessionRecord, Store, keep_trying};
 

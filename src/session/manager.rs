@@ -13,7 +13,7 @@ use super::{Command, FetchStarted, SessionHandle, SessionSnapshot};
 use crate::clock::SharedClock;
 use crate::domain::{Pair, PhoneNumber, SessionId, SessionStatus, UserId};
 use crate::engine::{Engine, EngineError};
-use crate::error::{AppError, AppResult};
+use crate::http::error::{AppError, AppResult};
 use crate::store::{SessionRecord, Store};
 
 // Above a real client's bounded stop (flush, then close), so a stop is never cut short.

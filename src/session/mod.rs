@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::domain::{Pair, SessionId, SessionStatus};
 use crate::engine::EngineClient;
-use crate::error::AppResult;
+use crate::http::error::AppResult;
 use crate::qr::QrImage;
 use crate::store::SessionRecord;
 

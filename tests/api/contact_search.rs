@@ -112,7 +112,7 @@ async fn search_filters_by_text_business_activity_and_tags_and_every_filter_narr
         .await;
     assert_eq!(
         body["data"]["pagination"],
-        json!({"page": 2, "limit": 2, "total": 5, "pages": 3})
+        json!({"page": 2, "limit": 2, "total": 5, "pages": 3, "has_next": true, "has_prev": true})
     );
     assert_eq!(body["data"]["contacts"][0]["phone_number"], n(5));
 

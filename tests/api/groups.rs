@@ -151,7 +151,7 @@ async fn group_listing_paginates_with_page_limit_total_and_pages() {
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(
         v["data"]["pagination"],
-        json!({"page": 1, "limit": 50, "total": 2, "pages": 1}),
+        json!({"page": 1, "limit": 50, "total": 2, "pages": 1, "has_next": false, "has_prev": false}),
         "{v}"
     );
 
@@ -164,7 +164,7 @@ async fn group_listing_paginates_with_page_limit_total_and_pages() {
     assert_eq!(groups[0]["name"], ALL_GROUP, "{v}");
     assert_eq!(
         v["data"]["pagination"],
-        json!({"page": 1, "limit": 1, "total": 2, "pages": 2}),
+        json!({"page": 1, "limit": 1, "total": 2, "pages": 2, "has_next": true, "has_prev": false}),
         "{v}"
     );
 
@@ -177,7 +177,7 @@ async fn group_listing_paginates_with_page_limit_total_and_pages() {
     assert_eq!(groups[0]["name"], RECENT_GROUP, "{v}");
     assert_eq!(
         v["data"]["pagination"],
-        json!({"page": 2, "limit": 1, "total": 2, "pages": 2}),
+        json!({"page": 2, "limit": 1, "total": 2, "pages": 2, "has_next": false, "has_prev": true}),
         "{v}"
     );
 
@@ -270,7 +270,8 @@ async fn group_contacts_paginate_over_25_contacts_in_3_pages_without_overlap() {
         assert_eq!(contacts.len(), want_len, "page {page}: {v}");
         assert_eq!(
             v["data"]["pagination"],
-            json!({"page": page, "limit": 10, "total": 25, "pages": 3}),
+            json!({"page": page, "limit": 10, "total": 25, "pages": 3,
+                "has_next": page < 3, "has_prev": page > 1}),
             "{v}"
         );
         seen.extend(phones(&contacts));
@@ -292,7 +293,7 @@ async fn group_contacts_paginate_over_25_contacts_in_3_pages_without_overlap() {
     assert_eq!(contacts_of(s, &v).len(), 25, "{v}");
     assert_eq!(
         v["data"]["pagination"],
-        json!({"page": 1, "limit": 50, "total": 25, "pages": 1}),
+        json!({"page": 1, "limit": 50, "total": 25, "pages": 1, "has_next": false, "has_prev": false}),
         "{v}"
     );
 }

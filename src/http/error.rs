@@ -1,4 +1,5 @@
-//! The one error type of the service; each variant is an HTTP outcome.
+//! The HTTP layer's error: each variant is an HTTP outcome. The other layers answer with
+//! their own errors, and the `From` impls here are the one place that decides their status.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -61,6 +62,20 @@ impl AppError {
         Self::Unavailable(
             "WhatsApp client is not available. Please restart the session and try again.".into(),
         )
+    }
+}
+
+/// A value the caller gave that the domain cannot take is the caller's mistake.
+impl From<crate::domain::Invalid> for AppError {
+    fn from(e: crate::domain::Invalid) -> Self {
+        Self::BadRequest(e.0)
+    }
+}
+
+/// A caller's text that breaks the naming rule is the caller's mistake.
+impl From<crate::domain::text::TextError> for AppError {
+    fn from(e: crate::domain::text::TextError) -> Self {
+        Self::BadRequest(e.to_string())
     }
 }
 
