@@ -24,4 +24,5 @@ mod process;
 mod quotas;
 mod security;
 mod sim_access;
+mod unknown_params;
 mod webhooks;
