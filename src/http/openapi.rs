@@ -316,6 +316,7 @@ described!(
     StatusData
 );
 described!(SessionResponse, SessionState);
+described!(SessionStartedResponse, SessionStarted);
 described!(InfoResponse, SessionInfo);
 described!(ProgressResponse, FetchProgress);
 described!(FetchStartedResponse, FetchStarted);
@@ -601,6 +602,19 @@ pub struct SessionState {
     updated_at: String,
 }
 
+/// The session that init or restart started (or found live), with the earlier service's
+/// `success` and `message` beside its fields.
+#[derive(ToSchema)]
+pub struct SessionStarted {
+    #[serde(flatten)]
+    session: SessionState,
+    #[schema(schema_with = always_true)]
+    success: bool,
+    /// What happened, the same sentence as the envelope's message.
+    #[schema(examples("Client initialization started"))]
+    message: String,
+}
+
 /// The pair never had a session.
 #[derive(ToSchema)]
 pub struct NoSession {
@@ -626,6 +640,16 @@ pub struct NoSession {
     contacts_fetch_completed: bool,
     #[schema(schema_with = null)]
     contacts_fetch_error: (),
+    /// The earlier service's sentence, kept for its clients.
+    #[schema(schema_with = no_session_found)]
+    message: String,
+}
+
+fn no_session_found() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(["No session found"]))
+        .build()
 }
 
 /// The session, its contacts in numbers, a health score and what to do about it.

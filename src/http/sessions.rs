@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use super::extract::{Body, PairBody, Query};
 use super::openapi::{
     ErrorEnvelope, FetchStartedResponse, InfoResponse, PairQuery, PairRequest, ProgressResponse,
-    SessionResponse, StatsResponse, StatusResponse, tags,
+    SessionResponse, SessionStartedResponse, StatsResponse, StatusResponse, tags,
 };
 use super::{AppState, envelope};
 use crate::auth::{Caller, SessionLimit};
@@ -45,6 +45,17 @@ fn status_json(s: &SessionSnapshot) -> Value {
         "created_at": rfc3339_ms(r.created_at),
         "updated_at": rfc3339_ms(r.updated_at),
     })
+}
+
+/// The status fields, and the earlier service's `success` and `message` beside them: its
+/// clients read `data.success` after init and restart.
+fn started_json(s: &SessionSnapshot, message: &str) -> Value {
+    let mut data = status_json(s);
+    if let Value::Object(map) = &mut data {
+        map.insert("success".into(), json!(true));
+        map.insert("message".into(), json!(message));
+    }
+    data
 }
 
 fn status_message(s: &SessionSnapshot) -> String {
@@ -87,7 +98,7 @@ async fn require(st: &AppState, pair: Pair) -> AppResult<std::sync::Arc<SessionS
         returned as it is, with the message \"Session already active\".",
     request_body = PairRequest,
     responses(
-        (status = 200, description = "The session, new or already live", body = SessionResponse),
+        (status = 200, description = "The session, new or already live", body = SessionStartedResponse),
         (status = 400, description = "`user_id` or `place_id` is missing or not a positive integer, or the body is not a JSON object", body = ErrorEnvelope),
         (status = 429, description = "A new pair, and the user already holds the most sessions allowed (`--max-sessions-per-user`, or the key's `max_sessions`); or the key's rate limit", body = ErrorEnvelope),
     )
@@ -105,7 +116,7 @@ pub async fn init(
     } else {
         "Client initialization started"
     };
-    Ok(envelope::ok(status_json(&out.snapshot), message))
+    Ok(envelope::ok(started_json(&out.snapshot, message), message))
 }
 
 /// # `GET /api/whatsapp/status`
@@ -140,6 +151,7 @@ pub async fn status(State(st): State<AppState>, q: Query) -> AppResult<Response>
                 "contacts_fetch_progress": 0,
                 "contacts_fetch_completed": false,
                 "contacts_fetch_error": null,
+                "message": "No session found",
             }),
             "No session found for this user and place. Call /api/whatsapp/init to start one.",
         )),
@@ -337,7 +349,7 @@ pub async fn start_contact_fetch(
     description = "Same credentials while the number is still linked, so no new QR code.",
     request_body = PairRequest,
     responses(
-        (status = 200, description = "The restarting session", body = SessionResponse),
+        (status = 200, description = "The restarting session", body = SessionStartedResponse),
         (status = 400, description = "`user_id` or `place_id` is missing or not a positive integer", body = ErrorEnvelope),
         (status = 404, description = "The pair has no session", body = ErrorEnvelope),
         (status = 429, description = "The session was logged out and the user already holds the most sessions allowed; or the key's rate limit", body = ErrorEnvelope),
@@ -350,7 +362,8 @@ pub async fn restart(
     Body(b): Body<PairBody>,
 ) -> AppResult<Response> {
     let s = st.manager.restart(b.pair(caller)?, limit).await?;
-    Ok(envelope::ok(status_json(&s), "Session restart initiated"))
+    let message = "Session restart initiated";
+    Ok(envelope::ok(started_json(&s, message), message))
 }
 
 /// # `POST /api/whatsapp/logout`

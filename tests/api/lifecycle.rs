@@ -439,3 +439,108 @@ async fn a_disconnect_right_after_linking_is_not_lost() {
     app.wait_status(1, 2, "disconnected").await;
     app.wait_status(1, 2, "ready").await;
 }
+
+// ----- What the earlier service's clients read -----
+
+#[tokio::test]
+async fn init_and_restart_answer_success_and_message_inside_data_too() {
+    let app = spawn_app().await;
+    let v = app.init(1, 2).await;
+    assert_eq!(v["data"]["success"], true, "{v}");
+    assert_eq!(v["data"]["message"], "Client initialization started", "{v}");
+    assert!(v["data"]["session_id"].is_string(), "{v}");
+
+    let again = app.init(1, 2).await;
+    assert_eq!(again["data"]["success"], true, "{again}");
+    assert_eq!(
+        again["data"]["message"], "Session already active",
+        "{again}"
+    );
+
+    let (s, v) = app
+        .post(
+            "/api/whatsapp/restart",
+            json!({"user_id": 1, "place_id": 2}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["data"]["success"], true, "{v}");
+    assert_eq!(v["data"]["message"], "Session restart initiated", "{v}");
+    assert_eq!(v["data"]["message"], v["message"], "{v}");
+
+    // Logout keeps its shape: no item asked for more there.
+    let (s, v) = app
+        .post("/api/whatsapp/logout", json!({"user_id": 1, "place_id": 2}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert!(v["data"].get("success").is_none(), "{v}");
+}
+
+#[tokio::test]
+async fn status_without_a_session_also_says_no_session_found_inside_data() {
+    let app = spawn_app().await;
+    let st = app.status(4, 5).await;
+    assert_eq!(st["message"], "No session found", "{st}");
+    assert_eq!(st["status"], "not_initialized", "{st}");
+    assert_eq!(st["session_exists"], false, "{st}");
+    // A pair with a session answers its status, with no such sentence.
+    app.init(4, 5).await;
+    let st = app.status(4, 5).await;
+    assert!(st.get("message").is_none(), "{st}");
+}
+
+async fn post_form(app: &TestApp, path: &str, form: &str) -> (StatusCode, serde_json::Value) {
+    app.send_raw(
+        reqwest::Method::POST,
+        path,
+        "application/x-www-form-urlencoded",
+        form.to_string(),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn the_session_routes_take_form_bodies_like_json() {
+    let app = spawn_app().await;
+    let (s, v) = post_form(&app, "/api/whatsapp/init", "user_id=3&place_id=4").await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["data"]["user_id"], 3, "{v}");
+    assert_eq!(v["data"]["success"], true, "{v}");
+    app.wait_status(3, 4, "qr_ready").await;
+
+    let (s, v) = post_form(
+        &app,
+        "/api/whatsapp/pair-code",
+        "user_id=3&place_id=4&phone_number=%2B966501234567",
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["data"]["phone_number"], "+966501234567", "{v}");
+    assert!(v["data"]["code"].is_string(), "{v}");
+
+    // The same rules as JSON: a field that is not a positive integer is named.
+    let (s, v) = post_form(&app, "/api/whatsapp/init", "user_id=abc&place_id=4").await;
+    let msg = assert_error(s, &v, 400);
+    assert!(msg.contains("user_id"), "{msg}");
+
+    let (s, v) = app.scan(3, 4).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    app.wait_status(3, 4, "ready").await;
+    let (s, v) = post_form(
+        &app,
+        "/api/whatsapp/start-contact-fetch",
+        "user_id=3&place_id=4",
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["data"]["success"], true, "{v}");
+    app.wait_fetch_end(3, 4).await;
+
+    let (s, v) = post_form(&app, "/api/whatsapp/restart", "user_id=3&place_id=4").await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["data"]["message"], "Session restart initiated", "{v}");
+
+    let (s, v) = post_form(&app, "/api/whatsapp/logout", "user_id=3&place_id=4").await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["data"]["status"], "logged_out", "{v}");
+}
