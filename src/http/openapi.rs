@@ -463,6 +463,9 @@ pub struct ContactSearchQuery {
     /// whitespace is removed. Empty means no filter.
     #[param(pattern = r"^\s*([^\s][\s\S]{0,198}[^\s]|[^\s])?\s*$")]
     search: Option<String>,
+    /// The earlier service's name for `search`; give one of the two (or both the same).
+    #[param(pattern = r"^\s*([^\s][\s\S]{0,198}[^\s]|[^\s])?\s*$")]
+    q: Option<String>,
     /// Where `search` looks: `name` (saved and push names), `phone`, or `all` (the
     /// default; also when empty).
     #[param(schema_with = search_type)]

@@ -6,6 +6,7 @@ mod helpers;
 
 mod connections;
 mod contact_search;
+mod contacts_earlier_names;
 mod contention;
 mod conventions;
 mod database_busy;
