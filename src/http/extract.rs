@@ -132,16 +132,15 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Params<T> {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         let q = parts.uri.query().unwrap_or("");
-        let mut seen: Vec<(String, String)> = Vec::new();
+        let mut seen = serde_json::Map::new();
         for (k, v) in form_urlencoded::parse(q.as_bytes()) {
             // The first value wins, like most frameworks do.
-            if !seen.iter().any(|(name, _)| *name == k) {
-                seen.push((k.into_owned(), v.into_owned()));
-            }
+            seen.entry(k.into_owned())
+                .or_insert_with(|| Value::String(v.into_owned()));
         }
-        let de =
-            serde::de::value::MapDeserializer::<_, serde::de::value::Error>::new(seen.into_iter());
-        T::deserialize(de)
+        // Through JSON values rather than serde's plain string deserializer, which cannot
+        // fill the `Option<String>` fields these types are made of.
+        T::deserialize(Value::Object(seen))
             .map(Params)
             .map_err(|e| AppError::BadRequest(format!("Invalid query: {e}")))
     }

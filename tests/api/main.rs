@@ -18,6 +18,7 @@ mod keys;
 mod lifecycle;
 mod manual_groups;
 mod messaging;
+mod messaging_aliases;
 mod names;
 mod openapi;
 mod outbound;
