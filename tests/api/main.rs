@@ -15,6 +15,7 @@ mod fetch;
 mod files;
 mod groups;
 mod keys;
+mod laravel;
 mod lifecycle;
 mod manual_groups;
 mod messaging;
