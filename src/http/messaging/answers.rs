@@ -165,10 +165,14 @@ impl From<&JobRecord> for Job {
     }
 }
 
-/// The WhatsApp ids of queued messages, in their order: what the earlier service's clients
-/// keep to match later events (`message.sent` carries it as `whatsapp_message_id`).
-fn whatsapp_ids(queued: &[MessageRecord]) -> Vec<String> {
-    queued.iter().map(|m| m.wa_message_id.clone()).collect()
+/// The ids of queued messages, in their order: ours (for `/messages/{id}/retry` and the log)
+/// and WhatsApp's (chosen when queued; `message.sent` events carry it as
+/// `whatsapp_message_id`, and the recipient's phone sees it).
+fn ids(queued: &[MessageRecord]) -> (Vec<i64>, Vec<String>) {
+    queued
+        .iter()
+        .map(|m| (m.id, m.wa_message_id.clone()))
+        .unzip()
 }
 
 /// A group send just queued.
@@ -176,15 +180,19 @@ fn whatsapp_ids(queued: &[MessageRecord]) -> Vec<String> {
 pub struct GroupJob {
     #[serde(flatten)]
     job: Job,
-    /// The WhatsApp ids of the queued messages, in the members' order.
-    message_ids: Vec<String>,
+    /// The queued messages, in the members' order.
+    message_ids: Vec<i64>,
+    /// Their WhatsApp ids, in the same order.
+    whatsapp_message_ids: Vec<String>,
 }
 
 impl GroupJob {
     pub fn new(job: &JobRecord, queued: &[MessageRecord]) -> Self {
+        let (message_ids, whatsapp_message_ids) = ids(queued);
         Self {
             job: job.into(),
-            message_ids: whatsapp_ids(queued),
+            message_ids,
+            whatsapp_message_ids,
         }
     }
 }
@@ -194,17 +202,21 @@ impl GroupJob {
 pub struct BulkJob {
     #[serde(flatten)]
     job: Job,
-    /// The WhatsApp ids of the queued messages, in the recipients' order.
-    message_ids: Vec<String>,
+    /// The queued messages, in the recipients' order.
+    message_ids: Vec<i64>,
+    /// Their WhatsApp ids, in the same order.
+    whatsapp_message_ids: Vec<String>,
     /// Recipients dropped because their number came earlier in the list.
     duplicates_skipped: usize,
 }
 
 impl BulkJob {
     pub fn new(job: &JobRecord, queued: &[MessageRecord], duplicates_skipped: usize) -> Self {
+        let (message_ids, whatsapp_message_ids) = ids(queued);
         Self {
             job: job.into(),
-            message_ids: whatsapp_ids(queued),
+            message_ids,
+            whatsapp_message_ids,
             duplicates_skipped,
         }
     }
