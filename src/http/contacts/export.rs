@@ -1,4 +1,4 @@
-//! Finding contacts across a pair, and exporting them (all, or one group's) as CSV.
+//! Every contact of a pair, or one group's, as a CSV file streamed in chunks.
 
 use std::sync::Arc;
 
@@ -6,152 +6,24 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 
-use super::extract::{Query, pagination_json};
-use super::groups::{MAX_TAGS, TAG_MAX_CHARS, contact_json, recent_since};
-use super::openapi::{
-    ContactFilterQuery, ContactSearchQuery, ContactSearchResponse, ErrorEnvelope, GroupPath,
-    PageQuery, PairQuery, tags,
-};
-use super::{AppState, envelope};
+use super::dto::{ContactFilterQuery, ContactSearchQuery, contact_filter};
 use crate::clock::rfc3339_secs;
-use crate::domain::text::caller_name;
-use crate::domain::{GroupId, Pair, parse_positive_str};
+use crate::domain::Pair;
+use crate::http::AppState;
+use crate::http::envelope::ErrorEnvelope;
 use crate::http::error::{AppError, AppResult};
-use crate::store::{ContactFilter, ContactQuery, ContactRecord, GroupRecord, SearchType, Store};
+use crate::http::extract::{Params, Query};
+use crate::http::groups::dto::GroupPath;
+use crate::http::groups::recent_since;
+use crate::http::openapi::{PairQuery, tags};
+use crate::store::{ContactFilter, ContactRecord, GroupRecord, Store};
 
-pub const SEARCH_MAX_CHARS: usize = 200;
-/// Ten years: enough for any "days since" a person means, small enough to never overflow.
-pub const MAX_DAYS: i64 = 3_650;
 /// Rows read per query while exporting: a few hundred kilobytes of CSV at a time.
 const EXPORT_CHUNK: i64 = 1_000;
 /// What spreadsheet programs need to read the file as UTF-8 (Arabic names) rather than as
 /// the system's legacy code page.
 const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
-
-/// The filters every contact listing accepts: `search` with `search_type`, `is_business`,
-/// `last_interaction_days` (active within N days), `inactive_days` (no activity for N days,
-/// or never), `tags` (comma-separated; a contact must carry all of them).
-pub fn contact_filter(q: &Query, now_s: i64) -> AppResult<ContactFilter> {
-    let search_type = match q.get("search_type").map(str::trim) {
-        None | Some("") | Some("all") => SearchType::All,
-        Some("name") => SearchType::Name,
-        Some("phone") => SearchType::Phone,
-        Some(_) => {
-            return Err(AppError::BadRequest(
-                "search_type must be one of: name, phone, all".into(),
-            ));
-        }
-    };
-    // `q` is the earlier service's name for `search`: its clients send it, and ignoring it
-    // would answer every contact to a search.
-    let search = match (q.get("search"), q.get("q")) {
-        (Some(s), Some(alias)) if s.trim() != alias.trim() => {
-            return Err(AppError::BadRequest(
-                "Give search or q (the same parameter), not both".into(),
-            ));
-        }
-        (Some(s), _) => Some(("search", s)),
-        (None, Some(s)) => Some(("q", s)),
-        (None, None) => None,
-    };
-    let search = match search.map(|(field, s)| (field, s.trim())) {
-        Some((field, s)) if s.chars().count() > SEARCH_MAX_CHARS => {
-            return Err(AppError::BadRequest(format!(
-                "{field} must be at most {SEARCH_MAX_CHARS} characters"
-            )));
-        }
-        Some((_, s)) if !s.is_empty() => Some(s.to_owned()),
-        _ => None,
-    };
-    // Exact values only: the OpenAPI document promises as much, and the fuzz test holds us to it.
-    let is_business = match q.get("is_business") {
-        None => None,
-        Some("true") => Some(true),
-        Some("false") => Some(false),
-        Some(_) => {
-            return Err(AppError::BadRequest(
-                "is_business must be true or false".into(),
-            ));
-        }
-    };
-    let days = |field: &str| -> AppResult<Option<i64>> {
-        match q.get(field) {
-            None => Ok(None),
-            Some(s) => match s.parse::<i64>() {
-                Ok(d) if (1..=MAX_DAYS).contains(&d) && s.bytes().all(|b| b.is_ascii_digit()) => {
-                    Ok(Some(now_s - d * 86_400))
-                }
-                _ => Err(AppError::BadRequest(format!(
-                    "{field} must be a whole number of days between 1 and {MAX_DAYS}"
-                ))),
-            },
-        }
-    };
-    let active_since = days("last_interaction_days")?;
-    let inactive_since = days("inactive_days")?;
-    let mut tags: Vec<String> = Vec::new();
-    if let Some(raw) = q.get("tags") {
-        let items: Vec<&str> = raw.split(',').collect();
-        if items.len() > MAX_TAGS || items.iter().any(|t| t.chars().count() > TAG_MAX_CHARS) {
-            return Err(AppError::BadRequest(format!(
-                "tags must be at most {MAX_TAGS} comma-separated tags of at most \
-                 {TAG_MAX_CHARS} characters"
-            )));
-        }
-        for t in items.into_iter().map(str::trim).filter(|t| !t.is_empty()) {
-            // Stored tags are NFC: a filter typed decomposed must find them.
-            let t = caller_name("tags", t)?;
-            if !tags.contains(&t) {
-                tags.push(t);
-            }
-        }
-    }
-    Ok(ContactFilter {
-        search,
-        search_type,
-        is_business,
-        active_since,
-        inactive_since,
-        tags,
-    })
-}
-
-/// # `GET /api/whatsapp/contacts/search`
-#[utoipa::path(
-    get,
-    path = "/contacts/search",
-    operation_id = "search_contacts",
-    tag = tags::CONTACTS,
-    summary = "The pair's contacts matching every filter given, most recently active first",
-    params(PairQuery, PageQuery, ContactSearchQuery, ContactFilterQuery),
-    responses(
-        (status = 200, description = "One page of matching contacts", body = ContactSearchResponse),
-        (status = 400, description = "A bad parameter; the message names it", body = ErrorEnvelope),
-    )
-)]
-pub async fn search(State(st): State<AppState>, q: Query) -> AppResult<Response> {
-    let pair = q.pair()?;
-    let (page, limit) = q.pagination()?;
-    let filter = contact_filter(&q, st.clock.now().timestamp())?;
-    let query = ContactQuery {
-        filter,
-        page,
-        limit,
-    };
-    let (contacts, total) = st
-        .store
-        .search_contacts(pair, None, &query, recent_since(&st))
-        .await?;
-    Ok(envelope::ok(
-        json!({
-            "contacts": contacts.iter().map(contact_json).collect::<Vec<_>>(),
-            "pagination": pagination_json(page, limit, total),
-        }),
-        "Contacts retrieved",
-    ))
-}
 
 /// # `GET /api/whatsapp/contacts/export.csv`
 #[utoipa::path(
@@ -169,9 +41,14 @@ pub async fn search(State(st): State<AppState>, q: Query) -> AppResult<Response>
         (status = 400, description = "A bad parameter; the message names it", body = ErrorEnvelope),
     )
 )]
-pub async fn export_all(State(st): State<AppState>, q: Query) -> AppResult<Response> {
+pub async fn export_all(
+    State(st): State<AppState>,
+    q: Query,
+    Params(search): Params<ContactSearchQuery>,
+    Params(filters): Params<ContactFilterQuery>,
+) -> AppResult<Response> {
     let pair = q.pair()?;
-    let filter = contact_filter(&q, st.clock.now().timestamp())?;
+    let filter = contact_filter(&search, &filters, st.clock.now().timestamp())?;
     let name = format!("contacts_{}_{}.csv", pair.user_id, pair.place_id);
     Ok(csv_response(&st, pair, None, filter, &name))
 }
@@ -193,12 +70,14 @@ pub async fn export_all(State(st): State<AppState>, q: Query) -> AppResult<Respo
 )]
 pub async fn export_group(
     State(st): State<AppState>,
-    Path(group_id): Path<String>,
+    Path(path): Path<GroupPath>,
     q: Query,
+    Params(search): Params<ContactSearchQuery>,
+    Params(filters): Params<ContactFilterQuery>,
 ) -> AppResult<Response> {
-    let group_id = parse_positive_str(GroupId::FIELD, &group_id)?;
+    let group_id = path.id()?;
     let pair = q.pair()?;
-    let filter = contact_filter(&q, st.clock.now().timestamp())?;
+    let filter = contact_filter(&search, &filters, st.clock.now().timestamp())?;
     let group = st
         .store
         .group(pair, group_id, recent_since(&st))
