@@ -86,7 +86,7 @@ fn api_parts(with_sim: bool) -> (OpenApiRouter<AppState>, OpenApiRouter<AppState
         .routes(routes!(contacts::contact, contacts::update_contact))
         .routes(routes!(contacts::search))
         .routes(routes!(contacts::export::export_all))
-        .routes(routes!(contacts::export::export_group))
+        .routes(routes!(groups::export))
         .routes(routes!(messaging::send_message))
         .routes(routes!(messaging::send_group))
         .routes(routes!(messaging::send_bulk))

@@ -3,19 +3,18 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
 use super::dto::{ContactFilterQuery, ContactSearchQuery, contact_filter};
+use super::recent_since;
 use crate::clock::rfc3339_secs;
 use crate::domain::Pair;
 use crate::http::AppState;
 use crate::http::envelope::ErrorEnvelope;
-use crate::http::error::{AppError, AppResult};
+use crate::http::error::AppResult;
 use crate::http::extract::{Params, Query};
-use crate::http::groups::dto::GroupPath;
-use crate::http::groups::recent_since;
 use crate::http::openapi::{PairQuery, tags};
 use crate::store::{ContactFilter, ContactRecord, GroupRecord, Store};
 
@@ -53,40 +52,6 @@ pub async fn export_all(
     Ok(csv_response(&st, pair, None, filter, &name))
 }
 
-/// # `GET /api/whatsapp/groups/{group_id}/export.csv`
-#[utoipa::path(
-    get,
-    path = "/groups/{group_id}/export.csv",
-    operation_id = "export_group",
-    tag = tags::CONTACTS,
-    summary = "A group's members as CSV",
-    description = "Same format as `/contacts/export.csv`; the search filters narrow it too.",
-    params(GroupPath, PairQuery, ContactSearchQuery, ContactFilterQuery),
-    responses(
-        (status = 200, description = "The CSV file", content_type = "text/csv", body = String),
-        (status = 400, description = "A bad parameter; the message names it", body = ErrorEnvelope),
-        (status = 404, description = "No such group for this pair", body = ErrorEnvelope),
-    )
-)]
-pub async fn export_group(
-    State(st): State<AppState>,
-    Path(path): Path<GroupPath>,
-    q: Query,
-    Params(search): Params<ContactSearchQuery>,
-    Params(filters): Params<ContactFilterQuery>,
-) -> AppResult<Response> {
-    let group_id = path.id()?;
-    let pair = q.pair()?;
-    let filter = contact_filter(&search, &filters, st.clock.now().timestamp())?;
-    let group = st
-        .store
-        .group(pair, group_id, recent_since(&st))
-        .await?
-        .ok_or_else(|| AppError::NotFound("Group not found".into()))?;
-    let name = format!("group_{}_{}_{}.csv", pair.user_id, pair.place_id, group.id);
-    Ok(csv_response(&st, pair, Some(group), filter, &name))
-}
-
 struct ExportState {
     store: Arc<dyn Store>,
     pair: Pair,
@@ -98,7 +63,8 @@ struct ExportState {
     done: bool,
 }
 
-fn csv_response(
+/// The CSV of the pair's contacts (of `group` only, when given) that match `filter`.
+pub(in crate::http) fn csv_response(
     st: &AppState,
     pair: Pair,
     group: Option<GroupRecord>,

@@ -13,11 +13,15 @@ use self::dto::{
 use super::AppState;
 use super::envelope::ErrorEnvelope;
 use super::extract::{Body, PageQuery, Pagination, Params, Query};
-use super::groups::recent_since;
 use super::openapi::{PairQuery, tags};
 use crate::auth::Caller;
 use crate::http::error::{AppError, AppResult};
-use crate::store::ContactQuery;
+use crate::store::{AutoRule, ContactQuery};
+
+/// Contacts active at or after this unix second are in the "last 90 days" group.
+pub(super) fn recent_since(st: &AppState) -> i64 {
+    st.clock.now().timestamp() - AutoRule::RECENT_DAYS * 86_400
+}
 
 /// # `GET /api/whatsapp/contacts/{contact_id}`
 #[utoipa::path(

@@ -4,6 +4,7 @@ pub mod dto;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::response::Response;
 
 use self::dto::{
     CreateGroupRequest, DeletedGroup, DeletedGroupResponse, Group, GroupContacts,
@@ -12,18 +13,17 @@ use self::dto::{
 };
 use super::AppState;
 use super::contacts::dto::{Contact, ContactFilterQuery, ContactSearchQuery, contact_filter};
+use super::contacts::export::csv_response;
 use super::envelope::ErrorEnvelope;
 use super::extract::{Body, PageQuery, Pagination, Params, Query, pair_from};
 use super::openapi::{PairQuery, tags};
 use crate::auth::Caller;
 use crate::domain::Pair;
 use crate::http::error::{AppError, AppResult};
-use crate::store::{AutoRule, ContactQuery, GroupChange, GroupRecord};
+use crate::store::{ContactQuery, GroupChange, GroupRecord};
 
-/// Contacts active at or after this unix second are in the "last 90 days" group.
-pub(super) fn recent_since(st: &AppState) -> i64 {
-    st.clock.now().timestamp() - AutoRule::RECENT_DAYS * 86_400
-}
+// The group send reads it from here.
+pub(super) use super::contacts::recent_since;
 
 /// # `GET /api/whatsapp/groups`
 #[utoipa::path(
@@ -107,6 +107,40 @@ pub async fn contacts(
         },
         "Group contacts retrieved",
     ))
+}
+
+/// # `GET /api/whatsapp/groups/{group_id}/export.csv`
+#[utoipa::path(
+    get,
+    path = "/groups/{group_id}/export.csv",
+    operation_id = "export_group",
+    tag = tags::CONTACTS,
+    summary = "A group's members as CSV",
+    description = "Same format as `/contacts/export.csv`; the search filters narrow it too.",
+    params(GroupPath, PairQuery, ContactSearchQuery, ContactFilterQuery),
+    responses(
+        (status = 200, description = "The CSV file", content_type = "text/csv", body = String),
+        (status = 400, description = "A bad parameter; the message names it", body = ErrorEnvelope),
+        (status = 404, description = "No such group for this pair", body = ErrorEnvelope),
+    )
+)]
+pub async fn export(
+    State(st): State<AppState>,
+    Path(path): Path<GroupPath>,
+    q: Query,
+    Params(search): Params<ContactSearchQuery>,
+    Params(filters): Params<ContactFilterQuery>,
+) -> AppResult<Response> {
+    let group_id = path.id()?;
+    let pair = q.pair()?;
+    let filter = contact_filter(&search, &filters, st.clock.now().timestamp())?;
+    let group = st
+        .store
+        .group(pair, group_id, recent_since(&st))
+        .await?
+        .ok_or_else(|| AppError::NotFound("Group not found".into()))?;
+    let name = format!("group_{}_{}_{}.csv", pair.user_id, pair.place_id, group.id);
+    Ok(csv_response(&st, pair, Some(group), filter, &name))
 }
 
 /// The answer to a change that did not happen, in the contract's words.
