@@ -13,7 +13,10 @@ use utoipa::openapi::{ContentBuilder, OpenApi as Document, Ref, RefOr, ResponseB
 use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
 
 pub use super::envelope::ErrorEnvelope;
+// For the routes not yet beside their types; these live with the routes that read them.
+pub use super::extract::PageQuery;
 use super::extract::Pagination;
+pub use super::groups::dto::GroupPath;
 use super::health::EngineName;
 use super::schema::*;
 
@@ -322,17 +325,11 @@ described!(ProgressResponse, FetchProgress);
 described!(FetchStartedResponse, FetchStarted);
 described!(StatsResponse, ServiceStats);
 described!(PairCodeResponse, PairCode);
-described!(GroupListResponse, GroupList);
-described!(GroupContactsResponse, GroupContacts);
-described!(ContactSearchResponse, ContactSearch);
 described!(WebhookResponse, Webhook);
 described!(DeletedWebhookResponse, DeletedWebhook);
 described!(DeliveryListResponse, DeliveryList);
 described!(SimOutboxResponse, SimOutbox);
 described!(SimIncomingResponse, SimIncomingDelivered);
-described!(GroupResponse, Group);
-described!(DeletedGroupResponse, DeletedGroup);
-described!(ContactResponse, ContactDetail);
 described!(PhonebookResponse, PhonebookSet);
 described!(ScanResponse, Scanned);
 described!(FaultResponse, FaultInjected);
@@ -430,112 +427,11 @@ pub struct PairQuery {
 
 #[derive(IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct PageQuery {
-    /// Page number, from 1.
-    #[param(minimum = 1, default = 1)]
-    page: Option<i64>,
-    /// Items per page.
-    #[param(minimum = 1, maximum = 1000, default = 50)]
-    limit: Option<i64>,
-}
-
-#[derive(IntoParams)]
-#[into_params(parameter_in = Query)]
 pub struct QrQuery {
     /// `png` (the default): the QR code as an image. `raw`: the text the QR code encodes,
     /// for a client that draws it itself. Empty means `png`.
     #[param(schema_with = qr_format)]
     format: Option<String>,
-}
-
-#[derive(IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct ContactSearchQuery {
-    /// Text to look for in names and/or numbers; at most 200 characters once surrounding
-    /// whitespace is removed. Empty means no filter.
-    #[param(pattern = r"^\s*([^\s][\s\S]{0,198}[^\s]|[^\s])?\s*$")]
-    search: Option<String>,
-    /// The earlier service's name for `search`; give one of the two (or both the same).
-    #[param(pattern = r"^\s*([^\s][\s\S]{0,198}[^\s]|[^\s])?\s*$")]
-    q: Option<String>,
-    /// Where `search` looks: `name` (saved and push names), `phone`, or `all` (the
-    /// default; also when empty).
-    #[param(schema_with = search_type)]
-    search_type: Option<String>,
-}
-
-/// Filters of contact search and export; each one given narrows the result.
-#[derive(IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct ContactFilterQuery {
-    /// Only business accounts (`true`) or only the others (`false`).
-    #[param(schema_with = true_or_false)]
-    is_business: Option<String>,
-    /// Only contacts whose last chat activity is within this many days.
-    #[param(minimum = 1, maximum = 3650)]
-    last_interaction_days: Option<i64>,
-    /// Only contacts with no chat activity for at least this many days (or never).
-    #[param(minimum = 1, maximum = 3650)]
-    inactive_days: Option<i64>,
-    /// Comma-separated tags (at most 50, each at most 50 characters); a contact must carry
-    /// every one. Surrounding spaces are ignored.
-    #[param(pattern = r"^[^,]{0,50}(,[^,]{0,50}){0,49}$", example = "vip,riyadh")]
-    tags: Option<String>,
-}
-
-#[derive(IntoParams)]
-#[into_params(parameter_in = Path)]
-pub struct ContactPath {
-    /// The contact's id.
-    #[param(minimum = 1, example = 1)]
-    contact_id: i64,
-}
-
-#[derive(ToSchema)]
-pub struct CreateGroupRequest {
-    #[schema(schema_with = positive_id_in_body)]
-    user_id: i64,
-    #[schema(schema_with = positive_id_in_body)]
-    place_id: i64,
-    /// Unique among the pair's groups; surrounding spaces are dropped.
-    #[schema(
-        min_length = 1,
-        max_length = 100,
-        pattern = r"\S",
-        examples("VIP customers")
-    )]
-    name: String,
-    #[schema(max_length = 500)]
-    description: Option<String>,
-    /// Ids of the pair's contacts; duplicates count once.
-    #[schema(schema_with = contact_id_list)]
-    contact_ids: Vec<i64>,
-}
-
-#[derive(ToSchema)]
-pub struct ReplaceMembersRequest {
-    #[schema(schema_with = positive_id_in_body)]
-    user_id: i64,
-    #[schema(schema_with = positive_id_in_body)]
-    place_id: i64,
-    /// The group's members from now on: ids of the pair's contacts.
-    #[schema(schema_with = contact_id_list)]
-    contact_ids: Vec<i64>,
-}
-
-#[derive(ToSchema)]
-pub struct DeletedGroup {
-    id: i64,
-    #[schema(schema_with = always_true)]
-    deleted: bool,
-}
-
-#[derive(IntoParams)]
-#[into_params(parameter_in = Path)]
-pub struct GroupPath {
-    /// The group's id.
-    #[param(minimum = 1, example = 1)]
-    group_id: i64,
 }
 
 // ----- Data of the success envelopes -----
@@ -762,122 +658,6 @@ pub struct PairCode {
     code: String,
     /// The same code, under the name the earlier service used.
     pairing_code: String,
-}
-
-#[derive(ToSchema)]
-pub struct GroupList {
-    groups: Vec<Group>,
-    pagination: Pagination,
-}
-
-#[derive(ToSchema)]
-pub struct ContactSearch {
-    contacts: Vec<Contact>,
-    pagination: Pagination,
-}
-
-#[derive(ToSchema)]
-pub struct GroupContacts {
-    group: Group,
-    contacts: Vec<Contact>,
-    pagination: Pagination,
-}
-
-/// A contact group of the pair. The two automatic ones ("جميع الارقام", every number, and
-/// "اخر الارقام (90 يوم)", numbers active in the last 90 days) are created when the
-/// session first becomes ready.
-#[derive(ToSchema)]
-pub struct Group {
-    id: i64,
-    name: String,
-    #[schema(required = true)]
-    description: Option<String>,
-    #[serde(rename = "type")]
-    kind: GroupKind,
-    contact_count: i64,
-    /// The rule of an automatic group; `null` for a manual one.
-    #[schema(required = true)]
-    filter_applied: Option<GroupFilter>,
-    #[schema(format = DateTime)]
-    created_at: String,
-    #[schema(format = DateTime)]
-    updated_at: String,
-}
-
-#[derive(ToSchema)]
-#[schema(rename_all = "snake_case")]
-pub enum GroupKind {
-    Auto,
-    Manual,
-}
-
-/// `{"rule": "all"}` or `{"rule": "last_interaction_within_days", "days": 90}`.
-#[derive(ToSchema)]
-pub struct GroupFilter {
-    rule: GroupRule,
-    /// Only with `last_interaction_within_days`.
-    #[serde(default)]
-    days: i64,
-}
-
-#[derive(ToSchema)]
-#[schema(rename_all = "snake_case")]
-pub enum GroupRule {
-    All,
-    LastInteractionWithinDays,
-}
-
-#[derive(ToSchema)]
-pub struct Contact {
-    id: i64,
-    /// E.164.
-    #[schema(examples("+966512345678"))]
-    phone_number: String,
-    /// The name saved on the phone.
-    #[schema(required = true)]
-    name: Option<String>,
-    /// The name the contact gave itself.
-    #[schema(required = true)]
-    push_name: Option<String>,
-    is_business: bool,
-    /// The last message in the chat with this contact.
-    #[schema(required = true, format = DateTime)]
-    last_interaction: Option<String>,
-    tags: Vec<String>,
-}
-
-/// A contact shown alone: the list fields and its custom fields.
-#[derive(ToSchema)]
-pub struct ContactDetail {
-    id: i64,
-    /// E.164.
-    #[schema(examples("+966512345678"))]
-    phone_number: String,
-    #[schema(required = true)]
-    name: Option<String>,
-    #[schema(required = true)]
-    push_name: Option<String>,
-    is_business: bool,
-    #[schema(required = true, format = DateTime)]
-    last_interaction: Option<String>,
-    tags: Vec<String>,
-    /// Set with `PATCH`; never touched by a fetch.
-    #[schema(value_type = Object)]
-    custom_fields: serde_json::Map<String, serde_json::Value>,
-}
-
-#[derive(ToSchema)]
-pub struct ContactPatchRequest {
-    #[schema(schema_with = positive_id_in_body)]
-    user_id: i64,
-    #[schema(schema_with = positive_id_in_body)]
-    place_id: i64,
-    /// Replaces the contact's tags; trimmed, duplicates dropped.
-    #[schema(schema_with = tag_list)]
-    tags: Option<Vec<String>>,
-    /// Merged into the contact's fields; `null` removes a field.
-    #[schema(schema_with = custom_field_map)]
-    custom_fields: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 #[derive(ToSchema)]
