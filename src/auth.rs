@@ -34,7 +34,6 @@ pub const ADMIN_KEY_MIN_CHARS: usize = 16;
 const FAILURE_WINDOW_MS: i64 = 60_000;
 /// `last_used_at` is a hint for the admin, not an audit log: one write a minute per key.
 const TOUCH_EVERY_MS: i64 = 60_000;
-pub const KEY_NAME_MAX_CHARS: usize = 100;
 
 /// A secret given on the command line; never printed, not even by `Debug`.
 #[derive(Clone)]

@@ -132,16 +132,15 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Params<T> {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         let q = parts.uri.query().unwrap_or("");
-        let mut seen: Vec<(String, String)> = Vec::new();
+        let mut seen = serde_json::Map::new();
         for (k, v) in form_urlencoded::parse(q.as_bytes()) {
             // The first value wins, like most frameworks do.
-            if !seen.iter().any(|(name, _)| *name == k) {
-                seen.push((k.into_owned(), v.into_owned()));
-            }
+            seen.entry(k.into_owned())
+                .or_insert_with(|| Value::String(v.into_owned()));
         }
-        let de =
-            serde::de::value::MapDeserializer::<_, serde::de::value::Error>::new(seen.into_iter());
-        T::deserialize(de)
+        // Through JSON values rather than serde's string deserializers, which cannot fill an
+        // `Option<String>` field.
+        serde_json::from_value(Value::Object(seen))
             .map(Params)
             .map_err(|e| AppError::BadRequest(format!("Invalid query: {e}")))
     }
@@ -194,22 +193,71 @@ impl Query {
 
     /// `page` ≥ 1 (default 1) and `limit` in 1..=1000 (default 50).
     pub fn pagination(&self) -> Result<(i64, i64), AppError> {
-        let page = match self.get("page") {
-            None => 1,
-            Some(s) => crate::domain::parse_positive_str("page", s)?,
-        };
-        let limit = match self.get("limit") {
-            None => 50,
-            Some(s) => match s.trim().parse::<i64>() {
-                Ok(v) if (1..=1000).contains(&v) => v,
-                _ => {
-                    return Err(AppError::BadRequest(
-                        "limit must be an integer between 1 and 1000".into(),
-                    ));
-                }
-            },
-        };
-        Ok((page, limit))
+        Ok(page_and_limit(self.get("page"), self.get("limit"))?)
+    }
+}
+
+/// `page` ≥ 1 (default 1) and `limit` in 1..=1000 (default 50).
+pub fn page_and_limit(
+    page: Option<&str>,
+    limit: Option<&str>,
+) -> Result<(i64, i64), crate::domain::Invalid> {
+    let page = match page {
+        None => 1,
+        Some(s) => crate::domain::parse_positive_str("page", s)?,
+    };
+    let limit = match limit {
+        None => 50,
+        Some(s) => match s.trim().parse::<i64>() {
+            Ok(v) if (1..=1000).contains(&v) => v,
+            _ => {
+                return Err(crate::domain::Invalid(
+                    "limit must be an integer between 1 and 1000".into(),
+                ));
+            }
+        },
+    };
+    Ok((page, limit))
+}
+
+/// `user_id` and `place_id` of a query string: the pair a route reads.
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PairQuery {
+    /// The back office's user: a positive 64-bit integer.
+    #[param(value_type = i64, minimum = 1, example = 1, required = true)]
+    user_id: Option<String>,
+    /// The user's place (shop, branch): a positive 64-bit integer.
+    #[param(value_type = i64, minimum = 1, example = 1, required = true)]
+    place_id: Option<String>,
+}
+
+impl PairQuery {
+    /// The pair named, if the caller may act on it.
+    pub fn pair(&self, caller: Caller) -> Result<Pair, AppError> {
+        caller.scope(Pair::new(
+            UserId::from_text(self.user_id.as_deref())?,
+            PlaceId::from_text(self.place_id.as_deref())?,
+        ))
+    }
+}
+
+/// `page` and `limit` of a listing.
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// Page number, from 1.
+    #[param(value_type = Option<i64>, minimum = 1, default = 1)]
+    page: Option<String>,
+    /// Items per page.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 1000, default = 50)]
+    limit: Option<String>,
+}
+
+impl PageQuery {
+    /// `(page, limit)`: `page` ≥ 1 (default 1) and `limit` in 1..=1000 (default 50).
+    pub fn page_and_limit(&self) -> Result<(i64, i64), crate::domain::Invalid> {
+        page_and_limit(self.page.as_deref(), self.limit.as_deref())
     }
 }
 
@@ -274,4 +322,29 @@ impl Pagination {
 
 pub fn pagination_json(page: i64, limit: i64, total: i64) -> Value {
     serde_json::to_value(Pagination::new(page, limit, total)).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Deserialize)]
+    struct Filter {
+        a: Option<String>,
+        b: Option<String>,
+    }
+
+    #[tokio::test]
+    async fn params_fill_optional_fields_and_the_first_value_wins() {
+        let (mut parts, ()) = axum::http::Request::builder()
+            .uri("/x?a=1&a=2")
+            .body(())
+            .unwrap()
+            .into_parts();
+        let Params(f) = Params::<Filter>::from_request_parts(&mut parts, &())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(f.a.as_deref(), Some("1"));
+        assert_eq!(f.b, None);
+    }
 }
