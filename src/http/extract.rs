@@ -177,10 +177,10 @@ impl Query {
 
     /// The pair named by `user_id` and `place_id`, if the caller may act on it.
     pub fn pair(&self) -> Result<Pair, AppError> {
-        self.caller.scope(Pair::new(
+        Ok(self.caller.scope(Pair::new(
             UserId::from_text(self.get(UserId::FIELD))?,
             PlaceId::from_text(self.get(PlaceId::FIELD))?,
-        ))
+        ))?)
     }
 
     /// An optional `user_id` filter (admin listings).
@@ -235,10 +235,10 @@ pub struct PairQuery {
 impl PairQuery {
     /// The pair named, if the caller may act on it.
     pub fn pair(&self, caller: Caller) -> Result<Pair, AppError> {
-        caller.scope(Pair::new(
+        Ok(caller.scope(Pair::new(
             UserId::from_text(self.user_id.as_deref())?,
             PlaceId::from_text(self.place_id.as_deref())?,
-        ))
+        ))?)
     }
 }
 
@@ -282,10 +282,10 @@ pub fn pair_from(
     user_id: &Option<Value>,
     place_id: &Option<Value>,
 ) -> Result<Pair, AppError> {
-    caller.scope(Pair::new(
+    Ok(caller.scope(Pair::new(
         UserId::from_json(user_id.as_ref())?,
         PlaceId::from_json(place_id.as_ref())?,
-    ))
+    ))?)
 }
 
 /// Where a page sits in a listing. `has_next` and `has_prev` are the earlier service's
