@@ -8,6 +8,7 @@
 //! The gate also keeps the limits that go with a key (see [`limits`]): failed key checks
 //! per client address, requests per second per key, sessions per user.
 
+mod error;
 pub mod limits;
 
 use std::collections::HashSet;
@@ -22,8 +23,8 @@ use subtle::ConstantTimeEq;
 
 use crate::clock::SharedClock;
 use crate::domain::{Pair, UserId};
-use crate::http::error::{AppError, AppResult};
 use crate::store::{ApiKeyRecord, KeyQuotas, KeyStore, NewApiKey};
+pub use error::{AuthError, AuthResult};
 use limits::{BucketKey, ClientAddr, FailureThrottle, FailureVerdict, RateLimiter};
 pub use limits::{Limits, SessionLimit};
 
@@ -34,7 +35,6 @@ pub const ADMIN_KEY_MIN_CHARS: usize = 16;
 const FAILURE_WINDOW_MS: i64 = 60_000;
 /// `last_used_at` is a hint for the admin, not an audit log: one write a minute per key.
 const TOUCH_EVERY_MS: i64 = 60_000;
-pub const KEY_NAME_MAX_CHARS: usize = 100;
 
 /// A secret given on the command line; never printed, not even by `Debug`.
 #[derive(Clone)]
@@ -112,34 +112,26 @@ pub enum Caller {
 impl Caller {
     /// The pair, if this caller may act on it. Another tenant's user is refused openly:
     /// the caller named that user, so saying no reveals nothing it did not already know.
-    pub fn scope(&self, pair: Pair) -> AppResult<Pair> {
-        match *self {
-            Self::Admin => Ok(pair),
-            Self::Tenant { user_id, .. } if user_id == pair.user_id => Ok(pair),
-            Self::Tenant { user_id, .. } => Err(AppError::Forbidden(format!(
-                "This API key belongs to user_id {user_id} and cannot act on user_id {}",
-                pair.user_id
-            ))),
-        }
+    pub fn scope(&self, pair: Pair) -> AuthResult<Pair> {
+        self.scope_user(pair.user_id).map(|_| pair)
     }
 
     /// A user-wide resource (a tenant's webhook), if this caller may act on that user.
-    pub fn scope_user(&self, user: UserId) -> AppResult<UserId> {
+    pub fn scope_user(&self, user: UserId) -> AuthResult<UserId> {
         match *self {
             Self::Admin => Ok(user),
             Self::Tenant { user_id, .. } if user_id == user => Ok(user),
-            Self::Tenant { user_id, .. } => Err(AppError::Forbidden(format!(
-                "This API key belongs to user_id {user_id} and cannot act on user_id {user}"
-            ))),
+            Self::Tenant { user_id, .. } => Err(AuthError::OtherUser {
+                key_user: user_id,
+                asked: user,
+            }),
         }
     }
 
-    pub fn require_admin(&self, what: &str) -> AppResult<()> {
+    pub fn require_admin(&self, what: &str) -> AuthResult<()> {
         match self {
             Self::Admin => Ok(()),
-            Self::Tenant { .. } => Err(AppError::Forbidden(format!(
-                "Only the admin API key can {what}"
-            ))),
+            Self::Tenant { .. } => Err(AuthError::AdminOnly(what.to_owned())),
         }
     }
 }
@@ -301,18 +293,14 @@ impl ApiKeys {
     }
 
     /// The caller behind a presented key (`None`: no key was sent).
-    pub async fn authenticate(&self, presented: Option<&str>) -> AppResult<Authenticated> {
+    pub async fn authenticate(&self, presented: Option<&str>) -> AuthResult<Authenticated> {
         let admin = Authenticated {
             caller: Caller::Admin,
             quotas: KeyQuotas::default(),
         };
         let Some(key) = presented else {
             return if self.enforced() {
-                Err(AppError::Unauthorized(
-                    "An API key is required: send it in the X-Api-Key header or as \
-                     Authorization: Bearer <key>"
-                        .into(),
-                ))
+                Err(AuthError::KeyRequired)
             } else {
                 Ok(admin)
             };
@@ -324,9 +312,7 @@ impl ApiKeys {
             return Ok(admin);
         }
         let Some(record) = self.lookup(key, &hash).await? else {
-            return Err(AppError::Unauthorized(
-                "The API key is not valid or was revoked".into(),
-            ));
+            return Err(AuthError::InvalidKey);
         };
         let now = self.clock.now_ms();
         if record
@@ -349,7 +335,7 @@ impl ApiKeys {
         })
     }
 
-    async fn lookup(&self, key: &str, hash: &[u8; 32]) -> AppResult<Option<ApiKeyRecord>> {
+    async fn lookup(&self, key: &str, hash: &[u8; 32]) -> AuthResult<Option<ApiKeyRecord>> {
         let Some(public_id) = key
             .strip_prefix(TENANT_PREFIX)
             .and_then(|rest| rest.split_once('_'))
@@ -367,7 +353,7 @@ impl ApiKeys {
         user_id: UserId,
         name: Option<&str>,
         quotas: KeyQuotas,
-    ) -> AppResult<CreatedKey> {
+    ) -> AuthResult<CreatedKey> {
         // Hex, so it never holds the `_` that ends it.
         let public_id: String = random::<6>()?.iter().map(|b| format!("{b:02x}")).collect();
         let key = format!(
@@ -398,16 +384,16 @@ impl ApiKeys {
         user: Option<UserId>,
         page: i64,
         limit: i64,
-    ) -> AppResult<(Vec<ApiKeyRecord>, i64)> {
+    ) -> AuthResult<(Vec<ApiKeyRecord>, i64)> {
         Ok(self.store.list_api_keys(user, page, limit).await?)
     }
 
-    pub async fn revoke(&self, id: i64) -> AppResult<ApiKeyRecord> {
+    pub async fn revoke(&self, id: i64) -> AuthResult<ApiKeyRecord> {
         let record = self
             .store
             .revoke_api_key(id, self.clock.now_ms())
             .await?
-            .ok_or_else(|| AppError::NotFound(format!("No active API key with id {id}")))?;
+            .ok_or(AuthError::NoSuchKey(id))?;
         self.revocations
             .ids
             .lock()
@@ -423,7 +409,7 @@ impl ApiKeys {
     }
 }
 
-fn random<const N: usize>() -> AppResult<[u8; N]> {
+fn random<const N: usize>() -> AuthResult<[u8; N]> {
     let mut buf = [0u8; N];
     getrandom::fill(&mut buf)
         .map_err(|e| anyhow::anyhow!("the system random source failed: {e}"))?;
@@ -449,7 +435,11 @@ mod tests {
         };
         assert!(t.scope(pair(7)).is_ok());
         let err = t.scope(pair(8)).unwrap_err();
-        assert_eq!(err.status(), axum::http::StatusCode::FORBIDDEN);
+        assert!(matches!(err, AuthError::OtherUser { .. }), "{err}");
+        assert_eq!(
+            err.to_string(),
+            "This API key belongs to user_id 7 and cannot act on user_id 8"
+        );
         assert!(Caller::Admin.scope(pair(8)).is_ok());
         assert!(t.require_admin("manage API keys").is_err());
     }

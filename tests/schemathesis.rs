@@ -7,15 +7,12 @@
 //! Needs schemathesis (`bash scripts/test.sh` installs it into target/test-venv); set
 //! `WAM_SCHEMATHESIS` to its command when it is not on the PATH.
 
-#[path = "support/child_logs.rs"]
-mod child_logs;
-
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use child_logs::spawn_and_wait_port;
+use testkit::child::spawn_and_wait_port;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};

@@ -4,15 +4,13 @@
 //!
 //! Its own test binary: it installs the process-wide log subscriber.
 
-mod wa_harness;
-
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use fake_whatsapp::FakeWhatsApp;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use wa_harness::*;
+use testkit::wa::*;
 use whatsapp_manager::logging::EmojiPrefix;
 
 #[derive(Clone, Default)]

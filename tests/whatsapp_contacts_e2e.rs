@@ -2,14 +2,12 @@
 //! contacts send live messages; our server caches what arrives and a fetch turns it into
 //! the two groups. `cargo test --test whatsapp_contacts_e2e` runs exactly these.
 
-mod wa_harness;
-
 use std::time::Duration;
 
 use fake_whatsapp::{FakeWhatsApp, History, HistoryChat};
 use reqwest::StatusCode;
 use serde_json::Value;
-use wa_harness::*;
+use testkit::wa::*;
 
 const DAY: u64 = 86_400;
 

@@ -4,15 +4,13 @@
 //!
 //! `cargo test --test whatsapp_engine_e2e` runs exactly these.
 
-mod wa_harness;
-
 use std::time::Duration;
 
 use base64::Engine as _;
 use fake_whatsapp::{FakeWhatsApp, History};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use wa_harness::*;
+use testkit::wa::*;
 use whatsapp_manager::domain::PhoneNumber;
 use whatsapp_manager::engine::{EngineError, EngineEvent, OutgoingImage, OutgoingMessage};
 

@@ -79,6 +79,19 @@ impl From<crate::domain::text::TextError> for AppError {
     }
 }
 
+/// The key gate's refusals: no or a wrong key is 401, a key that may not do this 403.
+impl From<crate::auth::AuthError> for AppError {
+    fn from(e: crate::auth::AuthError) -> Self {
+        use crate::auth::AuthError as E;
+        match e {
+            E::KeyRequired | E::InvalidKey => Self::Unauthorized(e.to_string()),
+            E::OtherUser { .. } | E::AdminOnly(_) => Self::Forbidden(e.to_string()),
+            E::NoSuchKey(_) => Self::NotFound(e.to_string()),
+            E::Internal(e) => Self::Internal(e),
+        }
+    }
+}
+
 /// The answer when the database stayed locked by other writers for longer than a request
 /// waits.
 pub const DATABASE_BUSY: &str = "The database is busy; try again";

@@ -177,10 +177,10 @@ impl Query {
 
     /// The pair named by `user_id` and `place_id`, if the caller may act on it.
     pub fn pair(&self) -> Result<Pair, AppError> {
-        self.caller.scope(Pair::new(
+        Ok(self.caller.scope(Pair::new(
             UserId::from_text(self.get(UserId::FIELD))?,
             PlaceId::from_text(self.get(PlaceId::FIELD))?,
-        ))
+        ))?)
     }
 
     /// An optional `user_id` filter (admin listings).
@@ -194,6 +194,28 @@ impl Query {
     /// `page` ≥ 1 (default 1) and `limit` in 1..=1000 (default 50).
     pub fn pagination(&self) -> Result<(i64, i64), AppError> {
         page_and_limit(self.get("page"), self.get("limit"))
+    }
+}
+
+/// `user_id` and `place_id` of a query string: the pair a route reads.
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PairQuery {
+    /// The back office's user: a positive 64-bit integer.
+    #[param(value_type = i64, minimum = 1, example = 1, required = true)]
+    user_id: Option<String>,
+    /// The user's place (shop, branch): a positive 64-bit integer.
+    #[param(value_type = i64, minimum = 1, example = 1, required = true)]
+    place_id: Option<String>,
+}
+
+impl PairQuery {
+    /// The pair named, if the caller may act on it.
+    pub fn pair(&self, caller: Caller) -> Result<Pair, AppError> {
+        Ok(caller.scope(Pair::new(
+            UserId::from_text(self.user_id.as_deref())?,
+            PlaceId::from_text(self.place_id.as_deref())?,
+        ))?)
     }
 }
 
@@ -280,10 +302,10 @@ pub fn pair_from(
     user_id: &Option<Value>,
     place_id: &Option<Value>,
 ) -> Result<Pair, AppError> {
-    caller.scope(Pair::new(
+    Ok(caller.scope(Pair::new(
         UserId::from_json(user_id.as_ref())?,
         PlaceId::from_json(place_id.as_ref())?,
-    ))
+    ))?)
 }
 
 /// Where a page sits in a listing. `has_next` and `has_prev` are the earlier service's
@@ -320,4 +342,29 @@ impl Pagination {
 
 pub fn pagination_json(page: i64, limit: i64, total: i64) -> Value {
     serde_json::to_value(Pagination::new(page, limit, total)).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Deserialize)]
+    struct Filter {
+        a: Option<String>,
+        b: Option<String>,
+    }
+
+    #[tokio::test]
+    async fn params_fill_optional_fields_and_the_first_value_wins() {
+        let (mut parts, ()) = axum::http::Request::builder()
+            .uri("/x?a=1&a=2")
+            .body(())
+            .unwrap()
+            .into_parts();
+        let Params(f) = Params::<Filter>::from_request_parts(&mut parts, &())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(f.a.as_deref(), Some("1"));
+        assert_eq!(f.b, None);
+    }
 }

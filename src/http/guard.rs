@@ -46,7 +46,7 @@ pub async fn guard(State(st): State<AppState>, mut req: Request, next: Next) -> 
         return next.run(req).await;
     }
     let who = match presented_key(req.headers()) {
-        Ok(key) => st.keys.authenticate(key).await,
+        Ok(key) => st.keys.authenticate(key).await.map_err(AppError::from),
         Err(e) => Err(e),
     };
     let who = match who {

@@ -7,15 +7,14 @@
 
 use utoipa::openapi::link::LinkBuilder;
 use utoipa::openapi::path::Operation;
-use utoipa::openapi::schema::{Object, ObjectBuilder, Schema, Type};
+use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, OpenApi as Document, Ref, RefOr, ResponseBuilder};
 use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
 
 pub use super::envelope::ErrorEnvelope;
 // For the routes not yet beside their types; these live with the routes that read them.
-pub use super::extract::PageQuery;
-use super::extract::Pagination;
+pub use super::extract::{PageQuery, PairQuery};
 pub use super::groups::dto::GroupPath;
 use super::health::EngineName;
 use super::schema::*;
@@ -53,17 +52,7 @@ pub const PUBLIC_PATHS: [&str; 1] = ["/api/health"];
         license(name = "MIT"),
     ),
     security(("api_key" = []), ("bearer" = [])),
-    components(schemas(
-        ErrorEnvelope,
-        CreateKeyRequest,
-        CreatedKey,
-        CreatedKeyResponse,
-        KeyInfo,
-        KeyList,
-        KeyListResponse,
-        RevokedKey,
-        RevokedKeyResponse,
-    )),
+    components(schemas(ErrorEnvelope)),
     tags(
         (name = tags::HEALTH, description = "Liveness of the service and its database"),
         (name = tags::SESSIONS, description = "One WhatsApp session per (user_id, place_id): its lifecycle and the on-demand contact fetch"),
@@ -325,17 +314,6 @@ described!(ProgressResponse, FetchProgress);
 described!(FetchStartedResponse, FetchStarted);
 described!(StatsResponse, ServiceStats);
 described!(PairCodeResponse, PairCode);
-described!(WebhookResponse, Webhook);
-described!(DeletedWebhookResponse, DeletedWebhook);
-described!(DeliveryListResponse, DeliveryList);
-described!(SimOutboxResponse, SimOutbox);
-described!(SimIncomingResponse, SimIncomingDelivered);
-described!(PhonebookResponse, PhonebookSet);
-described!(ScanResponse, Scanned);
-described!(FaultResponse, FaultInjected);
-described!(CreatedKeyResponse, CreatedKey);
-described!(KeyListResponse, KeyList);
-described!(RevokedKeyResponse, RevokedKey);
 
 // ----- Requests -----
 
@@ -358,72 +336,7 @@ pub struct PairCodeRequest {
     phone_number: String,
 }
 
-/// The phone book the simulated phone of a pair holds; replaces any earlier one.
-#[derive(ToSchema)]
-pub struct PhonebookRequest {
-    #[schema(schema_with = positive_id_in_body)]
-    user_id: i64,
-    #[schema(schema_with = positive_id_in_body)]
-    place_id: i64,
-    /// The account's own jid, like `966512345678@s.whatsapp.net`.
-    #[schema(examples("966500000001@s.whatsapp.net"))]
-    me: Option<String>,
-    /// The account's own WhatsApp name.
-    push_name: Option<String>,
-    entries: Vec<SimEntry>,
-}
-
-/// One chat or contact of the simulated phone, as WhatsApp would send it.
-#[derive(ToSchema)]
-pub struct SimEntry {
-    /// `<digits>@s.whatsapp.net`, `<id>@lid`, `<id>@g.us`, `status@broadcast`, ...
-    #[schema(examples("966512345678@s.whatsapp.net"))]
-    jid: String,
-    /// For a `@lid` chat: the phone-number jid it stands for.
-    pn_jid: Option<String>,
-    /// The name saved on the phone.
-    name: Option<String>,
-    /// The name the contact gave itself.
-    push_name: Option<String>,
-    /// `null` means `false`.
-    is_business: Option<bool>,
-    /// Unix seconds of the chat's last message.
-    last_message_at: Option<i64>,
-}
-
-#[derive(ToSchema)]
-pub struct FaultRequest {
-    #[schema(schema_with = positive_id_in_body)]
-    user_id: i64,
-    #[schema(schema_with = positive_id_in_body)]
-    place_id: i64,
-    kind: FaultKind,
-}
-
-/// What goes wrong: the client vanishes, the connection drops, the phone unlinks the
-/// device, the next fetch fails, or the next fetch is slow (3 s).
-#[derive(ToSchema)]
-#[schema(rename_all = "snake_case")]
-pub enum FaultKind {
-    DropClient,
-    Disconnect,
-    Logout,
-    FailFetch,
-    SlowFetch,
-}
-
 // ----- Query and path parameters -----
-
-#[derive(IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct PairQuery {
-    /// The back office's user: a positive 64-bit integer.
-    #[param(minimum = 1, example = 1)]
-    user_id: i64,
-    /// The user's place (shop, branch): a positive 64-bit integer.
-    #[param(minimum = 1, example = 1)]
-    place_id: i64,
-}
 
 #[derive(IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -660,127 +573,7 @@ pub struct PairCode {
     pairing_code: String,
 }
 
-#[derive(ToSchema)]
-pub struct PhonebookSet {
-    user_id: i64,
-    place_id: i64,
-    /// Entries stored.
-    entries: u64,
-}
-
-#[derive(ToSchema)]
-pub struct Scanned {
-    session_id: String,
-    user_id: i64,
-    place_id: i64,
-}
-
-#[derive(ToSchema)]
-pub struct FaultInjected {
-    session_id: String,
-    /// `kind` exactly as the request gave it.
-    kind: String,
-}
-
 // ----- API keys -----
-
-#[derive(ToSchema)]
-pub struct CreateKeyRequest {
-    /// The tenant the key acts for.
-    #[schema(minimum = 1)]
-    user_id: i64,
-    /// A label for people, e.g. which system holds the key.
-    #[schema(min_length = 1, max_length = 100)]
-    name: Option<String>,
-    /// Sessions the key's user may hold when the key asks (0: no limit); in place of
-    /// `--max-sessions-per-user`. Left out or `null`: the server's.
-    #[schema(minimum = 0, maximum = 1_000_000)]
-    max_sessions: Option<u32>,
-    /// Requests per second with this key, in place of `--rate-limit`.
-    #[schema(exclusive_minimum = 0, maximum = 1_000_000)]
-    rate_limit: Option<f64>,
-    /// Requests at once before the rate applies, in place of `--rate-limit-burst` (default:
-    /// twice the key's `rate_limit`, else the server's burst).
-    #[schema(minimum = 1, maximum = 1_000_000)]
-    rate_limit_burst: Option<u32>,
-}
-
-#[derive(IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct KeyListQuery {
-    /// Only the keys of this user.
-    #[param(minimum = 1)]
-    user_id: Option<i64>,
-}
-
-#[derive(IntoParams)]
-#[into_params(parameter_in = Path)]
-pub struct KeyPath {
-    /// The key's `id`.
-    #[param(minimum = 1)]
-    key_id: i64,
-}
-
-/// A new key. `key` is shown this once; only its prefix is kept readable.
-#[derive(ToSchema)]
-pub struct CreatedKey {
-    id: i64,
-    user_id: i64,
-    #[schema(required = true)]
-    name: Option<String>,
-    key: String,
-    /// The first characters of the key, to recognise it later.
-    prefix: String,
-    #[schema(format = DateTime)]
-    created_at: String,
-    #[schema(required = true, format = DateTime)]
-    last_used_at: Option<String>,
-    /// The key's own session quota; `null`: the server's.
-    #[schema(required = true)]
-    max_sessions: Option<u32>,
-    /// The key's own rate, requests per second; `null`: the server's.
-    #[schema(required = true)]
-    rate_limit: Option<f64>,
-    /// The key's own burst; `null`: the server's (or twice the key's rate).
-    #[schema(required = true)]
-    rate_limit_burst: Option<u32>,
-}
-
-#[derive(ToSchema)]
-pub struct KeyInfo {
-    id: i64,
-    user_id: i64,
-    #[schema(required = true)]
-    name: Option<String>,
-    prefix: String,
-    #[schema(format = DateTime)]
-    created_at: String,
-    #[schema(required = true, format = DateTime)]
-    last_used_at: Option<String>,
-    /// The key's own session quota; `null`: the server's.
-    #[schema(required = true)]
-    max_sessions: Option<u32>,
-    /// The key's own rate, requests per second; `null`: the server's.
-    #[schema(required = true)]
-    rate_limit: Option<f64>,
-    /// The key's own burst; `null`: the server's (or twice the key's rate).
-    #[schema(required = true)]
-    rate_limit_burst: Option<u32>,
-}
-
-#[derive(ToSchema)]
-pub struct KeyList {
-    keys: Vec<KeyInfo>,
-    pagination: Pagination,
-}
-
-#[derive(ToSchema)]
-pub struct RevokedKey {
-    id: i64,
-    user_id: i64,
-    #[schema(schema_with = always_true)]
-    revoked: bool,
-}
 
 // ----- Non-JSON bodies -----
 
@@ -806,199 +599,4 @@ pub fn http_url() -> Object {
 
 // ----- Webhooks -----
 
-#[derive(IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct UserQuery {
-    /// The tenant.
-    #[param(minimum = 1, example = 1)]
-    user_id: i64,
-}
-
-#[derive(IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct DeliveryFilterQuery {
-    #[param(schema_with = delivery_status)]
-    status: Option<String>,
-}
-
-#[derive(IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct EventStreamQuery {
-    /// Only this place's events.
-    #[param(minimum = 1)]
-    place_id: Option<i64>,
-    /// Replay the events after this one first (like the `Last-Event-ID` header).
-    #[param(minimum = 0)]
-    last_event_id: Option<i64>,
-}
-
-fn delivery_status() -> Object {
-    ObjectBuilder::new()
-        .schema_type(Type::String)
-        .enum_values(Some(["pending", "delivered", "failed"]))
-        .build()
-}
-
-fn event_list() -> Schema {
-    let names: Vec<&str> = crate::events::EventKind::ALL
-        .iter()
-        .map(|k| k.as_str())
-        .collect();
-    utoipa::openapi::schema::ArrayBuilder::new()
-        .schema_type(utoipa::openapi::schema::SchemaType::from_iter([
-            Type::Array,
-            Type::Null,
-        ]))
-        .items(
-            ObjectBuilder::new()
-                .schema_type(Type::String)
-                .enum_values(Some(names)),
-        )
-        .min_items(Some(1))
-        .into()
-}
-
-fn webhook_secret() -> Object {
-    ObjectBuilder::new()
-        .schema_type(utoipa::openapi::schema::SchemaType::from_iter([
-            Type::String,
-            Type::Null,
-        ]))
-        .pattern(Some("^[!-~]{16,200}$"))
-        .examples([serde_json::json!("a-long-random-secret-1234")])
-        .build()
-}
-
-#[derive(ToSchema)]
-pub struct WebhookRequest {
-    #[schema(schema_with = positive_id_in_body)]
-    user_id: i64,
-    /// Where events are POSTed.
-    #[schema(schema_with = http_url)]
-    url: String,
-    /// 16 to 200 printable ASCII characters, no spaces; made for you when left out.
-    #[schema(schema_with = webhook_secret)]
-    secret: Option<String>,
-    /// Which events; all when left out.
-    #[schema(schema_with = event_list)]
-    events: Option<Vec<String>>,
-}
-
-#[derive(ToSchema)]
-pub struct Webhook {
-    user_id: i64,
-    url: String,
-    events: Vec<String>,
-    /// Only in the answer that set it.
-    #[schema(required = true)]
-    secret: Option<String>,
-    /// The secret's last characters, to tell secrets apart.
-    secret_hint: String,
-    /// The header that carries `sha256=<hex HMAC-SHA256 of the body>`.
-    signature_header: String,
-    /// The header that carries `t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">`.
-    signature_v2_header: String,
-    /// The header that carries the signed time alone (unix seconds).
-    timestamp_header: String,
-    /// Whether the server made the secret (only in the answer that set it).
-    secret_generated: Option<bool>,
-    #[schema(format = DateTime)]
-    created_at: String,
-    #[schema(format = DateTime)]
-    updated_at: String,
-}
-
-#[derive(ToSchema)]
-pub struct DeletedWebhook {
-    user_id: i64,
-    #[schema(schema_with = always_true)]
-    deleted: bool,
-}
-
-#[derive(ToSchema)]
-pub struct DeliveryList {
-    deliveries: Vec<Delivery>,
-    pagination: Pagination,
-}
-
-/// One event's delivery to the webhook.
-#[derive(ToSchema)]
-pub struct Delivery {
-    id: i64,
-    event_id: i64,
-    /// The event type.
-    event: String,
-    user_id: i64,
-    place_id: i64,
-    #[schema(required = true)]
-    session_id: Option<String>,
-    #[schema(schema_with = delivery_status)]
-    status: String,
-    attempts: i64,
-    /// When a pending delivery is tried next.
-    #[schema(required = true, format = DateTime)]
-    next_attempt_at: Option<String>,
-    #[schema(required = true)]
-    last_status_code: Option<i64>,
-    #[schema(required = true)]
-    last_error: Option<String>,
-    #[schema(format = DateTime)]
-    created_at: String,
-    #[schema(required = true, format = DateTime)]
-    delivered_at: Option<String>,
-    /// The body as delivered and signed.
-    #[schema(value_type = Object)]
-    payload: serde_json::Value,
-}
-
 // ----- Sim messaging -----
-
-#[derive(ToSchema)]
-pub struct SimOutbox {
-    user_id: i64,
-    place_id: i64,
-    total: i64,
-    messages: Vec<SimSentMessage>,
-}
-
-#[derive(ToSchema)]
-pub struct SimSentMessage {
-    /// The WhatsApp message id.
-    id: String,
-    /// E.164.
-    to: String,
-    #[schema(required = true)]
-    text: Option<String>,
-    #[schema(required = true)]
-    image_mime: Option<String>,
-    #[schema(required = true)]
-    image_bytes: Option<i64>,
-    #[schema(required = true, format = DateTime)]
-    sent_at: Option<String>,
-}
-
-#[derive(ToSchema)]
-pub struct SimIncomingRequest {
-    #[schema(schema_with = positive_id_in_body)]
-    user_id: i64,
-    #[schema(schema_with = positive_id_in_body)]
-    place_id: i64,
-    /// The sender's number, with its country code.
-    #[schema(
-        pattern = r"^\s*\+?[0-9 .()-]*[0-9][0-9 .()-]*\s*$",
-        examples("+966501234567")
-    )]
-    from: String,
-    #[schema(min_length = 1, max_length = 4096, pattern = r"\S")]
-    text: String,
-    #[schema(max_length = 100)]
-    push_name: Option<String>,
-}
-
-#[derive(ToSchema)]
-pub struct SimIncomingDelivered {
-    id: String,
-    from: String,
-    user_id: i64,
-    place_id: i64,
-}

@@ -1,7 +1,5 @@
 //! HTTP tests against a real server on port 0, one test per sentence of the contract.
 
-#![allow(dead_code)]
-
 mod helpers;
 
 mod connections;

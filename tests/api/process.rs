@@ -8,9 +8,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-#[path = "../support/child_logs.rs"]
-mod child_logs;
-use child_logs::spawn_and_wait_port;
+use testkit::child::spawn_and_wait_port;
 
 const BIN: &str = env!("CARGO_BIN_EXE_whatsapp-manager");
 /// Every server here runs as in production: with an admin key, sent by its client.

@@ -1,23 +1,19 @@
 //! The simulated phone network's controls (`--engine sim` only).
 
-use axum::extract::State;
-use axum::response::Response;
-use serde::Deserialize;
-use serde_json::{Value, json};
+mod dto;
 
-use super::extract::{Body, PairBody, Query, large_body, pair_from};
-use super::openapi::{
-    ErrorEnvelope, FaultRequest, FaultResponse, PairQuery, PairRequest, PhonebookRequest,
-    PhonebookResponse, ScanResponse, SimIncomingRequest, SimIncomingResponse, SimOutboxResponse,
-    tags,
-};
-use super::{AppState, envelope};
+use axum::extract::State;
+use serde_json::Value;
+
+use super::AppState;
+use super::extract::{Body, PairBody, Params, large_body, pair_from};
+use super::openapi::{ErrorEnvelope, PairQuery, PairRequest, tags};
 use crate::auth::Caller;
-use crate::clock::rfc3339_ms;
 use crate::contacts::own_numbers;
 use crate::domain::PhoneNumber;
-use crate::engine::sim::{Fault, PhoneBook, SimEntry, SimError, SimIncoming, SimNetwork};
+use crate::engine::sim::{Fault, PhoneBook, SimError, SimIncoming, SimNetwork};
 use crate::http::error::{AppError, AppResult};
+pub use dto::*;
 
 /// What a tenant key is told: the simulated network drives every tenant's phones.
 const SIM_ONLY_ADMIN: &str = "use the simulated phone network";
@@ -34,20 +30,6 @@ fn sim_error(e: SimError) -> AppError {
         SimError::NoClient(_) => AppError::NotFound(e.to_string()),
         SimError::NotConnected(_) => AppError::BadRequest(e.to_string()),
     }
-}
-
-#[derive(Deserialize)]
-pub struct PhonebookBody {
-    #[serde(default)]
-    user_id: Option<Value>,
-    #[serde(default)]
-    place_id: Option<Value>,
-    #[serde(default)]
-    me: Option<String>,
-    #[serde(default)]
-    push_name: Option<String>,
-    #[serde(default)]
-    entries: Option<Vec<SimEntry>>,
 }
 
 /// # `PUT /api/sim/phonebook`
@@ -74,12 +56,12 @@ pub async fn set_phonebook(
     caller: Caller,
     headers: axum::http::HeaderMap,
     body: axum::body::Body,
-) -> AppResult<Response> {
+) -> AppResult<PhonebookResponse> {
     caller.require_admin(SIM_ONLY_ADMIN)?;
     let net = network(&st)?;
     let _turn = net.upload_turn().await;
     let form = super::form::is_form(&headers);
-    let b: PhonebookBody = large_body(body, net.max_phonebook_bytes(), form).await?;
+    let b: PhonebookRequest = large_body(body, net.max_phonebook_bytes(), form).await?;
     let pair = pair_from(caller, &b.user_id, &b.place_id)?;
     let entries = b
         .entries
@@ -97,13 +79,17 @@ pub async fn set_phonebook(
         PhoneBook {
             me: b.me,
             push_name: b.push_name,
-            entries,
+            entries: entries.into_iter().map(Into::into).collect(),
         },
     )
     .await
     .map_err(|e| AppError::Internal(e.context("store the simulated phone book")))?;
-    Ok(envelope::ok(
-        json!({ "user_id": pair.user_id, "place_id": pair.place_id, "entries": count }),
+    Ok(PhonebookResponse::new(
+        PhonebookSet {
+            user_id: pair.user_id,
+            place_id: pair.place_id,
+            entries: count as u64,
+        },
         "Phone book set",
     ))
 }
@@ -127,24 +113,18 @@ pub async fn scan(
     State(st): State<AppState>,
     caller: Caller,
     Body(b): Body<PairBody>,
-) -> AppResult<Response> {
+) -> AppResult<ScanResponse> {
     caller.require_admin(SIM_ONLY_ADMIN)?;
     let pair = b.pair(caller)?;
     let session_id = network(&st)?.scan(pair).await.map_err(sim_error)?;
-    Ok(envelope::ok(
-        json!({ "session_id": session_id, "user_id": pair.user_id, "place_id": pair.place_id }),
+    Ok(ScanResponse::new(
+        Scanned {
+            session_id,
+            user_id: pair.user_id,
+            place_id: pair.place_id,
+        },
         "QR code scanned",
     ))
-}
-
-#[derive(Deserialize)]
-pub struct FaultBody {
-    #[serde(default)]
-    user_id: Option<Value>,
-    #[serde(default)]
-    place_id: Option<Value>,
-    #[serde(default)]
-    kind: Option<Value>,
 }
 
 /// # `POST /api/sim/fault`
@@ -165,15 +145,18 @@ pub struct FaultBody {
 pub async fn fault(
     State(st): State<AppState>,
     caller: Caller,
-    Body(b): Body<FaultBody>,
-) -> AppResult<Response> {
+    Body(b): Body<FaultRequest>,
+) -> AppResult<FaultResponse> {
     caller.require_admin(SIM_ONLY_ADMIN)?;
     let pair = pair_from(caller, &b.user_id, &b.place_id)?;
-    let kind = match &b.kind {
+    let (kind, given) = match &b.kind {
         None | Some(Value::Null) => return Err(AppError::BadRequest("kind is required".into())),
-        Some(Value::String(s)) => Fault::parse(s.trim()).ok_or_else(|| {
-            AppError::BadRequest(format!("kind must be one of: {}", Fault::NAMES))
-        })?,
+        Some(Value::String(s)) => (
+            Fault::parse(s.trim()).ok_or_else(|| {
+                AppError::BadRequest(format!("kind must be one of: {}", Fault::NAMES))
+            })?,
+            s.clone(),
+        ),
         Some(_) => {
             return Err(AppError::BadRequest(format!(
                 "kind must be one of: {}",
@@ -182,8 +165,11 @@ pub async fn fault(
         }
     };
     let session_id = network(&st)?.fault(pair, kind).map_err(sim_error)?;
-    Ok(envelope::ok(
-        json!({ "session_id": session_id, "kind": b.kind }),
+    Ok(FaultResponse::new(
+        FaultInjected {
+            session_id,
+            kind: given,
+        },
         "Fault injected",
     ))
 }
@@ -205,45 +191,21 @@ pub async fn fault(
         (status = 404, description = "The server does not run the simulated network", body = ErrorEnvelope),
     )
 )]
-pub async fn outbox(State(st): State<AppState>, caller: Caller, q: Query) -> AppResult<Response> {
+pub async fn outbox(
+    State(st): State<AppState>,
+    caller: Caller,
+    Params(q): Params<PairQuery>,
+) -> AppResult<SimOutboxResponse> {
     caller.require_admin(SIM_ONLY_ADMIN)?;
-    let pair = q.pair()?;
+    let pair = q.pair(caller)?;
     let sent = network(&st)?
         .outbox(pair)
         .await
         .map_err(|e| AppError::Internal(e.context("read the simulated outbox")))?;
-    let messages: Vec<Value> = sent
-        .iter()
-        .map(|m| {
-            json!({
-                "id": m.id,
-                "to": m.to,
-                "text": m.text,
-                "image_mime": m.image_mime,
-                "image_bytes": m.image_bytes,
-                "sent_at": rfc3339_ms(m.at_ms),
-            })
-        })
-        .collect();
-    Ok(envelope::ok(
-        json!({ "user_id": pair.user_id, "place_id": pair.place_id, "total": messages.len(),
-                "messages": messages }),
+    Ok(SimOutboxResponse::new(
+        SimOutbox::new(pair, &sent),
         "Simulated outbox retrieved",
     ))
-}
-
-#[derive(Deserialize)]
-pub struct IncomingBody {
-    #[serde(default)]
-    user_id: Option<Value>,
-    #[serde(default)]
-    place_id: Option<Value>,
-    #[serde(default)]
-    from: Option<Value>,
-    #[serde(default)]
-    text: Option<Value>,
-    #[serde(default)]
-    push_name: Option<Value>,
 }
 
 /// # `POST /api/sim/incoming`
@@ -266,8 +228,8 @@ pub struct IncomingBody {
 pub async fn incoming(
     State(st): State<AppState>,
     caller: Caller,
-    Body(b): Body<IncomingBody>,
-) -> AppResult<Response> {
+    Body(b): Body<SimIncomingRequest>,
+) -> AppResult<SimIncomingResponse> {
     caller.require_admin(SIM_ONLY_ADMIN)?;
     let pair = pair_from(caller, &b.user_id, &b.place_id)?;
     let from = match &b.from {
@@ -284,21 +246,23 @@ pub async fn incoming(
         }
     };
     let text = match &b.text {
-        Some(Value::String(t)) if !t.trim().is_empty() && t.chars().count() <= 4096 => t.clone(),
+        Some(Value::String(t)) if !t.trim().is_empty() && t.chars().count() <= TEXT_MAX_CHARS => {
+            t.clone()
+        }
         None | Some(Value::Null) => return Err(AppError::BadRequest("text is required".into())),
         Some(_) => {
-            return Err(AppError::BadRequest(
-                "text must be a string of 1 to 4096 characters".into(),
-            ));
+            return Err(AppError::BadRequest(format!(
+                "text must be a string of 1 to {TEXT_MAX_CHARS} characters"
+            )));
         }
     };
     let push_name = match &b.push_name {
         None | Some(Value::Null) => None,
-        Some(Value::String(n)) if n.chars().count() <= 100 => Some(n.clone()),
+        Some(Value::String(n)) if n.chars().count() <= PUSH_NAME_MAX_CHARS => Some(n.clone()),
         Some(_) => {
-            return Err(AppError::BadRequest(
-                "push_name must be a string of at most 100 characters".into(),
-            ));
+            return Err(AppError::BadRequest(format!(
+                "push_name must be a string of at most {PUSH_NAME_MAX_CHARS} characters"
+            )));
         }
     };
     let id = network(&st)?
@@ -312,8 +276,13 @@ pub async fn incoming(
         )
         .await
         .map_err(sim_error)?;
-    Ok(envelope::ok(
-        json!({ "id": id, "from": from, "user_id": pair.user_id, "place_id": pair.place_id }),
+    Ok(SimIncomingResponse::new(
+        SimIncomingDelivered {
+            id,
+            from,
+            user_id: pair.user_id,
+            place_id: pair.place_id,
+        },
         "Incoming message delivered",
     ))
 }

@@ -1,16 +1,12 @@
 //! The harness of the real-engine end-to-end tests: our whole application with the real
 //! `whatsapp-rust` client, its connections going to an in-process fake WhatsApp server.
 
-#![allow(dead_code)] // each test binary uses its own part of it
-
 use std::path::PathBuf;
 use std::time::Duration;
 
 use fake_whatsapp::FakeWhatsApp;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 use whatsapp_manager::config::EngineKind;
 use whatsapp_manager::engine::whatsapp::WhatsAppOptions;
 use whatsapp_manager::{Application, Config};
@@ -26,8 +22,7 @@ pub struct Server {
     pub dir: tempfile::TempDir,
     pub base: String,
     pub http: reqwest::Client,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<()>>,
+    running: Option<crate::Running>,
 }
 
 impl Server {
@@ -48,8 +43,7 @@ impl Server {
                 )
                 .build()
                 .expect("client"),
-            stop: None,
-            task: None,
+            running: None,
         };
         s.boot().await;
         s
@@ -76,29 +70,16 @@ impl Server {
             .build()
             .await
             .expect("build app");
-        self.base = format!("http://127.0.0.1:{}", app.port());
-        let (tx, rx) = oneshot::channel::<()>();
-        self.stop = Some(tx);
-        self.task = Some(tokio::spawn(async move {
-            app.run_until_stopped(async {
-                let _ = rx.await;
-            })
-            .await
-            .expect("server run");
-        }));
+        let running = crate::Running::start(app);
+        self.base = running.base.clone();
+        self.running = Some(running);
     }
 
     /// Stops the whole application (every session actor and client) and starts a new
     /// one on the same database and data folder, like a process restart.
     pub async fn restart(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(task) = self.task.take() {
-            tokio::time::timeout(WAIT, task)
-                .await
-                .expect("server stops in time")
-                .expect("server task");
+        if let Some(mut running) = self.running.take() {
+            running.stop(WAIT).await;
         }
         self.boot().await;
     }
@@ -153,17 +134,11 @@ impl Server {
     }
 
     pub async fn wait_for(&self, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
+        crate::poll(WAIT, what, || async {
             let st = self.status().await;
-            if ok(&st) {
-                return st;
-            }
-            if tokio::time::Instant::now() > deadline {
-                panic!("never {what}: {st}");
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+            if ok(&st) { Ok(st) } else { Err(st.to_string()) }
+        })
+        .await
     }
 
     pub async fn wait_status(&self, want: &str) -> Value {
@@ -239,14 +214,6 @@ impl Server {
             .collect();
         names.sort();
         names
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
     }
 }
 

@@ -1,6 +1,8 @@
 //! A tenant's webhook (URL, secret, events), its deliveries, and the server-sent-events
 //! stream of the same events.
 
+mod dto;
+
 use std::convert::Infallible;
 use std::time::Duration;
 
@@ -8,63 +10,21 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use super::extract::{Body, Query, pagination_json};
-use super::openapi::*;
-use super::{AppState, envelope};
+use super::AppState;
+use super::extract::{Body, Pagination, Params};
+use super::openapi::{ErrorEnvelope, PageQuery, tags};
 use crate::auth::Caller;
-use crate::clock::rfc3339_ms;
-use crate::domain::{PlaceId, UserId};
+use crate::domain::UserId;
 use crate::events::EventKind;
 use crate::http::error::{AppError, AppResult};
 use crate::outbound::Refusal;
-use crate::store::{DeliveryRecord, DeliveryStatus, WebhookRecord};
+use crate::store::WebhookRecord;
+pub use dto::*;
 
-pub const SECRET_MIN_CHARS: usize = 16;
-pub const SECRET_MAX_CHARS: usize = 200;
-pub const URL_MAX_CHARS: usize = 2_048;
 /// Missed events a reconnecting stream listener gets at most.
 const REPLAY_LIMIT: i64 = 1_000;
-
-fn user_of(caller: Caller, raw: &Option<Value>) -> AppResult<UserId> {
-    caller.scope_user(UserId::from_json(raw.as_ref())?)
-}
-
-fn webhook_json(h: &WebhookRecord, show_secret: bool) -> Value {
-    json!({
-        "user_id": h.user_id,
-        "url": h.url,
-        "events": h.events,
-        // Shown when set; afterwards only its end, to tell secrets apart.
-        "secret": show_secret.then_some(&h.secret),
-        "secret_hint": secret_hint(&h.secret),
-        "signature_header": crate::events::webhook::SIGNATURE_HEADER,
-        "signature_v2_header": crate::events::webhook::SIGNATURE_V2_HEADER,
-        "timestamp_header": crate::events::webhook::TIMESTAMP_HEADER,
-        "created_at": rfc3339_ms(h.created_at),
-        "updated_at": rfc3339_ms(h.updated_at),
-    })
-}
-
-/// The secret's last four characters.
-fn secret_hint(secret: &str) -> String {
-    let start = secret.char_indices().rev().nth(3).map_or(0, |(i, _)| i);
-    format!("…{}", &secret[start..])
-}
-
-#[derive(Deserialize)]
-pub struct WebhookBody {
-    #[serde(default)]
-    user_id: Option<Value>,
-    #[serde(default)]
-    url: Option<Value>,
-    #[serde(default)]
-    secret: Option<Value>,
-    #[serde(default)]
-    events: Option<Value>,
-}
 
 /// An http(s) URL the server may post to: no credentials in it, and a host that is not (and
 /// does not resolve to) a private or local address. Refused before any connection is tried.
@@ -107,6 +67,45 @@ fn random_secret() -> AppResult<String> {
     ))
 }
 
+/// The given secret, or a new one (`true`: made here).
+fn secret_of(raw: Option<&Value>) -> AppResult<(String, bool)> {
+    match raw {
+        None | Some(Value::Null) => Ok((random_secret()?, true)),
+        Some(Value::String(s)) if secret_is_valid(s) => Ok((s.clone(), false)),
+        Some(_) => Err(AppError::BadRequest(format!(
+            "secret must be {SECRET_MIN_CHARS} to {SECRET_MAX_CHARS} printable ASCII \
+             characters, without spaces or control characters"
+        ))),
+    }
+}
+
+/// The events asked for, each once, in the order given; all of them when left out.
+fn events_of(raw: Option<&Value>) -> AppResult<Vec<String>> {
+    let all = || EventKind::ALL.iter().map(|k| k.as_str().to_owned());
+    let invalid = || {
+        AppError::BadRequest(format!(
+            "events must be a list of: {}",
+            all().collect::<Vec<_>>().join(", ")
+        ))
+    };
+    let items = match raw {
+        None | Some(Value::Null) => return Ok(all().collect()),
+        Some(Value::Array(items)) if !items.is_empty() => items,
+        Some(_) => return Err(invalid()),
+    };
+    let mut out: Vec<String> = Vec::new();
+    for item in items {
+        let name = item
+            .as_str()
+            .filter(|s| EventKind::parse(s).is_some())
+            .ok_or_else(invalid)?;
+        if !out.iter().any(|o| o == name) {
+            out.push(name.to_owned());
+        }
+    }
+    Ok(out)
+}
+
 /// # `PUT /api/whatsapp/webhook`
 #[utoipa::path(
     put,
@@ -133,50 +132,12 @@ fn random_secret() -> AppResult<String> {
 pub async fn set(
     State(st): State<AppState>,
     caller: Caller,
-    Body(b): Body<WebhookBody>,
-) -> AppResult<Response> {
-    let user = user_of(caller, &b.user_id)?;
+    Body(b): Body<WebhookRequest>,
+) -> AppResult<WebhookResponse> {
+    let user = caller.scope_user(UserId::from_json(b.user_id.as_ref())?)?;
     let url = webhook_url(&st, b.url.as_ref()).await?;
-    let (secret, generated) = match &b.secret {
-        None | Some(Value::Null) => (random_secret()?, true),
-        Some(Value::String(s)) if secret_is_valid(s) => (s.clone(), false),
-        Some(_) => {
-            return Err(AppError::BadRequest(format!(
-                "secret must be {SECRET_MIN_CHARS} to {SECRET_MAX_CHARS} printable ASCII \
-                 characters, without spaces or control characters"
-            )));
-        }
-    };
-    let all: Vec<String> = EventKind::ALL
-        .iter()
-        .map(|k| k.as_str().to_owned())
-        .collect();
-    let events = match &b.events {
-        None | Some(Value::Null) => all,
-        Some(Value::Array(items)) if !items.is_empty() => {
-            let mut out: Vec<String> = Vec::new();
-            for item in items {
-                let name = item.as_str().filter(|s| EventKind::parse(s).is_some());
-                match name {
-                    Some(n) if !out.iter().any(|o| o == n) => out.push(n.to_owned()),
-                    Some(_) => {}
-                    None => {
-                        return Err(AppError::BadRequest(format!(
-                            "events must be a list of: {}",
-                            all.join(", ")
-                        )));
-                    }
-                }
-            }
-            out
-        }
-        Some(_) => {
-            return Err(AppError::BadRequest(format!(
-                "events must be a list of: {}",
-                all.join(", ")
-            )));
-        }
-    };
+    let (secret, generated) = secret_of(b.secret.as_ref())?;
+    let events = events_of(b.events.as_ref())?;
     let now = st.clock.now_ms();
     let hook = st
         .events
@@ -190,9 +151,10 @@ pub async fn set(
             updated_at: now,
         })
         .await?;
-    let mut data = webhook_json(&hook, true);
-    data["secret_generated"] = json!(generated);
-    Ok(envelope::ok(data, "Webhook set"))
+    Ok(WebhookResponse::new(
+        Webhook::new(hook, Some(generated)),
+        "Webhook set",
+    ))
 }
 
 /// # `GET /api/whatsapp/webhook`
@@ -209,16 +171,20 @@ pub async fn set(
         (status = 404, description = "No webhook is set", body = ErrorEnvelope),
     )
 )]
-pub async fn get(State(st): State<AppState>, caller: Caller, q: Query) -> AppResult<Response> {
-    let user = caller.scope_user(UserId::from_text(q.get(UserId::FIELD))?)?;
+pub async fn get(
+    State(st): State<AppState>,
+    caller: Caller,
+    Params(q): Params<UserQuery>,
+) -> AppResult<WebhookResponse> {
+    let user = caller.scope_user(q.user()?)?;
     let hook = st
         .events
         .store()
         .webhook(user)
         .await?
         .ok_or_else(|| AppError::NotFound("No webhook is set for this user".into()))?;
-    Ok(envelope::ok(
-        webhook_json(&hook, false),
+    Ok(WebhookResponse::new(
+        Webhook::new(hook, None),
         "Webhook retrieved",
     ))
 }
@@ -237,8 +203,12 @@ pub async fn get(State(st): State<AppState>, caller: Caller, q: Query) -> AppRes
         (status = 404, description = "No webhook is set", body = ErrorEnvelope),
     )
 )]
-pub async fn delete(State(st): State<AppState>, caller: Caller, q: Query) -> AppResult<Response> {
-    let user = caller.scope_user(UserId::from_text(q.get(UserId::FIELD))?)?;
+pub async fn delete(
+    State(st): State<AppState>,
+    caller: Caller,
+    Params(q): Params<UserQuery>,
+) -> AppResult<DeletedWebhookResponse> {
+    let user = caller.scope_user(q.user()?)?;
     if !st
         .events
         .store()
@@ -247,29 +217,13 @@ pub async fn delete(State(st): State<AppState>, caller: Caller, q: Query) -> App
     {
         return Err(AppError::NotFound("No webhook is set for this user".into()));
     }
-    Ok(envelope::ok(
-        json!({ "user_id": user, "deleted": true }),
+    Ok(DeletedWebhookResponse::new(
+        DeletedWebhook {
+            user_id: user,
+            deleted: true,
+        },
         "Webhook removed",
     ))
-}
-
-fn delivery_json(d: &DeliveryRecord) -> Value {
-    json!({
-        "id": d.id,
-        "event_id": d.event.id,
-        "event": d.event.kind,
-        "user_id": d.user_id,
-        "place_id": d.event.pair.place_id,
-        "session_id": d.event.session_id,
-        "status": d.status.as_str(),
-        "attempts": d.attempts,
-        "next_attempt_at": (d.status == DeliveryStatus::Pending).then(|| rfc3339_ms(d.next_attempt_at)),
-        "last_status_code": d.last_status_code,
-        "last_error": d.last_error,
-        "created_at": rfc3339_ms(d.created_at),
-        "delivered_at": d.delivered_at.and_then(rfc3339_ms),
-        "payload": serde_json::from_str::<Value>(&d.event.payload).unwrap_or(Value::Null),
-    })
 }
 
 /// # `GET /api/whatsapp/webhook/deliveries`
@@ -288,26 +242,23 @@ fn delivery_json(d: &DeliveryRecord) -> Value {
 pub async fn deliveries(
     State(st): State<AppState>,
     caller: Caller,
-    q: Query,
-) -> AppResult<Response> {
-    let user = caller.scope_user(UserId::from_text(q.get(UserId::FIELD))?)?;
-    let (page, limit) = q.pagination()?;
-    let status = match q.get("status") {
-        None => None,
-        Some(s) => Some(DeliveryStatus::parse(s).ok_or_else(|| {
-            AppError::BadRequest("status must be one of: pending, delivered, failed".into())
-        })?),
-    };
+    Params(q): Params<UserQuery>,
+    Params(page): Params<PageQuery>,
+    Params(filter): Params<DeliveryFilterQuery>,
+) -> AppResult<DeliveryListResponse> {
+    let user = caller.scope_user(q.user()?)?;
+    let (page, limit) = page.page_and_limit()?;
+    let status = filter.status()?;
     let (list, total) = st
         .events
         .store()
         .deliveries(user, status, page, limit)
         .await?;
-    Ok(envelope::ok(
-        json!({
-            "deliveries": list.iter().map(delivery_json).collect::<Vec<_>>(),
-            "pagination": pagination_json(page, limit, total),
-        }),
+    Ok(DeliveryListResponse::new(
+        DeliveryList {
+            deliveries: list.iter().map(Delivery::from).collect(),
+            pagination: Pagination::new(page, limit, total),
+        },
         "Webhook deliveries retrieved",
     ))
 }
@@ -333,28 +284,12 @@ pub async fn stream(
     State(st): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
-    q: Query,
+    Params(q): Params<UserQuery>,
+    Params(filter): Params<EventStreamQuery>,
 ) -> AppResult<Response> {
-    let user = caller.scope_user(UserId::from_text(q.get(UserId::FIELD))?)?;
-    let place = match q.get(PlaceId::FIELD) {
-        None => None,
-        some => Some(PlaceId::from_text(some)?),
-    };
-    let last = match q
-        .get("last_event_id")
-        .or_else(|| headers.get("last-event-id").and_then(|v| v.to_str().ok()))
-    {
-        None => None,
-        Some(s) => Some(
-            s.trim()
-                .parse::<i64>()
-                .ok()
-                .filter(|v| *v >= 0)
-                .ok_or_else(|| {
-                    AppError::BadRequest("last_event_id must be an event id (an integer)".into())
-                })?,
-        ),
-    };
+    let user = caller.scope_user(q.user()?)?;
+    let place = filter.place()?;
+    let last = filter.last_event_id(headers.get("last-event-id").and_then(|v| v.to_str().ok()))?;
     // Watched from before the replay, so a revocation while it is read is not missed.
     let revoked = match caller {
         Caller::Tenant { key_id, .. } => Some(st.keys.revocation(key_id)),
@@ -419,9 +354,13 @@ pub async fn stream(
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                     // Told, so the listener can reconnect with Last-Event-ID and catch up.
-                    let note = Event::default()
-                        .event("lagged")
-                        .data(json!({ "missed": n, "last_event_id": seen }).to_string());
+                    let lagged = Lagged {
+                        missed: n,
+                        last_event_id: seen,
+                    };
+                    let Ok(note) = Event::default().event("lagged").json_data(lagged) else {
+                        return;
+                    };
                     if tx.send(Ok(note)).await.is_err() {
                         return;
                     }
