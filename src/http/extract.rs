@@ -132,16 +132,15 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Params<T> {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         let q = parts.uri.query().unwrap_or("");
-        let mut seen: Vec<(String, String)> = Vec::new();
+        let mut seen = serde_json::Map::new();
         for (k, v) in form_urlencoded::parse(q.as_bytes()) {
             // The first value wins, like most frameworks do.
-            if !seen.iter().any(|(name, _)| *name == k) {
-                seen.push((k.into_owned(), v.into_owned()));
-            }
+            seen.entry(k.into_owned())
+                .or_insert_with(|| Value::String(v.into_owned()));
         }
-        let de =
-            serde::de::value::MapDeserializer::<_, serde::de::value::Error>::new(seen.into_iter());
-        T::deserialize(de)
+        // Through JSON values rather than serde's plain string deserializer, which cannot
+        // fill the `Option<String>` fields these types are made of.
+        T::deserialize(Value::Object(seen))
             .map(Params)
             .map_err(|e| AppError::BadRequest(format!("Invalid query: {e}")))
     }
@@ -213,16 +212,43 @@ impl Query {
     }
 }
 
-/// `{"user_id", "place_id"}` of a POST body.
-#[derive(serde::Deserialize)]
-pub struct PairBody {
+/// `user_id` and `place_id` of a query string: the pair a route reads.
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PairQuery {
+    /// The back office's user: a positive 64-bit integer.
+    #[param(value_type = i64, required = true, minimum = 1, example = 1)]
+    user_id: Option<String>,
+    /// The user's place (shop, branch): a positive 64-bit integer.
+    #[param(value_type = i64, required = true, minimum = 1, example = 1)]
+    place_id: Option<String>,
+}
+
+impl PairQuery {
+    /// The pair, if the caller may act on it.
+    pub fn pair(&self, caller: Caller) -> Result<Pair, AppError> {
+        caller.scope(Pair::new(
+            UserId::from_text(self.user_id.as_deref())?,
+            PlaceId::from_text(self.place_id.as_deref())?,
+        ))
+    }
+}
+
+/// The pair a request acts on.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+pub struct PairRequest {
     #[serde(default)]
+    #[schema(schema_with = super::schema::positive_id_in_body, required = true)]
     pub user_id: Option<Value>,
     #[serde(default)]
+    #[schema(schema_with = super::schema::positive_id_in_body, required = true)]
     pub place_id: Option<Value>,
 }
 
-impl PairBody {
+/// The name the handlers not yet converted read it by.
+pub use PairRequest as PairBody;
+
+impl PairRequest {
     pub fn pair(&self, caller: Caller) -> Result<Pair, AppError> {
         pair_from(caller, &self.user_id, &self.place_id)
     }

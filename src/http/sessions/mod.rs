@@ -3,60 +3,20 @@
 use std::collections::BTreeMap;
 
 use axum::extract::State;
-use axum::response::Response;
-use serde_json::{Value, json};
 
-use super::extract::{Body, PairBody, Query};
-use super::openapi::{
-    ErrorEnvelope, FetchStartedResponse, InfoResponse, PairQuery, PairRequest, ProgressResponse,
-    SessionResponse, SessionStartedResponse, StatsResponse, StatusResponse, tags,
-};
-use super::{AppState, envelope};
+use self::dto::*;
+use super::AppState;
+use super::envelope::ErrorEnvelope;
+use super::extract::{Body, PairQuery, PairRequest, Params};
+use super::health::EngineName;
+use super::openapi::tags;
 use crate::auth::{Caller, SessionLimit};
-use crate::clock::rfc3339_ms;
 use crate::domain::{Pair, SessionStatus};
 use crate::http::error::{AppError, AppResult};
 use crate::session::SessionSnapshot;
 use crate::store::AutoRule;
 
-/// The status fields of the contract, shared by status, info, init, restart and logout.
-fn status_json(s: &SessionSnapshot) -> Value {
-    let r = &s.record;
-    json!({
-        "session_id": r.session_id,
-        "user_id": r.pair.user_id,
-        "place_id": r.pair.place_id,
-        "status": r.status,
-        "client_ready": s.client_ready(),
-        "qr_code": s.qr.as_ref().filter(|_| r.status == SessionStatus::QrReady).map(|q| q.data_url.as_str()),
-        "phone_number": r.phone_number,
-        "name": r.name,
-        "connected_at": r.connected_at.and_then(rfc3339_ms),
-        "session_exists": true,
-        "total_contacts": s.total_contacts,
-        "total_groups": s.total_groups,
-        "last_contacts_sync": r.fetch.last_sync.and_then(rfc3339_ms),
-        "contacts_fetch_progress": r.fetch.progress,
-        "contacts_fetch_completed": r.fetch.completed,
-        "contacts_fetch_error": r.fetch.error,
-        "is_fetching": s.fetch_running,
-        "error_message": r.error_message,
-        "last_activity": r.last_activity.and_then(rfc3339_ms),
-        "created_at": rfc3339_ms(r.created_at),
-        "updated_at": rfc3339_ms(r.updated_at),
-    })
-}
-
-/// The status fields, and the earlier service's `success` and `message` beside them: its
-/// clients read `data.success` after init and restart.
-fn started_json(s: &SessionSnapshot, message: &str) -> Value {
-    let mut data = status_json(s);
-    if let Value::Object(map) = &mut data {
-        map.insert("success".into(), json!(true));
-        map.insert("message".into(), json!(message));
-    }
-    data
-}
+pub mod dto;
 
 fn status_message(s: &SessionSnapshot) -> String {
     match s.record.status {
@@ -107,8 +67,8 @@ pub async fn init(
     State(st): State<AppState>,
     caller: Caller,
     SessionLimit(limit): SessionLimit,
-    Body(b): Body<PairBody>,
-) -> AppResult<Response> {
+    Body(b): Body<PairRequest>,
+) -> AppResult<SessionStartedResponse> {
     let pair = b.pair(caller)?;
     let out = st.manager.init(pair, limit).await?;
     let message = if out.already_active {
@@ -116,7 +76,10 @@ pub async fn init(
     } else {
         "Client initialization started"
     };
-    Ok(envelope::ok(started_json(&out.snapshot, message), message))
+    Ok(SessionStartedResponse::new(
+        SessionStarted::new(&out.snapshot, message),
+        message,
+    ))
 }
 
 /// # `GET /api/whatsapp/status`
@@ -133,29 +96,22 @@ pub async fn init(
         (status = 400, description = "`user_id` or `place_id` is missing or not a positive integer", body = ErrorEnvelope),
     )
 )]
-pub async fn status(State(st): State<AppState>, q: Query) -> AppResult<Response> {
-    let pair = q.pair()?;
-    match st.manager.snapshot(pair).await? {
-        Some(s) => Ok(envelope::ok(status_json(&s), &status_message(&s))),
-        None => Ok(envelope::ok(
-            json!({
-                "session_id": null,
-                "user_id": pair.user_id,
-                "place_id": pair.place_id,
-                "status": "not_initialized",
-                "client_ready": false,
-                "qr_code": null,
-                "session_exists": false,
-                "total_contacts": 0,
-                "total_groups": 0,
-                "contacts_fetch_progress": 0,
-                "contacts_fetch_completed": false,
-                "contacts_fetch_error": null,
-                "message": "No session found",
-            }),
+pub async fn status(
+    State(st): State<AppState>,
+    caller: Caller,
+    Params(q): Params<PairQuery>,
+) -> AppResult<StatusResponse> {
+    let pair = q.pair(caller)?;
+    Ok(match st.manager.snapshot(pair).await? {
+        Some(s) => StatusResponse::new(
+            StatusData::Session(Box::new(SessionState::of(&s))),
+            status_message(&s),
+        ),
+        None => StatusResponse::new(
+            StatusData::NoSession(NoSession::of(pair)),
             "No session found for this user and place. Call /api/whatsapp/init to start one.",
-        )),
-    }
+        ),
+    })
 }
 
 /// # `GET /api/whatsapp/contacts/progress`
@@ -172,24 +128,16 @@ pub async fn status(State(st): State<AppState>, q: Query) -> AppResult<Response>
         (status = 404, description = "The pair has no session", body = ErrorEnvelope),
     )
 )]
-pub async fn progress(State(st): State<AppState>, q: Query) -> AppResult<Response> {
-    let s = require(&st, q.pair()?).await?;
-    let r = &s.record;
-    let data = json!({
-        "session_id": r.session_id,
-        "status": r.status,
-        "contacts_fetch_progress": r.fetch.progress,
-        "processed": r.fetch.processed,
-        "total": r.fetch.total,
-        "contacts_fetch_completed": r.fetch.completed,
-        "contacts_fetch_error": r.fetch.error,
-        "total_contacts": s.total_contacts,
-        "total_groups": s.total_groups,
-        "last_contacts_sync": r.fetch.last_sync.and_then(rfc3339_ms),
-        "is_fetching": s.fetch_running,
-        "fetch_summary": r.fetch.summary,
-    });
-    Ok(envelope::ok(data, "Contact fetch progress retrieved"))
+pub async fn progress(
+    State(st): State<AppState>,
+    caller: Caller,
+    Params(q): Params<PairQuery>,
+) -> AppResult<ProgressResponse> {
+    let s = require(&st, q.pair(caller)?).await?;
+    Ok(ProgressResponse::new(
+        FetchProgress::of(&s),
+        "Contact fetch progress retrieved",
+    ))
 }
 
 /// # `GET /api/whatsapp/info`
@@ -205,8 +153,12 @@ pub async fn progress(State(st): State<AppState>, q: Query) -> AppResult<Respons
         (status = 404, description = "The pair has no session", body = ErrorEnvelope),
     )
 )]
-pub async fn info(State(st): State<AppState>, q: Query) -> AppResult<Response> {
-    let pair = q.pair()?;
+pub async fn info(
+    State(st): State<AppState>,
+    caller: Caller,
+    Params(q): Params<PairQuery>,
+) -> AppResult<InfoResponse> {
+    let pair = q.pair(caller)?;
     let s = require(&st, pair).await?;
     let now = st.clock.now();
     let since = now.timestamp() - AutoRule::RECENT_DAYS * 86_400;
@@ -293,17 +245,17 @@ pub async fn info(State(st): State<AppState>, q: Query) -> AppResult<Response> {
         advice.push("Everything looks fine; no action needed.".into());
     }
 
-    let mut data = status_json(&s);
-    if let Value::Object(map) = &mut data {
-        map.insert("contact_statistics".into(), json!(stats));
-        map.insert(
-            "health".into(),
-            json!({ "score": score.clamp(0, 100), "issues": issues }),
-        );
-        map.insert("recommendations".into(), json!(advice));
-        map.insert("fetch_summary".into(), json!(r.fetch.summary));
-    }
-    Ok(envelope::ok(data, "Session information retrieved"))
+    let data = SessionInfo {
+        session: SessionState::of(&s),
+        contact_statistics: stats.into(),
+        health: SessionHealth {
+            score: score.clamp(0, 100),
+            issues,
+        },
+        recommendations: advice,
+        fetch_summary: r.fetch.summary.as_ref().map(FetchSummary::from),
+    };
+    Ok(InfoResponse::new(data, "Session information retrieved"))
 }
 
 /// # `POST /api/whatsapp/start-contact-fetch`
@@ -326,16 +278,11 @@ pub async fn info(State(st): State<AppState>, q: Query) -> AppResult<Response> {
 pub async fn start_contact_fetch(
     State(st): State<AppState>,
     caller: Caller,
-    Body(b): Body<PairBody>,
-) -> AppResult<Response> {
+    Body(b): Body<PairRequest>,
+) -> AppResult<FetchStartedResponse> {
     let started = st.manager.start_contact_fetch(b.pair(caller)?).await?;
-    Ok(envelope::ok(
-        json!({
-            "success": true,
-            "message": "Background contact fetch started",
-            "session_id": started.session_id,
-            "current_status": started.current_status,
-        }),
+    Ok(FetchStartedResponse::new(
+        started.into(),
         "Background contact fetch started successfully",
     ))
 }
@@ -359,11 +306,14 @@ pub async fn restart(
     State(st): State<AppState>,
     caller: Caller,
     SessionLimit(limit): SessionLimit,
-    Body(b): Body<PairBody>,
-) -> AppResult<Response> {
+    Body(b): Body<PairRequest>,
+) -> AppResult<SessionStartedResponse> {
     let s = st.manager.restart(b.pair(caller)?, limit).await?;
     let message = "Session restart initiated";
-    Ok(envelope::ok(started_json(&s, message), message))
+    Ok(SessionStartedResponse::new(
+        SessionStarted::new(&s, message),
+        message,
+    ))
 }
 
 /// # `POST /api/whatsapp/logout`
@@ -383,15 +333,18 @@ pub async fn restart(
 pub async fn logout(
     State(st): State<AppState>,
     caller: Caller,
-    Body(b): Body<PairBody>,
-) -> AppResult<Response> {
+    Body(b): Body<PairRequest>,
+) -> AppResult<SessionResponse> {
     let out = st.manager.logout(b.pair(caller)?).await?;
     let message = if out.already_logged_out {
         "Session already logged out"
     } else {
         "Logged out successfully"
     };
-    Ok(envelope::ok(status_json(&out.snapshot), message))
+    Ok(SessionResponse::new(
+        SessionState::of(&out.snapshot),
+        message,
+    ))
 }
 
 /// # `GET /api/whatsapp/stats`
@@ -404,30 +357,24 @@ pub async fn logout(
         (status = 200, description = "The numbers", body = StatsResponse),
     )
 )]
-pub async fn stats(State(st): State<AppState>, caller: Caller) -> AppResult<Response> {
+pub async fn stats(State(st): State<AppState>, caller: Caller) -> AppResult<StatsResponse> {
     // Counts across every tenant are the operator's to see.
     caller.require_admin("read service-wide statistics")?;
-    let mut by_status: BTreeMap<&'static str, i64> =
+    let mut by_status: BTreeMap<&'static str, u64> =
         SessionStatus::ALL.iter().map(|s| (s.as_str(), 0)).collect();
     let sessions = st.store.latest_sessions().await?;
     for rec in &sessions {
         *by_status.entry(rec.status.as_str()).or_default() += 1;
     }
-    let rss = resident_memory_bytes();
-    Ok(envelope::ok(
-        json!({
-            "live_clients": st.manager.live_count(),
-            "total_sessions": sessions.len(),
-            "sessions_by_status": by_status,
-            "memory": {
-                "rss_bytes": rss,
-                "rss_mb": rss.map(|b| (b as f64 / 1_048_576.0 * 10.0).round() / 10.0),
-            },
-            "uptime_seconds": st.started.elapsed().as_secs(),
-            "engine": st.engine,
-        }),
-        "Service statistics retrieved",
-    ))
+    let data = ServiceStats {
+        live_clients: st.manager.live_count() as u64,
+        total_sessions: sessions.len() as u64,
+        sessions_by_status: by_status,
+        memory: MemoryUsage::of(resident_memory_bytes()),
+        uptime_seconds: st.started.elapsed().as_secs(),
+        engine: EngineName::of(st.engine),
+    };
+    Ok(StatsResponse::new(data, "Service statistics retrieved"))
 }
 
 /// Resident set size from /proc (Linux); `None` elsewhere.
