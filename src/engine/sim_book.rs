@@ -23,14 +23,38 @@ pub struct SimEntry {
     pub name: Option<String>,
     #[serde(default)]
     pub push_name: Option<String>,
-    #[serde(default, deserialize_with = "null_as_false")]
+    #[serde(default, deserialize_with = "flag_or_false")]
     pub is_business: bool,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unix_seconds")]
     pub last_message_at: Option<i64>,
 }
 
-fn null_as_false<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
-    Ok(Option::<bool>::deserialize(d)?.unwrap_or(false))
+/// `null` means `false`. A form body writes its yes/no as text, read by the same rule as
+/// every other yes/no of the API.
+fn flag_or_false<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    let raw = Option::<serde_json::Value>::deserialize(d)?;
+    crate::domain::parse_flag("is_business", raw.as_ref())
+        .map(|b| b.unwrap_or(false))
+        .map_err(serde::de::Error::custom)
+}
+
+/// A JSON integer, or the same written in digits (form bodies carry only text).
+fn unix_seconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    use serde_json::Value;
+    let invalid = || serde::de::Error::custom("last_message_at must be an integer (unix seconds)");
+    match Option::<Value>::deserialize(d)? {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => n.as_i64().map(Some).ok_or_else(invalid),
+        Some(Value::String(s)) => {
+            let s = s.trim();
+            let digits = s.strip_prefix('-').unwrap_or(s);
+            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(invalid());
+            }
+            s.parse().map(Some).map_err(|_| invalid())
+        }
+        Some(_) => Err(invalid()),
+    }
 }
 
 /// splitmix64: a tiny deterministic generator; the sim needs repeatability, not quality.

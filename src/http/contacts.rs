@@ -44,19 +44,27 @@ pub fn contact_filter(q: &Query, now_s: i64) -> AppResult<ContactFilter> {
             ));
         }
     };
-    let search = q
-        .get("search")
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned);
-    if search
-        .as_ref()
-        .is_some_and(|s| s.chars().count() > SEARCH_MAX_CHARS)
-    {
-        return Err(AppError::BadRequest(format!(
-            "search must be at most {SEARCH_MAX_CHARS} characters"
-        )));
-    }
+    // `q` is the earlier service's name for `search`: its clients send it, and ignoring it
+    // would answer every contact to a search.
+    let search = match (q.get("search"), q.get("q")) {
+        (Some(s), Some(alias)) if s.trim() != alias.trim() => {
+            return Err(AppError::BadRequest(
+                "Give search or q (the same parameter), not both".into(),
+            ));
+        }
+        (Some(s), _) => Some(("search", s)),
+        (None, Some(s)) => Some(("q", s)),
+        (None, None) => None,
+    };
+    let search = match search.map(|(field, s)| (field, s.trim())) {
+        Some((field, s)) if s.chars().count() > SEARCH_MAX_CHARS => {
+            return Err(AppError::BadRequest(format!(
+                "{field} must be at most {SEARCH_MAX_CHARS} characters"
+            )));
+        }
+        Some((_, s)) if !s.is_empty() => Some(s.to_owned()),
+        _ => None,
+    };
     // Exact values only: the OpenAPI document promises as much, and the fuzz test holds us to it.
     let is_business = match q.get("is_business") {
         None => None,

@@ -187,7 +187,7 @@ fn group_description(raw: Option<&Value>) -> AppResult<Option<String>> {
     }
 }
 
-/// 1 to 1,000 positive integer ids, duplicates dropped, order kept.
+/// 1 to 1,000 positive integer ids (numbers or digit strings), duplicates dropped, order kept.
 fn contact_ids(raw: Option<&Value>) -> AppResult<Vec<i64>> {
     let invalid = || {
         AppError::BadRequest(format!(
@@ -204,7 +204,13 @@ fn contact_ids(raw: Option<&Value>) -> AppResult<Vec<i64>> {
     let mut seen = std::collections::HashSet::with_capacity(items.len());
     let mut ids = Vec::with_capacity(items.len());
     for item in items {
-        match item.as_i64() {
+        // The earlier service's clients send ids as strings ("12"), and form bodies can
+        // carry nothing else.
+        let id = match item {
+            Value::String(s) => parse_positive_str("contact_ids", s).ok(),
+            _ => item.as_i64(),
+        };
+        match id {
             Some(id) if id > 0 => {
                 if seen.insert(id) {
                     ids.push(id);

@@ -77,12 +77,12 @@ pub struct CreateKeyBody {
 }
 
 impl CreateKeyBody {
-    /// Absent or `null`: the server's own setting.
+    /// Absent or `null`: the server's own setting. A number may come as its digits (form
+    /// bodies carry only strings), within the same bounds.
     fn quotas(&self) -> AppResult<KeyQuotas> {
         let whole = |field: &str, raw: &Option<Value>, min: u64, max: u64| match raw {
             None | Some(Value::Null) => Ok(None),
-            Some(v) => v
-                .as_u64()
+            Some(v) => whole_number(v)
                 .filter(|n| (min..=max).contains(n))
                 .and_then(|n| u32::try_from(n).ok())
                 .map(Some)
@@ -95,7 +95,7 @@ impl CreateKeyBody {
         let rate_limit = match &self.rate_limit {
             None | Some(Value::Null) => None,
             Some(v) => Some(
-                v.as_f64()
+                decimal_number(v)
                     .filter(|r| r.is_finite() && *r > 0.0 && *r <= RATE_LIMIT_MAX)
                     .ok_or_else(|| {
                         AppError::BadRequest(format!(
@@ -115,6 +115,35 @@ impl CreateKeyBody {
                 RATE_LIMIT_BURST_MAX,
             )?,
         })
+    }
+}
+
+/// A JSON whole number, or the same written in digits.
+fn whole_number(v: &Value) -> Option<u64> {
+    match v {
+        Value::String(s) => {
+            let s = s.trim();
+            (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| s.parse().ok())
+                .flatten()
+        }
+        v => v.as_u64(),
+    }
+}
+
+/// A JSON number, or the same written as a decimal (`2.5`).
+fn decimal_number(v: &Value) -> Option<f64> {
+    match v {
+        Value::String(s) => {
+            let s = s.trim();
+            // Only digits and one point: no "inf", "NaN" or exponents from a text field.
+            let plain = !s.is_empty()
+                && s.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+                && s.bytes().filter(|b| *b == b'.').count() <= 1
+                && s.bytes().any(|b| b.is_ascii_digit());
+            plain.then(|| s.parse().ok()).flatten()
+        }
+        v => v.as_f64(),
     }
 }
 

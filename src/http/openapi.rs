@@ -16,6 +16,7 @@ pub use super::envelope::ErrorEnvelope;
 use super::extract::Pagination;
 /// The pair of a query string and of a body; routes not yet converted name them from here.
 pub use super::extract::{PairQuery, PairRequest};
+use super::messaging::dto::{message_status, message_type};
 use super::schema::*;
 
 pub mod tags {
@@ -315,6 +316,8 @@ described!(GroupListResponse, GroupList);
 described!(GroupContactsResponse, GroupContacts);
 described!(ContactSearchResponse, ContactSearch);
 described!(MessageResponse, Message);
+described!(QueuedMessageResponse, QueuedMessage);
+described!(GroupJobResponse, GroupJob);
 described!(JobResponse, Job);
 described!(BulkJobResponse, BulkJob);
 described!(MessageListResponse, MessageList);
@@ -413,6 +416,9 @@ pub struct ContactSearchQuery {
     /// whitespace is removed. Empty means no filter.
     #[param(pattern = r"^\s*([^\s][\s\S]{0,198}[^\s]|[^\s])?\s*$")]
     search: Option<String>,
+    /// The earlier service's name for `search`; give one of the two (or both the same).
+    #[param(pattern = r"^\s*([^\s][\s\S]{0,198}[^\s]|[^\s])?\s*$")]
+    q: Option<String>,
     /// Where `search` looks: `name` (saved and push names), `phone`, or `all` (the
     /// default; also when empty).
     #[param(schema_with = search_type)]
@@ -828,7 +834,7 @@ pub struct SendMessageRequest {
     #[schema(schema_with = positive_id_in_body)]
     place_id: i64,
     /// A contact of the pair; its name and custom fields fill the variables.
-    #[schema(minimum = 1)]
+    #[schema(schema_with = optional_positive_id)]
     contact_id: Option<i64>,
     /// A number with its country code.
     #[schema(schema_with = optional_phone)]
@@ -836,6 +842,9 @@ pub struct SendMessageRequest {
     /// At most 4,096 characters; `{name}`-style variables are filled per recipient.
     #[schema(schema_with = message_text)]
     text: Option<String>,
+    /// The earlier service's name for `text`.
+    #[schema(schema_with = message_text)]
+    message: Option<String>,
     /// An image to send, with `text` as its caption: http/https, `image/*`, at most 10 MB.
     #[schema(schema_with = optional_http_url)]
     image_url: Option<String>,
@@ -856,6 +865,9 @@ pub struct GroupSendRequest {
     place_id: i64,
     #[schema(schema_with = message_text)]
     text: Option<String>,
+    /// The earlier service's name for `text`.
+    #[schema(schema_with = message_text)]
+    message: Option<String>,
     #[schema(schema_with = optional_http_url)]
     image_url: Option<String>,
     #[schema(schema_with = template_id)]
@@ -875,8 +887,14 @@ pub struct BulkSendRequest {
     /// `{phone_number | contact_id, name?, variables?}`.
     #[schema(schema_with = bulk_recipients)]
     recipients: Vec<serde_json::Value>,
+    /// The earlier service's name for `recipients`.
+    #[schema(schema_with = bulk_recipients)]
+    contacts: Option<Vec<serde_json::Value>>,
     #[schema(schema_with = message_text)]
     text: Option<String>,
+    /// The earlier service's name for `text`.
+    #[schema(schema_with = message_text)]
+    message: Option<String>,
     #[schema(schema_with = optional_http_url)]
     image_url: Option<String>,
     #[schema(schema_with = template_id)]
@@ -884,8 +902,46 @@ pub struct BulkSendRequest {
     #[schema(schema_with = variable_map)]
     variables: Option<serde_json::Map<String, serde_json::Value>>,
     /// Seconds between this job's messages, when slower than the number's pace.
-    #[schema(minimum = 0, maximum = 3600)]
+    #[schema(schema_with = delay_seconds)]
     delay_seconds: Option<f64>,
+    /// The earlier service's delay: milliseconds between this job's messages.
+    #[schema(schema_with = delay_ms)]
+    delay: Option<f64>,
+}
+
+/// A positive id as a JSON integer or a string of digits, or `null`.
+fn optional_positive_id() -> Schema {
+    OneOfBuilder::new()
+        .item(positive_id_in_body())
+        .item(null())
+        .into()
+}
+
+/// A number from 0 to `max`, as JSON or in digits (`"1.5"`), or `null`.
+fn decimal_up_to(max: f64) -> Schema {
+    OneOfBuilder::new()
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::Number)
+                .minimum(Some(0))
+                .maximum(Some(max)),
+        )
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(r"^\s*[0-9]+(\.[0-9]+)?\s*$"))
+                .description(Some("The same number written in digits.")),
+        )
+        .item(null())
+        .into()
+}
+
+fn delay_seconds() -> Schema {
+    decimal_up_to(crate::http::messaging::MAX_BULK_DELAY_SECONDS)
+}
+
+fn delay_ms() -> Schema {
+    decimal_up_to(crate::http::messaging::MAX_BULK_DELAY_SECONDS * 1000.0)
 }
 
 fn bulk_recipients() -> Schema {
@@ -933,6 +989,9 @@ pub struct ValidateMessageRequest {
     phone_number: Option<serde_json::Value>,
     #[schema(schema_with = checked_in_errors)]
     text: Option<serde_json::Value>,
+    /// The earlier service's name for `text`.
+    #[schema(schema_with = checked_in_errors)]
+    message: Option<serde_json::Value>,
     #[schema(schema_with = checked_in_errors)]
     image_url: Option<serde_json::Value>,
     #[schema(schema_with = checked_in_errors)]
@@ -961,40 +1020,6 @@ pub struct MessagePath {
     /// The message's id.
     #[param(minimum = 1, example = 1)]
     message_id: i64,
-}
-
-/// Filters of the message log; each one given narrows it.
-#[derive(IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct MessageFilterQuery {
-    #[param(schema_with = message_status)]
-    status: Option<String>,
-    /// `text` or `image`.
-    #[param(schema_with = message_type)]
-    r#type: Option<String>,
-    /// Created at or after: a day (`2026-11-25`) or an RFC 3339 time.
-    date_from: Option<String>,
-    /// Created before the end of this day, or before this RFC 3339 time.
-    date_to: Option<String>,
-    /// Digits of the recipient's number (a part is enough).
-    recipient: Option<String>,
-    /// One group or bulk send's messages.
-    #[param(minimum = 1)]
-    job_id: Option<i64>,
-}
-
-fn message_status() -> Object {
-    ObjectBuilder::new()
-        .schema_type(Type::String)
-        .enum_values(Some(["queued", "sending", "sent", "failed"]))
-        .build()
-}
-
-fn message_type() -> Object {
-    ObjectBuilder::new()
-        .schema_type(Type::String)
-        .enum_values(Some(["text", "image"]))
-        .build()
 }
 
 /// A message in the outbox and what became of it.
@@ -1038,6 +1063,50 @@ pub struct Message {
     failed_at: Option<String>,
 }
 
+/// A message just queued: the log's entry, and its WhatsApp id under the earlier service's
+/// name.
+#[derive(ToSchema)]
+pub struct QueuedMessage {
+    id: i64,
+    /// The group or bulk send it belongs to.
+    #[schema(required = true)]
+    job_id: Option<i64>,
+    #[schema(required = true)]
+    contact_id: Option<i64>,
+    /// E.164.
+    recipient: String,
+    #[schema(required = true)]
+    recipient_name: Option<String>,
+    #[schema(schema_with = message_type)]
+    r#type: String,
+    /// As sent: variables filled.
+    #[schema(required = true)]
+    text: Option<String>,
+    #[schema(required = true)]
+    image_url: Option<String>,
+    #[schema(required = true)]
+    template_id: Option<String>,
+    #[schema(schema_with = message_status)]
+    status: String,
+    /// WhatsApp's id, once sent.
+    #[schema(required = true)]
+    whatsapp_message_id: Option<String>,
+    /// Why it failed.
+    #[schema(required = true)]
+    error: Option<String>,
+    attempts: i64,
+    #[schema(format = DateTime)]
+    created_at: String,
+    #[schema(format = DateTime)]
+    updated_at: String,
+    #[schema(required = true, format = DateTime)]
+    sent_at: Option<String>,
+    #[schema(required = true, format = DateTime)]
+    failed_at: Option<String>,
+    /// The WhatsApp id the message is sent under, chosen when it is queued.
+    message_id: String,
+}
+
 /// A group or bulk send's progress.
 #[derive(ToSchema)]
 pub struct Job {
@@ -1059,6 +1128,27 @@ pub struct Job {
     created_at: String,
 }
 
+/// A group send just queued.
+#[derive(ToSchema)]
+pub struct GroupJob {
+    job_id: i64,
+    r#type: String,
+    #[schema(required = true)]
+    group_id: Option<i64>,
+    total: i64,
+    queued: i64,
+    sending: i64,
+    sent: i64,
+    failed: i64,
+    #[schema(minimum = 0, maximum = 100)]
+    progress: i64,
+    completed: bool,
+    #[schema(format = DateTime)]
+    created_at: String,
+    /// The WhatsApp ids of the queued messages, in the members' order.
+    message_ids: Vec<String>,
+}
+
 #[derive(ToSchema)]
 pub struct BulkJob {
     job_id: i64,
@@ -1075,8 +1165,8 @@ pub struct BulkJob {
     completed: bool,
     #[schema(format = DateTime)]
     created_at: String,
-    /// The queued messages, in the recipients' order.
-    message_ids: Vec<i64>,
+    /// The WhatsApp ids of the queued messages, in the recipients' order.
+    message_ids: Vec<String>,
     /// Recipients dropped because their number came earlier in the list.
     duplicates_skipped: i64,
 }
@@ -1155,8 +1245,23 @@ pub struct Template {
     name: String,
     language: String,
     text: String,
+    /// The earlier service's name for `text`.
+    content: String,
+    #[schema(schema_with = template_category)]
+    category: String,
     variables: Vec<String>,
     description: String,
+}
+
+fn template_category() -> Object {
+    let names: Vec<&str> = crate::messaging::templates::Category::ALL
+        .iter()
+        .map(|c| c.as_str())
+        .collect();
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(names))
+        .build()
 }
 
 // ----- Webhooks -----

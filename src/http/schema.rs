@@ -104,16 +104,10 @@ pub fn custom_field_map() -> Schema {
         .into()
 }
 
-/// 1 to 1,000 contact ids, JSON integers only.
+/// 1 to 1,000 contact ids, each a positive integer or its digits as a string.
 pub fn contact_id_list() -> Schema {
     utoipa::openapi::schema::ArrayBuilder::new()
-        .items(
-            ObjectBuilder::new()
-                .schema_type(Type::Integer)
-                .format(int64())
-                .minimum(Some(1))
-                .maximum(Some(i64::MAX)),
-        )
+        .items(RefOr::T(positive_id_in_body()))
         .min_items(Some(1))
         .max_items(Some(crate::http::groups::MAX_MEMBERS))
         .examples([serde_json::json!([1, 2, 3])])

@@ -12,8 +12,32 @@ pub struct Template {
     pub id: &'static str,
     pub name: &'static str,
     pub language: &'static str,
+    pub category: Category,
     pub text: &'static str,
     pub description: &'static str,
+}
+
+/// What a template is for, so a back office can group them in its picker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Category {
+    /// Welcoming or thanking a customer.
+    Greeting,
+    /// An offer.
+    Marketing,
+    /// An appointment or a date to remember.
+    Reminder,
+}
+
+impl Category {
+    pub const ALL: [Category; 3] = [Self::Greeting, Self::Marketing, Self::Reminder];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Greeting => "greeting",
+            Self::Marketing => "marketing",
+            Self::Reminder => "reminder",
+        }
+    }
 }
 
 pub const TEMPLATES: &[Template] = &[
@@ -21,6 +45,7 @@ pub const TEMPLATES: &[Template] = &[
         id: "welcome",
         name: "Welcome",
         language: "en",
+        category: Category::Greeting,
         text: "Hello {name}, welcome! We're glad to have you with us.",
         description: "A first message to a new customer.",
     },
@@ -28,6 +53,7 @@ pub const TEMPLATES: &[Template] = &[
         id: "welcome_ar",
         name: "ترحيب",
         language: "ar",
+        category: Category::Greeting,
         text: "مرحباً {name}، أهلاً وسهلاً بك! يسعدنا تواصلك معنا.",
         description: "A first message to a new customer, in Arabic.",
     },
@@ -35,6 +61,7 @@ pub const TEMPLATES: &[Template] = &[
         id: "promotion",
         name: "Promotion",
         language: "en",
+        category: Category::Marketing,
         text: "Hi {name}! {offer} Valid until {valid_until}.",
         description: "An offer; give `offer` and `valid_until` in `variables`.",
     },
@@ -42,6 +69,7 @@ pub const TEMPLATES: &[Template] = &[
         id: "promotion_ar",
         name: "عرض خاص",
         language: "ar",
+        category: Category::Marketing,
         text: "مرحباً {name}! {offer} العرض ساري حتى {valid_until}.",
         description: "An offer, in Arabic; give `offer` and `valid_until` in `variables`.",
     },
@@ -49,6 +77,7 @@ pub const TEMPLATES: &[Template] = &[
         id: "reminder",
         name: "Appointment reminder",
         language: "en",
+        category: Category::Reminder,
         text: "Hi {name}, this is a reminder of your appointment on {date} at {time}.",
         description: "Give `date` and `time` in `variables`.",
     },
@@ -56,6 +85,7 @@ pub const TEMPLATES: &[Template] = &[
         id: "thank_you",
         name: "Thank you",
         language: "en",
+        category: Category::Greeting,
         text: "Thank you {name} for your visit! We hope to see you again soon.",
         description: "After a visit or a purchase.",
     },

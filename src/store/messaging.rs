@@ -118,6 +118,8 @@ pub struct MessageFilter {
     /// Digits found in the recipient's number.
     pub recipient: Option<String>,
     pub job_id: Option<i64>,
+    /// The messages of the group sends to this group.
+    pub group_id: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

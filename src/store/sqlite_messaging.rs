@@ -85,6 +85,16 @@ fn push_message_filter(q: &mut QueryBuilder<Sqlite>, pair: Pair, f: &MessageFilt
     if let Some(j) = f.job_id {
         q.push(" AND job_id = ").push_bind(j);
     }
+    if let Some(g) = f.group_id {
+        // The job is the pair's too: a group id of another tenant matches nothing.
+        q.push(" AND job_id IN (SELECT id FROM message_jobs WHERE group_id = ")
+            .push_bind(g)
+            .push(" AND user_id = ")
+            .push_bind(pair.user_id.get())
+            .push(" AND place_id = ")
+            .push_bind(pair.place_id.get())
+            .push(")");
+    }
 }
 
 #[async_trait]

@@ -139,7 +139,7 @@ async fn bad_group_bodies_are_refused_with_the_field_named() {
             "contact_ids",
         ),
         (
-            json!({"user_id": 1, "place_id": 2, "name": "G", "contact_ids": ["1"]}),
+            json!({"user_id": 1, "place_id": 2, "name": "G", "contact_ids": ["1x"]}),
             "contact_ids",
         ),
         (

@@ -146,7 +146,7 @@ async fn key_quotas_are_validated_stored_and_listed() {
     for (body, field) in [
         (json!({"user_id": 1, "max_sessions": -1}), "max_sessions"),
         (json!({"user_id": 1, "max_sessions": 1.5}), "max_sessions"),
-        (json!({"user_id": 1, "max_sessions": "3"}), "max_sessions"),
+        (json!({"user_id": 1, "max_sessions": "3x"}), "max_sessions"),
         (
             json!({"user_id": 1, "max_sessions": 1_000_001}),
             "max_sessions",
@@ -285,4 +285,51 @@ async fn keyless_each_client_address_has_its_own_bucket() {
         StatusCode::TOO_MANY_REQUESTS
     );
     assert_eq!(b.get(&url).send().await.unwrap().status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_key_is_created_from_a_form_with_its_numbers_as_text() {
+    let app = spawn_app_with_admin_key().await;
+    let form = "application/x-www-form-urlencoded";
+    let (s, v) = app
+        .send_raw(
+            reqwest::Method::POST,
+            "/api/admin/keys",
+            form,
+            "user_id=3&name=Shop+POS&max_sessions=5&rate_limit=2.5&rate_limit_burst=9",
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(v["data"]["user_id"], 3, "{v}");
+    assert_eq!(v["data"]["name"], "Shop POS", "{v}");
+    assert_eq!(v["data"]["max_sessions"], 5, "{v}");
+    assert_eq!(v["data"]["rate_limit"], 2.5, "{v}");
+    assert_eq!(v["data"]["rate_limit_burst"], 9, "{v}");
+    // The same bounds as for JSON numbers, and the same messages.
+    for (body, field) in [
+        ("user_id=3&max_sessions=1000001", "max_sessions"),
+        ("user_id=3&max_sessions=-1", "max_sessions"),
+        ("user_id=3&max_sessions=5x", "max_sessions"),
+        ("user_id=3&rate_limit=0", "rate_limit"),
+        ("user_id=3&rate_limit=inf", "rate_limit"),
+        ("user_id=3&rate_limit=1e3", "rate_limit"),
+        ("user_id=3&rate_limit_burst=0", "rate_limit_burst"),
+        ("user_id=3&rate_limit_burst=2.5", "rate_limit_burst"),
+        ("user_id=x", "user_id"),
+    ] {
+        let (s, v) = app
+            .send_raw(reqwest::Method::POST, "/api/admin/keys", form, body)
+            .await;
+        assert!(assert_error(s, &v, 400).contains(field), "{body}: {v}");
+    }
+    // JSON takes the same text.
+    let (s, v) = app
+        .post(
+            "/api/admin/keys",
+            json!({"user_id": "4", "max_sessions": "2", "rate_limit": "0.5"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(v["data"]["max_sessions"], 2, "{v}");
+    assert_eq!(v["data"]["rate_limit"], 0.5, "{v}");
 }

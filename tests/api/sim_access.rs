@@ -130,3 +130,99 @@ async fn put_chunked(app: &TestApp, path: &str, body: &[u8]) -> (StatusCode, ser
         serde_json::from_str(&json[start..end]).unwrap_or_else(|e| panic!("{e}: {text}")),
     )
 }
+
+const FORM: &str = "application/x-www-form-urlencoded";
+
+/// Everything a back office posts as a form (`asForm()`, `$.post`): PHP brackets for the
+/// entries, every value text, yes/no and numbers included.
+#[tokio::test]
+async fn the_sim_routes_take_form_bodies_by_the_same_rules() {
+    let app = spawn_app_with_admin_key().await;
+    let recent = days_ago(&app, 2);
+    let old = days_ago(&app, 200);
+    let book = format!(
+        "user_id=1&place_id=2&me=966500000001%40s.whatsapp.net&push_name=Shop\
+         &entries[0][jid]=966512345678%40s.whatsapp.net&entries[0][name]=Ali\
+         &entries[0][is_business]=true&entries[0][last_message_at]={recent}\
+         &entries[1][jid]=966512345679%40s.whatsapp.net&entries[1][name]=Sara\
+         &entries[1][is_business]=0&entries[1][last_message_at]={old}"
+    );
+    let (status, body) = app
+        .send_raw(Method::PUT, "/api/sim/phonebook", FORM, book)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["entries"], 2, "{body}");
+    assert_eq!(body["data"]["user_id"], 1, "{body}");
+
+    for (bad, field) in [
+        ("entries[0][is_business]=maybe", "is_business"),
+        ("entries[0][last_message_at]=yesterday", "last_message_at"),
+    ] {
+        let form = format!("user_id=1&place_id=2&entries[0][jid]=1%40s.whatsapp.net&{bad}");
+        let (status, body) = app
+            .send_raw(Method::PUT, "/api/sim/phonebook", FORM, form)
+            .await;
+        assert!(
+            assert_error(status, &body, 400).contains(field),
+            "{bad}: {body}"
+        );
+    }
+
+    app.init(1, 2).await;
+    app.wait_status(1, 2, "qr_ready").await;
+    let (status, body) = app
+        .send_raw(Method::POST, "/api/sim/scan", FORM, "user_id=1&place_id=2")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    app.wait_status(1, 2, "ready").await;
+    app.fetch_and_wait(1, 2).await;
+    assert_eq!(
+        app.group_numbers(1, 2, ALL_GROUP).await,
+        ["+966512345678", "+966512345679"]
+    );
+    // The activity given as digits counts: only Ali wrote within 90 days.
+    assert_eq!(
+        app.group_numbers(1, 2, RECENT_GROUP).await,
+        ["+966512345678"]
+    );
+    let all = app.group_id(1, 2, ALL_GROUP).await;
+    let (_, body) = app
+        .get(&format!(
+            "/api/whatsapp/groups/{all}/contacts?user_id=1&place_id=2"
+        ))
+        .await;
+    let business: Vec<(String, bool)> = body["data"]["contacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap().to_string(),
+                c["is_business"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert!(business.contains(&("Ali".into(), true)), "{body}");
+    assert!(business.contains(&("Sara".into(), false)), "{body}");
+
+    let (status, body) = app
+        .send_raw(
+            Method::POST,
+            "/api/sim/incoming",
+            FORM,
+            "user_id=1&place_id=2&from=%2B966512345678&text=hi&push_name=Ali",
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["from"], "+966512345678", "{body}");
+    let (status, body) = app
+        .send_raw(
+            Method::POST,
+            "/api/sim/fault",
+            FORM,
+            "user_id=1&place_id=2&kind=disconnect",
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["kind"], "disconnect", "{body}");
+}

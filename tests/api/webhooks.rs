@@ -377,3 +377,61 @@ async fn the_event_stream_pushes_events_live_and_replays_what_a_listener_missed(
         .await;
     assert!(assert_error(status, &body, 400).contains("last_event_id"));
 }
+
+/// A back office that posts forms (`asForm()`, `$.post`): the events as `events[]=…`.
+#[tokio::test]
+async fn a_webhook_is_set_from_a_form_body_by_the_same_rules() {
+    let app = spawn_app_with_admin_key().await;
+    let form = "application/x-www-form-urlencoded";
+    let (status, body) = app
+        .send_raw(
+            reqwest::Method::PUT,
+            "/api/whatsapp/webhook",
+            form,
+            format!(
+                "user_id=1&url=https%3A%2F%2F198.51.99.1%2Fh&secret={SECRET}\
+                 &events[]=message.sent&events[]=session.status&events[]=message.sent"
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["user_id"], 1, "{body}");
+    assert_eq!(body["data"]["url"], "https://198.51.99.1/h", "{body}");
+    assert_eq!(
+        body["data"]["events"],
+        json!(["message.sent", "session.status"]),
+        "{body}"
+    );
+    assert_eq!(body["data"]["secret"], SECRET, "{body}");
+    assert_eq!(body["data"]["secret_generated"], false, "{body}");
+    for (bad, needle) in [
+        (
+            "user_id=1&url=https%3A%2F%2F198.51.99.1%2Fh&events[]=nope",
+            "events",
+        ),
+        (
+            "user_id=1&url=https%3A%2F%2F198.51.99.1%2Fh&events=message.sent",
+            "events",
+        ),
+        ("user_id=1&url=ftp%3A%2F%2Fx", "url"),
+        (
+            "user_id=1&url=https%3A%2F%2F198.51.99.1%2Fh&secret=short",
+            "secret",
+        ),
+        ("user_id=one&url=https%3A%2F%2F198.51.99.1%2Fh", "user_id"),
+    ] {
+        let (status, body) = app
+            .send_raw(reqwest::Method::PUT, "/api/whatsapp/webhook", form, bad)
+            .await;
+        assert!(
+            assert_error(status, &body, 400).contains(needle),
+            "{bad}: {body}"
+        );
+    }
+    let (status, body) = app.get("/api/whatsapp/webhook?user_id=1").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["data"]["events"],
+        json!(["message.sent", "session.status"])
+    );
+}

@@ -7,7 +7,11 @@ use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::extract::{Body, Query, pagination_json, pair_from};
+pub mod dto;
+
+use dto::MessageFilterQuery;
+
+use super::extract::{Body, Params, Query, pagination_json, pair_from};
 use super::groups::recent_since;
 use super::openapi::*;
 use super::{AppState, envelope};
@@ -317,6 +321,12 @@ fn job_json(j: &JobRecord) -> Value {
     })
 }
 
+/// The WhatsApp ids of queued messages, in their order: what the earlier service's clients
+/// keep to match later events (`message.sent` carries it as `whatsapp_message_id`).
+fn whatsapp_ids(queued: &[MessageRecord]) -> Vec<&str> {
+    queued.iter().map(|m| m.wa_message_id.as_str()).collect()
+}
+
 /// A recipient as given: a contact of the pair, or a number.
 enum Target {
     Contact(i64),
@@ -331,8 +341,14 @@ fn number(raw: &str, field: &str) -> AppResult<PhoneNumber> {
     })
 }
 
+/// A contact id as a JSON number or, as forms and some back offices send it, a string of digits.
 fn contact_id(raw: &Value, field: &str) -> AppResult<i64> {
-    match raw.as_i64() {
+    let id = match raw {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => parse_positive_str(field, s).ok(),
+        _ => None,
+    };
+    match id {
         Some(id) if id > 0 => Ok(id),
         _ => Err(AppError::BadRequest(format!(
             "{field} must be a contact id (a positive integer)"
@@ -416,7 +432,7 @@ fn single_target(b: &SendBody) -> AppResult<Target> {
         when sent.",
     request_body = SendMessageRequest,
     responses(
-        (status = 202, description = "Queued", body = MessageResponse),
+        (status = 202, description = "Queued", body = QueuedMessageResponse),
         (status = 400, description = "A bad field (the message names it), an image URL that cannot be used, or a session that cannot send", body = ErrorEnvelope),
         (status = 404, description = "No session for the pair, or no such contact", body = ErrorEnvelope),
         (status = 503, description = "The session's WhatsApp client is gone; restart the session", body = ErrorEnvelope),
@@ -443,9 +459,13 @@ pub async fn send_message(
     let stored = queued
         .first()
         .ok_or_else(|| AppError::Internal(anyhow::anyhow!("the message was not queued")))?;
+    let mut data = message_json(stored);
+    // The earlier service's clients read the WhatsApp id from the answer; it is chosen now,
+    // so it is known before the message goes out.
+    data["message_id"] = json!(stored.wa_message_id);
     Ok(envelope::with_status(
         StatusCode::ACCEPTED,
-        message_json(stored),
+        data,
         "Message queued",
     ))
 }
@@ -472,7 +492,7 @@ pub struct GroupSendBody {
     params(GroupPath),
     request_body = GroupSendRequest,
     responses(
-        (status = 202, description = "Queued as a job", body = JobResponse),
+        (status = 202, description = "Queued as a job", body = GroupJobResponse),
         (status = 400, description = "A bad field, an empty group, or a session that cannot send", body = ErrorEnvelope),
         (status = 404, description = "No session for the pair, or no such group", body = ErrorEnvelope),
         (status = 503, description = "The session's WhatsApp client is gone; restart the session", body = ErrorEnvelope),
@@ -532,14 +552,16 @@ pub async fn send_group(
         .iter()
         .map(|m| new_message(&c, Some(m), &m.phone_number, None, &c.variables, &fields, 0))
         .collect();
-    let (job_id, _) = st
+    let (job_id, queued) = st
         .outbox
         .enqueue(pair, Some((JobKind::Group, Some(group.id))), &messages)
         .await?;
     let job = queued_job(&st, pair, job_id).await?;
+    let mut data = job_json(&job);
+    data["message_ids"] = json!(whatsapp_ids(&queued));
     Ok(envelope::with_status(
         StatusCode::ACCEPTED,
-        job_json(&job),
+        data,
         &format!("Message to {} contacts queued", messages.len()),
     ))
 }
@@ -552,8 +574,14 @@ pub struct BulkBody {
     place_id: Option<Value>,
     #[serde(default)]
     recipients: Option<Value>,
+    /// The earlier service's name for `recipients`.
+    #[serde(default)]
+    contacts: Option<Value>,
     #[serde(default)]
     delay_seconds: Option<Value>,
+    /// The earlier service's delay, in milliseconds.
+    #[serde(default)]
+    delay: Option<Value>,
     #[serde(flatten)]
     content: ContentFields,
 }
@@ -564,17 +592,23 @@ struct BulkRecipient {
     variables: Map<String, Value>,
 }
 
-fn bulk_recipients(raw: Option<&Value>) -> AppResult<Vec<BulkRecipient>> {
+/// `recipients`, or the earlier service's `contacts`: the same list under another name.
+fn bulk_recipients(b: &BulkBody) -> AppResult<Vec<BulkRecipient>> {
+    let (list, raw) = match (present(&b.recipients), present(&b.contacts)) {
+        (Some(_), Some(_)) => {
+            return Err(AppError::BadRequest(
+                "Give recipients or contacts (the same field), not both".into(),
+            ));
+        }
+        (None, Some(c)) => ("contacts", c),
+        (Some(r), None) => ("recipients", r),
+        (None, None) => return Err(AppError::BadRequest("recipients is required".into())),
+    };
     let items = match raw {
-        None | Some(Value::Null) => {
-            return Err(AppError::BadRequest("recipients is required".into()));
-        }
-        Some(Value::Array(items)) if !items.is_empty() && items.len() <= MAX_BULK_RECIPIENTS => {
-            items
-        }
-        Some(_) => {
+        Value::Array(items) if !items.is_empty() && items.len() <= MAX_BULK_RECIPIENTS => items,
+        _ => {
             return Err(AppError::BadRequest(format!(
-                "recipients must be a list of 1 to {MAX_BULK_RECIPIENTS} phone numbers, contact \
+                "{list} must be a list of 1 to {MAX_BULK_RECIPIENTS} phone numbers, contact \
                  ids, or objects with phone_number or contact_id"
             )));
         }
@@ -583,7 +617,7 @@ fn bulk_recipients(raw: Option<&Value>) -> AppResult<Vec<BulkRecipient>> {
         .iter()
         .enumerate()
         .map(|(i, item)| {
-            let field = format!("recipients[{i}]");
+            let field = format!("{list}[{i}]");
             match item {
                 Value::String(p) => Ok(BulkRecipient {
                     target: Target::Number(number(p, &field)?),
@@ -640,6 +674,54 @@ fn bulk_recipients(raw: Option<&Value>) -> AppResult<Vec<BulkRecipient>> {
         .collect()
 }
 
+/// A field that was given: not absent, not `null`.
+fn present(v: &Option<Value>) -> Option<&Value> {
+    v.as_ref().filter(|v| !v.is_null())
+}
+
+/// A non-negative decimal number, as JSON or, as forms send it, in digits (`"1.5"`). Only
+/// plain digits: no sign, exponent, `inf` or `NaN`, whatever Rust's float parser takes.
+fn decimal(v: &Value) -> Option<f64> {
+    match v {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => {
+            let s = s.trim();
+            let (int, frac) = s.split_once('.').unwrap_or((s, "0"));
+            let digits = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
+            if digits(int) && digits(frac) {
+                s.parse().ok()
+            } else {
+                None
+            }
+        }
+        _ => None,
+    }
+}
+
+/// The job's own gap between messages: `delay_seconds`, or the earlier service's `delay` in
+/// milliseconds, with the same limit.
+fn bulk_delay_ms(b: &BulkBody) -> AppResult<i64> {
+    let max_ms = MAX_BULK_DELAY_SECONDS * 1000.0;
+    match (present(&b.delay_seconds), present(&b.delay)) {
+        (Some(_), Some(_)) => Err(AppError::BadRequest(
+            "Give delay_seconds or delay (in milliseconds), not both".into(),
+        )),
+        (Some(v), None) => match decimal(v) {
+            Some(d) if (0.0..=MAX_BULK_DELAY_SECONDS).contains(&d) => Ok((d * 1000.0) as i64),
+            _ => Err(AppError::BadRequest(format!(
+                "delay_seconds must be a number from 0 to {MAX_BULK_DELAY_SECONDS}"
+            ))),
+        },
+        (None, Some(v)) => match decimal(v) {
+            Some(ms) if (0.0..=max_ms).contains(&ms) => Ok(ms as i64),
+            _ => Err(AppError::BadRequest(format!(
+                "delay must be a number of milliseconds from 0 to {max_ms}"
+            ))),
+        },
+        (None, None) => Ok(0),
+    }
+}
+
 /// # `POST /api/whatsapp/send-bulk-messages`
 #[utoipa::path(
     post,
@@ -665,19 +747,9 @@ pub async fn send_bulk(
     Body(b): Body<BulkBody>,
 ) -> AppResult<Response> {
     let pair = pair_from(caller, &b.user_id, &b.place_id)?;
-    let recipients = bulk_recipients(b.recipients.as_ref())?;
+    let recipients = bulk_recipients(&b)?;
     let c = content(&b.content)?;
-    let min_gap_ms = match &b.delay_seconds {
-        None | Some(Value::Null) => 0,
-        Some(v) => match v.as_f64() {
-            Some(d) if (0.0..=MAX_BULK_DELAY_SECONDS).contains(&d) => (d * 1000.0) as i64,
-            _ => {
-                return Err(AppError::BadRequest(format!(
-                    "delay_seconds must be a number from 0 to {MAX_BULK_DELAY_SECONDS}"
-                )));
-            }
-        },
-    };
+    let min_gap_ms = bulk_delay_ms(&b)?;
     sendable(&st, pair).await?;
     let mut resolved = Vec::with_capacity(recipients.len());
     for r in &recipients {
@@ -727,7 +799,7 @@ pub async fn send_bulk(
         .await?;
     let job = queued_job(&st, pair, job_id).await?;
     let mut data = job_json(&job);
-    data["message_ids"] = json!(queued.iter().map(|m| m.id).collect::<Vec<_>>());
+    data["message_ids"] = json!(whatsapp_ids(&queued));
     data["duplicates_skipped"] = json!(skipped);
     Ok(envelope::with_status(
         StatusCode::ACCEPTED,
@@ -767,8 +839,8 @@ pub async fn job(
 }
 
 /// `date_from` / `date_to`: RFC 3339, or a day (`2026-11-25`, the whole day for `date_to`).
-fn date_param(q: &Query, field: &str, end_of_day: bool) -> AppResult<Option<i64>> {
-    let Some(raw) = q.get(field) else {
+fn date_param(given: Option<(&str, &str)>, end_of_day: bool) -> AppResult<Option<i64>> {
+    let Some((field, raw)) = given else {
         return Ok(None);
     };
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(raw) {
@@ -785,41 +857,73 @@ fn date_param(q: &Query, field: &str, end_of_day: bool) -> AppResult<Option<i64>
     )))
 }
 
-fn message_filter(q: &Query) -> AppResult<MessageFilter> {
-    let status = match q.get("status") {
+/// A filter given under our name or the earlier service's, with the name it came under (the
+/// one an error about its value names). Both names with different values is refused rather
+/// than one silently winning.
+fn either<'a>(
+    (name, ours): (&'static str, &'a Option<String>),
+    (alias, theirs): (&'static str, &'a Option<String>),
+) -> AppResult<Option<(&'static str, &'a str)>> {
+    match (ours, theirs) {
+        (Some(a), Some(b)) if a != b => Err(AppError::BadRequest(format!(
+            "{name} and {alias} are the same parameter: give one, or the same value in both"
+        ))),
+        (Some(v), _) => Ok(Some((name, v))),
+        (None, Some(v)) => Ok(Some((alias, v))),
+        (None, None) => Ok(None),
+    }
+}
+
+fn message_filter(q: &MessageFilterQuery) -> AppResult<MessageFilter> {
+    let status = match q.status.as_deref() {
         None => None,
+        // The earlier service's name for a message not sent yet.
+        Some("pending") => Some(MessageStatus::Queued),
         Some(s) => Some(MessageStatus::parse(s).ok_or_else(|| {
             AppError::BadRequest("status must be one of: queued, sending, sent, failed".into())
         })?),
     };
-    let kind = match q.get("type") {
+    let kind =
+        match either(("type", &q.r#type), ("message_type", &q.message_type))? {
+            None => None,
+            Some((field, s)) => Some(MessageKind::parse(s).ok_or_else(|| {
+                AppError::BadRequest(format!("{field} must be one of: text, image"))
+            })?),
+        };
+    let recipient = match either(
+        ("recipient", &q.recipient),
+        ("recipient_number", &q.recipient_number),
+    )? {
         None => None,
-        Some(s) => Some(
-            MessageKind::parse(s)
-                .ok_or_else(|| AppError::BadRequest("type must be one of: text, image".into()))?,
-        ),
-    };
-    let recipient = match q.get("recipient") {
-        None => None,
-        Some(r) => {
+        Some((field, r)) => {
             let digits: String = r.chars().filter(char::is_ascii_digit).collect();
             let allowed = r
                 .chars()
                 .all(|c| c.is_ascii_digit() || matches!(c, '+' | ' ' | '-' | '(' | ')'));
             if digits.is_empty() || digits.len() > 17 || !allowed {
-                return Err(AppError::BadRequest(
-                    "recipient must be a phone number or a part of one (digits)".into(),
-                ));
+                return Err(AppError::BadRequest(format!(
+                    "{field} must be a phone number or a part of one (digits)"
+                )));
             }
             Some(digits)
         }
     };
-    let job_id = match q.get("job_id") {
+    let job_id = match &q.job_id {
         None => None,
         Some(j) => Some(parse_positive_str("job_id", j)?),
     };
-    let from_ms = date_param(q, "date_from", false)?;
-    let to_ms = date_param(q, "date_to", true)?;
+    let group_id = match &q.group_id {
+        None => None,
+        Some(g) => Some(parse_positive_str(GroupId::FIELD, g)?),
+    };
+    let from_ms = date_param(
+        either(("date_from", &q.date_from), ("from_date", &q.from_date))?,
+        false,
+    )?;
+    let to_ms = date_param(
+        either(("date_to", &q.date_to), ("to_date", &q.to_date))?,
+        true,
+    )?;
     if let (Some(f), Some(t)) = (from_ms, to_ms)
         && f > t
     {
@@ -834,6 +938,7 @@ fn message_filter(q: &Query) -> AppResult<MessageFilter> {
         to_ms,
         recipient,
         job_id,
+        group_id,
     })
 }
 
@@ -850,10 +955,14 @@ fn message_filter(q: &Query) -> AppResult<MessageFilter> {
         (status = 400, description = "A bad parameter; the message names it", body = ErrorEnvelope),
     )
 )]
-pub async fn list(State(st): State<AppState>, q: Query) -> AppResult<Response> {
+pub async fn list(
+    State(st): State<AppState>,
+    q: Query,
+    Params(f): Params<MessageFilterQuery>,
+) -> AppResult<Response> {
     let pair = q.pair()?;
     let (page, limit) = q.pagination()?;
-    let filter = message_filter(&q)?;
+    let filter = message_filter(&f)?;
     let (messages, total) = st
         .outbox
         .store()
@@ -881,9 +990,13 @@ pub async fn list(State(st): State<AppState>, q: Query) -> AppResult<Response> {
         (status = 400, description = "A bad parameter; the message names it", body = ErrorEnvelope),
     )
 )]
-pub async fn stats(State(st): State<AppState>, q: Query) -> AppResult<Response> {
+pub async fn stats(
+    State(st): State<AppState>,
+    q: Query,
+    Params(f): Params<MessageFilterQuery>,
+) -> AppResult<Response> {
     let pair = q.pair()?;
-    let filter = message_filter(&q)?;
+    let filter = message_filter(&f)?;
     let store = st.outbox.store();
     let counts = store.message_counts(pair, &filter).await?;
     let now = st.clock.now_ms();
@@ -1181,6 +1294,9 @@ pub async fn list_templates() -> AppResult<Response> {
                 "name": t.name,
                 "language": t.language,
                 "text": t.text,
+                // The earlier service's name for the text.
+                "content": t.text,
+                "category": t.category.as_str(),
                 "variables": templates::placeholders(t.text),
                 "description": t.description,
             })
