@@ -13,6 +13,7 @@ use super::sessions::dto::{
 use crate::auth::Caller;
 use crate::domain::SessionStatus;
 use crate::http::error::{AppError, AppResult};
+use crate::session::SessionError;
 
 /// # `GET /api/whatsapp/qr?user_id&place_id&format=png|raw`
 #[utoipa::path(
@@ -43,7 +44,7 @@ pub async fn qr(
         .manager
         .snapshot(pair)
         .await?
-        .ok_or_else(AppError::no_session)?;
+        .ok_or(SessionError::NoSession)?;
     let qr = match (&snap.qr, snap.record.status) {
         (Some(qr), SessionStatus::QrReady) => qr.clone(),
         (_, status) => {

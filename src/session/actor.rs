@@ -7,13 +7,13 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::manager::Registry;
+use super::error::{SessionError, SessionResult};
+use super::registry::Registry;
 use super::{Command, FetchStarted, SessionSnapshot};
 use crate::clock::SharedClock;
 use crate::contacts::fetch::{FetchJob, FetchMessage, FetchOutcome, FetchUpdate};
 use crate::domain::{PhoneNumber, SessionStatus};
 use crate::engine::{ClientStart, Engine, EngineClient, EngineEvent};
-use crate::http::error::{AppError, AppResult};
 use crate::qr::QrImage;
 use crate::store::{FetchState, SessionRecord, Store, keep_trying};
 
@@ -445,9 +445,7 @@ impl Actor {
         }
         self.events = None;
         self.record.status = SessionStatus::Disconnected;
-        self.record.error_message = Some(
-            "WhatsApp client is not available. Please restart the session and try again.".into(),
-        );
+        self.record.error_message = Some(SessionError::ClientUnavailable.to_string());
         self.save().await;
         tracing::info!("🔄 Session status updated to disconnected");
     }
@@ -493,45 +491,34 @@ impl Actor {
 
     /// Checks 2 to 5 of the contract, in order, atomically: the actor handles one command
     /// at a time, so of any number of racing requests exactly one starts a fetch.
-    async fn linking_client(&mut self) -> AppResult<Arc<dyn EngineClient>> {
+    async fn linking_client(&mut self) -> SessionResult<Arc<dyn EngineClient>> {
         let status = self.record.status;
         match status {
             SessionStatus::Ready
             | SessionStatus::FetchingContacts
-            | SessionStatus::Authenticated => Err(AppError::Conflict(format!(
-                "Session is already linked to WhatsApp (status: {status}). Call \
-                     /api/whatsapp/logout first to link another phone."
-            ))),
-            SessionStatus::LoggedOut | SessionStatus::Error => Err(AppError::BadRequest(format!(
-                "Session is not waiting to be linked. Current status: {status}. Call \
-                 /api/whatsapp/init first."
-            ))),
+            | SessionStatus::Authenticated => Err(SessionError::AlreadyLinked { status }),
+            SessionStatus::LoggedOut | SessionStatus::Error => {
+                Err(SessionError::NotLinking { status })
+            }
             SessionStatus::Disconnected if self.deps.engine.has_credentials(self.id()).await => {
-                Err(AppError::Conflict(
-                    "Session is already linked to WhatsApp and is reconnecting; no pairing code \
-                     is needed."
-                        .into(),
-                ))
+                Err(SessionError::Reconnecting)
             }
             SessionStatus::Initializing | SessionStatus::QrReady | SessionStatus::Disconnected => {
                 match &self.client {
                     Some(c) if c.is_alive() => Ok(c.clone()),
                     _ => {
                         self.mark_client_gone().await;
-                        Err(AppError::client_unavailable())
+                        Err(SessionError::ClientUnavailable)
                     }
                 }
             }
         }
     }
 
-    async fn start_fetch(&mut self) -> AppResult<FetchStarted> {
+    async fn start_fetch(&mut self) -> SessionResult<FetchStarted> {
         let status = self.record.status;
         if !status.is_ready() {
-            return Err(AppError::BadRequest(format!(
-                "Session is not ready for contact fetch. Current status: {status}. Please wait for \
-                 session to be ready or restart the session."
-            )));
+            return Err(SessionError::NotReady { status });
         }
         let client = match &self.client {
             Some(c) if c.is_alive() => c.clone(),
@@ -540,15 +527,11 @@ impl Actor {
                 tracing::error!(
                     "❌ Error starting contact fetch: Client not available - session may have been disconnected"
                 );
-                return Err(AppError::client_unavailable());
+                return Err(SessionError::ClientUnavailable);
             }
         };
         if self.fetch.is_some() {
-            return Err(AppError::Conflict(
-                "A contact fetch is already running for this session. Follow it at GET \
-                 /api/whatsapp/contacts/progress."
-                    .into(),
-            ));
+            return Err(SessionError::FetchRunning);
         }
         tracing::info!("⚡ Contact fetch starting for session: {}", self.id());
         let cancel = CancellationToken::new();

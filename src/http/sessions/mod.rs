@@ -12,8 +12,8 @@ use super::health::EngineName;
 use super::openapi::tags;
 use crate::auth::{Caller, SessionLimit};
 use crate::domain::{Pair, SessionStatus};
-use crate::http::error::{AppError, AppResult};
-use crate::session::SessionSnapshot;
+use crate::http::error::AppResult;
+use crate::session::{SessionError, SessionSnapshot};
 use crate::store::AutoRule;
 
 pub mod dto;
@@ -44,7 +44,7 @@ async fn require(st: &AppState, pair: Pair) -> AppResult<std::sync::Arc<SessionS
     st.manager
         .snapshot(pair)
         .await?
-        .ok_or_else(AppError::no_session)
+        .ok_or_else(|| SessionError::NoSession.into())
 }
 
 /// # `POST /api/whatsapp/init`
@@ -163,97 +163,16 @@ pub async fn info(
     let now = st.clock.now();
     let since = now.timestamp() - AutoRule::RECENT_DAYS * 86_400;
     let stats = st.store.contact_stats(pair, since).await?;
-    let r = &s.record;
-
-    let mut score: i64 = 100;
-    let mut issues: Vec<String> = Vec::new();
-    let mut advice: Vec<String> = Vec::new();
-    match r.status {
-        SessionStatus::Ready | SessionStatus::FetchingContacts => {}
-        SessionStatus::Initializing | SessionStatus::Authenticated => {
-            score -= 30;
-            issues.push("The session is still connecting.".into());
-            advice.push("Wait a few seconds and check the status again.".into());
-        }
-        SessionStatus::QrReady => {
-            score -= 40;
-            issues.push("The QR code has not been scanned yet.".into());
-            advice.push(
-                "Open WhatsApp on the phone, go to Linked devices and scan the QR code from the status."
-                    .into(),
-            );
-        }
-        SessionStatus::Disconnected => {
-            score -= 50;
-            issues.push(
-                r.error_message
-                    .clone()
-                    .unwrap_or_else(|| "The session is disconnected.".into()),
-            );
-            advice.push("Restart the session with POST /api/whatsapp/restart.".into());
-        }
-        SessionStatus::LoggedOut => {
-            score -= 80;
-            issues.push("The number was unlinked from the phone.".into());
-            advice.push("Call POST /api/whatsapp/init and scan the new QR code.".into());
-        }
-        SessionStatus::Error => {
-            score -= 80;
-            issues.push(
-                r.error_message
-                    .clone()
-                    .unwrap_or_else(|| "The session stopped with an error.".into()),
-            );
-            advice.push("Restart the session with POST /api/whatsapp/restart.".into());
-        }
-    }
-    if r.status.is_ready() && s.client.is_some() && !s.client_alive() {
-        score -= 50;
-        issues.push("The WhatsApp client is not responding.".into());
-        advice.push("Restart the session with POST /api/whatsapp/restart.".into());
-    }
-    if r.status.is_ready() {
-        if r.fetch.last_sync.is_none() && r.status != SessionStatus::FetchingContacts {
-            score -= 10;
-            issues.push("Contacts have never been fetched.".into());
-            advice.push(
-                "Start a contact fetch with POST /api/whatsapp/start-contact-fetch to fill the groups."
-                    .into(),
-            );
-        } else if let Some(last) = r.fetch.last_sync {
-            let age_days = (now.timestamp_millis() - last) / 86_400_000;
-            if age_days >= 7 {
-                score -= 10;
-                issues.push(format!("Contacts were last fetched {age_days} days ago."));
-                advice.push("Fetch contacts again to bring in new numbers and activity.".into());
-            }
-        }
-    }
-    if let Some(err) = &r.fetch.error {
-        score -= 15;
-        issues.push(format!("The last contact fetch failed: {err}"));
-        advice.push("Start the contact fetch again; contacts already saved are kept.".into());
-    }
-    if stats.total_contacts > 0 && stats.without_any_name * 2 > stats.total_contacts {
-        score -= 5;
-        issues.push("More than half of the contacts have no name.".into());
-        advice.push(
-            "Names come from the phone's address book; save names there and fetch again.".into(),
-        );
-    }
-    if advice.is_empty() {
-        advice.push("Everything looks fine; no action needed.".into());
-    }
-
+    let health = crate::session::health::assess(&s, &stats, now.timestamp_millis());
     let data = SessionInfo {
         session: SessionState::of(&s),
         contact_statistics: stats.into(),
         health: SessionHealth {
-            score: score.clamp(0, 100),
-            issues,
+            score: health.score,
+            issues: health.issues,
         },
-        recommendations: advice,
-        fetch_summary: r.fetch.summary.as_ref().map(FetchSummary::from),
+        recommendations: health.recommendations,
+        fetch_summary: s.record.fetch.summary.as_ref().map(FetchSummary::from),
     };
     Ok(InfoResponse::new(data, "Session information retrieved"))
 }
