@@ -1,6 +1,7 @@
 //! From what an account holds to the contacts we keep: classification, E.164, the fetch job.
 
 pub mod fetch;
+pub mod fields;
 
 use std::collections::{HashMap, HashSet};
 

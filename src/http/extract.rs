@@ -193,23 +193,70 @@ impl Query {
 
     /// `page` ≥ 1 (default 1) and `limit` in 1..=1000 (default 50).
     pub fn pagination(&self) -> Result<(i64, i64), AppError> {
-        let page = match self.get("page") {
-            None => 1,
-            Some(s) => crate::domain::parse_positive_str("page", s)?,
-        };
-        let limit = match self.get("limit") {
-            None => 50,
-            Some(s) => match s.trim().parse::<i64>() {
-                Ok(v) if (1..=1000).contains(&v) => v,
-                _ => {
-                    return Err(AppError::BadRequest(
-                        "limit must be an integer between 1 and 1000".into(),
-                    ));
-                }
-            },
-        };
-        Ok((page, limit))
+        page_and_limit(self.get("page"), self.get("limit"))
     }
+}
+
+/// `page` and `limit` of a listing.
+#[derive(serde::Deserialize)]
+pub struct PageQuery {
+    page: Option<String>,
+    limit: Option<String>,
+}
+
+impl PageQuery {
+    pub const DEFAULT_LIMIT: i64 = 50;
+    pub const MAX_LIMIT: i64 = 1_000;
+
+    /// `page` ≥ 1 (default 1) and `limit` in 1..=1000 (default 50).
+    pub fn page_and_limit(&self) -> Result<(i64, i64), AppError> {
+        page_and_limit(self.page.as_deref(), self.limit.as_deref())
+    }
+}
+
+impl utoipa::IntoParams for PageQuery {
+    fn into_params(
+        _: impl Fn() -> Option<utoipa::openapi::path::ParameterIn>,
+    ) -> Vec<utoipa::openapi::path::Parameter> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        let integer = |max: Option<i64>, default: i64| {
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .format(super::schema::int64())
+                .minimum(Some(1))
+                .maximum(max)
+                .default(Some(default.into()))
+                .build()
+        };
+        vec![
+            super::schema::optional_query("page", "Page number, from 1.", integer(None, 1)),
+            super::schema::optional_query(
+                "limit",
+                "Items per page.",
+                integer(Some(Self::MAX_LIMIT), Self::DEFAULT_LIMIT),
+            ),
+        ]
+    }
+}
+
+fn page_and_limit(page: Option<&str>, limit: Option<&str>) -> Result<(i64, i64), AppError> {
+    let page = match page {
+        None => 1,
+        Some(s) => crate::domain::parse_positive_str("page", s)?,
+    };
+    let limit = match limit {
+        None => PageQuery::DEFAULT_LIMIT,
+        Some(s) => match s.trim().parse::<i64>() {
+            Ok(v) if (1..=PageQuery::MAX_LIMIT).contains(&v) => v,
+            _ => {
+                return Err(AppError::BadRequest(format!(
+                    "limit must be an integer between 1 and {}",
+                    PageQuery::MAX_LIMIT
+                )));
+            }
+        },
+    };
+    Ok((page, limit))
 }
 
 /// `user_id` and `place_id` of a query string: the pair a route reads.

@@ -3,7 +3,7 @@
 //! request and answer types.
 
 use utoipa::openapi::schema::{Object, ObjectBuilder, OneOfBuilder, Schema, Type};
-use utoipa::openapi::{KnownFormat, RefOr, SchemaFormat};
+use utoipa::openapi::{KnownFormat, SchemaFormat};
 
 pub fn constant_bool(value: bool) -> Object {
     ObjectBuilder::new()
@@ -36,10 +36,6 @@ pub fn true_or_false() -> Object {
         .build()
 }
 
-pub fn search_type() -> Object {
-    string_enum(&["name", "phone", "all", ""], "all")
-}
-
 /// `user_id` / `place_id` in a JSON body: a positive integer, or the same digits as a
 /// string (back offices often post form values as strings).
 pub fn positive_id_in_body() -> Schema {
@@ -63,54 +59,6 @@ pub fn positive_id_in_body() -> Schema {
             "A positive 64-bit integer, as a JSON number or a string of digits.",
         ))
         .examples([serde_json::json!(1)])
-        .into()
-}
-
-/// At most 50 tags of 1 to 50 characters.
-pub fn tag_list() -> Schema {
-    use crate::http::groups::{MAX_TAGS, TAG_MAX_CHARS};
-    utoipa::openapi::schema::ArrayBuilder::new()
-        .items(
-            ObjectBuilder::new()
-                .schema_type(Type::String)
-                .min_length(Some(1))
-                .max_length(Some(TAG_MAX_CHARS))
-                .pattern(Some(r"\S")),
-        )
-        .max_items(Some(MAX_TAGS))
-        .examples([serde_json::json!(["vip", "riyadh"])])
-        .into()
-}
-
-/// At most 50 fields, each a short string, a number, a boolean, or null (to remove it).
-pub fn custom_field_map() -> Schema {
-    use crate::http::groups::{CUSTOM_FIELD_VALUE_MAX_CHARS, MAX_CUSTOM_FIELDS};
-    let value = OneOfBuilder::new()
-        .item(
-            ObjectBuilder::new()
-                .schema_type(Type::String)
-                .max_length(Some(CUSTOM_FIELD_VALUE_MAX_CHARS)),
-        )
-        .item(ObjectBuilder::new().schema_type(Type::Number))
-        .item(ObjectBuilder::new().schema_type(Type::Boolean))
-        .item(ObjectBuilder::new().schema_type(Type::Null));
-    ObjectBuilder::new()
-        .schema_type(Type::Object)
-        .additional_properties(Some(utoipa::openapi::schema::AdditionalProperties::RefOr(
-            RefOr::T(Schema::OneOf(value.build())),
-        )))
-        .max_properties(Some(MAX_CUSTOM_FIELDS))
-        .examples([serde_json::json!({"city": "Riyadh", "visits": 3})])
-        .into()
-}
-
-/// 1 to 1,000 contact ids, each a positive integer or its digits as a string.
-pub fn contact_id_list() -> Schema {
-    utoipa::openapi::schema::ArrayBuilder::new()
-        .items(RefOr::T(positive_id_in_body()))
-        .min_items(Some(1))
-        .max_items(Some(crate::http::groups::MAX_MEMBERS))
-        .examples([serde_json::json!([1, 2, 3])])
         .into()
 }
 
@@ -144,4 +92,20 @@ pub fn int64() -> Option<SchemaFormat> {
 
 pub fn null() -> Object {
     ObjectBuilder::new().schema_type(Type::Null).build()
+}
+
+/// An optional query parameter, for `IntoParams` written by hand: the derive drops a field's
+/// description when its schema is built from the constants that enforce it.
+pub fn optional_query(
+    name: &str,
+    description: &str,
+    schema: impl Into<utoipa::openapi::RefOr<Schema>>,
+) -> utoipa::openapi::path::Parameter {
+    utoipa::openapi::path::ParameterBuilder::new()
+        .name(name)
+        .parameter_in(utoipa::openapi::path::ParameterIn::Query)
+        .required(utoipa::openapi::Required::False)
+        .description(Some(description))
+        .schema(Some(schema))
+        .build()
 }

@@ -5,6 +5,7 @@
 //! attempt. A send cut short by a stop or crash (still `sending`) is sent again after the
 //! restart under the same id, which WhatsApp's clients treat as the same message.
 
+pub mod content;
 pub mod image;
 pub mod pacing;
 pub mod templates;

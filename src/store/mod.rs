@@ -137,16 +137,6 @@ impl AutoRule {
             Self::Recent90Days => "Numbers with chat activity in the last 90 days",
         }
     }
-
-    pub fn filter(self) -> serde_json::Value {
-        match self {
-            Self::All => serde_json::json!({ "rule": "all" }),
-            Self::Recent90Days => serde_json::json!({
-                "rule": "last_interaction_within_days",
-                "days": Self::RECENT_DAYS
-            }),
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

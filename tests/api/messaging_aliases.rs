@@ -7,7 +7,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::helpers::*;
-use crate::messaging::{fast, image_server, pair_with_contacts, settled, sim_outbox};
+use crate::messaging::{fast, image_server, message, pair_with_contacts, settled, sim_outbox};
 
 const FORM: &str = "application/x-www-form-urlencoded";
 
@@ -263,7 +263,7 @@ async fn sends_take_the_earlier_service_body_names_and_answer_whatsapp_ids() {
         );
     }
 
-    // A group send answers the WhatsApp ids of its messages.
+    // A group send answers the ids of its messages, ours and WhatsApp's.
     let everyone = app.group_id(1, 2, "جميع الارقام").await;
     let (status, body) = app
         .post(
@@ -272,10 +272,19 @@ async fn sends_take_the_earlier_service_body_names_and_answer_whatsapp_ids() {
         )
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
-    let group_ids: Vec<String> = serde_json::from_value(body["data"]["message_ids"].clone())
+    let ours: Vec<i64> = serde_json::from_value(body["data"]["message_ids"].clone())
         .unwrap_or_else(|e| panic!("{e}: {body}"));
+    assert_eq!(ours.len(), 2);
+    let group_ids: Vec<String> =
+        serde_json::from_value(body["data"]["whatsapp_message_ids"].clone())
+            .unwrap_or_else(|e| panic!("{e}: {body}"));
     assert_eq!(group_ids.len(), 2);
     job_completed(&app, body["data"]["job_id"].as_i64().unwrap()).await;
+    // Ours name the log's messages, and each was sent under the WhatsApp id beside it.
+    for (id, wa) in ours.iter().zip(&group_ids) {
+        let m = message(&app, 1, 2, *id).await;
+        assert_eq!(m["whatsapp_message_id"], wa.as_str(), "{m}");
+    }
     let out = sim_outbox(&app, 1, 2).await;
     let out_ids: Vec<&str> = out.iter().map(|m| m["id"].as_str().unwrap()).collect();
     assert_eq!(
@@ -296,8 +305,13 @@ async fn sends_take_the_earlier_service_body_names_and_answer_whatsapp_ids() {
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     assert_eq!(body["data"]["total"], 2);
-    let bulk_ids: Vec<String> = serde_json::from_value(body["data"]["message_ids"].clone())
-        .unwrap_or_else(|e| panic!("{e}: {body}"));
+    let bulk_ids: Vec<String> =
+        serde_json::from_value(body["data"]["whatsapp_message_ids"].clone())
+            .unwrap_or_else(|e| panic!("{e}: {body}"));
+    assert_eq!(
+        body["data"]["message_ids"].as_array().map(Vec::len),
+        Some(2)
+    );
     assert_eq!(bulk_ids.len(), 2);
     job_completed(&app, body["data"]["job_id"].as_i64().unwrap()).await;
     assert!(
