@@ -5,6 +5,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
 use crate::http::envelope;
+use crate::session::{Refusal, SessionError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -53,15 +54,30 @@ impl AppError {
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
+}
 
-    pub fn no_session() -> Self {
-        Self::NotFound("No WhatsApp session found. Please initialize a session first.".into())
-    }
-
-    pub fn client_unavailable() -> Self {
-        Self::Unavailable(
-            "WhatsApp client is not available. Please restart the session and try again.".into(),
-        )
+/// The session layer's refusals, each with the status it has always answered with.
+impl From<SessionError> for AppError {
+    fn from(e: SessionError) -> Self {
+        let message = e.to_string();
+        match e {
+            SessionError::NoSession => Self::NotFound(message),
+            SessionError::ClientUnavailable | SessionError::NotConnected => {
+                Self::Unavailable(message)
+            }
+            SessionError::NotReady { .. } | SessionError::NotLinking { .. } => {
+                Self::BadRequest(message)
+            }
+            SessionError::FetchRunning
+            | SessionError::AlreadyLinked { .. }
+            | SessionError::Reconnecting => Self::Conflict(message),
+            SessionError::TooManySessions { .. } => Self::TooManyRequests(message),
+            SessionError::Refused(Refusal::Busy(_)) => Self::Conflict(message),
+            SessionError::Refused(Refusal::Invalid(_)) => Self::BadRequest(message),
+            SessionError::Refused(Refusal::RateLimited(_)) => Self::TooManyRequests(message),
+            SessionError::Refused(Refusal::Failed(_)) => Self::BadGateway(message),
+            SessionError::Internal(e) => Self::Internal(e),
+        }
     }
 }
 
@@ -150,5 +166,101 @@ mod tests {
 
         let other = AppError::from(anyhow::anyhow!("disk I/O error"));
         assert_eq!(other.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+
+    #[test]
+    fn session_refusals_keep_their_statuses_and_sentences() {
+        use crate::domain::{SessionStatus, UserId};
+        let cases = [
+            (
+                SessionError::NoSession,
+                404,
+                "No WhatsApp session found. Please initialize a session first.",
+            ),
+            (
+                SessionError::ClientUnavailable,
+                503,
+                "WhatsApp client is not available. Please restart the session and try again.",
+            ),
+            (
+                SessionError::NotReady {
+                    status: SessionStatus::QrReady,
+                },
+                400,
+                "Session is not ready for contact fetch. Current status: qr_ready. Please wait \
+                 for session to be ready or restart the session.",
+            ),
+            (
+                SessionError::FetchRunning,
+                409,
+                "A contact fetch is already running for this session. Follow it at GET \
+                 /api/whatsapp/contacts/progress.",
+            ),
+            (
+                SessionError::AlreadyLinked {
+                    status: SessionStatus::Ready,
+                },
+                409,
+                "Session is already linked to WhatsApp (status: ready). Call \
+                 /api/whatsapp/logout first to link another phone.",
+            ),
+            (
+                SessionError::Reconnecting,
+                409,
+                "Session is already linked to WhatsApp and is reconnecting; no pairing code is \
+                 needed.",
+            ),
+            (
+                SessionError::NotLinking {
+                    status: SessionStatus::LoggedOut,
+                },
+                400,
+                "Session is not waiting to be linked. Current status: logged_out. Call \
+                 /api/whatsapp/init first.",
+            ),
+            (
+                SessionError::NotConnected,
+                503,
+                "The session is not connected to WhatsApp yet, so no pairing code can be \
+                 requested. Wait until its status is qr_ready and try again.",
+            ),
+            (
+                SessionError::TooManySessions {
+                    user: UserId::new_unchecked(7),
+                    held: 2,
+                    limit: 2,
+                },
+                429,
+                "user_id 7 already has 2 WhatsApp sessions, the most allowed (max sessions per \
+                 user: 2); log one out to link another",
+            ),
+            (
+                SessionError::Refused(Refusal::Busy("busy".into())),
+                409,
+                "busy",
+            ),
+            (
+                SessionError::Refused(Refusal::Invalid("bad".into())),
+                400,
+                "bad",
+            ),
+            (
+                SessionError::Refused(Refusal::RateLimited("wait".into())),
+                429,
+                "wait",
+            ),
+            (
+                SessionError::Refused(Refusal::Failed("no".into())),
+                502,
+                "no",
+            ),
+        ];
+        for (session, status, message) in cases {
+            let err = AppError::from(session);
+            assert_eq!(err.status().as_u16(), status, "{err}");
+            assert_eq!(err.to_string(), message);
+        }
+        let internal = AppError::from(SessionError::Internal(anyhow::anyhow!("disk I/O error")));
+        assert_eq!(internal.status(), StatusCode::INTERNAL_SERVER_ERROR);
     }
 }

@@ -281,16 +281,21 @@ fn page_and_limit(page: Option<&str>, limit: Option<&str>) -> Result<(i64, i64),
     Ok((page, limit))
 }
 
-/// `{"user_id", "place_id"}` of a POST body.
-#[derive(serde::Deserialize)]
-pub struct PairBody {
+/// The pair a request acts on.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+pub struct PairRequest {
     #[serde(default)]
+    #[schema(schema_with = super::schema::positive_id_in_body, required = true)]
     pub user_id: Option<Value>,
     #[serde(default)]
+    #[schema(schema_with = super::schema::positive_id_in_body, required = true)]
     pub place_id: Option<Value>,
 }
 
-impl PairBody {
+/// The name the handlers not yet converted read it by.
+pub use PairRequest as PairBody;
+
+impl PairRequest {
     pub fn pair(&self, caller: Caller) -> Result<Pair, AppError> {
         pair_from(caller, &self.user_id, &self.place_id)
     }

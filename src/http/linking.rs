@@ -1,18 +1,19 @@
 //! Linking a phone: the QR code as an image or text, and the phone-number pairing code.
 
 use axum::extract::State;
-use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
 
-use super::extract::{Body, Query, pair_from};
-use super::openapi::{
-    ErrorEnvelope, PairCodeRequest, PairCodeResponse, PairQuery, PngImage, QrQuery, QrText, tags,
+use super::AppState;
+use super::envelope::ErrorEnvelope;
+use super::extract::{Body, PairQuery, Params};
+use super::openapi::tags;
+use super::sessions::dto::{
+    PairCode, PairCodeRequest, PairCodeResponse, PngImage, QrFormat, QrQuery, QrText,
 };
-use super::{AppState, envelope};
 use crate::auth::Caller;
-use crate::domain::{PhoneNumber, SessionStatus};
+use crate::domain::SessionStatus;
 use crate::http::error::{AppError, AppResult};
+use crate::session::SessionError;
 
 /// # `GET /api/whatsapp/qr?user_id&place_id&format=png|raw`
 #[utoipa::path(
@@ -31,18 +32,19 @@ use crate::http::error::{AppError, AppResult};
         (status = 404, description = "The pair has no session, or its session shows no QR code now", body = ErrorEnvelope),
     )
 )]
-pub async fn qr(State(st): State<AppState>, q: Query) -> AppResult<Response> {
-    let pair = q.pair()?;
-    let format = match q.get("format").map(str::trim) {
-        None | Some("") | Some("png") => Format::Png,
-        Some("raw") => Format::Raw,
-        Some(_) => return Err(AppError::BadRequest("format must be png or raw".into())),
-    };
+pub async fn qr(
+    State(st): State<AppState>,
+    caller: Caller,
+    Params(q): Params<PairQuery>,
+    Params(f): Params<QrQuery>,
+) -> AppResult<Response> {
+    let pair = q.pair(caller)?;
+    let format = f.format()?;
     let snap = st
         .manager
         .snapshot(pair)
         .await?
-        .ok_or_else(AppError::no_session)?;
+        .ok_or(SessionError::NoSession)?;
     let qr = match (&snap.qr, snap.record.status) {
         (Some(qr), SessionStatus::QrReady) => qr.clone(),
         (_, status) => {
@@ -51,37 +53,10 @@ pub async fn qr(State(st): State<AppState>, q: Query) -> AppResult<Response> {
             )));
         }
     };
-    // A QR code is a credential for a few seconds: never let a proxy keep one.
-    let headers = [(header::CACHE_CONTROL, "no-store")];
     Ok(match format {
-        Format::Png => (
-            headers,
-            [(header::CONTENT_TYPE, "image/png")],
-            qr.png.clone(),
-        )
-            .into_response(),
-        Format::Raw => (
-            headers,
-            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-            qr.raw.clone(),
-        )
-            .into_response(),
+        QrFormat::Png => PngImage(qr.png.clone()).into_response(),
+        QrFormat::Raw => QrText(qr.raw.clone()).into_response(),
     })
-}
-
-enum Format {
-    Png,
-    Raw,
-}
-
-#[derive(serde::Deserialize)]
-pub struct PairCodeBody {
-    #[serde(default)]
-    user_id: Option<Value>,
-    #[serde(default)]
-    place_id: Option<Value>,
-    #[serde(default)]
-    phone_number: Option<Value>,
 }
 
 /// # `POST /api/whatsapp/pair-code`
@@ -106,41 +81,13 @@ pub struct PairCodeBody {
 pub async fn pair_code(
     State(st): State<AppState>,
     caller: Caller,
-    Body(b): Body<PairCodeBody>,
-) -> AppResult<Response> {
-    let pair = pair_from(caller, &b.user_id, &b.place_id)?;
-    let raw = match &b.phone_number {
-        None | Some(Value::Null) => {
-            return Err(AppError::BadRequest("phone_number is required".into()));
-        }
-        Some(Value::String(s)) if s.trim().is_empty() => {
-            return Err(AppError::BadRequest("phone_number is required".into()));
-        }
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Number(n)) if n.is_u64() => n.to_string(),
-        Some(_) => {
-            return Err(AppError::BadRequest(
-                "phone_number must be a string such as \"+966501234567\"".into(),
-            ));
-        }
-    };
-    let phone = PhoneNumber::parse_typed(&raw).ok_or_else(|| {
-        AppError::BadRequest(
-            "phone_number must be an international phone number with its country code, such as \
-             +966501234567"
-                .into(),
-        )
-    })?;
+    Body(b): Body<PairCodeRequest>,
+) -> AppResult<PairCodeResponse> {
+    let pair = b.pair(caller)?;
+    let phone = b.phone()?;
     let (snap, code) = st.manager.pair_code(pair, phone.clone()).await?;
-    let data = json!({
-        "session_id": snap.record.session_id,
-        "status": snap.record.status,
-        "phone_number": phone,
-        "code": code,
-        "pairing_code": code,
-    });
-    Ok(envelope::ok(
-        data,
+    Ok(PairCodeResponse::new(
+        PairCode::new(&snap, phone, code),
         "Pairing code generated. On the phone open WhatsApp > Linked devices > Link a device > \
          Link with phone number instead, and enter the code.",
     ))

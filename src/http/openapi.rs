@@ -2,22 +2,17 @@
 //! document can name them. Handlers still build their JSON with `json!`; the schemathesis
 //! test (`tests/schemathesis.rs`) checks every answer against these types.
 
-// The types below are only ever described, never built or read.
-#![allow(dead_code)]
-
 use utoipa::openapi::link::LinkBuilder;
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, OpenApi as Document, Ref, RefOr, ResponseBuilder};
-use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
+use utoipa::{Modify, OpenApi};
 
 pub use super::envelope::ErrorEnvelope;
 // For the routes not yet beside their types; these live with the routes that read them.
-pub use super::extract::{PageQuery, PairQuery};
+pub use super::extract::{PageQuery, PairQuery, PairRequest};
 pub use super::groups::dto::GroupPath;
-use super::health::EngineName;
-use super::schema::*;
 
 pub mod tags {
     pub const HEALTH: &str = "health";
@@ -283,307 +278,17 @@ fn add_error(op: &mut Operation, status: u16, description: &str) {
         });
 }
 
-// ----- Success envelopes of the routes not yet beside their handlers -----
 
-/// Described only, until its route returns it (see [`success!`]).
-macro_rules! described {
-    ($(#[$meta:meta])* $name:ident, $data:ty) => {
-        $(#[$meta])*
-        #[derive(ToSchema)]
-        pub struct $name {
-            #[schema(schema_with = always_true)]
-            success: bool,
-            data: $data,
-            /// A sentence for a person.
-            message: String,
-            #[schema(format = DateTime)]
-            timestamp: String,
-        }
-    };
-}
-
-described!(
-    /// `data` is the session, or `status: not_initialized` when the pair never had one.
-    StatusResponse,
-    StatusData
-);
-described!(SessionResponse, SessionState);
-described!(SessionStartedResponse, SessionStarted);
-described!(InfoResponse, SessionInfo);
-described!(ProgressResponse, FetchProgress);
-described!(FetchStartedResponse, FetchStarted);
-described!(StatsResponse, ServiceStats);
-described!(PairCodeResponse, PairCode);
 
 // ----- Requests -----
 
-/// The pair a request acts on.
-#[derive(ToSchema)]
-pub struct PairRequest {
-    #[schema(schema_with = positive_id_in_body)]
-    user_id: i64,
-    #[schema(schema_with = positive_id_in_body)]
-    place_id: i64,
-}
-
-#[derive(ToSchema)]
-pub struct PairCodeRequest {
-    #[schema(schema_with = positive_id_in_body)]
-    user_id: i64,
-    #[schema(schema_with = positive_id_in_body)]
-    place_id: i64,
-    #[schema(schema_with = typed_phone_number)]
-    phone_number: String,
-}
-
 // ----- Query and path parameters -----
 
-#[derive(IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct QrQuery {
-    /// `png` (the default): the QR code as an image. `raw`: the text the QR code encodes,
-    /// for a client that draws it itself. Empty means `png`.
-    #[param(schema_with = qr_format)]
-    format: Option<String>,
-}
-
 // ----- Data of the success envelopes -----
-
-#[derive(ToSchema)]
-#[serde(untagged)]
-pub enum StatusData {
-    Session(Box<SessionState>),
-    NoSession(NoSession),
-}
-
-/// A session of the pair: the latest one, live or as it was last saved.
-#[derive(ToSchema)]
-pub struct SessionState {
-    /// `session_<user_id>_<place_id>_<unix_ms>`.
-    #[schema(examples("session_1_1_1700000000000"))]
-    session_id: String,
-    user_id: i64,
-    place_id: i64,
-    #[schema(schema_with = session_status)]
-    status: String,
-    /// Linked, connected, and its client alive.
-    client_ready: bool,
-    /// A PNG data URL while the status is `qr_ready`.
-    #[schema(required = true)]
-    qr_code: Option<String>,
-    /// The linked account's number, E.164.
-    #[schema(required = true)]
-    phone_number: Option<String>,
-    /// The linked account's WhatsApp name.
-    #[schema(required = true)]
-    name: Option<String>,
-    #[schema(required = true, format = DateTime)]
-    connected_at: Option<String>,
-    #[schema(schema_with = always_true)]
-    session_exists: bool,
-    /// Active contacts of the pair.
-    total_contacts: i64,
-    /// Contact groups of the pair.
-    total_groups: i64,
-    #[schema(required = true, format = DateTime)]
-    last_contacts_sync: Option<String>,
-    /// Percentage of the running or last contact fetch.
-    #[schema(minimum = 0, maximum = 100)]
-    contacts_fetch_progress: i64,
-    contacts_fetch_completed: bool,
-    /// Why the last contact fetch failed.
-    #[schema(required = true)]
-    contacts_fetch_error: Option<String>,
-    is_fetching: bool,
-    /// Why the session is disconnected or in error.
-    #[schema(required = true)]
-    error_message: Option<String>,
-    #[schema(required = true, format = DateTime)]
-    last_activity: Option<String>,
-    #[schema(format = DateTime)]
-    created_at: String,
-    #[schema(format = DateTime)]
-    updated_at: String,
-}
-
-/// The session that init or restart started (or found live), with the earlier service's
-/// `success` and `message` beside its fields.
-#[derive(ToSchema)]
-pub struct SessionStarted {
-    #[serde(flatten)]
-    session: SessionState,
-    #[schema(schema_with = always_true)]
-    success: bool,
-    /// What happened, the same sentence as the envelope's message.
-    #[schema(examples("Client initialization started"))]
-    message: String,
-}
-
-/// The pair never had a session.
-#[derive(ToSchema)]
-pub struct NoSession {
-    #[schema(schema_with = null)]
-    session_id: (),
-    user_id: i64,
-    place_id: i64,
-    #[schema(schema_with = not_initialized)]
-    status: String,
-    #[schema(schema_with = always_false)]
-    client_ready: bool,
-    #[schema(schema_with = null)]
-    qr_code: (),
-    #[schema(schema_with = always_false)]
-    session_exists: bool,
-    #[schema(minimum = 0, maximum = 0)]
-    total_contacts: i64,
-    #[schema(minimum = 0, maximum = 0)]
-    total_groups: i64,
-    #[schema(minimum = 0, maximum = 0)]
-    contacts_fetch_progress: i64,
-    #[schema(schema_with = always_false)]
-    contacts_fetch_completed: bool,
-    #[schema(schema_with = null)]
-    contacts_fetch_error: (),
-    /// The earlier service's sentence, kept for its clients.
-    #[schema(schema_with = no_session_found)]
-    message: String,
-}
-
-fn no_session_found() -> Object {
-    ObjectBuilder::new()
-        .schema_type(Type::String)
-        .enum_values(Some(["No session found"]))
-        .build()
-}
-
-/// The session, its contacts in numbers, a health score and what to do about it.
-#[derive(ToSchema)]
-pub struct SessionInfo {
-    #[serde(flatten)]
-    session: SessionState,
-    contact_statistics: ContactStatistics,
-    health: SessionHealth,
-    /// Plain sentences telling the user what to do.
-    recommendations: Vec<String>,
-    #[schema(required = true)]
-    fetch_summary: Option<FetchSummary>,
-}
-
-#[derive(ToSchema)]
-pub struct ContactStatistics {
-    total_contacts: i64,
-    with_saved_name: i64,
-    with_push_name: i64,
-    without_any_name: i64,
-    business: i64,
-    active_last_90_days: i64,
-    with_known_activity: i64,
-}
-
-#[derive(ToSchema)]
-pub struct SessionHealth {
-    #[schema(minimum = 0, maximum = 100)]
-    score: i64,
-    issues: Vec<String>,
-}
-
-/// What the last fetch read and what it kept.
-#[derive(ToSchema)]
-pub struct FetchSummary {
-    received: u64,
-    imported: u64,
-    skipped_groups: u64,
-    skipped_broadcasts: u64,
-    skipped_newsletters: u64,
-    skipped_self: u64,
-    skipped_unresolved_lids: u64,
-    skipped_invalid: u64,
-    merged_duplicates: u64,
-}
-
-#[derive(ToSchema)]
-pub struct FetchProgress {
-    session_id: String,
-    #[schema(schema_with = session_status)]
-    status: String,
-    #[schema(minimum = 0, maximum = 100)]
-    contacts_fetch_progress: i64,
-    /// Contacts read so far by the running or last fetch.
-    processed: i64,
-    /// Contacts the running or last fetch has to read.
-    total: i64,
-    contacts_fetch_completed: bool,
-    #[schema(required = true)]
-    contacts_fetch_error: Option<String>,
-    total_contacts: i64,
-    total_groups: i64,
-    #[schema(required = true, format = DateTime)]
-    last_contacts_sync: Option<String>,
-    is_fetching: bool,
-    #[schema(required = true)]
-    fetch_summary: Option<FetchSummary>,
-}
-
-#[derive(ToSchema)]
-pub struct FetchStarted {
-    #[schema(schema_with = always_true)]
-    success: bool,
-    #[schema(examples("Background contact fetch started"))]
-    message: String,
-    session_id: String,
-    /// The status the session had when the fetch was accepted.
-    #[schema(schema_with = session_status)]
-    current_status: String,
-}
-
-#[derive(ToSchema)]
-pub struct ServiceStats {
-    /// Sessions with a live client in this process.
-    live_clients: u64,
-    /// Pairs with a session.
-    total_sessions: u64,
-    #[schema(schema_with = sessions_by_status)]
-    sessions_by_status: std::collections::BTreeMap<String, u64>,
-    memory: MemoryUsage,
-    uptime_seconds: u64,
-    engine: EngineName,
-}
-
-/// Resident memory of the process; `null` where the system does not tell.
-#[derive(ToSchema)]
-pub struct MemoryUsage {
-    #[schema(required = true)]
-    rss_bytes: Option<u64>,
-    #[schema(required = true)]
-    rss_mb: Option<f64>,
-}
-
-#[derive(ToSchema)]
-pub struct PairCode {
-    session_id: String,
-    #[schema(schema_with = session_status)]
-    status: String,
-    /// The number the code is for, E.164.
-    #[schema(examples("+966501234567"))]
-    phone_number: String,
-    /// Eight characters to type on the phone.
-    #[schema(examples("ABCD1234"))]
-    code: String,
-    /// The same code, under the name the earlier service used.
-    pairing_code: String,
-}
 
 // ----- API keys -----
 
 // ----- Non-JSON bodies -----
-
-#[derive(ToSchema)]
-#[schema(value_type = String, format = Binary)]
-pub struct PngImage(Vec<u8>);
-
-/// The text the QR code encodes.
-#[derive(ToSchema)]
-pub struct QrText(String);
 
 // ----- Shared by messaging and webhooks -----
 

@@ -5,8 +5,6 @@
 use utoipa::openapi::schema::{Object, ObjectBuilder, OneOfBuilder, Schema, Type};
 use utoipa::openapi::{KnownFormat, SchemaFormat};
 
-use crate::domain::SessionStatus;
-
 pub fn constant_bool(value: bool) -> Object {
     ObjectBuilder::new()
         .schema_type(Type::Boolean)
@@ -22,21 +20,6 @@ pub fn always_false() -> Object {
     constant_bool(false)
 }
 
-pub fn session_status() -> Object {
-    ObjectBuilder::new()
-        .schema_type(Type::String)
-        .enum_values(Some(SessionStatus::ALL.map(SessionStatus::as_str)))
-        .description(Some("The session's status."))
-        .build()
-}
-
-pub fn not_initialized() -> Object {
-    ObjectBuilder::new()
-        .schema_type(Type::String)
-        .enum_values(Some(["not_initialized"]))
-        .build()
-}
-
 /// A string enum; `""` among the values where the server reads an empty value as absent.
 pub fn string_enum(values: &[&str], default: &str) -> Object {
     ObjectBuilder::new()
@@ -46,33 +29,10 @@ pub fn string_enum(values: &[&str], default: &str) -> Object {
         .build()
 }
 
-pub fn qr_format() -> Object {
-    string_enum(&["png", "raw", ""], "png")
-}
-
 pub fn true_or_false() -> Object {
     ObjectBuilder::new()
         .schema_type(Type::String)
         .enum_values(Some(["true", "false"]))
-        .build()
-}
-
-pub fn sessions_by_status() -> Object {
-    SessionStatus::ALL
-        .iter()
-        .fold(
-            ObjectBuilder::new().description(Some("Latest session of every pair, by status.")),
-            |b, s| {
-                b.property(
-                    s.as_str(),
-                    ObjectBuilder::new()
-                        .schema_type(Type::Integer)
-                        .format(int64())
-                        .minimum(Some(0)),
-                )
-                .required(s.as_str())
-            },
-        )
         .build()
 }
 

@@ -9,52 +9,17 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::task::TaskTracker;
 
 use super::actor::{Actor, Deps};
+use super::error::{SessionError, SessionResult};
+use super::registry::Registry;
 use super::{Command, FetchStarted, SessionHandle, SessionSnapshot};
 use crate::clock::SharedClock;
 use crate::domain::{Pair, PhoneNumber, SessionId, SessionStatus, UserId};
 use crate::engine::{Engine, EngineError};
-use crate::http::error::{AppError, AppResult};
 use crate::store::{SessionRecord, Store};
 
 // Above a real client's bounded stop (flush, then close), so a stop is never cut short.
 /// Within the 10 s a process manager gives between SIGTERM and SIGKILL, after the HTTP drain.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(6);
-
-/// Live actors by pair. The std mutex is never held across an `.await`.
-#[derive(Default)]
-pub(crate) struct Registry {
-    live: Mutex<HashMap<Pair, SessionHandle>>,
-}
-
-impl Registry {
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<Pair, SessionHandle>> {
-        self.live.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    pub(crate) fn get(&self, pair: Pair) -> Option<SessionHandle> {
-        self.map().get(&pair).filter(|h| h.is_running()).cloned()
-    }
-
-    fn insert(&self, handle: SessionHandle) {
-        self.map().insert(handle.pair, handle);
-    }
-
-    /// Called by an ending actor; leaves a newer actor of the same pair alone.
-    pub(crate) fn remove(&self, pair: Pair, serial: u64) {
-        let mut map = self.map();
-        if map.get(&pair).is_some_and(|h| h.serial == serial) {
-            map.remove(&pair);
-        }
-    }
-
-    fn all(&self) -> Vec<SessionHandle> {
-        self.map().values().cloned().collect()
-    }
-
-    fn len(&self) -> usize {
-        self.map().values().filter(|h| h.is_running()).count()
-    }
-}
 
 pub struct InitOutcome {
     pub snapshot: Arc<SessionSnapshot>,
@@ -161,7 +126,7 @@ impl SessionManager {
         &self,
         pair: Pair,
         limit: Option<u32>,
-    ) -> AppResult<Option<tokio::sync::OwnedMutexGuard<()>>> {
+    ) -> SessionResult<Option<tokio::sync::OwnedMutexGuard<()>>> {
         let Some(limit) = limit else {
             return Ok(None);
         };
@@ -173,11 +138,11 @@ impl SessionManager {
                  refused",
                 pair.user_id
             );
-            return Err(AppError::TooManyRequests(format!(
-                "user_id {} already has {held} WhatsApp sessions, the most allowed (max \
-                 sessions per user: {limit}); log one out to link another",
-                pair.user_id
-            )));
+            return Err(SessionError::TooManySessions {
+                user: pair.user_id,
+                held,
+                limit,
+            });
         }
         Ok(Some(guard))
     }
@@ -207,7 +172,7 @@ impl SessionManager {
     }
 
     /// The latest session of the pair: the live one, or the last one persisted.
-    pub async fn snapshot(&self, pair: Pair) -> AppResult<Option<Arc<SessionSnapshot>>> {
+    pub async fn snapshot(&self, pair: Pair) -> SessionResult<Option<Arc<SessionSnapshot>>> {
         if let Some(h) = self.live(pair) {
             return Ok(Some(h.snapshot()));
         }
@@ -229,12 +194,12 @@ impl SessionManager {
     ///
     /// `limit`: the sessions the user may hold (`None`: no limit); a pair it already holds
     /// is never refused, only one more.
-    pub async fn init(&self, pair: Pair, limit: Option<u32>) -> AppResult<InitOutcome> {
+    pub async fn init(&self, pair: Pair, limit: Option<u32>) -> SessionResult<InitOutcome> {
         let this = self.clone();
         detached(async move { this.init_now(pair, limit).await }).await
     }
 
-    async fn init_now(&self, pair: Pair, limit: Option<u32>) -> AppResult<InitOutcome> {
+    async fn init_now(&self, pair: Pair, limit: Option<u32>) -> SessionResult<InitOutcome> {
         let _guard = self.lock_pair(pair).await;
         // An actor that ended meanwhile answers None: start anew below.
         if let Some(h) = self.live(pair)
@@ -294,12 +259,12 @@ impl SessionManager {
     }
 
     /// # `POST /api/whatsapp/start-contact-fetch`
-    pub async fn start_contact_fetch(&self, pair: Pair) -> AppResult<FetchStarted> {
+    pub async fn start_contact_fetch(&self, pair: Pair) -> SessionResult<FetchStarted> {
         let this = self.clone();
         detached(async move { this.start_contact_fetch_now(pair).await }).await
     }
 
-    async fn start_contact_fetch_now(&self, pair: Pair) -> AppResult<FetchStarted> {
+    async fn start_contact_fetch_now(&self, pair: Pair) -> SessionResult<FetchStarted> {
         tracing::info!(
             "ℹ️ Attempting to start contact fetch for user {}, place {}",
             pair.user_id,
@@ -327,14 +292,10 @@ impl SessionManager {
             return result;
         }
         let Some(mut rec) = self.inner.store.latest_session(pair).await? else {
-            return Err(AppError::no_session());
+            return Err(SessionError::NoSession);
         };
         if !rec.status.is_ready() {
-            return Err(AppError::BadRequest(format!(
-                "Session is not ready for contact fetch. Current status: {}. Please wait for \
-                 session to be ready or restart the session.",
-                rec.status
-            )));
+            return Err(SessionError::NotReady { status: rec.status });
         }
         // The same span as the actor's lines, so these carry the session id too.
         let span = tracing::info_span!("session", session.id = %rec.session_id);
@@ -345,9 +306,7 @@ impl SessionManager {
             )
         });
         rec.status = SessionStatus::Disconnected;
-        rec.error_message = Some(
-            "WhatsApp client is not available. Please restart the session and try again.".into(),
-        );
+        rec.error_message = Some(SessionError::ClientUnavailable.to_string());
         rec.updated_at = self.inner.clock.now_ms();
         self.inner.store.save_session(&rec).await?;
         span.in_scope(|| {
@@ -356,7 +315,7 @@ impl SessionManager {
                 "❌ Error starting contact fetch: Client not available - session may have been disconnected"
             );
         });
-        Err(AppError::client_unavailable())
+        Err(SessionError::ClientUnavailable)
     }
 
     /// # `POST /api/whatsapp/pair-code`
@@ -364,7 +323,7 @@ impl SessionManager {
         &self,
         pair: Pair,
         phone: PhoneNumber,
-    ) -> AppResult<(Arc<SessionSnapshot>, String)> {
+    ) -> SessionResult<(Arc<SessionSnapshot>, String)> {
         let this = self.clone();
         detached(async move { this.pair_code_now(pair, phone).await }).await
     }
@@ -373,7 +332,7 @@ impl SessionManager {
         &self,
         pair: Pair,
         phone: PhoneNumber,
-    ) -> AppResult<(Arc<SessionSnapshot>, String)> {
+    ) -> SessionResult<(Arc<SessionSnapshot>, String)> {
         let live = match self.live(pair) {
             Some(h) => h.ask(Command::LinkingClient).await.map(|r| (h, r)),
             None => None,
@@ -381,13 +340,11 @@ impl SessionManager {
         let Some((handle, client)) = live else {
             // No actor: the session ended (logged out, failed) or was never started here.
             return match self.inner.store.latest_session(pair).await? {
-                None => Err(AppError::no_session()),
-                Some(rec) if rec.status.is_terminal() => Err(AppError::BadRequest(format!(
-                    "Session is not waiting to be linked. Current status: {}. Call \
-                     /api/whatsapp/init first.",
-                    rec.status
-                ))),
-                Some(_) => Err(AppError::client_unavailable()),
+                None => Err(SessionError::NoSession),
+                Some(rec) if rec.status.is_terminal() => {
+                    Err(SessionError::NotLinking { status: rec.status })
+                }
+                Some(_) => Err(SessionError::ClientUnavailable),
             };
         };
         let client = client?;
@@ -398,19 +355,11 @@ impl SessionManager {
                 tracing::info!("✅ Pairing code issued for session: {id}");
                 Ok((handle.snapshot(), code))
             }
-            Err(EngineError::ClientGone) => Err(AppError::client_unavailable()),
-            Err(EngineError::NotConnected) => Err(AppError::Unavailable(
-                "The session is not connected to WhatsApp yet, so no pairing code can be \
-                 requested. Wait until its status is qr_ready and try again."
-                    .into(),
-            )),
-            Err(EngineError::Busy(m)) => Err(AppError::Conflict(m)),
-            Err(EngineError::Invalid(m)) => Err(AppError::BadRequest(m)),
-            Err(EngineError::RateLimited(m)) => Err(AppError::TooManyRequests(m)),
             Err(EngineError::Failed(m)) => {
                 tracing::warn!("⚠️ Pairing code refused for session {id}: {m}");
-                Err(AppError::BadGateway(m))
+                Err(EngineError::Failed(m).into())
             }
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -418,12 +367,20 @@ impl SessionManager {
     ///
     /// Restarting a logged-out session brings it back, so it counts against `limit` as a
     /// new one would.
-    pub async fn restart(&self, pair: Pair, limit: Option<u32>) -> AppResult<Arc<SessionSnapshot>> {
+    pub async fn restart(
+        &self,
+        pair: Pair,
+        limit: Option<u32>,
+    ) -> SessionResult<Arc<SessionSnapshot>> {
         let this = self.clone();
         detached(async move { this.restart_now(pair, limit).await }).await
     }
 
-    async fn restart_now(&self, pair: Pair, limit: Option<u32>) -> AppResult<Arc<SessionSnapshot>> {
+    async fn restart_now(
+        &self,
+        pair: Pair,
+        limit: Option<u32>,
+    ) -> SessionResult<Arc<SessionSnapshot>> {
         let _guard = self.lock_pair(pair).await;
         if let Some(h) = self.live(pair)
             && h.ask(Command::Restart).await.is_some()
@@ -431,7 +388,7 @@ impl SessionManager {
             return Ok(h.snapshot());
         }
         let Some(mut rec) = self.inner.store.latest_session(pair).await? else {
-            return Err(AppError::no_session());
+            return Err(SessionError::NoSession);
         };
         let user_guard = if rec.status == SessionStatus::LoggedOut {
             self.admit_new_session(pair, limit).await?
@@ -451,12 +408,12 @@ impl SessionManager {
     }
 
     /// # `POST /api/whatsapp/logout`
-    pub async fn logout(&self, pair: Pair) -> AppResult<LogoutOutcome> {
+    pub async fn logout(&self, pair: Pair) -> SessionResult<LogoutOutcome> {
         let this = self.clone();
         detached(async move { this.logout_now(pair).await }).await
     }
 
-    async fn logout_now(&self, pair: Pair) -> AppResult<LogoutOutcome> {
+    async fn logout_now(&self, pair: Pair) -> SessionResult<LogoutOutcome> {
         let _guard = self.lock_pair(pair).await;
         if let Some(h) = self.live(pair) {
             let mut state = h.state.clone();
@@ -469,11 +426,11 @@ impl SessionManager {
             }
         }
         let Some(mut rec) = self.inner.store.latest_session(pair).await? else {
-            return Err(AppError::no_session());
+            return Err(SessionError::NoSession);
         };
         let already = rec.status == SessionStatus::LoggedOut;
         if let Err(e) = self.inner.engine.forget(&rec.session_id).await {
-            return Err(AppError::Internal(
+            return Err(SessionError::Internal(
                 anyhow::anyhow!(e).context("delete credentials"),
             ));
         }
@@ -559,9 +516,9 @@ impl SessionManager {
 /// Runs a state change to its end even if the request that asked for it goes away: a
 /// client that hangs up must not leave a session row without its actor, or half a logout.
 async fn detached<T: Send + 'static>(
-    work: impl std::future::Future<Output = AppResult<T>> + Send + 'static,
-) -> AppResult<T> {
+    work: impl std::future::Future<Output = SessionResult<T>> + Send + 'static,
+) -> SessionResult<T> {
     tokio::spawn(work)
         .await
-        .map_err(|e| AppError::Internal(anyhow::anyhow!("session task failed: {e}")))?
+        .map_err(|e| SessionError::Internal(anyhow::anyhow!("session task failed: {e}")))?
 }

@@ -2,7 +2,10 @@
 //! through a [`SessionHandle`] and read its state from a watch channel without waiting.
 
 mod actor;
+mod error;
+pub mod health;
 mod manager;
+mod registry;
 
 use std::sync::Arc;
 
@@ -10,10 +13,10 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::domain::{Pair, SessionId, SessionStatus};
 use crate::engine::EngineClient;
-use crate::http::error::AppResult;
 use crate::qr::QrImage;
 use crate::store::SessionRecord;
 
+pub use error::{Refusal, SessionError, SessionResult};
 pub use manager::{InitOutcome, LogoutOutcome, SessionManager};
 
 /// What a status read sees: the persisted record plus what only the live actor knows.
@@ -53,9 +56,9 @@ pub struct FetchStarted {
 }
 
 pub(crate) enum Command {
-    StartFetch(oneshot::Sender<AppResult<FetchStarted>>),
+    StartFetch(oneshot::Sender<SessionResult<FetchStarted>>),
     /// For a pairing code: the live client of a session still waiting to be linked.
-    LinkingClient(oneshot::Sender<AppResult<Arc<dyn crate::engine::EngineClient>>>),
+    LinkingClient(oneshot::Sender<SessionResult<Arc<dyn crate::engine::EngineClient>>>),
     /// From `init`: restart the client if it died; answers whether it did.
     EnsureRunning(oneshot::Sender<bool>),
     Restart(oneshot::Sender<()>),

@@ -1,5 +1,7 @@
 //! The session actor: the only owner of a session's engine client and record.
 
+mod fetch;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -7,25 +9,19 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::manager::Registry;
-use super::{Command, FetchStarted, SessionSnapshot};
+use super::error::{SessionError, SessionResult};
+use super::registry::Registry;
+use super::{Command, SessionSnapshot};
 use crate::clock::SharedClock;
-use crate::contacts::fetch::{FetchJob, FetchMessage, FetchOutcome, FetchUpdate};
+use crate::contacts::fetch::FetchMessage;
 use crate::domain::{PhoneNumber, SessionStatus};
 use crate::engine::{ClientStart, Engine, EngineClient, EngineEvent};
-use crate::http::error::{AppError, AppResult};
 use crate::qr::QrImage;
-use crate::store::{FetchState, SessionRecord, Store, keep_trying};
+use crate::store::{SessionRecord, Store, keep_trying};
 
-/// How long shutdown and restart wait for a running fetch to reach a batch boundary.
-const FETCH_STOP_GRACE: Duration = Duration::from_secs(5);
 /// How often a client that is not linked yet is checked for having silently died.
 const LIVENESS_CHECK: Duration = Duration::from_secs(2);
 const DEFAULT_GROUP_ATTEMPTS: u32 = 3;
-/// During a fetch the contact count is recounted at most this often: a count reads every row
-/// of the pair, and after each 1,000-contact batch it made a 100k fetch quadratic. The count
-/// is exact again the moment the fetch ends.
-const FETCH_RECOUNT_EVERY: Duration = Duration::from_millis(500);
 
 pub(super) struct Deps {
     pub engine: Arc<dyn Engine>,
@@ -445,9 +441,7 @@ impl Actor {
         }
         self.events = None;
         self.record.status = SessionStatus::Disconnected;
-        self.record.error_message = Some(
-            "WhatsApp client is not available. Please restart the session and try again.".into(),
-        );
+        self.record.error_message = Some(SessionError::ClientUnavailable.to_string());
         self.save().await;
         tracing::info!("🔄 Session status updated to disconnected");
     }
@@ -493,212 +487,27 @@ impl Actor {
 
     /// Checks 2 to 5 of the contract, in order, atomically: the actor handles one command
     /// at a time, so of any number of racing requests exactly one starts a fetch.
-    async fn linking_client(&mut self) -> AppResult<Arc<dyn EngineClient>> {
+    async fn linking_client(&mut self) -> SessionResult<Arc<dyn EngineClient>> {
         let status = self.record.status;
         match status {
             SessionStatus::Ready
             | SessionStatus::FetchingContacts
-            | SessionStatus::Authenticated => Err(AppError::Conflict(format!(
-                "Session is already linked to WhatsApp (status: {status}). Call \
-                     /api/whatsapp/logout first to link another phone."
-            ))),
-            SessionStatus::LoggedOut | SessionStatus::Error => Err(AppError::BadRequest(format!(
-                "Session is not waiting to be linked. Current status: {status}. Call \
-                 /api/whatsapp/init first."
-            ))),
+            | SessionStatus::Authenticated => Err(SessionError::AlreadyLinked { status }),
+            SessionStatus::LoggedOut | SessionStatus::Error => {
+                Err(SessionError::NotLinking { status })
+            }
             SessionStatus::Disconnected if self.deps.engine.has_credentials(self.id()).await => {
-                Err(AppError::Conflict(
-                    "Session is already linked to WhatsApp and is reconnecting; no pairing code \
-                     is needed."
-                        .into(),
-                ))
+                Err(SessionError::Reconnecting)
             }
             SessionStatus::Initializing | SessionStatus::QrReady | SessionStatus::Disconnected => {
                 match &self.client {
                     Some(c) if c.is_alive() => Ok(c.clone()),
                     _ => {
                         self.mark_client_gone().await;
-                        Err(AppError::client_unavailable())
+                        Err(SessionError::ClientUnavailable)
                     }
                 }
             }
-        }
-    }
-
-    async fn start_fetch(&mut self) -> AppResult<FetchStarted> {
-        let status = self.record.status;
-        if !status.is_ready() {
-            return Err(AppError::BadRequest(format!(
-                "Session is not ready for contact fetch. Current status: {status}. Please wait for \
-                 session to be ready or restart the session."
-            )));
-        }
-        let client = match &self.client {
-            Some(c) if c.is_alive() => c.clone(),
-            _ => {
-                self.mark_client_gone().await;
-                tracing::error!(
-                    "❌ Error starting contact fetch: Client not available - session may have been disconnected"
-                );
-                return Err(AppError::client_unavailable());
-            }
-        };
-        if self.fetch.is_some() {
-            return Err(AppError::Conflict(
-                "A contact fetch is already running for this session. Follow it at GET \
-                 /api/whatsapp/contacts/progress."
-                    .into(),
-            ));
-        }
-        tracing::info!("⚡ Contact fetch starting for session: {}", self.id());
-        let cancel = CancellationToken::new();
-        self.fetch_serial += 1;
-        let job = FetchJob {
-            serial: self.fetch_serial,
-            session_id: self.record.session_id.clone(),
-            pair: self.record.pair,
-            client,
-            store: self.deps.store.clone(),
-            clock: self.deps.clock.clone(),
-            own_phone: self.record.phone_number.clone(),
-            updates: self.fetch_tx.clone(),
-            cancel: cancel.clone(),
-            slots: self.deps.fetch_slots.clone(),
-        };
-        self.fetch = Some(RunningFetch {
-            serial: self.fetch_serial,
-            cancel,
-            task: tokio::spawn(job.run()),
-        });
-        self.record.status = SessionStatus::FetchingContacts;
-        self.record.fetch = FetchState {
-            last_sync: self.record.fetch.last_sync,
-            ..FetchState::default()
-        };
-        self.save().await;
-        Ok(FetchStarted {
-            session_id: self.record.session_id.clone(),
-            current_status: status,
-        })
-    }
-
-    async fn on_fetch_update(&mut self, update: FetchUpdate) {
-        match update {
-            FetchUpdate::Progress {
-                processed,
-                total,
-                percent,
-            } => {
-                self.record.fetch.processed = processed;
-                self.record.fetch.total = total;
-                self.record.fetch.progress = percent;
-                // Readers watch the contacts arrive, not only a percentage.
-                if self
-                    .counted_at
-                    .is_none_or(|t| t.elapsed() >= FETCH_RECOUNT_EVERY)
-                {
-                    self.refresh_counts().await;
-                    self.counted_at = Some(tokio::time::Instant::now());
-                }
-                self.publish();
-            }
-            FetchUpdate::Done(outcome) => {
-                self.fetch = None;
-                self.counted_at = None;
-                self.finish_fetch(outcome).await;
-            }
-        }
-    }
-
-    async fn finish_fetch(&mut self, outcome: FetchOutcome) {
-        let id = self.id().clone();
-        let mut completed = None;
-        match outcome {
-            FetchOutcome::Completed(summary) => {
-                tracing::info!(
-                    "✅ Contact fetch completed for session {id}: {} contacts saved from {} chats \
-                     ({} groups, {} broadcasts, {} newsletters, {} unresolved LIDs, {} invalid ids skipped)",
-                    summary.imported,
-                    summary.received,
-                    summary.skipped_groups,
-                    summary.skipped_broadcasts,
-                    summary.skipped_newsletters,
-                    summary.skipped_unresolved_lids,
-                    summary.skipped_invalid,
-                );
-                let f = &mut self.record.fetch;
-                f.completed = true;
-                f.error = None;
-                f.progress = 100;
-                f.total = f.total.max(summary.received as i64);
-                f.processed = f.total;
-                completed = Some(summary.clone());
-                f.summary = Some(summary);
-                f.last_sync = Some(self.deps.clock.now_ms());
-            }
-            FetchOutcome::Failed(message) => {
-                tracing::error!("❌ Contact fetch failed for session {id}: {message}");
-                self.record.fetch.completed = false;
-                self.record.fetch.error = Some(message);
-            }
-            FetchOutcome::Cancelled => {}
-        }
-        if self.record.status == SessionStatus::FetchingContacts {
-            self.record.status = SessionStatus::Ready;
-        }
-        self.refresh_counts().await;
-        self.save().await;
-        if let Some(summary) = completed {
-            let data = serde_json::json!({
-                "received": summary.received,
-                "imported": summary.imported,
-                "summary": summary,
-                "total_contacts": self.counts.0,
-                "total_groups": self.counts.1,
-                "last_contacts_sync": self.record.fetch.last_sync.and_then(crate::clock::rfc3339_ms),
-            });
-            self.emit(crate::events::EventKind::ContactsFetchCompleted, data)
-                .await;
-        }
-    }
-
-    /// Cancels a running fetch and waits for it to leave at a batch boundary; committed
-    /// batches stay, and the next fetch completes the picture. A fetch that finished just
-    /// before the stop is recorded as finished, not as interrupted.
-    async fn stop_fetch(&mut self, why: &str) {
-        let Some(mut running) = self.fetch.take() else {
-            return;
-        };
-        running.cancel.cancel();
-        if tokio::time::timeout(FETCH_STOP_GRACE, &mut running.task)
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                "⚠️ Contact fetch of session {} did not stop in time",
-                self.id()
-            );
-            running.task.abort();
-        }
-        let mut outcome = None;
-        while let Ok((serial, update)) = self.fetch_rx.try_recv() {
-            if serial == running.serial
-                && let FetchUpdate::Done(o) = update
-            {
-                outcome = Some(o);
-            }
-        }
-        if let Some(done @ (FetchOutcome::Completed(_) | FetchOutcome::Failed(_))) = outcome {
-            self.finish_fetch(done).await;
-            return;
-        }
-        self.record.fetch.completed = false;
-        self.record.fetch.error = Some(format!(
-            "Contact fetch was interrupted because {why}. Start it again to complete it; \
-             nothing already saved is lost."
-        ));
-        if self.record.status == SessionStatus::FetchingContacts {
-            self.record.status = SessionStatus::Ready;
         }
     }
 
