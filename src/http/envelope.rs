@@ -1,8 +1,6 @@
 //! The contract's two envelopes; every response of the API is one of them. The types here are
 //! the ones serialized, and the OpenAPI document describes these same types.
 
-use std::borrow::Cow;
-
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -25,16 +23,6 @@ pub struct ErrorEnvelope {
     #[schema(minimum = 400, maximum = 599)]
     status_code: u16,
     #[schema(format = DateTime)]
-    timestamp: String,
-}
-
-/// The success envelope around any `data`, for answers without a declared type (the few
-/// left while routes move to [`success!`]).
-#[derive(Serialize)]
-struct Success<T> {
-    success: bool,
-    data: T,
-    message: Cow<'static, str>,
     timestamp: String,
 }
 
@@ -77,23 +65,6 @@ macro_rules! success {
     };
 }
 pub(crate) use success;
-
-pub fn ok<T: Serialize>(data: T, message: &str) -> Response {
-    with_status(StatusCode::OK, data, message)
-}
-
-pub fn with_status<T: Serialize>(status: StatusCode, data: T, message: &str) -> Response {
-    (
-        status,
-        Json(Success {
-            success: true,
-            data,
-            message: Cow::Owned(message.to_owned()),
-            timestamp: now(),
-        }),
-    )
-        .into_response()
-}
 
 pub fn error(status: StatusCode, message: &str) -> Response {
     (

@@ -65,9 +65,9 @@ impl From<SessionError> for AppError {
             SessionError::ClientUnavailable | SessionError::NotConnected => {
                 Self::Unavailable(message)
             }
-            SessionError::NotReady { .. } | SessionError::NotLinking { .. } => {
-                Self::BadRequest(message)
-            }
+            SessionError::NotReady { .. }
+            | SessionError::NotLinking { .. }
+            | SessionError::CannotSend { .. } => Self::BadRequest(message),
             SessionError::FetchRunning
             | SessionError::AlreadyLinked { .. }
             | SessionError::Reconnecting => Self::Conflict(message),

@@ -1,7 +1,5 @@
 //! Extractors that turn every malformed request into *our* error envelope.
 
-use std::collections::HashMap;
-
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
@@ -146,57 +144,6 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Params<T> {
     }
 }
 
-/// The query string as plain pairs; values are parsed (and named in errors) by the handler.
-/// It carries the caller, so a pair read from it is always one the caller may act on.
-pub struct Query {
-    params: HashMap<String, String>,
-    caller: Caller,
-}
-
-impl<S: Send + Sync> FromRequestParts<S> for Query {
-    type Rejection = AppError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let caller = Caller::from_request_parts(parts, state).await?;
-        let q = parts.uri.query().unwrap_or("");
-        let mut params = HashMap::new();
-        for (k, v) in form_urlencoded::parse(q.as_bytes()) {
-            // The first value wins, like most frameworks do.
-            params
-                .entry(k.into_owned())
-                .or_insert_with(|| v.into_owned());
-        }
-        Ok(Query { params, caller })
-    }
-}
-
-impl Query {
-    pub fn get(&self, key: &str) -> Option<&str> {
-        self.params.get(key).map(String::as_str)
-    }
-
-    /// The pair named by `user_id` and `place_id`, if the caller may act on it.
-    pub fn pair(&self) -> Result<Pair, AppError> {
-        Ok(self.caller.scope(Pair::new(
-            UserId::from_text(self.get(UserId::FIELD))?,
-            PlaceId::from_text(self.get(PlaceId::FIELD))?,
-        ))?)
-    }
-
-    /// An optional `user_id` filter (admin listings).
-    pub fn user_filter(&self) -> Result<Option<UserId>, AppError> {
-        match self.get(UserId::FIELD) {
-            None => Ok(None),
-            some => Ok(Some(UserId::from_text(some)?)),
-        }
-    }
-
-    /// `page` ≥ 1 (default 1) and `limit` in 1..=1000 (default 50).
-    pub fn pagination(&self) -> Result<(i64, i64), AppError> {
-        page_and_limit(self.get("page"), self.get("limit"))
-    }
-}
-
 /// `user_id` and `place_id` of a query string: the pair a route reads.
 #[derive(serde::Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -292,9 +239,6 @@ pub struct PairRequest {
     pub place_id: Option<Value>,
 }
 
-/// The name the handlers not yet converted read it by.
-pub use PairRequest as PairBody;
-
 impl PairRequest {
     pub fn pair(&self, caller: Caller) -> Result<Pair, AppError> {
         pair_from(caller, &self.user_id, &self.place_id)
@@ -343,10 +287,6 @@ impl Pagination {
             has_prev: page > 1,
         }
     }
-}
-
-pub fn pagination_json(page: i64, limit: i64, total: i64) -> Value {
-    serde_json::to_value(Pagination::new(page, limit, total)).unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
-//! The OpenAPI document: the shapes the handlers answer with, written as types so the
-//! document can name them. Handlers still build their JSON with `json!`; the schemathesis
-//! test (`tests/schemathesis.rs`) checks every answer against these types.
+//! The OpenAPI document's frame and what every operation shares. The paths, their parameters,
+//! bodies and answers come from the routes themselves: each handler's `#[utoipa::path]` names
+//! the request and answer types it reads and returns, which live beside it. This module
+//! imports nothing from the routes.
 
 use utoipa::openapi::link::LinkBuilder;
 use utoipa::openapi::path::Operation;
@@ -9,10 +10,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::openapi::{ContentBuilder, OpenApi as Document, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
-pub use super::envelope::ErrorEnvelope;
-// For the routes not yet beside their types; these live with the routes that read them.
-pub use super::extract::{PageQuery, PairQuery, PairRequest};
-pub use super::groups::dto::GroupPath;
+use super::envelope::ErrorEnvelope;
 
 pub mod tags {
     pub const HEALTH: &str = "health";
@@ -277,8 +275,6 @@ fn add_error(op: &mut Operation, status: u16, description: &str) {
                 .into()
         });
 }
-
-
 
 // ----- Requests -----
 

@@ -12,6 +12,12 @@ pub enum SessionError {
     /// The session's engine client is gone (it died, or the server no longer holds it).
     #[error("WhatsApp client is not available. Please restart the session and try again.")]
     ClientUnavailable,
+    /// Messages can be queued only for a linked session (even one reconnecting).
+    #[error(
+        "Session is not ready to send messages. Current status: {status}. Please wait for \
+         the session to be ready, or link it again with /api/whatsapp/init."
+    )]
+    CannotSend { status: SessionStatus },
     /// A contact fetch needs a linked, connected session.
     #[error(
         "Session is not ready for contact fetch. Current status: {status}. Please wait for \

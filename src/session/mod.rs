@@ -46,6 +46,29 @@ impl SessionSnapshot {
     pub fn client_alive(&self) -> bool {
         self.client.as_ref().is_some_and(|c| c.is_alive())
     }
+
+    /// Whether messages may be queued for this session: it is linked, even if reconnecting.
+    /// A session that was never linked, was unlinked, or stopped with an error cannot send;
+    /// a ready one whose client vanished must be restarted first.
+    pub fn sendable(&self) -> SessionResult<()> {
+        let status = self.status();
+        let linked = self.record.phone_number.is_some();
+        let ok = match status {
+            SessionStatus::Ready
+            | SessionStatus::FetchingContacts
+            | SessionStatus::Disconnected
+            | SessionStatus::Authenticated => true,
+            SessionStatus::Initializing => linked,
+            _ => false,
+        };
+        if !ok {
+            return Err(SessionError::CannotSend { status });
+        }
+        if status.is_ready() && !self.client_alive() {
+            return Err(SessionError::ClientUnavailable);
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

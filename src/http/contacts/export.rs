@@ -9,13 +9,15 @@ use axum::response::{IntoResponse, Response};
 
 use super::dto::{ContactFilterQuery, ContactSearchQuery, contact_filter};
 use super::recent_since;
+use crate::auth::Caller;
 use crate::clock::rfc3339_secs;
 use crate::domain::Pair;
 use crate::http::AppState;
 use crate::http::envelope::ErrorEnvelope;
 use crate::http::error::AppResult;
-use crate::http::extract::{Params, Query};
-use crate::http::openapi::{PairQuery, tags};
+use crate::http::extract::PairQuery;
+use crate::http::extract::Params;
+use crate::http::openapi::tags;
 use crate::store::{ContactFilter, ContactRecord, GroupRecord, Store};
 
 /// Rows read per query while exporting: a few hundred kilobytes of CSV at a time.
@@ -42,11 +44,12 @@ const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 )]
 pub async fn export_all(
     State(st): State<AppState>,
-    q: Query,
+    caller: Caller,
+    Params(pq): Params<PairQuery>,
     Params(search): Params<ContactSearchQuery>,
     Params(filters): Params<ContactFilterQuery>,
 ) -> AppResult<Response> {
-    let pair = q.pair()?;
+    let pair = pq.pair(caller)?;
     let filter = contact_filter(&search, &filters, st.clock.now().timestamp())?;
     let name = format!("contacts_{}_{}.csv", pair.user_id, pair.place_id);
     Ok(csv_response(&st, pair, None, filter, &name))

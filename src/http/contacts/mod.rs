@@ -12,8 +12,9 @@ use self::dto::{
 };
 use super::AppState;
 use super::envelope::ErrorEnvelope;
-use super::extract::{Body, PageQuery, Pagination, Params, Query};
-use super::openapi::{PairQuery, tags};
+use super::extract::PairQuery;
+use super::extract::{Body, PageQuery, Pagination, Params};
+use super::openapi::tags;
 use crate::auth::Caller;
 use crate::http::error::{AppError, AppResult};
 use crate::store::{AutoRule, ContactQuery};
@@ -40,10 +41,11 @@ pub(super) fn recent_since(st: &AppState) -> i64 {
 pub async fn contact(
     State(st): State<AppState>,
     Path(path): Path<ContactPath>,
-    q: Query,
+    caller: Caller,
+    Params(pq): Params<PairQuery>,
 ) -> AppResult<ContactResponse> {
     let contact_id = path.id()?;
-    let pair = q.pair()?;
+    let pair = pq.pair(caller)?;
     let c = st
         .store
         .contact(pair, contact_id)
@@ -107,12 +109,13 @@ pub async fn update_contact(
 )]
 pub async fn search(
     State(st): State<AppState>,
-    q: Query,
+    caller: Caller,
+    Params(pq): Params<PairQuery>,
     Params(page): Params<PageQuery>,
     Params(search): Params<ContactSearchQuery>,
     Params(filters): Params<ContactFilterQuery>,
 ) -> AppResult<ContactSearchResponse> {
-    let pair = q.pair()?;
+    let pair = pq.pair(caller)?;
     let (page, limit) = page.page_and_limit()?;
     let filter = contact_filter(&search, &filters, st.clock.now().timestamp())?;
     let query = ContactQuery {

@@ -15,8 +15,9 @@ use super::AppState;
 use super::contacts::dto::{Contact, ContactFilterQuery, ContactSearchQuery, contact_filter};
 use super::contacts::export::csv_response;
 use super::envelope::ErrorEnvelope;
-use super::extract::{Body, PageQuery, Pagination, Params, Query, pair_from};
-use super::openapi::{PairQuery, tags};
+use super::extract::PairQuery;
+use super::extract::{Body, PageQuery, Pagination, Params, pair_from};
+use super::openapi::tags;
 use crate::auth::Caller;
 use crate::domain::Pair;
 use crate::http::error::{AppError, AppResult};
@@ -40,10 +41,11 @@ pub(super) use super::contacts::recent_since;
 )]
 pub async fn list(
     State(st): State<AppState>,
-    q: Query,
+    caller: Caller,
+    Params(pq): Params<PairQuery>,
     Params(page): Params<PageQuery>,
 ) -> AppResult<GroupListResponse> {
-    let pair = q.pair()?;
+    let pair = pq.pair(caller)?;
     let (page, limit) = page.page_and_limit()?;
     let (groups, total) = st
         .store
@@ -75,13 +77,14 @@ pub async fn list(
 pub async fn contacts(
     State(st): State<AppState>,
     Path(path): Path<GroupPath>,
-    q: Query,
+    caller: Caller,
+    Params(pq): Params<PairQuery>,
     Params(page): Params<PageQuery>,
     Params(search): Params<ContactSearchQuery>,
     Params(filters): Params<ContactFilterQuery>,
 ) -> AppResult<GroupContactsResponse> {
     let group_id = path.id()?;
-    let pair = q.pair()?;
+    let pair = pq.pair(caller)?;
     let (page, limit) = page.page_and_limit()?;
     let filter = contact_filter(&search, &filters, st.clock.now().timestamp())?;
     let since = recent_since(&st);
@@ -127,12 +130,13 @@ pub async fn contacts(
 pub async fn export(
     State(st): State<AppState>,
     Path(path): Path<GroupPath>,
-    q: Query,
+    caller: Caller,
+    Params(pq): Params<PairQuery>,
     Params(search): Params<ContactSearchQuery>,
     Params(filters): Params<ContactFilterQuery>,
 ) -> AppResult<Response> {
     let group_id = path.id()?;
-    let pair = q.pair()?;
+    let pair = pq.pair(caller)?;
     let filter = contact_filter(&search, &filters, st.clock.now().timestamp())?;
     let group = st
         .store
@@ -264,10 +268,11 @@ pub async fn replace_members(
 pub async fn delete(
     State(st): State<AppState>,
     Path(path): Path<GroupPath>,
-    q: Query,
+    caller: Caller,
+    Params(pq): Params<PairQuery>,
 ) -> AppResult<DeletedGroupResponse> {
     let group_id = path.id()?;
-    let pair = q.pair()?;
+    let pair = pq.pair(caller)?;
     let id = refused(st.store.delete_manual_group(pair, group_id).await?)?;
     Ok(DeletedGroupResponse::new(
         DeletedGroup { id, deleted: true },

@@ -7,8 +7,10 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 
 use super::AppState;
+use super::envelope::ErrorEnvelope;
+use super::extract::PageQuery;
 use super::extract::{Body, Pagination, Params};
-use super::openapi::{ErrorEnvelope, PageQuery, tags};
+use super::openapi::tags;
 use crate::auth::Caller;
 use crate::http::error::{AppError, AppResult};
 pub use dto::*;

@@ -10,9 +10,11 @@ use super::dto::{JobPath, MessageFilterQuery, MessagePath};
 use crate::auth::Caller;
 use crate::domain::{GroupId, parse_positive_str};
 use crate::http::AppState;
+use crate::http::envelope::ErrorEnvelope;
 use crate::http::error::{AppError, AppResult};
-use crate::http::extract::{Body, Pagination, PairBody, Params, Query};
-use crate::http::openapi::{ErrorEnvelope, PageQuery, PairQuery, PairRequest, tags};
+use crate::http::extract::{Body, Pagination, Params};
+use crate::http::extract::{PageQuery, PairQuery, PairRequest};
+use crate::http::openapi::tags;
 use crate::messaging::pacing::DAY_MS;
 use crate::store::{MessageFilter, MessageKind, MessageStatus, RetryOutcome};
 
@@ -136,11 +138,13 @@ fn message_filter(q: &MessageFilterQuery) -> AppResult<MessageFilter> {
 )]
 pub async fn list(
     State(st): State<AppState>,
-    q: Query,
+    caller: Caller,
+    Params(pq): Params<PairQuery>,
+    Params(pg): Params<PageQuery>,
     Params(f): Params<MessageFilterQuery>,
 ) -> AppResult<MessageListResponse> {
-    let pair = q.pair()?;
-    let (page, limit) = q.pagination()?;
+    let pair = pq.pair(caller)?;
+    let (page, limit) = pg.page_and_limit()?;
     let filter = message_filter(&f)?;
     let (messages, total) = st
         .outbox
@@ -171,10 +175,11 @@ pub async fn list(
 )]
 pub async fn stats(
     State(st): State<AppState>,
-    q: Query,
+    caller: Caller,
+    Params(pq): Params<PairQuery>,
     Params(f): Params<MessageFilterQuery>,
 ) -> AppResult<MessageStatsResponse> {
-    let pair = q.pair()?;
+    let pair = pq.pair(caller)?;
     let filter = message_filter(&f)?;
     let store = st.outbox.store();
     let counts = store.message_counts(pair, &filter).await?;
@@ -225,10 +230,11 @@ pub async fn stats(
 pub async fn job(
     State(st): State<AppState>,
     Path(path): Path<JobPath>,
-    q: Query,
+    caller: Caller,
+    Params(pq): Params<PairQuery>,
 ) -> AppResult<JobResponse> {
     let job_id = parse_positive_str("job_id", &path.job_id)?;
-    let pair = q.pair()?;
+    let pair = pq.pair(caller)?;
     let job = st
         .outbox
         .store()
@@ -259,7 +265,7 @@ pub async fn retry(
     State(st): State<AppState>,
     caller: Caller,
     Path(path): Path<MessagePath>,
-    Body(b): Body<PairBody>,
+    Body(b): Body<PairRequest>,
 ) -> AppResult<MessageResponse> {
     let id = parse_positive_str("message_id", &path.message_id)?;
     let pair = b.pair(caller)?;

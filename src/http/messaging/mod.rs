@@ -15,9 +15,10 @@ pub use send::*;
 use serde_json::Value;
 
 use super::AppState;
-use crate::domain::{Pair, PhoneNumber, SessionStatus, parse_positive_str};
+use crate::domain::{Pair, PhoneNumber, parse_positive_str};
 use crate::http::error::{AppError, AppResult};
 use crate::messaging::content::{Content, ContentError};
+use crate::session::SessionError;
 use crate::store::{ContactRecord, JobRecord};
 
 /// Every content problem is the caller's: the message names the field.
@@ -27,34 +28,14 @@ impl From<ContentError> for AppError {
     }
 }
 
-/// The pair's session if messages may be queued for it: linked, even if reconnecting. A
-/// session that was never linked, was unlinked, or stopped with an error cannot send.
+/// The pair's session if messages may be queued for it (the rule is the session layer's).
 async fn sendable(st: &AppState, pair: Pair) -> AppResult<()> {
-    let snap = st.manager.snapshot(pair).await?.ok_or_else(|| {
-        AppError::NotFound("No WhatsApp session found. Please initialize a session first.".into())
-    })?;
-    let status = snap.status();
-    let linked = snap.record.phone_number.is_some();
-    let ok = match status {
-        SessionStatus::Ready
-        | SessionStatus::FetchingContacts
-        | SessionStatus::Disconnected
-        | SessionStatus::Authenticated => true,
-        SessionStatus::Initializing => linked,
-        _ => false,
-    };
-    if !ok {
-        return Err(AppError::BadRequest(format!(
-            "Session is not ready to send messages. Current status: {status}. Please wait for \
-             the session to be ready, or link it again with /api/whatsapp/init."
-        )));
-    }
-    if status.is_ready() && !snap.client_alive() {
-        return Err(AppError::Unavailable(
-            "WhatsApp client is not available. Please restart the session and try again.".into(),
-        ));
-    }
-    Ok(())
+    let snap = st
+        .manager
+        .snapshot(pair)
+        .await?
+        .ok_or(SessionError::NoSession)?;
+    Ok(snap.sendable()?)
 }
 
 /// Downloads the image once at request time, so a URL that cannot work is refused now

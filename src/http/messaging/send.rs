@@ -19,10 +19,12 @@ use super::{
 use crate::auth::Caller;
 use crate::domain::{GroupId, parse_positive_str};
 use crate::http::AppState;
+use crate::http::envelope::ErrorEnvelope;
 use crate::http::error::{AppError, AppResult};
 use crate::http::extract::{Body, pair_from};
+use crate::http::groups::dto::GroupPath;
 use crate::http::groups::recent_since;
-use crate::http::openapi::{ErrorEnvelope, GroupPath, tags};
+use crate::http::openapi::tags;
 use crate::messaging::content::{self, Content, ContentInput};
 use crate::store::{ContactFilter, JobKind, NewMessage};
 

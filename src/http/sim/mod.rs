@@ -6,8 +6,10 @@ use axum::extract::State;
 use serde_json::Value;
 
 use super::AppState;
-use super::extract::{Body, PairBody, Params, large_body, pair_from};
-use super::openapi::{ErrorEnvelope, PairQuery, PairRequest, tags};
+use super::envelope::ErrorEnvelope;
+use super::extract::{Body, Params, large_body, pair_from};
+use super::extract::{PairQuery, PairRequest};
+use super::openapi::tags;
 use crate::auth::Caller;
 use crate::contacts::own_numbers;
 use crate::domain::PhoneNumber;
@@ -112,7 +114,7 @@ pub async fn set_phonebook(
 pub async fn scan(
     State(st): State<AppState>,
     caller: Caller,
-    Body(b): Body<PairBody>,
+    Body(b): Body<PairRequest>,
 ) -> AppResult<ScanResponse> {
     caller.require_admin(SIM_ONLY_ADMIN)?;
     let pair = b.pair(caller)?;

@@ -13,8 +13,10 @@ use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
 use super::AppState;
+use super::envelope::ErrorEnvelope;
+use super::extract::PageQuery;
 use super::extract::{Body, Pagination, Params};
-use super::openapi::{ErrorEnvelope, PageQuery, tags};
+use super::openapi::tags;
 use crate::auth::Caller;
 use crate::domain::UserId;
 use crate::events::EventKind;
