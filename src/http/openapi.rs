@@ -20,7 +20,7 @@ pub mod tags {
     pub const SIM: &str = "sim";
     pub const MESSAGING: &str = "messaging";
     pub const WEBHOOKS: &str = "webhooks";
-    /// For the API-key routes, once they are served.
+    /// The API-key routes.
     pub const ADMIN: &str = "admin";
 }
 
