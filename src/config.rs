@@ -54,6 +54,33 @@ fn seconds(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(v))
 }
 
+/// The database URL, by its scheme: `sqlite:` (or a plain file path) is the embedded
+/// database. Anything else is refused before anything is opened or created, so a URL meant
+/// for another server can never quietly become a SQLite file named after it.
+fn database_url(s: &str) -> Result<String, String> {
+    let url = s.trim();
+    if url.is_empty() {
+        return Err("the database URL is empty; give sqlite://PATH".into());
+    }
+    let scheme = url.split_once(':').map(|(head, _)| head).filter(|h| {
+        h.starts_with(|c: char| c.is_ascii_alphabetic())
+            && h.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+    });
+    match scheme.map(str::to_ascii_lowercase).as_deref() {
+        None | Some("sqlite") => Ok(url.to_owned()),
+        Some("postgres" | "postgresql") => Err(
+            "this server stores its data in SQLite only for now; PostgreSQL is not supported \
+             yet. Give sqlite://PATH"
+                .into(),
+        ),
+        Some(other) => Err(format!(
+            "unsupported database URL scheme {other:?}; give sqlite://PATH (a path that \
+             contains ':' must start with ./ or /)"
+        )),
+    }
+}
+
 /// Requests per second: 0 (off) or a positive number.
 fn per_second(s: &str) -> Result<f64, String> {
     let v: f64 = s
@@ -99,10 +126,12 @@ pub struct ServeArgs {
     #[arg(long, env = "WAM_LISTEN", default_value = "127.0.0.1:5000")]
     pub listen: String,
 
-    /// Database URL (SQLite); the file and its folder are created if missing.
+    /// Database URL (`sqlite://PATH`); the file and its folder are created if missing. Any
+    /// other scheme is refused (exit code 2).
     #[arg(
         long,
         env = "DATABASE_URL",
+        value_parser = database_url,
         default_value = "sqlite://data/whatsapp-manager.db"
     )]
     pub database: String,
@@ -332,6 +361,33 @@ mod tests {
             command: Command::Serve(a),
         } = Cli::try_parse_from(all)?;
         Ok(a.into())
+    }
+
+    #[test]
+    fn a_database_url_of_another_kind_is_a_usage_error_never_a_file() {
+        for url in [
+            "postgres://u:p@localhost/db",
+            "postgresql://localhost/db",
+            "POSTGRES://localhost/db",
+            "mysql://localhost/db",
+            "localhost:5432/db",
+            "",
+        ] {
+            let err = serve(&["--database", url]).unwrap_err();
+            assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation, "{url}");
+            assert_eq!(err.exit_code(), 2, "{url}");
+            assert!(err.to_string().contains("sqlite://"), "{url}: {err}");
+        }
+        for url in [
+            "sqlite://data/x.db",
+            "sqlite::memory:",
+            "SQLite:///tmp/x.db",
+            "./data:1.db",
+            "/var/lib/wam/db.sqlite",
+            "data/x.db",
+        ] {
+            assert_eq!(serve(&["--database", url]).unwrap().database_url, url);
+        }
     }
 
     #[test]

@@ -397,6 +397,35 @@ fn an_admin_key_shorter_than_16_characters_stops_the_start_with_exit_code_2() {
 }
 
 #[test]
+fn a_database_url_that_is_not_sqlite_stops_the_start_with_exit_code_2_and_creates_nothing() {
+    for (url, by_flag) in [
+        ("postgres://wam:secret@localhost/wam", true),
+        ("postgresql://localhost/wam", false),
+        ("mysql://localhost/wam", true),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cmd = Command::new(BIN);
+        cmd.current_dir(dir.path())
+            .args(["serve", "--engine", "sim", "--listen", "127.0.0.1:0"])
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .env_remove("WAM_API_KEY");
+        if by_flag {
+            cmd.args(["--database", url]).env_remove("DATABASE_URL");
+        } else {
+            cmd.env("DATABASE_URL", url);
+        }
+        let out = cmd.output().expect("run");
+        assert_eq!(out.status.code(), Some(2), "{url}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("sqlite://PATH"), "{stderr}");
+        assert!(!stderr.contains("listening on"), "{stderr}");
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert!(left.is_empty(), "{url} created {left:?}");
+    }
+}
+
+#[test]
 fn a_bad_flag_value_is_refused_before_starting() {
     let out = Command::new(BIN)
         .args(["serve", "--sim-qr-attempts", "0"])
