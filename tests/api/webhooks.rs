@@ -253,10 +253,20 @@ async fn a_receiver_that_was_down_gets_every_event_later_in_order() {
         events.iter().all(|e| e["event"] == "message.received"),
         "only what it subscribed to"
     );
-    let (_, body) = app
-        .get("/api/whatsapp/webhook/deliveries?user_id=1&status=pending")
-        .await;
-    assert_eq!(body["data"]["pagination"]["total"], 0);
+    // The receiver has the last event before the dispatcher has read its answer and marked
+    // it delivered: wait for that, rather than racing it.
+    let mut pending = Value::Null;
+    for _ in 0..200 {
+        let (_, body) = app
+            .get("/api/whatsapp/webhook/deliveries?user_id=1&status=pending")
+            .await;
+        pending = body["data"]["pagination"]["total"].clone();
+        if pending == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(pending, 0);
 }
 
 #[tokio::test]
