@@ -21,7 +21,7 @@ use crate::http::{AppState, router};
 use crate::messaging::{Outbox, image};
 use crate::outbound::OutboundPolicy;
 use crate::session::SessionManager;
-use crate::store::{SqliteStore, Store};
+use crate::store::{DatabaseOptions, Db};
 
 const HTTP_DRAIN: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -84,10 +84,10 @@ impl Application {
             whatsapp,
         } = b;
         check_listen_address(&config).await?;
-        let sqlite = SqliteStore::connect(&config.database_url).await?;
-        let keys = ApiKeys::new(config.admin_key, Arc::new(sqlite.clone()), clock.clone())
-            .with_limits(config.limits);
-        let store: Arc<dyn Store> = Arc::new(sqlite.clone());
+        let store: Db =
+            crate::store::open(&config.database_url, &DatabaseOptions::default()).await?;
+        let keys =
+            ApiKeys::new(config.admin_key, store.clone(), clock.clone()).with_limits(config.limits);
         let (engine, sim): (Arc<dyn Engine>, Option<SimNetwork>) = match config.engine {
             EngineKind::Sim => {
                 let net =
@@ -105,7 +105,7 @@ impl Application {
             ),
         };
         // Before any session starts, so every status change is told.
-        let events = EventBus::new(Arc::new(sqlite.clone()), clock.clone());
+        let events = EventBus::new(store.clone(), clock.clone());
         let manager = SessionManager::new(
             engine.clone(),
             store.clone(),
@@ -119,7 +119,7 @@ impl Application {
         }
         let outbound = OutboundPolicy::new(config.outbound_allow.clone());
         let outbox = Outbox::new(
-            Arc::new(sqlite.clone()),
+            store.clone(),
             manager.clone(),
             events.clone(),
             clock.clone(),

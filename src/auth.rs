@@ -23,7 +23,8 @@ use subtle::ConstantTimeEq;
 
 use crate::clock::SharedClock;
 use crate::domain::{Pair, UserId};
-use crate::store::{ApiKeyRecord, KeyQuotas, KeyStore, NewApiKey};
+use crate::store::prelude::*;
+use crate::store::{ApiKeyRecord, KeyQuotas, NewApiKey};
 pub use error::{AuthError, AuthResult};
 use limits::{BucketKey, ClientAddr, FailureThrottle, FailureVerdict, RateLimiter};
 pub use limits::{Limits, SessionLimit};

@@ -27,3 +27,9 @@ pub enum AuthError {
 }
 
 pub type AuthResult<T> = Result<T, AuthError>;
+
+impl From<crate::store::StoreError> for AuthError {
+    fn from(e: crate::store::StoreError) -> Self {
+        Self::Internal(anyhow::Error::new(e))
+    }
+}

@@ -12,7 +12,8 @@ use super::{ChunkPreparer, own_numbers};
 use crate::clock::SharedClock;
 use crate::domain::{Pair, PhoneNumber, SessionId};
 use crate::engine::{EngineClient, EngineError};
-use crate::store::{BatchProgress, FetchSummary, ImportContact, Store, keep_trying};
+use crate::store::prelude::*;
+use crate::store::{BatchProgress, FetchSummary, ImportContact, keep_trying};
 
 /// Chunks whose numbers are parsed at once, on blocking threads.
 const CLASSIFY_IN_PARALLEL: usize = 2;
@@ -54,7 +55,7 @@ pub struct FetchJob {
     pub session_id: SessionId,
     pub pair: Pair,
     pub client: Arc<dyn EngineClient>,
-    pub store: Arc<dyn Store>,
+    pub store: Arc<dyn Database>,
     pub clock: SharedClock,
     pub own_phone: Option<PhoneNumber>,
     /// The session actor holds the receiver.

@@ -49,7 +49,8 @@ use crate::clock::SharedClock;
 use crate::domain::text::phone_name_opt;
 use crate::domain::{PhoneNumber, SessionId};
 use crate::files;
-use crate::store::{CachedContact, Store};
+use crate::store::CachedContact;
+use crate::store::prelude::*;
 
 /// The WhatsApp Web version the library itself ships with; used when the live one cannot
 /// be fetched (offline start), so a session can still try to connect.
@@ -134,7 +135,7 @@ struct EngineInner {
     version: tokio::sync::Mutex<VersionState>,
     connect_timeout: Duration,
     /// Where what WhatsApp says about contacts is kept as it arrives.
-    store: Arc<dyn Store>,
+    store: Arc<dyn Database>,
     clock: SharedClock,
 }
 
@@ -142,7 +143,7 @@ impl WhatsAppEngine {
     pub fn new(
         data_dir: &Path,
         options: WhatsAppOptions,
-        store: Arc<dyn Store>,
+        store: Arc<dyn Database>,
         clock: SharedClock,
     ) -> anyhow::Result<Self> {
         let dir = data_dir.join("whatsapp");

@@ -10,7 +10,8 @@ use tokio::sync::{Notify, broadcast};
 
 use crate::clock::{SharedClock, rfc3339_ms};
 use crate::domain::{Pair, SessionId};
-use crate::store::{EventRecord, EventStore, keep_trying};
+use crate::store::prelude::*;
+use crate::store::{EventRecord, keep_trying};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventKind {

@@ -112,6 +112,13 @@ impl From<crate::auth::AuthError> for AppError {
 /// waits.
 pub const DATABASE_BUSY: &str = "The database is busy; try again";
 
+/// The store's errors are never the client's; "unavailable" becomes a 503 in [`AppError::status`].
+impl From<crate::store::StoreError> for AppError {
+    fn from(e: crate::store::StoreError) -> Self {
+        Self::Internal(anyhow::Error::new(e))
+    }
+}
+
 impl From<sqlx::Error> for AppError {
     fn from(e: sqlx::Error) -> Self {
         Self::Internal(anyhow::Error::new(e).context("database error"))
@@ -153,6 +160,7 @@ mod tests {
     async fn a_busy_database_is_a_503_in_the_envelope_not_a_500() {
         let busy = crate::store::busy_error_for_tests().await;
         let err = AppError::from(busy.context("create a group"));
+        assert!(err.to_string().contains("create a group"), "{err}");
         assert_eq!(err.status(), StatusCode::SERVICE_UNAVAILABLE);
         let res = err.into_response();
         assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);

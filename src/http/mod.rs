@@ -37,7 +37,7 @@ use crate::auth::ApiKeys;
 use crate::clock::SharedClock;
 use crate::engine::sim::SimNetwork;
 use crate::session::SessionManager;
-use crate::store::Store;
+use crate::store::prelude::*;
 
 /// Every route but the sim phone book: the largest body of the API (a list of recipients or
 /// contact ids) is a few kilobytes.
@@ -46,7 +46,7 @@ pub const BODY_LIMIT: usize = 64 * 1024;
 #[derive(Clone)]
 pub struct AppState {
     pub manager: SessionManager,
-    pub store: Arc<dyn Store>,
+    pub store: Arc<dyn Database>,
     pub clock: SharedClock,
     /// Present only with `--engine sim`.
     pub sim: Option<SimNetwork>,

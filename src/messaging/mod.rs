@@ -24,7 +24,8 @@ use crate::domain::{Pair, PhoneNumber};
 use crate::engine::{EngineClient, EngineError, OutgoingImage, OutgoingMessage};
 use crate::events::{EventBus, EventKind};
 use crate::session::SessionManager;
-use crate::store::{JobKind, MessageKind, MessageRecord, NewMessage, OutboxStore, keep_trying};
+use crate::store::prelude::*;
+use crate::store::{JobKind, MessageKind, MessageRecord, NewMessage, keep_trying};
 use pacing::{DAY_MS, Pacer, Pacing};
 
 pub const MAX_TEXT_CHARS: usize = 4_096;

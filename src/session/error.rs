@@ -96,3 +96,9 @@ impl From<EngineError> for SessionError {
 }
 
 pub type SessionResult<T> = Result<T, SessionError>;
+
+impl From<crate::store::StoreError> for SessionError {
+    fn from(e: crate::store::StoreError) -> Self {
+        Self::Internal(anyhow::Error::new(e))
+    }
+}

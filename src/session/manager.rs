@@ -15,7 +15,8 @@ use super::{Command, FetchStarted, SessionHandle, SessionSnapshot};
 use crate::clock::SharedClock;
 use crate::domain::{Pair, PhoneNumber, SessionId, SessionStatus, UserId};
 use crate::engine::{Engine, EngineError};
-use crate::store::{SessionRecord, Store};
+use crate::store::SessionRecord;
+use crate::store::prelude::*;
 
 // Above a real client's bounded stop (flush, then close), so a stop is never cut short.
 /// Within the 10 s a process manager gives between SIGTERM and SIGKILL, after the HTTP drain.
@@ -34,7 +35,7 @@ pub struct LogoutOutcome {
 struct Inner {
     registry: Arc<Registry>,
     engine: Arc<dyn Engine>,
-    store: Arc<dyn Store>,
+    store: Arc<dyn Database>,
     clock: SharedClock,
     /// Serialises init/restart/logout of one pair, so 100 racing inits make one session.
     pair_locks: Mutex<HashMap<Pair, Arc<tokio::sync::Mutex<()>>>>,
@@ -57,7 +58,7 @@ pub struct SessionManager {
 impl SessionManager {
     pub fn new(
         engine: Arc<dyn Engine>,
-        store: Arc<dyn Store>,
+        store: Arc<dyn Database>,
         clock: SharedClock,
         max_concurrent_fetches: usize,
     ) -> Self {

@@ -1,9 +1,6 @@
 //! What the outbox, the event log and the webhook queue keep.
 
-use async_trait::async_trait;
-
-use super::StoreResult;
-use crate::domain::{Pair, PlaceId, SessionId, UserId};
+use crate::domain::{Pair, SessionId, UserId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MessageStatus {
@@ -156,47 +153,6 @@ pub enum RetryOutcome {
     NotFailed(MessageStatus),
 }
 
-#[async_trait]
-pub trait OutboxStore: Send + Sync + 'static {
-    /// Queues the messages (and their job, when given) in one transaction; the rows as
-    /// queued, in order.
-    async fn enqueue(
-        &self,
-        pair: Pair,
-        job: Option<(JobKind, Option<i64>)>,
-        messages: &[NewMessage],
-        now_ms: i64,
-    ) -> StoreResult<(Option<i64>, Vec<MessageRecord>)>;
-    /// Pairs with messages not yet sent or failed: their workers start with the server.
-    async fn pairs_with_pending(&self) -> StoreResult<Vec<Pair>>;
-    /// The oldest message of the pair still to send (queued, or caught mid-send by a stop).
-    async fn next_pending(&self, pair: Pair) -> StoreResult<Option<MessageRecord>>;
-    async fn mark_sending(&self, id: i64, now_ms: i64) -> StoreResult<()>;
-    async fn mark_sent(&self, id: i64, wa_message_id: &str, now_ms: i64) -> StoreResult<()>;
-    async fn mark_failed(&self, id: i64, error: &str, now_ms: i64) -> StoreResult<()>;
-    /// Back to the queue after an attempt that never reached WhatsApp.
-    async fn requeue(&self, id: i64, now_ms: i64) -> StoreResult<()>;
-    /// How many of the pair's messages were sent since then, and when the oldest of them was.
-    async fn sent_since(&self, pair: Pair, since_ms: i64) -> StoreResult<(i64, Option<i64>)>;
-    async fn last_sent_at(&self, pair: Pair) -> StoreResult<Option<i64>>;
-    async fn message(&self, pair: Pair, id: i64) -> StoreResult<Option<MessageRecord>>;
-    async fn list_messages(
-        &self,
-        pair: Pair,
-        filter: &MessageFilter,
-        page: i64,
-        limit: i64,
-    ) -> StoreResult<(Vec<MessageRecord>, i64)>;
-    async fn message_counts(
-        &self,
-        pair: Pair,
-        filter: &MessageFilter,
-    ) -> StoreResult<MessageCounts>;
-    /// A failed message goes back to the queue with its error cleared.
-    async fn retry_message(&self, pair: Pair, id: i64, now_ms: i64) -> StoreResult<RetryOutcome>;
-    async fn job(&self, pair: Pair, id: i64) -> StoreResult<Option<JobRecord>>;
-}
-
 #[derive(Debug, Clone, PartialEq)]
 pub struct WebhookRecord {
     pub user_id: UserId,
@@ -270,48 +226,4 @@ pub enum AttemptResult {
         error: String,
         retry_at: Option<i64>,
     },
-}
-
-#[async_trait]
-pub trait EventStore: Send + Sync + 'static {
-    /// Appends the event and, when the tenant's webhook subscribes to it, queues its delivery,
-    /// in one transaction. The payload is built from the id the event gets. Returns the
-    /// event and whether a delivery was queued.
-    async fn record_event(
-        &self,
-        pair: Pair,
-        session_id: Option<&SessionId>,
-        kind: &str,
-        payload: &(dyn Fn(i64) -> String + Send + Sync),
-        now_ms: i64,
-    ) -> StoreResult<(EventRecord, bool)>;
-    /// Events of the user (of one place when given) after `after_id`, oldest first: what a
-    /// reconnecting event-stream listener missed.
-    async fn events_after(
-        &self,
-        user: UserId,
-        place: Option<PlaceId>,
-        after_id: i64,
-        limit: i64,
-    ) -> StoreResult<Vec<EventRecord>>;
-    async fn set_webhook(&self, hook: &WebhookRecord) -> StoreResult<WebhookRecord>;
-    async fn webhook(&self, user: UserId) -> StoreResult<Option<WebhookRecord>>;
-    /// Removes the webhook; its pending deliveries fail with the reason.
-    async fn delete_webhook(&self, user: UserId, now_ms: i64) -> StoreResult<bool>;
-    /// The oldest pending delivery of every tenant that has one: deliveries of one tenant go
-    /// strictly in order, so only the head of each queue may be tried.
-    async fn pending_heads(&self) -> StoreResult<Vec<DeliveryRecord>>;
-    async fn record_attempt(
-        &self,
-        delivery_id: i64,
-        result: &AttemptResult,
-        now_ms: i64,
-    ) -> StoreResult<()>;
-    async fn deliveries(
-        &self,
-        user: UserId,
-        status: Option<DeliveryStatus>,
-        page: i64,
-        limit: i64,
-    ) -> StoreResult<(Vec<DeliveryRecord>, i64)>;
 }

@@ -1,23 +1,62 @@
-//! Persistence behind a small trait, so a Postgres backend can sit beside SQLite later.
+//! Persistence: small traits per aggregate (`traits.rs`), one implementation of each per
+//! backend (`sqlite/`, `postgres/`), built in one place ([`open`]) and shared.
 
-pub(crate) mod busy;
+mod error;
 pub mod messaging;
+mod retry;
 mod sqlite;
-mod sqlite_messaging;
+pub mod traits;
 
-use async_trait::async_trait;
+use std::sync::Arc;
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{Pair, PhoneNumber, SessionId, SessionStatus, UserId};
-use crate::engine::RawContact;
 
-#[cfg(test)]
-pub(crate) use busy::busy_error_for_tests;
-pub use busy::{BACKGROUND_RETRY_FOR, StoreBusy, is_busy, is_closed, keep_trying};
+pub use error::{StoreContext, StoreError, StoreResult, Unavailable, is_busy};
 pub use messaging::*;
-pub use sqlite::SqliteStore;
+pub use retry::{BACKGROUND_RETRY_FOR, keep_trying};
+#[cfg(test)]
+pub(crate) use sqlite::busy_error_for_tests;
+pub use sqlite::{SqliteStore, StoreBusy};
+pub use traits::Database;
 
-pub type StoreResult<T> = Result<T, anyhow::Error>;
+/// Every trait of the store, for code that calls store methods.
+pub mod prelude {
+    pub use super::traits::{
+        ContactCacheStore, ContactStore, Database, EventStore, GroupStore, Health, KeyStore,
+        OutboxStore, SessionStore,
+    };
+}
+
+/// The database every part of the server shares.
+pub type Db = Arc<dyn Database>;
+
+/// How the database is opened.
+#[derive(Debug, Clone)]
+pub struct DatabaseOptions {
+    /// Connections of the pool (SQLite: the readers; writes take turns on one more).
+    pub max_connections: u32,
+    /// How long a write may wait for its turn before the caller is told "busy".
+    pub busy_limit: Duration,
+}
+
+impl Default for DatabaseOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 8,
+            busy_limit: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Opens and migrates the database the URL names.
+pub async fn open(url: &str, options: &DatabaseOptions) -> anyhow::Result<Db> {
+    Ok(Arc::new(
+        SqliteStore::connect_with_options(url, options).await?,
+    ))
+}
 
 /// A session as persisted; the actor owns the live copy and writes it through.
 #[derive(Debug, Clone, PartialEq)]
@@ -245,123 +284,6 @@ pub struct CachedContact {
     pub last_message_at: Option<i64>,
 }
 
-#[async_trait]
-pub trait Store: Send + Sync + 'static {
-    async fn ping(&self) -> StoreResult<()>;
-    async fn close(&self);
-
-    /// Creates or overwrites the session's row.
-    async fn save_session(&self, rec: &SessionRecord) -> StoreResult<()>;
-    async fn latest_session(&self, pair: Pair) -> StoreResult<Option<SessionRecord>>;
-    /// The newest session of every pair.
-    async fn latest_sessions(&self) -> StoreResult<Vec<SessionRecord>>;
-    /// Pairs of the user whose newest session is not `logged_out`: what the per-user
-    /// session quota counts.
-    async fn counted_sessions(&self, user: UserId) -> StoreResult<i64>;
-
-    /// Creates the automatic groups that are missing; safe under any concurrency.
-    async fn ensure_default_groups(
-        &self,
-        pair: Pair,
-        now_ms: i64,
-    ) -> StoreResult<DefaultGroupsOutcome>;
-
-    /// Upserts one batch and records the fetch's progress, atomically.
-    async fn import_contacts(
-        &self,
-        pair: Pair,
-        batch: &[ImportContact],
-        progress: BatchProgress<'_>,
-        now_ms: i64,
-    ) -> StoreResult<()>;
-
-    /// Merges what WhatsApp just said about contacts into the session's cache: a name is
-    /// never replaced by none, activity only moves forward.
-    async fn cache_contacts(
-        &self,
-        session: &SessionId,
-        entries: &[CachedContact],
-        now_ms: i64,
-    ) -> StoreResult<()>;
-    /// Records LID → phone-number pairs (`lid_jid`, `pn_jid`).
-    async fn cache_lid_mappings(
-        &self,
-        session: &SessionId,
-        pairs: &[(String, String)],
-    ) -> StoreResult<()>;
-    /// Everything cached for the session, LID chats resolved to numbers where a mapping is
-    /// known.
-    async fn cached_contacts(&self, session: &SessionId) -> StoreResult<Vec<RawContact>>;
-
-    /// (total active contacts, groups) of the pair.
-    async fn pair_counts(&self, pair: Pair) -> StoreResult<(i64, i64)>;
-    async fn contact_stats(&self, pair: Pair, recent_since_s: i64) -> StoreResult<ContactStats>;
-
-    async fn list_groups(
-        &self,
-        pair: Pair,
-        page: i64,
-        limit: i64,
-        recent_since_s: i64,
-    ) -> StoreResult<(Vec<GroupRecord>, i64)>;
-    async fn group(
-        &self,
-        pair: Pair,
-        group_id: i64,
-        recent_since_s: i64,
-    ) -> StoreResult<Option<GroupRecord>>;
-    /// One page of the pair's active contacts (of one group when given), most recently
-    /// active first, and how many match in all.
-    async fn search_contacts(
-        &self,
-        pair: Pair,
-        group: Option<&GroupRecord>,
-        query: &ContactQuery,
-        recent_since_s: i64,
-    ) -> StoreResult<(Vec<ContactRecord>, i64)>;
-    /// Up to `limit` matching contacts with an id above `after_id`, by id, custom fields
-    /// included: an export reads the whole set this way without holding a transaction.
-    async fn contacts_after(
-        &self,
-        pair: Pair,
-        group: Option<&GroupRecord>,
-        filter: &ContactFilter,
-        recent_since_s: i64,
-        after_id: i64,
-        limit: i64,
-    ) -> StoreResult<Vec<ContactRecord>>;
-
-    /// A manual group with these members (ids of the pair's active contacts, deduplicated).
-    async fn create_manual_group(
-        &self,
-        pair: Pair,
-        name: &str,
-        description: Option<&str>,
-        contact_ids: &[i64],
-        now_ms: i64,
-    ) -> StoreResult<GroupChange>;
-    /// The members of a manual group become exactly these, in one transaction.
-    async fn replace_group_members(
-        &self,
-        pair: Pair,
-        group_id: i64,
-        contact_ids: &[i64],
-        now_ms: i64,
-    ) -> StoreResult<GroupChange>;
-    /// Deletes a manual group and its memberships; the contacts stay.
-    async fn delete_manual_group(&self, pair: Pair, group_id: i64) -> StoreResult<GroupChange>;
-    /// One active contact of the pair.
-    async fn contact(&self, pair: Pair, contact_id: i64) -> StoreResult<Option<ContactRecord>>;
-    /// Applies the patch to one active contact of the pair; `None` when there is none.
-    async fn update_contact(
-        &self,
-        pair: Pair,
-        contact_id: i64,
-        patch: &ContactPatch,
-        now_ms: i64,
-    ) -> StoreResult<Option<ContactRecord>>;
-}
-
 /// A tenant API key as stored: never the key, only its hash.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApiKeyRecord {
@@ -395,22 +317,4 @@ pub struct NewApiKey<'a> {
     pub key_hash: &'a [u8],
     pub quotas: KeyQuotas,
     pub now_ms: i64,
-}
-
-/// Tenant keys; apart from [`Store`] because they are the gate, not the data behind it.
-#[async_trait]
-pub trait KeyStore: Send + Sync + 'static {
-    async fn insert_api_key(&self, key: NewApiKey<'_>) -> StoreResult<ApiKeyRecord>;
-    /// The key with this public id, unless revoked.
-    async fn active_api_key(&self, public_id: &str) -> StoreResult<Option<ApiKeyRecord>>;
-    /// A page of the keys not revoked, oldest first, of one user when given; and their total.
-    async fn list_api_keys(
-        &self,
-        user: Option<UserId>,
-        page: i64,
-        limit: i64,
-    ) -> StoreResult<(Vec<ApiKeyRecord>, i64)>;
-    /// Revokes a key not yet revoked; `None` when there is no such key.
-    async fn revoke_api_key(&self, id: i64, now_ms: i64) -> StoreResult<Option<ApiKeyRecord>>;
-    async fn touch_api_key(&self, id: i64, now_ms: i64) -> StoreResult<()>;
 }

@@ -10,17 +10,137 @@ use serde_json::Value;
 use tower::ServiceExt;
 use whatsapp_manager::auth::{AdminKeyHash, ApiKeys};
 use whatsapp_manager::clock::SystemClock;
-use whatsapp_manager::domain::{Pair, SessionId};
+use whatsapp_manager::domain::{Pair, PlaceId, SessionId, UserId};
 use whatsapp_manager::engine::RawContact;
 use whatsapp_manager::engine::sim::{SimConfig, SimNetwork};
 use whatsapp_manager::http::{AppState, router};
 use whatsapp_manager::session::SessionManager;
+use whatsapp_manager::store::prelude::*;
 use whatsapp_manager::store::*;
 
 struct DownStore;
 
 fn down<T>() -> StoreResult<T> {
-    Err(anyhow::anyhow!("database is gone"))
+    Err(StoreError::other("database is gone"))
+}
+
+#[async_trait]
+impl OutboxStore for DownStore {
+    async fn enqueue(
+        &self,
+        _pair: Pair,
+        _job: Option<(JobKind, Option<i64>)>,
+        _messages: &[NewMessage],
+        _now_ms: i64,
+    ) -> StoreResult<(Option<i64>, Vec<MessageRecord>)> {
+        down()
+    }
+    async fn pairs_with_pending(&self) -> StoreResult<Vec<Pair>> {
+        down()
+    }
+    async fn next_pending(&self, _pair: Pair) -> StoreResult<Option<MessageRecord>> {
+        down()
+    }
+    async fn mark_sending(&self, _id: i64, _now_ms: i64) -> StoreResult<()> {
+        down()
+    }
+    async fn mark_sent(&self, _id: i64, _wa_message_id: &str, _now_ms: i64) -> StoreResult<()> {
+        down()
+    }
+    async fn mark_failed(&self, _id: i64, _error: &str, _now_ms: i64) -> StoreResult<()> {
+        down()
+    }
+    async fn requeue(&self, _id: i64, _now_ms: i64) -> StoreResult<()> {
+        down()
+    }
+    async fn sent_since(&self, _pair: Pair, _since_ms: i64) -> StoreResult<(i64, Option<i64>)> {
+        down()
+    }
+    async fn last_sent_at(&self, _pair: Pair) -> StoreResult<Option<i64>> {
+        down()
+    }
+    async fn message(&self, _pair: Pair, _id: i64) -> StoreResult<Option<MessageRecord>> {
+        down()
+    }
+    async fn list_messages(
+        &self,
+        _pair: Pair,
+        _filter: &MessageFilter,
+        _page: i64,
+        _limit: i64,
+    ) -> StoreResult<(Vec<MessageRecord>, i64)> {
+        down()
+    }
+    async fn message_counts(
+        &self,
+        _pair: Pair,
+        _filter: &MessageFilter,
+    ) -> StoreResult<MessageCounts> {
+        down()
+    }
+    async fn retry_message(
+        &self,
+        _pair: Pair,
+        _id: i64,
+        _now_ms: i64,
+    ) -> StoreResult<RetryOutcome> {
+        down()
+    }
+    async fn job(&self, _pair: Pair, _id: i64) -> StoreResult<Option<JobRecord>> {
+        down()
+    }
+}
+
+#[async_trait]
+impl EventStore for DownStore {
+    async fn record_event(
+        &self,
+        _pair: Pair,
+        _session_id: Option<&SessionId>,
+        _kind: &str,
+        _payload: &(dyn Fn(i64) -> String + Send + Sync),
+        _now_ms: i64,
+    ) -> StoreResult<(EventRecord, bool)> {
+        down()
+    }
+    async fn events_after(
+        &self,
+        _user: UserId,
+        _place: Option<PlaceId>,
+        _after_id: i64,
+        _limit: i64,
+    ) -> StoreResult<Vec<EventRecord>> {
+        down()
+    }
+    async fn set_webhook(&self, _hook: &WebhookRecord) -> StoreResult<WebhookRecord> {
+        down()
+    }
+    async fn webhook(&self, _user: UserId) -> StoreResult<Option<WebhookRecord>> {
+        down()
+    }
+    async fn delete_webhook(&self, _user: UserId, _now_ms: i64) -> StoreResult<bool> {
+        down()
+    }
+    async fn pending_heads(&self) -> StoreResult<Vec<DeliveryRecord>> {
+        down()
+    }
+    async fn record_attempt(
+        &self,
+        _delivery_id: i64,
+        _result: &AttemptResult,
+        _now_ms: i64,
+    ) -> StoreResult<()> {
+        down()
+    }
+    async fn deliveries(
+        &self,
+        _user: UserId,
+        _status: Option<DeliveryStatus>,
+        _page: i64,
+        _limit: i64,
+    ) -> StoreResult<(Vec<DeliveryRecord>, i64)> {
+        down()
+    }
 }
 
 #[async_trait]
@@ -48,50 +168,42 @@ impl KeyStore for DownStore {
 }
 
 #[async_trait]
-impl Store for DownStore {
+impl Health for DownStore {
     async fn ping(&self) -> StoreResult<()> {
         down()
     }
+
     async fn close(&self) {}
+    fn kind(&self) -> &'static str {
+        "down"
+    }
+}
+
+#[async_trait]
+impl SessionStore for DownStore {
     async fn save_session(&self, _: &SessionRecord) -> StoreResult<()> {
         down()
     }
+
     async fn latest_session(&self, _: Pair) -> StoreResult<Option<SessionRecord>> {
         down()
     }
+
     async fn latest_sessions(&self) -> StoreResult<Vec<SessionRecord>> {
         down()
     }
+
     async fn counted_sessions(&self, _: whatsapp_manager::domain::UserId) -> StoreResult<i64> {
         down()
     }
+}
+
+#[async_trait]
+impl GroupStore for DownStore {
     async fn ensure_default_groups(&self, _: Pair, _: i64) -> StoreResult<DefaultGroupsOutcome> {
         down()
     }
-    async fn import_contacts(
-        &self,
-        _: Pair,
-        _: &[ImportContact],
-        _: BatchProgress<'_>,
-        _: i64,
-    ) -> StoreResult<()> {
-        down()
-    }
-    async fn cache_contacts(&self, _: &SessionId, _: &[CachedContact], _: i64) -> StoreResult<()> {
-        down()
-    }
-    async fn cache_lid_mappings(&self, _: &SessionId, _: &[(String, String)]) -> StoreResult<()> {
-        down()
-    }
-    async fn cached_contacts(&self, _: &SessionId) -> StoreResult<Vec<RawContact>> {
-        down()
-    }
-    async fn pair_counts(&self, _: Pair) -> StoreResult<(i64, i64)> {
-        down()
-    }
-    async fn contact_stats(&self, _: Pair, _: i64) -> StoreResult<ContactStats> {
-        down()
-    }
+
     async fn list_groups(
         &self,
         _: Pair,
@@ -101,9 +213,57 @@ impl Store for DownStore {
     ) -> StoreResult<(Vec<GroupRecord>, i64)> {
         down()
     }
+
     async fn group(&self, _: Pair, _: i64, _: i64) -> StoreResult<Option<GroupRecord>> {
         down()
     }
+
+    async fn create_manual_group(
+        &self,
+        _: Pair,
+        _: &str,
+        _: Option<&str>,
+        _: &[i64],
+        _: i64,
+    ) -> StoreResult<GroupChange> {
+        down()
+    }
+
+    async fn replace_group_members(
+        &self,
+        _: Pair,
+        _: i64,
+        _: &[i64],
+        _: i64,
+    ) -> StoreResult<GroupChange> {
+        down()
+    }
+
+    async fn delete_manual_group(&self, _: Pair, _: i64) -> StoreResult<GroupChange> {
+        down()
+    }
+}
+
+#[async_trait]
+impl ContactStore for DownStore {
+    async fn import_contacts(
+        &self,
+        _: Pair,
+        _: &[ImportContact],
+        _: BatchProgress<'_>,
+        _: i64,
+    ) -> StoreResult<()> {
+        down()
+    }
+
+    async fn pair_counts(&self, _: Pair) -> StoreResult<(i64, i64)> {
+        down()
+    }
+
+    async fn contact_stats(&self, _: Pair, _: i64) -> StoreResult<ContactStats> {
+        down()
+    }
+
     async fn search_contacts(
         &self,
         _: Pair,
@@ -113,6 +273,7 @@ impl Store for DownStore {
     ) -> StoreResult<(Vec<ContactRecord>, i64)> {
         down()
     }
+
     async fn contacts_after(
         &self,
         _: Pair,
@@ -124,31 +285,11 @@ impl Store for DownStore {
     ) -> StoreResult<Vec<ContactRecord>> {
         down()
     }
-    async fn create_manual_group(
-        &self,
-        _: Pair,
-        _: &str,
-        _: Option<&str>,
-        _: &[i64],
-        _: i64,
-    ) -> StoreResult<GroupChange> {
-        down()
-    }
-    async fn replace_group_members(
-        &self,
-        _: Pair,
-        _: i64,
-        _: &[i64],
-        _: i64,
-    ) -> StoreResult<GroupChange> {
-        down()
-    }
-    async fn delete_manual_group(&self, _: Pair, _: i64) -> StoreResult<GroupChange> {
-        down()
-    }
+
     async fn contact(&self, _: Pair, _: i64) -> StoreResult<Option<ContactRecord>> {
         down()
     }
+
     async fn update_contact(
         &self,
         _: Pair,
@@ -156,6 +297,21 @@ impl Store for DownStore {
         _: &ContactPatch,
         _: i64,
     ) -> StoreResult<Option<ContactRecord>> {
+        down()
+    }
+}
+
+#[async_trait]
+impl ContactCacheStore for DownStore {
+    async fn cache_contacts(&self, _: &SessionId, _: &[CachedContact], _: i64) -> StoreResult<()> {
+        down()
+    }
+
+    async fn cache_lid_mappings(&self, _: &SessionId, _: &[(String, String)]) -> StoreResult<()> {
+        down()
+    }
+
+    async fn cached_contacts(&self, _: &SessionId) -> StoreResult<Vec<RawContact>> {
         down()
     }
 }
@@ -186,7 +342,7 @@ async fn health_is_503_and_other_routes_500_in_the_envelope_when_the_database_is
         clock.clone(),
     )
     .unwrap();
-    let store: Arc<dyn Store> = Arc::new(DownStore);
+    let store: Db = Arc::new(DownStore);
     // The outbox and event log live in a database of their own here; this test is about
     // the session and contact routes.
     let side = SqliteStore::connect("sqlite::memory:").await.unwrap();

@@ -18,7 +18,8 @@ use crate::http::error::AppResult;
 use crate::http::extract::PairQuery;
 use crate::http::extract::Params;
 use crate::http::openapi::tags;
-use crate::store::{ContactFilter, ContactRecord, GroupRecord, Store};
+use crate::store::prelude::*;
+use crate::store::{ContactFilter, ContactRecord, GroupRecord};
 
 /// Rows read per query while exporting: a few hundred kilobytes of CSV at a time.
 const EXPORT_CHUNK: i64 = 1_000;
@@ -56,7 +57,7 @@ pub async fn export_all(
 }
 
 struct ExportState {
-    store: Arc<dyn Store>,
+    store: Arc<dyn Database>,
     pair: Pair,
     group: Option<GroupRecord>,
     filter: ContactFilter,

@@ -17,7 +17,8 @@ use crate::contacts::fetch::FetchMessage;
 use crate::domain::{PhoneNumber, SessionStatus};
 use crate::engine::{ClientStart, Engine, EngineClient, EngineEvent};
 use crate::qr::QrImage;
-use crate::store::{SessionRecord, Store, keep_trying};
+use crate::store::prelude::*;
+use crate::store::{SessionRecord, keep_trying};
 
 /// How often a client that is not linked yet is checked for having silently died.
 const LIVENESS_CHECK: Duration = Duration::from_secs(2);
@@ -25,7 +26,7 @@ const DEFAULT_GROUP_ATTEMPTS: u32 = 3;
 
 pub(super) struct Deps {
     pub engine: Arc<dyn Engine>,
-    pub store: Arc<dyn Store>,
+    pub store: Arc<dyn Database>,
     pub clock: SharedClock,
     pub registry: Arc<Registry>,
     pub fetch_slots: Arc<tokio::sync::Semaphore>,

@@ -98,7 +98,8 @@ pub(super) async fn yield_default_names(
 mod tests {
     use super::super::SqliteStore;
     use crate::domain::{Pair, PlaceId, UserId};
-    use crate::store::{GroupChange, Store};
+    use crate::store::GroupChange;
+    use crate::store::prelude::*;
 
     fn pair() -> Pair {
         Pair::new(UserId::new_unchecked(1), PlaceId::new_unchecked(2))

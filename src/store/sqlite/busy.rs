@@ -18,16 +18,15 @@
 //!   backoff, until [`BUSY_LIMIT`]; then the caller gets [`StoreBusy`].
 
 use std::fmt;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::{Sqlite, Transaction};
 use tokio::sync::{Mutex, MutexGuard};
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
-use super::{SqliteStore, StoreResult};
+use super::SqliteStore;
+use crate::store::{StoreError, StoreResult};
 
 /// How long a write may wait for its turn, in all, before the caller is told the database is
 /// busy: as long as one lock wait took before (SQLite's `busy_timeout` was 10 s).
@@ -62,41 +61,9 @@ impl fmt::Display for StoreBusy {
 
 impl std::error::Error for StoreBusy {}
 
-/// Whether the database was too busy to answer: [`StoreBusy`] from a write, or SQLite's busy
-/// and locked codes, or no pooled connection free in time, from anything else.
-pub fn is_busy(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| c.is::<StoreBusy>()) || is_contention(e)
-}
-
-/// A store that was closed (the server is stopping) will not come back: no point retrying.
-pub fn is_closed(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| {
-        matches!(
-            c.downcast_ref::<sqlx::Error>(),
-            Some(sqlx::Error::PoolClosed)
-        )
-    })
-}
-
-/// Lost a race for the database, not a fault of the statement: `SQLITE_BUSY` and
-/// `SQLITE_LOCKED` with all their extended codes (`SQLITE_BUSY_SNAPSHOT` is 517, the low
-/// byte is the primary code), or no connection free in time.
-fn is_contention(e: &anyhow::Error) -> bool {
-    const SQLITE_BUSY: i32 = 5;
-    const SQLITE_LOCKED: i32 = 6;
-    e.chain().any(|c| match c.downcast_ref::<sqlx::Error>() {
-        Some(sqlx::Error::PoolTimedOut) => true,
-        Some(sqlx::Error::Database(db)) => db
-            .code()
-            .and_then(|code| code.parse::<i32>().ok())
-            .is_some_and(|code| matches!(code & 0xff, SQLITE_BUSY | SQLITE_LOCKED)),
-        _ => false,
-    })
-}
-
 /// The in-process queue of writers; shared by every clone of one store.
 #[derive(Clone, Default)]
-pub(super) struct WriteGate(Arc<Mutex<()>>);
+pub(crate) struct WriteGate(Arc<Mutex<()>>);
 
 /// Runs `$body` (a block that returns a `StoreResult`, with `$tx: &mut SqliteConnection`
 /// inside a `BEGIN IMMEDIATE` transaction) as one write: committed when it returns `Ok`,
@@ -107,7 +74,7 @@ pub(super) struct WriteGate(Arc<Mutex<()>>);
 /// cannot express.
 macro_rules! write_tx {
     ($store:expr, $what:literal, |$tx:ident| $body:block) => {{
-        let mut attempts = $crate::store::busy::Attempts::new($store, $what);
+        let mut attempts = $crate::store::sqlite::busy::Attempts::new($store, $what);
         loop {
             let turn = attempts.turn().await?;
             let tried: $crate::store::StoreResult<_> = async {
@@ -128,7 +95,7 @@ macro_rules! write_tx {
         }
     }};
 }
-pub(super) use write_tx;
+pub(crate) use write_tx;
 
 /// The state of one write through [`write_tx!`]: how long it has waited, and why.
 pub(super) struct Attempts<'s> {
@@ -169,7 +136,7 @@ impl<'s> Attempts<'s> {
     /// pause) because it lost a race and there is time left.
     pub(super) async fn settle<T>(&mut self, tried: StoreResult<T>) -> Option<StoreResult<T>> {
         let e = match tried {
-            Err(e) if is_contention(&e) => e,
+            Err(e) if e.is_unavailable() && !e.is_closed() => e,
             done => return Some(done),
         };
         self.last = Some(format!("{e:#}"));
@@ -182,12 +149,15 @@ impl<'s> Attempts<'s> {
         None
     }
 
-    fn busy(&self) -> anyhow::Error {
-        anyhow::Error::new(StoreBusy {
-            what: self.what,
-            waited: self.started.elapsed(),
-            last: self.last.clone(),
-        })
+    fn busy(&self) -> StoreError {
+        StoreError::unavailable(
+            StoreBusy {
+                what: self.what,
+                waited: self.started.elapsed(),
+                last: self.last.clone(),
+            }
+            .to_string(),
+        )
     }
 }
 
@@ -201,62 +171,10 @@ fn jitter(d: Duration) -> Duration {
     half + half.mul_f64(f64::from(u32::from_le_bytes(b)) / f64::from(u32::MAX))
 }
 
-/// How long background work (the event log, the outbox, webhook deliveries, contact fetches,
-/// session records) keeps trying one write before it gives up on it.
-pub const BACKGROUND_RETRY_FOR: Duration = Duration::from_secs(60);
-const BACKGROUND_MAX_BACKOFF: Duration = Duration::from_secs(2);
-
-/// Runs `op` until it succeeds, retrying any failure with a growing, jittered backoff for
-/// [`BACKGROUND_RETRY_FOR`]: background work waits for the database rather than dropping its
-/// step. Logs once when it starts retrying and once when it got through (or gave up); stops
-/// at once when `cancel` fires or the store was closed, with the last error.
-pub async fn keep_trying<T, Fut>(
-    what: impl fmt::Display,
-    cancel: Option<&CancellationToken>,
-    mut op: impl FnMut() -> Fut,
-) -> StoreResult<T>
-where
-    Fut: Future<Output = StoreResult<T>>,
-{
-    let started = Instant::now();
-    let mut backoff = FIRST_BACKOFF * 5;
-    let mut failures = 0u32;
-    loop {
-        let e = match op().await {
-            Ok(t) => {
-                if failures > 0 {
-                    tracing::info!("✅ {what}: done after {} tries", failures + 1);
-                }
-                return Ok(t);
-            }
-            Err(e) => e,
-        };
-        failures += 1;
-        if is_closed(&e) || started.elapsed() >= BACKGROUND_RETRY_FOR {
-            return Err(e);
-        }
-        if failures == 1 {
-            tracing::warn!(
-                "⚠️ {what} failed; retrying for up to {}s: {e:#}",
-                BACKGROUND_RETRY_FOR.as_secs()
-            );
-        }
-        let pause = jitter(backoff);
-        backoff = (backoff * 2).min(BACKGROUND_MAX_BACKOFF);
-        match cancel {
-            Some(c) => tokio::select! {
-                () = tokio::time::sleep(pause) => {}
-                () = c.cancelled() => return Err(e.context("stopped retrying: shutting down")),
-            },
-            None => tokio::time::sleep(pause).await,
-        }
-    }
-}
-
 /// A real [`StoreBusy`]: a write queued behind one that holds the database past the limit.
 #[cfg(test)]
-pub(crate) async fn busy_error_for_tests() -> anyhow::Error {
-    use super::KeyStore;
+pub(crate) async fn busy_error_for_tests() -> StoreError {
+    use crate::store::prelude::*;
     let store = SqliteStore::connect_with("sqlite::memory:", Duration::from_millis(100))
         .await
         .unwrap();
@@ -285,13 +203,12 @@ pub(crate) async fn busy_error_for_tests() -> anyhow::Error {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicU32, Ordering};
-
     use sqlx::Connection;
 
     use super::*;
     use crate::domain::{Pair, PhoneNumber, PlaceId, SessionId, UserId};
-    use crate::store::{BatchProgress, ContactFilter, ContactPatch, ImportContact, Store};
+    use crate::store::prelude::*;
+    use crate::store::{BatchProgress, ContactFilter, ContactPatch, ImportContact, is_busy};
 
     fn pair() -> Pair {
         Pair::new(UserId::new_unchecked(1), PlaceId::new_unchecked(2))
@@ -386,9 +303,8 @@ mod tests {
             .await
             .unwrap_err();
         assert!(started.elapsed() >= Duration::from_millis(600));
-        assert!(is_busy(&err), "{err:#}");
-        let busy = err.downcast_ref::<StoreBusy>().expect("a StoreBusy");
-        let said = busy.to_string();
+        assert!(err.is_unavailable(), "{err:#}");
+        let said = err.to_string();
         assert!(said.contains("while trying to update a contact"), "{said}");
         assert!(said.contains("database is locked"), "{said}");
         drop(other);
@@ -399,7 +315,7 @@ mod tests {
     #[tokio::test]
     async fn a_write_queued_behind_a_long_one_is_store_busy() {
         let err = busy_error_for_tests().await;
-        assert!(is_busy(&err), "{err:#}");
+        assert!(err.is_unavailable(), "{err:#}");
         assert!(err.to_string().contains("stamp an API key's use"), "{err}");
     }
 
@@ -428,6 +344,7 @@ mod tests {
             .unwrap()
             .into_owned();
         assert_eq!(code, "517", "SQLITE_BUSY_SNAPSHOT");
+        assert!(StoreError::from(sqlx::Error::PoolTimedOut).is_unavailable());
         assert!(is_busy(&anyhow::Error::new(snapshot).context("upsert")));
         assert!(is_busy(&anyhow::Error::new(sqlx::Error::PoolTimedOut)));
 
@@ -437,69 +354,5 @@ mod tests {
             .unwrap_err();
         assert!(!is_busy(&anyhow::Error::new(unique)));
         assert!(!is_busy(&anyhow::anyhow!("database is gone")));
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn background_work_retries_until_the_database_takes_it() {
-        let calls = AtomicU32::new(0);
-        let out = keep_trying("a step", None, || async {
-            if calls.fetch_add(1, Ordering::SeqCst) < 3 {
-                Err(anyhow::anyhow!("database is locked"))
-            } else {
-                Ok(7)
-            }
-        })
-        .await;
-        assert_eq!(out.unwrap(), 7);
-        assert_eq!(calls.load(Ordering::SeqCst), 4);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn background_work_gives_up_after_its_bound() {
-        let started = Instant::now();
-        let out: StoreResult<()> = keep_trying("a step", None, || async {
-            Err(anyhow::anyhow!("disk I/O error"))
-        })
-        .await;
-        assert!(out.is_err());
-        let took = started.elapsed();
-        assert!(
-            took >= BACKGROUND_RETRY_FOR && took < BACKGROUND_RETRY_FOR * 2,
-            "{took:?}"
-        );
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn background_retries_stop_when_cancelled_or_the_store_is_closed() {
-        let cancel = CancellationToken::new();
-        let stop = cancel.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            stop.cancel();
-        });
-        let started = Instant::now();
-        let out: StoreResult<()> = keep_trying("a step", Some(&cancel), || async {
-            Err(anyhow::anyhow!("database is locked"))
-        })
-        .await;
-        assert!(out.is_err());
-        assert!(
-            started.elapsed() < Duration::from_secs(2),
-            "{:?}",
-            started.elapsed()
-        );
-
-        let calls = AtomicU32::new(0);
-        let out: StoreResult<()> = keep_trying("a step", None, || async {
-            calls.fetch_add(1, Ordering::SeqCst);
-            Err(anyhow::Error::new(sqlx::Error::PoolClosed))
-        })
-        .await;
-        assert!(out.is_err());
-        assert_eq!(
-            calls.load(Ordering::SeqCst),
-            1,
-            "a closed store is not retried"
-        );
     }
 }

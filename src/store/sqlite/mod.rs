@@ -1,0 +1,272 @@
+//! SQLite backend: WAL, one file, multi-row upserts inside transactions.
+
+pub(crate) mod busy;
+mod contact_cache;
+mod contacts;
+mod events;
+pub(super) mod group_names;
+mod groups;
+mod keys;
+mod outbox;
+mod sessions;
+
+pub use busy::StoreBusy;
+#[cfg(test)]
+pub(crate) use busy::busy_error_for_tests;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+use async_trait::async_trait;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+use crate::files;
+use crate::store::traits::Health;
+use crate::store::{DatabaseOptions, StoreResult};
+use busy::{BUSY_LIMIT, WriteGate};
+
+/// Upper bound of the database mapped into memory; only pages read are resident.
+const MMAP_BYTES: u64 = 1 << 30;
+
+#[derive(Clone)]
+pub struct SqliteStore {
+    /// Reads; a transaction that writes goes through `writer` instead.
+    pub(super) pool: SqlitePool,
+    /// The one connection of writes (the same pool as `pool` for an in-memory database,
+    /// which lives in one connection).
+    pub(super) writer: SqlitePool,
+    /// Writers queue here for their turn; see [`super::busy`].
+    pub(super) gate: WriteGate,
+    pub(super) busy_limit: Duration,
+}
+
+impl SqliteStore {
+    /// Opens (creating file and folder if missing) and migrates the database.
+    pub async fn connect(url: &str) -> anyhow::Result<Self> {
+        Self::connect_with(url, BUSY_LIMIT).await
+    }
+
+    /// [`Self::connect`], with writes that wait at most `busy_limit` for their turn before
+    /// they fail with [`super::StoreBusy`].
+    pub async fn connect_with(url: &str, busy_limit: Duration) -> anyhow::Result<Self> {
+        let options = DatabaseOptions {
+            busy_limit,
+            ..DatabaseOptions::default()
+        };
+        Self::connect_with_options(url, &options).await
+    }
+
+    /// [`Self::connect`] with the pool's size and the writers' wait as configured.
+    pub async fn connect_with_options(
+        url: &str,
+        options: &DatabaseOptions,
+    ) -> anyhow::Result<Self> {
+        let busy_limit = options.busy_limit;
+        let opts = SqliteConnectOptions::from_str(url)
+            .with_context(|| format!("invalid database URL {url:?}"))?;
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        if !in_memory {
+            private_database_file(opts.get_filename())?;
+        }
+        let opts = opts
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            // A share of the limit, so a lock held by another process is retried a few times
+            // (see `busy::write_tx!`) before the limit is reached.
+            .busy_timeout(busy_limit / 4)
+            .foreign_keys(true)
+            // Each pooled connection's page cache is emptied whenever another connection
+            // commits, so without a mapping every transaction re-reads its pages with pread
+            // (most of a 100k-contact fetch's time). Mapped pages are the OS page cache, shared
+            // by every connection and never copied.
+            .pragma("mmap_size", MMAP_BYTES.to_string());
+        // Writes take turns (see `busy`), so one connection serves them all, and readers
+        // never wait for a connection that a queued writer holds.
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            // An in-memory database lives in one connection.
+            .max_connections(if in_memory {
+                1
+            } else {
+                options.max_connections.max(1)
+            })
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(opts.clone())
+            .await
+            .with_context(|| format!("cannot open database {url}"))?;
+        let writer = if in_memory {
+            pool.clone()
+        } else {
+            writer
+                .connect_with(opts)
+                .await
+                .with_context(|| format!("cannot open database {url}"))?
+        };
+        sqlx::migrate!("./migrations/sqlite")
+            .run(&pool)
+            .await
+            .context("database migration failed")?;
+        group_names::backfill(&writer).await;
+        Ok(Self {
+            pool,
+            writer,
+            gate: WriteGate::default(),
+            busy_limit,
+        })
+    }
+}
+
+/// The database holds every tenant's contacts: its folder (when we create it) is 0700, and
+/// the file 0600 before SQLite opens it. A file we may not chmod (another owner's) is used
+/// as it is, with a warning.
+fn private_database_file(file: &Path) -> anyhow::Result<()> {
+    if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+        files::create_private_dir_all(dir)
+            .with_context(|| format!("cannot create database folder {}", dir.display()))?;
+    }
+    if let Err(e) = files::private_sqlite_file(file) {
+        if !file.exists() {
+            return Err(e).with_context(|| format!("cannot create database {}", file.display()));
+        }
+        tracing::warn!(
+            "⚠️ Cannot make the database {} readable by this user only: {e}",
+            file.display()
+        );
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl Health for SqliteStore {
+    fn kind(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn close(&self) {
+        self.writer.close().await;
+        self.pool.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Pair, PlaceId, SessionId, UserId};
+    use crate::store::CachedContact;
+    use crate::store::prelude::*;
+
+    #[tokio::test]
+    async fn default_groups_stay_unique_under_racing_servers() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        // Two "server instances" on one database, each racing itself.
+        let a = SqliteStore::connect(&url).await.unwrap();
+        let b = SqliteStore::connect(&url).await.unwrap();
+        let pair = Pair::new(UserId::new_unchecked(1), PlaceId::new_unchecked(2));
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..40 {
+            let s = if i % 2 == 0 { a.clone() } else { b.clone() };
+            tasks.spawn(async move { s.ensure_default_groups(pair, i).await.unwrap().created });
+        }
+        let mut created = 0;
+        while let Some(n) = tasks.join_next().await {
+            created += n.unwrap();
+        }
+        assert_eq!(created, 2);
+        let (groups, total) = a.list_groups(pair, 1, 100, 0).await.unwrap();
+        assert_eq!(total, 2);
+        let names: Vec<_> = groups.iter().map(|g| g.name.as_str()).collect();
+        assert_eq!(names, vec!["جميع الارقام", "اخر الارقام (90 يوم)"]);
+        let again = a.ensure_default_groups(pair, 99).await.unwrap();
+        assert_eq!(again.created, 0);
+        assert_eq!(again.existing.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn the_schema_refuses_a_second_group_of_a_default_name() {
+        let store = SqliteStore::connect("sqlite::memory:").await.unwrap();
+        let pair = Pair::new(UserId::new_unchecked(1), PlaceId::new_unchecked(2));
+        store.ensure_default_groups(pair, 1).await.unwrap();
+        let dup = sqlx::query(
+            "INSERT INTO contact_groups (user_id, place_id, name, kind, created_at, updated_at) \
+             VALUES (1, 2, 'جميع الارقام', 'manual', 1, 1)",
+        )
+        .execute(&store.pool)
+        .await;
+        assert!(dup.is_err(), "the database must enforce the unique name");
+    }
+    #[tokio::test]
+    async fn the_contact_cache_merges_facts_and_resolves_lids() {
+        let store = SqliteStore::connect("sqlite::memory:").await.unwrap();
+        let id = SessionId::from_db("session_1_2_3".into());
+        let lid = "111122223333444@lid".to_string();
+        let pn = "966501112222@s.whatsapp.net".to_string();
+        let fact = |jid: &str| CachedContact {
+            jid: jid.into(),
+            ..Default::default()
+        };
+        store
+            .cache_contacts(
+                &id,
+                &[
+                    CachedContact {
+                        name: Some("Ali".into()),
+                        last_message_at: Some(100),
+                        ..fact(&pn)
+                    },
+                    CachedContact {
+                        last_message_at: Some(50),
+                        ..fact(&lid)
+                    },
+                ],
+                1,
+            )
+            .await
+            .unwrap();
+        // Later facts: an empty name and older activity change nothing; a push name adds.
+        store
+            .cache_contacts(
+                &id,
+                &[CachedContact {
+                    name: Some(" ".into()),
+                    push_name: Some("Ali P".into()),
+                    last_message_at: Some(90),
+                    ..fact(&pn)
+                }],
+                2,
+            )
+            .await
+            .unwrap();
+        let before = store.cached_contacts(&id).await.unwrap();
+        let lid_row = before.iter().find(|c| c.jid == lid).unwrap();
+        assert_eq!(lid_row.pn_jid, None, "unresolved until a mapping comes");
+        store
+            .cache_lid_mappings(&id, &[(lid.clone(), pn.clone())])
+            .await
+            .unwrap();
+        let all = store.cached_contacts(&id).await.unwrap();
+        let p = all.iter().find(|c| c.jid == pn).unwrap();
+        assert_eq!(p.name.as_deref(), Some("Ali"));
+        assert_eq!(p.push_name.as_deref(), Some("Ali P"));
+        assert_eq!(p.last_message_at, Some(100));
+        let l = all.iter().find(|c| c.jid == lid).unwrap();
+        assert_eq!(l.pn_jid.as_deref(), Some(pn.as_str()));
+        // Another session sees none of it.
+        let other = SessionId::from_db("session_9_9_9".into());
+        assert!(store.cached_contacts(&other).await.unwrap().is_empty());
+    }
+}

@@ -1,0 +1,273 @@
+//! The store's aggregates, one small trait each, and [`Database`]: all of them, which each
+//! backend implements once (`store/sqlite/`, `store/postgres/`) and the conformance suite
+//! (`tests/store_conformance/`) holds to the same promises.
+
+use async_trait::async_trait;
+
+use super::messaging::*;
+use super::*;
+use crate::domain::{Pair, PlaceId, SessionId, UserId};
+use crate::engine::RawContact;
+
+/// The database itself: is it there, which kind, and closing it when the server stops.
+#[async_trait]
+pub trait Health: Send + Sync + 'static {
+    /// `"sqlite"` or `"postgres"`.
+    fn kind(&self) -> &'static str;
+    async fn ping(&self) -> StoreResult<()>;
+    async fn close(&self);
+}
+
+/// Session rows: what each linked number is doing, the newest per pair.
+#[async_trait]
+pub trait SessionStore: Send + Sync + 'static {
+    /// Creates or overwrites the session's row.
+    async fn save_session(&self, rec: &SessionRecord) -> StoreResult<()>;
+    async fn latest_session(&self, pair: Pair) -> StoreResult<Option<SessionRecord>>;
+    /// The newest session of every pair.
+    async fn latest_sessions(&self) -> StoreResult<Vec<SessionRecord>>;
+    /// Pairs of the user whose newest session is not `logged_out`: what the per-user
+    /// session quota counts.
+    async fn counted_sessions(&self, user: UserId) -> StoreResult<i64>;
+}
+
+/// Contact groups: the automatic ones (rules) and the manual ones (lists).
+#[async_trait]
+pub trait GroupStore: Send + Sync + 'static {
+    /// Creates the automatic groups that are missing; safe under any concurrency.
+    async fn ensure_default_groups(
+        &self,
+        pair: Pair,
+        now_ms: i64,
+    ) -> StoreResult<DefaultGroupsOutcome>;
+    async fn list_groups(
+        &self,
+        pair: Pair,
+        page: i64,
+        limit: i64,
+        recent_since_s: i64,
+    ) -> StoreResult<(Vec<GroupRecord>, i64)>;
+    async fn group(
+        &self,
+        pair: Pair,
+        group_id: i64,
+        recent_since_s: i64,
+    ) -> StoreResult<Option<GroupRecord>>;
+    /// A manual group with these members (ids of the pair's active contacts, deduplicated).
+    async fn create_manual_group(
+        &self,
+        pair: Pair,
+        name: &str,
+        description: Option<&str>,
+        contact_ids: &[i64],
+        now_ms: i64,
+    ) -> StoreResult<GroupChange>;
+    /// The members of a manual group become exactly these, in one transaction.
+    async fn replace_group_members(
+        &self,
+        pair: Pair,
+        group_id: i64,
+        contact_ids: &[i64],
+        now_ms: i64,
+    ) -> StoreResult<GroupChange>;
+    /// Deletes a manual group and its memberships; the contacts stay.
+    async fn delete_manual_group(&self, pair: Pair, group_id: i64) -> StoreResult<GroupChange>;
+}
+
+/// Contacts of a pair: imported by fetches, searched, paged, patched.
+#[async_trait]
+pub trait ContactStore: Send + Sync + 'static {
+    /// Upserts one batch and records the fetch's progress, atomically.
+    async fn import_contacts(
+        &self,
+        pair: Pair,
+        batch: &[ImportContact],
+        progress: BatchProgress<'_>,
+        now_ms: i64,
+    ) -> StoreResult<()>;
+    /// (total active contacts, groups) of the pair.
+    async fn pair_counts(&self, pair: Pair) -> StoreResult<(i64, i64)>;
+    async fn contact_stats(&self, pair: Pair, recent_since_s: i64) -> StoreResult<ContactStats>;
+    /// One page of the pair's active contacts (of one group when given), most recently
+    /// active first, and how many match in all.
+    async fn search_contacts(
+        &self,
+        pair: Pair,
+        group: Option<&GroupRecord>,
+        query: &ContactQuery,
+        recent_since_s: i64,
+    ) -> StoreResult<(Vec<ContactRecord>, i64)>;
+    /// Up to `limit` matching contacts with an id above `after_id`, by id, custom fields
+    /// included: an export reads the whole set this way without holding a transaction.
+    async fn contacts_after(
+        &self,
+        pair: Pair,
+        group: Option<&GroupRecord>,
+        filter: &ContactFilter,
+        recent_since_s: i64,
+        after_id: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<ContactRecord>>;
+    /// One active contact of the pair.
+    async fn contact(&self, pair: Pair, contact_id: i64) -> StoreResult<Option<ContactRecord>>;
+    /// Applies the patch to one active contact of the pair; `None` when there is none.
+    async fn update_contact(
+        &self,
+        pair: Pair,
+        contact_id: i64,
+        patch: &ContactPatch,
+        now_ms: i64,
+    ) -> StoreResult<Option<ContactRecord>>;
+}
+
+/// What WhatsApp told the engine about a session's contacts, kept between fetches.
+#[async_trait]
+pub trait ContactCacheStore: Send + Sync + 'static {
+    /// Merges what WhatsApp just said about contacts into the session's cache: a name is
+    /// never replaced by none, activity only moves forward.
+    async fn cache_contacts(
+        &self,
+        session: &SessionId,
+        entries: &[CachedContact],
+        now_ms: i64,
+    ) -> StoreResult<()>;
+    /// Records LID → phone-number pairs (`lid_jid`, `pn_jid`).
+    async fn cache_lid_mappings(
+        &self,
+        session: &SessionId,
+        pairs: &[(String, String)],
+    ) -> StoreResult<()>;
+    /// Everything cached for the session, LID chats resolved to numbers where a mapping is
+    /// known.
+    async fn cached_contacts(&self, session: &SessionId) -> StoreResult<Vec<RawContact>>;
+}
+
+/// Tenant keys; apart from the contacts because they are the gate, not the data behind it.
+#[async_trait]
+pub trait KeyStore: Send + Sync + 'static {
+    async fn insert_api_key(&self, key: NewApiKey<'_>) -> StoreResult<ApiKeyRecord>;
+    /// The key with this public id, unless revoked.
+    async fn active_api_key(&self, public_id: &str) -> StoreResult<Option<ApiKeyRecord>>;
+    /// A page of the keys not revoked, oldest first, of one user when given; and their total.
+    async fn list_api_keys(
+        &self,
+        user: Option<UserId>,
+        page: i64,
+        limit: i64,
+    ) -> StoreResult<(Vec<ApiKeyRecord>, i64)>;
+    /// Revokes a key not yet revoked; `None` when there is no such key.
+    async fn revoke_api_key(&self, id: i64, now_ms: i64) -> StoreResult<Option<ApiKeyRecord>>;
+    async fn touch_api_key(&self, id: i64, now_ms: i64) -> StoreResult<()>;
+}
+
+/// The paced outbox: messages and their jobs.
+#[async_trait]
+pub trait OutboxStore: Send + Sync + 'static {
+    /// Queues the messages (and their job, when given) in one transaction; the rows as
+    /// queued, in order.
+    async fn enqueue(
+        &self,
+        pair: Pair,
+        job: Option<(JobKind, Option<i64>)>,
+        messages: &[NewMessage],
+        now_ms: i64,
+    ) -> StoreResult<(Option<i64>, Vec<MessageRecord>)>;
+    /// Pairs with messages not yet sent or failed: their workers start with the server.
+    async fn pairs_with_pending(&self) -> StoreResult<Vec<Pair>>;
+    /// The oldest message of the pair still to send (queued, or caught mid-send by a stop).
+    async fn next_pending(&self, pair: Pair) -> StoreResult<Option<MessageRecord>>;
+    async fn mark_sending(&self, id: i64, now_ms: i64) -> StoreResult<()>;
+    async fn mark_sent(&self, id: i64, wa_message_id: &str, now_ms: i64) -> StoreResult<()>;
+    async fn mark_failed(&self, id: i64, error: &str, now_ms: i64) -> StoreResult<()>;
+    /// Back to the queue after an attempt that never reached WhatsApp.
+    async fn requeue(&self, id: i64, now_ms: i64) -> StoreResult<()>;
+    /// How many of the pair's messages were sent since then, and when the oldest of them was.
+    async fn sent_since(&self, pair: Pair, since_ms: i64) -> StoreResult<(i64, Option<i64>)>;
+    async fn last_sent_at(&self, pair: Pair) -> StoreResult<Option<i64>>;
+    async fn message(&self, pair: Pair, id: i64) -> StoreResult<Option<MessageRecord>>;
+    async fn list_messages(
+        &self,
+        pair: Pair,
+        filter: &MessageFilter,
+        page: i64,
+        limit: i64,
+    ) -> StoreResult<(Vec<MessageRecord>, i64)>;
+    async fn message_counts(
+        &self,
+        pair: Pair,
+        filter: &MessageFilter,
+    ) -> StoreResult<MessageCounts>;
+    /// A failed message goes back to the queue with its error cleared.
+    async fn retry_message(&self, pair: Pair, id: i64, now_ms: i64) -> StoreResult<RetryOutcome>;
+    async fn job(&self, pair: Pair, id: i64) -> StoreResult<Option<JobRecord>>;
+}
+
+/// The event log and the webhook delivery queue.
+#[async_trait]
+pub trait EventStore: Send + Sync + 'static {
+    /// Appends the event and, when the tenant's webhook subscribes to it, queues its delivery,
+    /// in one transaction. The payload is built from the id the event gets. Returns the
+    /// event and whether a delivery was queued.
+    async fn record_event(
+        &self,
+        pair: Pair,
+        session_id: Option<&SessionId>,
+        kind: &str,
+        payload: &(dyn Fn(i64) -> String + Send + Sync),
+        now_ms: i64,
+    ) -> StoreResult<(EventRecord, bool)>;
+    /// Events of the user (of one place when given) after `after_id`, oldest first: what a
+    /// reconnecting event-stream listener missed.
+    async fn events_after(
+        &self,
+        user: UserId,
+        place: Option<PlaceId>,
+        after_id: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<EventRecord>>;
+    async fn set_webhook(&self, hook: &WebhookRecord) -> StoreResult<WebhookRecord>;
+    async fn webhook(&self, user: UserId) -> StoreResult<Option<WebhookRecord>>;
+    /// Removes the webhook; its pending deliveries fail with the reason.
+    async fn delete_webhook(&self, user: UserId, now_ms: i64) -> StoreResult<bool>;
+    /// The oldest pending delivery of every tenant that has one: deliveries of one tenant go
+    /// strictly in order, so only the head of each queue may be tried.
+    async fn pending_heads(&self) -> StoreResult<Vec<DeliveryRecord>>;
+    async fn record_attempt(
+        &self,
+        delivery_id: i64,
+        result: &AttemptResult,
+        now_ms: i64,
+    ) -> StoreResult<()>;
+    async fn deliveries(
+        &self,
+        user: UserId,
+        status: Option<DeliveryStatus>,
+        page: i64,
+        limit: i64,
+    ) -> StoreResult<(Vec<DeliveryRecord>, i64)>;
+}
+
+/// Every aggregate: what a backend is.
+pub trait Database:
+    Health
+    + SessionStore
+    + GroupStore
+    + ContactStore
+    + ContactCacheStore
+    + KeyStore
+    + OutboxStore
+    + EventStore
+{
+}
+
+impl<T> Database for T where
+    T: Health
+        + SessionStore
+        + GroupStore
+        + ContactStore
+        + ContactCacheStore
+        + KeyStore
+        + OutboxStore
+        + EventStore
+{
+}
