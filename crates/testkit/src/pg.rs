@@ -173,8 +173,11 @@ static EXITED: Mutex<Option<String>> = Mutex::new(None);
 #[derive(Debug, Clone)]
 struct Cluster {
     admin_url: String,
-    /// `<temp>/wam-pg-<pid>`: the socket, `data/` and `postgres.log`.
+    /// `<temp>/wam-pg-<pid>`: the socket, `data/` and `postgres.log`. Read by the tests
+    /// that check the cluster ends with the process.
+    #[cfg_attr(not(test), allow(dead_code))]
     dir: PathBuf,
+    #[cfg_attr(not(test), allow(dead_code))]
     postmaster_pid: i32,
 }
 
