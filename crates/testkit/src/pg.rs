@@ -68,9 +68,9 @@ static NEXT_DB: AtomicU64 = AtomicU64::new(0);
 /// Databases whose tests are done, dropped by the next [`database`] call: a drop cannot
 /// await, and the last few of a process are left to the cluster's own removal (or, on a
 /// shared server, to whoever empties it).
-static RELEASED: Mutex<Vec<Release>> = Mutex::new(Vec::new());
+static RELEASED: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
 
-/// Queues its database for dropping when dropped.
+/// Queues its database (admin URL, name) for dropping when dropped.
 pub(crate) struct Release {
     admin: String,
     name: String,
@@ -78,10 +78,10 @@ pub(crate) struct Release {
 
 impl Drop for Release {
     fn drop(&mut self) {
-        let released = Release {
-            admin: std::mem::take(&mut self.admin),
-            name: std::mem::take(&mut self.name),
-        };
+        let released = (
+            std::mem::take(&mut self.admin),
+            std::mem::take(&mut self.name),
+        );
         if let Ok(mut queue) = RELEASED.lock() {
             queue.push(released);
         }
@@ -93,16 +93,11 @@ async fn drop_released(admin: &str) {
         let Ok(mut queue) = RELEASED.lock() else {
             return;
         };
-        let mut names = Vec::new();
-        queue.retain_mut(|r| {
-            if r.admin == admin {
-                names.push(std::mem::take(&mut r.name));
-                false
-            } else {
-                true
-            }
-        });
-        names
+        let (ours, others): (Vec<_>, Vec<_>) = std::mem::take(&mut *queue)
+            .into_iter()
+            .partition(|(a, _)| a == admin);
+        *queue = others;
+        ours.into_iter().map(|(_, name)| name).collect()
     };
     if names.is_empty() {
         return;
@@ -509,6 +504,68 @@ mod tests {
             .await
             .expect("name of a");
         assert!(a.url.contains(&format!("/{db}")), "{db} vs {}", a.url);
+        pa.close().await;
+        drop(a);
+        // A released database is dropped by the next call, whatever connections it had.
+        let _c = database().await;
+        let (left,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM pg_database WHERE datname = $1")
+            .bind(&db)
+            .fetch_one(&pb)
+            .await
+            .expect("look for a");
+        assert_eq!(left, 0, "{db} was not dropped");
+    }
+
+    /// Run by the test below with `WAM_TEST_POSTGRES` set: prints the database it got and
+    /// whether it started a cluster of its own.
+    #[tokio::test]
+    #[ignore = "run by a_named_server_is_used_instead_of_a_cluster in a process of its own"]
+    async fn database_of_a_child_process() {
+        assert!(std::env::var_os(CHILD_ENV).is_some(), "only as a child");
+        let db = database().await;
+        println!("URL={}", db.url);
+        println!("CLUSTER={}", CLUSTER.get().is_some());
+        // Kept, so the parent finds it.
+        std::mem::forget(db);
+    }
+
+    #[tokio::test]
+    async fn a_named_server_is_used_instead_of_a_cluster() {
+        // Our own cluster stands in for a shared server.
+        let ours = database().await;
+        let admin = with_database(&ours.url, "postgres");
+        let exe = std::env::current_exe().expect("test binary");
+        let out = Command::new(exe)
+            .args([
+                "--ignored",
+                "--exact",
+                "pg::tests::database_of_a_child_process",
+                "--nocapture",
+            ])
+            .env(CHILD_ENV, "1")
+            .env(SERVER_ENV, &admin)
+            .output()
+            .expect("run the child");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "child failed: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(stdout.contains("CLUSTER=false"), "{stdout}");
+        let url = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("URL="))
+            .expect("a URL");
+        let child = url;
+        assert_eq!(
+            with_database(child, "postgres"),
+            admin,
+            "on the named server"
+        );
+        assert!(child.contains("/wam_t_"), "{child}");
+        let conn = PgConnection::connect(child).await.expect("connect");
+        conn.close().await.expect("close");
     }
 
     const CHILD_ENV: &str = "WAM_PG_CHILD";
