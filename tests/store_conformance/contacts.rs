@@ -3,7 +3,7 @@
 use serde_json::json;
 use whatsapp_manager::store::{
     BatchProgress, ContactFilter, ContactPatch, ContactQuery, ContactRecord, ContactStats,
-    ImportContact, SearchType, SessionRecord, Store,
+    GroupChange, ImportContact, SearchType, SessionRecord, Store,
 };
 
 use crate::groups::{contact, ids, import};
@@ -346,6 +346,25 @@ pub async fn contacts_after_reads_everything_by_id_in_pages(f: Fixture) {
             .unwrap();
     assert_eq!(page.len(), 8);
     assert!(page.windows(2).all(|w| w[0].id < w[1].id));
+    // And a group: only its members.
+    let members = [sorted[20], sorted[3], sorted[11]];
+    let GroupChange::Done(g) =
+        f.db.create_manual_group(p, "G", None, &members, 1)
+            .await
+            .unwrap()
+    else {
+        panic!("not created");
+    };
+    let group = f.db.group(p, g, 0).await.unwrap().unwrap();
+    let filter = ContactFilter::default();
+    let page =
+        f.db.contacts_after(p, Some(&group), &filter, 0, sorted[3], 100)
+            .await
+            .unwrap();
+    assert_eq!(
+        page.iter().map(|c| c.id).collect::<Vec<_>>(),
+        vec![sorted[11], sorted[20]]
+    );
 }
 
 pub async fn a_patch_replaces_tags_and_merges_fields_where_null_removes(f: Fixture) {
