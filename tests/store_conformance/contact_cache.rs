@@ -1,7 +1,7 @@
 //! The engine's contact cache: facts merged per session, LID chats resolved to numbers.
 
 use whatsapp_manager::domain::SessionId;
-use whatsapp_manager::store::{CachedContact, Store};
+use whatsapp_manager::store::CachedContact;
 
 use crate::Fixture;
 

@@ -3,7 +3,7 @@
 use serde_json::json;
 use whatsapp_manager::store::{
     BatchProgress, ContactFilter, ContactPatch, ContactQuery, ContactRecord, ContactStats,
-    GroupChange, ImportContact, SearchType, SessionRecord, Store,
+    GroupChange, ImportContact, SearchType, SessionRecord,
 };
 
 use crate::groups::{contact, ids, import};

@@ -6,9 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use whatsapp_manager::domain::SessionId;
-use whatsapp_manager::store::{
-    AttemptResult, DeliveryStatus, EventRecord, EventStore, WebhookRecord,
-};
+use whatsapp_manager::store::{AttemptResult, DeliveryStatus, EventRecord, WebhookRecord};
 
 use crate::{Db, Fixture, pair, place, user};
 

@@ -3,7 +3,7 @@
 
 use whatsapp_manager::domain::PhoneNumber;
 use whatsapp_manager::store::{
-    AutoRule, BatchProgress, ContactQuery, GroupChange, ImportContact, SessionRecord, Store,
+    AutoRule, BatchProgress, ContactQuery, GroupChange, ImportContact, SessionRecord,
 };
 
 use crate::{Db, Fixture, pair, session_id};

@@ -1,6 +1,6 @@
 //! Tenant API keys: stored by hash, found by public id until revoked.
 
-use whatsapp_manager::store::{KeyQuotas, KeyStore, NewApiKey};
+use whatsapp_manager::store::{KeyQuotas, NewApiKey};
 
 use crate::{Fixture, user};
 

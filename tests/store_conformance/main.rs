@@ -14,10 +14,8 @@ mod sessions;
 
 use testkit::db::{TestBackend, TestDb};
 use whatsapp_manager::domain::{Pair, PlaceId, SessionId, UserId};
-use whatsapp_manager::store::SqliteStore;
-
-/// The store under test.
-pub type Db = SqliteStore;
+use whatsapp_manager::store::DatabaseOptions;
+pub use whatsapp_manager::store::Db;
 
 /// A fresh database of one backend and the store opened on it.
 pub struct Fixture {
@@ -44,8 +42,11 @@ impl Fixture {
     }
 }
 
+/// The store as the server builds it: the URL's scheme picks the backend.
 async fn connect(url: &str) -> Db {
-    SqliteStore::connect(url).await.expect("open the store")
+    whatsapp_manager::store::open(url, &DatabaseOptions::default())
+        .await
+        .expect("open the store")
 }
 
 pub fn pair(user: i64, place: i64) -> Pair {

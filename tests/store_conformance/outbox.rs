@@ -3,7 +3,7 @@
 
 use whatsapp_manager::store::{
     JobKind, MessageCounts, MessageFilter, MessageKind, MessageRecord, MessageStatus, NewMessage,
-    OutboxStore, RetryOutcome,
+    RetryOutcome,
 };
 
 use crate::{Db, Fixture, pair};

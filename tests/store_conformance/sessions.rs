@@ -1,7 +1,7 @@
 //! Sessions: one row per session id, the newest per pair, and what the per-user quota counts.
 
 use whatsapp_manager::domain::{PhoneNumber, SessionStatus};
-use whatsapp_manager::store::{FetchState, FetchSummary, SessionRecord, Store};
+use whatsapp_manager::store::{FetchState, FetchSummary, SessionRecord};
 
 use crate::{Fixture, pair, session_id, user};
 
