@@ -175,6 +175,6 @@ mod sqlite {
     suite!(testkit::db::TestBackend::Sqlite);
 }
 
-// The PostgreSQL store (Part A of issue 16) enables this line once `store::open` serves
-// postgres:// URLs; until then there is nothing to run it against.
-// mod postgres { suite!(testkit::db::TestBackend::Postgres); }
+mod postgres {
+    suite!(testkit::db::TestBackend::Postgres);
+}

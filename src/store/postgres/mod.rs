@@ -97,8 +97,8 @@ pub fn redact(url: &str) -> String {
 }
 
 /// Runs `$body` (a block returning a `StoreResult`, with `$tx: &mut PgConnection` inside a
-/// transaction) as one write: committed when it returns `Ok`, rolled back when it returns
-/// `Err` or `return`s early. A try that failed before its commit because the database said
+/// transaction) as one write: committed when it returns `Ok` (early `return Ok(..)`s
+/// included), rolled back when it returns `Err`. A try that failed before its commit because the database said
 /// "not now" (a deadlock, a serialization failure, a lost connection: nothing of it was
 /// kept) runs again whole, within the store's busy limit; so the block must not act outside
 /// the transaction. A failed commit is never retried: it may have happened. A macro for the
@@ -110,9 +110,11 @@ macro_rules! pg_tx {
             let mut committing = false;
             let tried: $crate::store::StoreResult<_> = async {
                 let mut tx = $store.pool.begin().await?;
+                // Its own async block: a `return` in the body ends the body, not this try,
+                // so whatever it returns `Ok` is committed.
                 let out: $crate::store::StoreResult<_> = {
                     let $tx: &mut sqlx::PgConnection = &mut tx;
-                    $body
+                    async { $body }.await
                 };
                 let out = out?;
                 committing = true;
