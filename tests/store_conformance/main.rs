@@ -10,6 +10,9 @@ mod events;
 mod groups;
 mod keys;
 mod outbox;
+/// PostgreSQL's own tests: concurrency from several pools, and its statements over arrays
+/// compared with SQLite's.
+mod pg_only;
 mod sessions;
 
 use testkit::db::{TestBackend, TestDb};
