@@ -252,6 +252,33 @@ mod tests {
         assert!(redact("postgres://u:pw@h/db?sslmode=require").contains("sslmode=require"));
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn a_try_is_run_again_only_when_nothing_of_it_can_have_been_kept() {
+        use crate::store::StoreError;
+        let mut a = Attempts::new(Duration::from_secs(10), "write");
+        let lost_race = || Err::<(), _>(StoreError::unavailable("deadlock detected"));
+        assert!(a.settle(lost_race(), false).await.is_none(), "retried");
+        // A commit that failed may have happened: never again.
+        assert!(a.settle(lost_race(), true).await.is_some());
+        let closed = Err::<(), _>(StoreError::from(sqlx::Error::PoolClosed));
+        assert!(a.settle(closed, false).await.is_some());
+        let other = Err::<(), _>(StoreError::other("syntax error"));
+        assert!(a.settle(other, false).await.is_some());
+        assert_eq!(a.settle(Ok(7), false).await.unwrap().unwrap(), 7);
+
+        let mut a = Attempts::new(Duration::from_secs(1), "write");
+        let started = Instant::now();
+        let gave_up = loop {
+            if let Some(out) = a.settle(lost_race(), false).await {
+                break out;
+            }
+        };
+        let e = gave_up.unwrap_err();
+        assert!(e.is_unavailable(), "still the database's 'not now': {e}");
+        assert!(e.to_string().contains("gave up after"), "{e}");
+        assert!(started.elapsed() <= Duration::from_secs(1));
+    }
+
     #[test]
     fn nul_is_the_one_thing_dropped_from_text() {
         assert_eq!(pg_text(Some("a\0b")).as_deref(), Some("ab"));
