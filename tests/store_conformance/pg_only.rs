@@ -439,8 +439,11 @@ async fn a_server_that_cannot_be_reached_is_named_without_its_password() {
 }
 
 /// The fetch's writes on PostgreSQL, timed: 100,000 contacts in the fetch's batches
-/// (20,000) and in batches of 1,000. A measurement, not a test of speed: run it with
-/// `cargo test --release --test store_conformance -- --ignored --nocapture import_speed`.
+/// (20,000) and in batches of 1,000, first new then again. A measurement, not a test of
+/// speed: `cargo test --test store_conformance -- --ignored --nocapture import_speed`
+/// (with `WAM_TEST_POSTGRES` naming a durable server: the throwaway one skips fsync). On
+/// the 2-core dev machine, debug build, PostgreSQL 15 with fsync on: 0.91 s new, 1.46 s
+/// again; in batches of 1,000: 1.17 s and 1.78 s.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement; run by hand"]
 async fn import_speed() {

@@ -325,6 +325,9 @@ impl ContactStore for PgStore {
         Ok((contacts, total))
     }
 
+    /// Keyset pages by id. Unlike SQLite, a fetch running beside an export can commit a
+    /// new contact with an id below the page already read (ids are handed out before
+    /// commit): such a row is missed by that export, and in the next one.
     async fn contacts_after(
         &self,
         pair: Pair,
