@@ -26,7 +26,7 @@ pub use traits::Database;
 pub mod prelude {
     pub use super::traits::{
         ContactCacheStore, ContactStore, Database, EventStore, GroupStore, Health, KeyStore,
-        OutboxStore, SessionStore,
+        OutboxStore, SessionStore, SimStore,
     };
 }
 
