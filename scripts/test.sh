@@ -2,7 +2,9 @@
 # Runs every test of the workspace. What the tests need beyond the Rust toolchain is
 # installed here, only when it is missing: schemathesis (pinned in .ci/requirements.txt) goes
 # into a virtual environment under target/, since stock Debian and Ubuntu refuse a
-# system-wide `pip install`. Extra arguments go to `cargo test`.
+# system-wide `pip install`; PostgreSQL's binaries come from Debian's `postgresql` unless
+# WAM_TEST_POSTGRES names a server (the tests start their own throwaway cluster from the
+# binaries, never the packaged one). Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,6 +29,25 @@ if [ ! -x "$venv/bin/schemathesis" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$wan
     fi
     "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r .ci/requirements.txt
     echo "$want" > "$stamp"
+fi
+
+have_initdb() {
+    command -v initdb >/dev/null 2>&1 && return 0
+    local bin
+    for bin in /usr/lib/postgresql/*/bin/initdb; do
+        [ -x "$bin" ] && return 0
+    done
+    return 1
+}
+
+if [ -z "${WAM_TEST_POSTGRES:-}" ] && ! have_initdb; then
+    echo "no initdb found; installing postgresql" >&2
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    # The package's own cluster is neither needed nor started by the tests; where the
+    # package starts it (a machine with systemd), it just sits beside them.
+    $sudo apt-get install -y -qq postgresql
 fi
 
 export WAM_SCHEMATHESIS="$PWD/$venv/bin/schemathesis"

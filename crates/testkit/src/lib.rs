@@ -3,10 +3,13 @@
 //! ([`read_until`]), and the server binary run as a child with its logs ([`child`]).
 //!
 //! [`api`] drives the simulated engine through HTTP; [`wa`] the real WhatsApp client against
-//! an in-process fake WhatsApp server.
+//! an in-process fake WhatsApp server. [`db`] hands each test a fresh database of either
+//! backend; [`pg`] is the throwaway PostgreSQL behind it.
 
 pub mod api;
 pub mod child;
+pub mod db;
+pub mod pg;
 pub mod wa;
 
 use std::future::Future;
