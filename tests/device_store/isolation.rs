@@ -19,6 +19,7 @@ crate::on_both!(
     forgetting_a_device_removes_exactly_its_rows_in_every_table,
     forgetting_unlinked_devices_keeps_the_linked_ones,
     concurrent_takers_of_a_sent_message_get_it_once,
+    a_database_out_of_reach_is_an_error_never_a_miss,
 );
 
 /// One row in every table, under the same keys for every session, with values that name
@@ -337,4 +338,46 @@ async fn concurrent_takers_of_a_sent_message_get_it_once(db: Db) {
         }
         assert_eq!(got, 1, "round {round}: taken {got} times");
     }
+}
+
+/// The library keeps its pre-wire gate shut only if a failed write says so, and treats an
+/// answer as the truth: with the database gone, every call fails, as a connection error that
+/// keeps the driver's cause.
+async fn a_database_out_of_reach_is_an_error_never_a_miss(db: Db) {
+    let b = db.backend("s").await;
+    fill(&b, 1).await;
+    db.close_store().await;
+    let errors = [
+        b.get_session("1@lid").await.map(drop).unwrap_err(),
+        b.put_session("1@lid", b"x").await.unwrap_err(),
+        b.put_sessions_batch(&[(Arc::from("1@lid"), Bytes::from_static(b"x"))])
+            .await
+            .unwrap_err(),
+        b.delete_session("1@lid").await.unwrap_err(),
+        b.take_sent_message("1@lid", "M1")
+            .await
+            .map(drop)
+            .unwrap_err(),
+        b.load().await.map(drop).unwrap_err(),
+        b.exists().await.map(drop).unwrap_err(),
+        b.save(&Device::new()).await.unwrap_err(),
+    ];
+    for e in errors {
+        assert!(
+            matches!(
+                e,
+                whatsapp_rust::wacore::store::error::StoreError::Connection(_)
+            ),
+            "{e:?}"
+        );
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(&e);
+        let mut found = false;
+        while let Some(c) = cause {
+            found |= c.downcast_ref::<sqlx::Error>().is_some();
+            cause = c.source();
+        }
+        assert!(found, "the driver's error is kept: {e:?}");
+    }
+    assert!(db.creds.is_linked(&sid("s")).await.is_err());
+    assert!(db.creds.forget_device(&sid("s")).await.is_err());
 }

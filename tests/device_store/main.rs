@@ -24,7 +24,8 @@ use whatsapp_rust::store::traits::Backend;
 
 const NO_POSTGRES: &str = "the Postgres half of the device-store tests needs a server: set \
     WAM_TEST_POSTGRES=postgres://user@localhost/postgres?host=/socket/dir&port=5432 (a throwaway \
-    one: initdb + pg_ctl, see /work/prompts/p16-device.md or crates/testkit/src/pg.rs)";
+    one will do: initdb into a temp dir, pg_ctl start on a unix socket; each test makes its own \
+    database)";
 
 /// The service's tables the device store deletes from, as the SQLite migration 0002 makes
 /// them; created here only while the Postgres service schema (migration 0001) is not there.
@@ -43,11 +44,18 @@ pub struct Db {
     pub creds: Arc<dyn CredentialStore>,
     pub raw: Raw,
     pub kind: &'static str,
+    pub closer: Closer,
     _dir: Option<tempfile::TempDir>,
 }
 
 pub enum Raw {
     Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+}
+
+/// What shuts the store's own pools (the service stopping, the database going away).
+pub enum Closer {
+    Sqlite(SqliteStore),
     Postgres(sqlx::PgPool),
 }
 
@@ -60,9 +68,10 @@ impl Db {
             .await
             .unwrap();
         Db {
-            creds: Arc::new(store),
+            creds: Arc::new(store.clone()),
             raw: Raw::Sqlite(raw),
             kind: "sqlite",
+            closer: Closer::Sqlite(store),
             _dir: Some(dir),
         }
     }
@@ -101,9 +110,19 @@ impl Db {
             .unwrap();
         Db {
             creds: Arc::new(PgCredentials::new(pool.clone())),
-            raw: Raw::Postgres(pool),
+            raw: Raw::Postgres(pool.clone()),
             kind: "postgres",
+            closer: Closer::Postgres(pool),
             _dir: None,
+        }
+    }
+
+    /// Closes the pools the store reads and writes through.
+    pub async fn close_store(&self) {
+        use whatsapp_manager::store::Store as _;
+        match &self.closer {
+            Closer::Sqlite(s) => s.close().await,
+            Closer::Postgres(p) => p.close().await,
         }
     }
 

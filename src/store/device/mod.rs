@@ -147,18 +147,12 @@ fn lib_sqlx(e: sqlx::Error) -> LibError {
     }
 }
 
-/// [`lib_sqlx`] for a failed write transaction (which may also have failed waiting for its
-/// turn: "the database stayed busy" reads as busy to the library's retry layers).
+/// [`lib_sqlx`] for a failed write transaction; one that failed waiting for its turn reads
+/// "the database stayed busy", which the library's retry layers take for busy.
 fn lib_err(e: anyhow::Error) -> LibError {
-    match sqlx_cause(&e) {
-        Some(
-            sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::Io(_)
-            | sqlx::Error::Tls(_)
-            | sqlx::Error::WorkerCrashed,
-        ) => LibError::Connection(e.into()),
-        _ => LibError::Database(e.into()),
+    match e.downcast::<sqlx::Error>() {
+        Ok(e) => lib_sqlx(e),
+        Err(e) => LibError::Database(e.into()),
     }
 }
 
