@@ -4,7 +4,8 @@
 -- (`ON DELETE CASCADE`; the pool turns foreign keys on), so forgetting a session is one delete.
 
 -- One per session. `device` is the library's `Device` (format byte + JSON), NULL until the
--- library first saves it; `linked_at` (unix ms) is set once the phone accepted the link.
+-- engine first creates it; `pn` is set when the library saves a registered device, and
+-- `linked_at` (unix ms) once the phone accepted the link.
 -- AUTOINCREMENT: an id is never handed out twice, so a stale handle of a forgotten session
 -- can never write into a newer session's rows (its writes fail on the foreign key instead).
 CREATE TABLE wa_devices (

@@ -114,7 +114,10 @@ fn tc(e: Option<TcTokenEntry>) -> Option<(Vec<u8>, i64, Option<i64>)> {
     e.map(|e| (e.token, e.token_timestamp, e.sender_timestamp))
 }
 
-fn version(s: HashState) -> (u64, Vec<u8>, bool, Vec<(String, Vec<u8>)>) {
+/// A state as comparable parts: version, hash, flag, sorted pairs.
+type VersionParts = (u64, Vec<u8>, bool, Vec<(String, Vec<u8>)>);
+
+fn version(s: HashState) -> VersionParts {
     (
         s.version,
         s.hash.to_vec(),
@@ -279,12 +282,12 @@ async fn replay(m: &Arc<dyn Backend>, o: &Arc<dyn Backend>, seed: u64, steps: us
                 }
             }
             21 => {
-                let e = lid_entry(*r.pick(&LIDS), step as i64, *r.pick(&["usync", "pn"]));
+                let e = lid_entry(LIDS[r.below(3)], step as i64, ["usync", "pn"][r.below(2)]);
                 same!(m, o, &what, |b| b.put_lid_mapping(&e))
             }
             22 => {
                 let batch: Vec<LidPnMappingEntry> = (0..r.below(3))
-                    .map(|_| lid_entry(*r.pick(&LIDS), step as i64, "batch"))
+                    .map(|_| lid_entry(LIDS[r.below(3)], step as i64, "batch"))
                     .collect();
                 same!(m, o, &what, |b| b.put_lid_mappings(&batch))
             }

@@ -73,7 +73,7 @@ async fn fill(b: &Arc<dyn Backend>, tag: u8) {
     })
     .await
     .unwrap();
-    b.set_sender_key_status("g@g.us", &[("1:1@lid", tag % 2 == 0)])
+    b.set_sender_key_status("g@g.us", &[("1:1@lid", tag.is_multiple_of(2))])
         .await
         .unwrap();
     b.save_base_key("1@lid", "M1", &t).await.unwrap();
@@ -161,7 +161,7 @@ async fn check(b: &Arc<dyn Backend>, tag: u8) {
     assert_eq!(b.get_all_lid_mappings().await.unwrap().len(), 1);
     assert_eq!(
         b.get_sender_key_devices("g@g.us").await.unwrap(),
-        vec![("1:1@lid".into(), tag % 2 == 0)]
+        vec![("1:1@lid".into(), tag.is_multiple_of(2))]
     );
     assert!(b.has_same_base_key("1@lid", "M1", &t).await.unwrap());
     assert_eq!(

@@ -101,7 +101,8 @@ macro_rules! impl_credential_store {
                 &self,
                 session: &$crate::domain::SessionId,
             ) -> $crate::store::StoreResult<Option<DeviceRows>> {
-                // One transaction: a consistent picture even while the engine writes.
+                // One transaction: on SQLite a snapshot; on Postgres (read committed) each table as
+                // committed when it is read: take it while the session's engine is stopped.
                 let mut tx = self.device_reads().begin().await?;
                 let Some(head) = sqlx::query(sql::DEVICE_ROW)
                     .bind(session.as_str())

@@ -104,8 +104,7 @@ pub struct DeviceRows {
     pub signed_prekeys: Vec<(i64, Vec<u8>)>,
     /// `(address, record)`
     pub sender_keys: Vec<(String, Vec<u8>)>,
-    /// `(key_id, key_data, fingerprint, timestamp)`
-    pub app_state_keys: Vec<(Vec<u8>, Vec<u8>, Vec<u8>, i64)>,
+    pub app_state_keys: Vec<AppStateKeyRow>,
     /// `(name, state)`: the state encoded (format byte + binary)
     pub app_state_versions: Vec<(String, Vec<u8>)>,
     /// `(name, index_mac, version, value_mac)`
@@ -116,19 +115,25 @@ pub struct DeviceRows {
     pub sender_key_devices: Vec<(String, String, bool, i64)>,
     /// `(address, message_id, base_key, created_at)`
     pub base_keys: Vec<(String, String, Vec<u8>, i64)>,
-    /// `(user_id, devices_json, timestamp, phash, raw_id, updated_at)`
-    pub device_registry: Vec<(String, String, i64, Option<String>, Option<i64>, i64)>,
-    /// `(jid, token, token_timestamp, sender_timestamp, updated_at)`
-    pub tc_tokens: Vec<(String, Vec<u8>, i64, Option<i64>, i64)>,
+    pub device_registry: Vec<DeviceRegistryRow>,
+    pub tc_tokens: Vec<TcTokenRow>,
     /// `(chat_jid, message_id, payload, created_at)`
     pub sent_messages: Vec<(String, String, Vec<u8>, i64)>,
-    /// `(chat, sender, msg_id, secret, expires_at, message_ts, created_at)`
-    pub msg_secrets: Vec<(String, String, String, Vec<u8>, i64, i64, i64)>,
+    pub msg_secrets: Vec<MsgSecretRow>,
     /// `(group_jid, info, updated_at)`
     pub group_metadata: Vec<(String, Vec<u8>, i64)>,
     /// `(chat, sender, id, message, inserted_at)`
     pub pending_inbound: Vec<(String, String, String, Vec<u8>, i64)>,
 }
+
+/// `(key_id, key_data, fingerprint, timestamp)`
+pub type AppStateKeyRow = (Vec<u8>, Vec<u8>, Vec<u8>, i64);
+/// `(user_id, devices_json, timestamp, phash, raw_id, updated_at)`
+pub type DeviceRegistryRow = (String, String, i64, Option<String>, Option<i64>, i64);
+/// `(jid, token, token_timestamp, sender_timestamp, updated_at)`
+pub type TcTokenRow = (String, Vec<u8>, i64, Option<i64>, i64);
+/// `(chat, sender, msg_id, secret, expires_at, message_ts, created_at)`
+pub type MsgSecretRow = (String, String, String, Vec<u8>, i64, i64, i64);
 
 /// Rows per multi-row statement: at most 8 values each, well under SQLite's 32,766
 /// parameters (and Postgres' 65,535).
