@@ -342,7 +342,7 @@ async fn concurrent_takers_of_a_sent_message_get_it_once(db: Db) {
 
 /// The library keeps its pre-wire gate shut only if a failed write says so, and treats an
 /// answer as the truth: with the database gone, every call fails, as a connection error that
-/// keeps the driver's cause.
+/// keeps its cause (the driver's error, or the store's error that carries it).
 async fn a_database_out_of_reach_is_an_error_never_a_miss(db: Db) {
     let b = db.backend("s").await;
     fill(&b, 1).await;
@@ -373,10 +373,12 @@ async fn a_database_out_of_reach_is_an_error_never_a_miss(db: Db) {
         let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(&e);
         let mut found = false;
         while let Some(c) = cause {
-            found |= c.downcast_ref::<sqlx::Error>().is_some();
+            found |= c.downcast_ref::<sqlx::Error>().is_some()
+                || c.downcast_ref::<whatsapp_manager::store::StoreError>()
+                    .is_some_and(|e| e.is_unavailable());
             cause = c.source();
         }
-        assert!(found, "the driver's error is kept: {e:?}");
+        assert!(found, "the cause is kept: {e:?}");
     }
     assert!(db.creds.is_linked(&sid("s")).await.is_err());
     assert!(db.creds.forget_device(&sid("s")).await.is_err());

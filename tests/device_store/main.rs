@@ -119,7 +119,7 @@ impl Db {
 
     /// Closes the pools the store reads and writes through.
     pub async fn close_store(&self) {
-        use whatsapp_manager::store::Store as _;
+        use whatsapp_manager::store::prelude::Health as _;
         match &self.closer {
             Closer::Sqlite(s) => s.close().await,
             Closer::Postgres(p) => p.close().await,

@@ -81,11 +81,12 @@ macro_rules! impl_credential_store {
                             .await?;
                     }
                     Ok(())
-                })
+                })?;
+                Ok(())
             }
 
             async fn forget_unlinked_devices(&self) -> $crate::store::StoreResult<u64> {
-                $write!(self, "forget unlinked devices", |tx| {
+                let forgotten = $write!(self, "forget unlinked devices", |tx| {
                     let mut forgotten = 0;
                     for statement in sql::DEVICE_FORGET_UNLINKED {
                         forgotten = sqlx::query(statement)
@@ -94,7 +95,8 @@ macro_rules! impl_credential_store {
                             .rows_affected();
                     }
                     Ok(forgotten)
-                })
+                })?;
+                Ok(forgotten)
             }
 
             async fn device_rows(

@@ -56,7 +56,7 @@ use whatsapp_rust::store::traits::Backend;
 use whatsapp_rust::wacore::store::error::StoreError as LibError;
 
 use crate::domain::SessionId;
-use crate::store::StoreResult;
+use crate::store::{StoreError, StoreResult};
 
 pub use postgres::PgCredentials;
 
@@ -152,26 +152,41 @@ fn lib_sqlx(e: sqlx::Error) -> LibError {
     }
 }
 
-/// [`lib_sqlx`] for a failed write transaction; one that failed waiting for its turn reads
-/// "the database stayed busy", which the library's retry layers take for busy.
-fn lib_err(e: anyhow::Error) -> LibError {
-    match e.downcast::<sqlx::Error>() {
-        Ok(e) => lib_sqlx(e),
-        Err(e) => LibError::Database(e.into()),
+/// The library's error for a failed write: from the driver directly (Postgres writes), or
+/// from our store's error (SQLite writes, which take the writer gate), kept as the source.
+trait IntoLibError {
+    fn into_lib(self) -> LibError;
+}
+
+impl IntoLibError for sqlx::Error {
+    fn into_lib(self) -> LibError {
+        lib_sqlx(self)
     }
 }
 
-// The only functions that know what the store's error type is made of.
-fn sqlx_cause(e: &anyhow::Error) -> Option<&sqlx::Error> {
-    e.chain().find_map(|c| c.downcast_ref::<sqlx::Error>())
+impl IntoLibError for StoreError {
+    fn into_lib(self) -> LibError {
+        match self {
+            StoreError::Unavailable(_) => LibError::Connection(Box::new(self)),
+            StoreError::Other(e) => match e.downcast::<sqlx::Error>() {
+                Ok(e) => lib_sqlx(e),
+                Err(e) => LibError::Database(e.into()),
+            },
+            e => LibError::Database(Box::new(e)),
+        }
+    }
 }
 
-fn unsupported(what: &str) -> anyhow::Error {
-    anyhow::anyhow!("this credential store cannot {what}")
+fn lib_err(e: impl IntoLibError) -> LibError {
+    e.into_lib()
 }
 
-fn no_device(session: &SessionId) -> anyhow::Error {
-    anyhow::anyhow!("session {session} has no device row")
+fn unsupported(what: &str) -> StoreError {
+    StoreError::other(format!("this credential store cannot {what}"))
+}
+
+fn no_device(session: &SessionId) -> StoreError {
+    StoreError::NotFound(format!("session {session} has no device row"))
 }
 
 fn now_secs() -> i64 {

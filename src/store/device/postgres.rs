@@ -7,7 +7,7 @@ use sqlx::PgPool;
 use whatsapp_rust::store::traits::Backend;
 
 use super::imports::*;
-use super::{appsync, creds, protocol, secrets, signal, sqlx_cause};
+use super::{appsync, creds, protocol, secrets, signal};
 use crate::domain::SessionId;
 
 /// How long a write keeps retrying a transaction that lost a serialization race or a deadlock
@@ -68,24 +68,22 @@ impl std::fmt::Debug for PgDevice {
 
 /// A transaction that Postgres aborted to resolve a race (serialization failure, deadlock):
 /// running it again whole is the documented remedy.
-pub(super) fn is_retryable(e: &anyhow::Error) -> bool {
-    matches!(
-        sqlx_cause(e),
-        Some(sqlx::Error::Database(db)) if matches!(db.code().as_deref(), Some("40001" | "40P01"))
-    )
+pub(super) fn is_retryable(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("40001" | "40P01")))
 }
 
 /// Runs `$body` (with `$tx: &mut PgConnection`) as one transaction, committed when it returns
 /// `Ok`; a try that lost a race is rolled back and run again, whole, for up to
-/// [`PG_RETRY_FOR`]. A `StoreResult`.
+/// [`PG_RETRY_FOR`]. A `Result<_, sqlx::Error>`: the driver's error, whole, for the caller
+/// to map (the library's error keeps it as its source; ours converts with `?`).
 macro_rules! pg_write {
     ($self:expr, $what:literal, |$tx:ident| $body:block) => {{
         let started = tokio::time::Instant::now();
         let mut pause = std::time::Duration::from_millis(10);
         loop {
-            let tried: $crate::store::StoreResult<_> = async {
+            let tried: Result<_, sqlx::Error> = async {
                 let mut tx = $self.pg().begin().await?;
-                let out: $crate::store::StoreResult<_> = {
+                let out: Result<_, sqlx::Error> = {
                     let $tx: &mut sqlx::PgConnection = &mut tx;
                     $body
                 };

@@ -57,7 +57,7 @@ macro_rules! sqlite_write {
     ($self:expr, $what:literal, |$tx:ident| $body:block) => {
         // In a block of its own: `write_tx!` returns early with `?`, which must not leave the
         // trait method (its error type is the library's).
-        async { $crate::store::busy::write_tx!($self.sqlite(), $what, |$tx| $body) }.await
+        async { $crate::store::sqlite::busy::write_tx!($self.sqlite(), $what, |$tx| $body) }.await
     };
 }
 
