@@ -1,6 +1,7 @@
 //! Persistence: small traits per aggregate (`traits.rs`), one implementation of each per
 //! backend (`sqlite/`, `postgres/`), built in one place ([`open`]) and shared.
 
+pub mod device;
 mod error;
 pub mod messaging;
 mod retry;
