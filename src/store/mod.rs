@@ -1,6 +1,7 @@
 //! Persistence behind a small trait, so a Postgres backend can sit beside SQLite later.
 
 pub(crate) mod busy;
+pub mod device;
 pub mod messaging;
 mod sqlite;
 mod sqlite_messaging;

@@ -1,0 +1,246 @@
+//! The engine's device store (whatsapp-rust's storage `Backend` over the service's database),
+//! through its public API, on SQLite and on PostgreSQL: every test runs on both.
+//!
+//! PostgreSQL: `WAM_TEST_POSTGRES` names a server (`postgres://user@host/db?…`) where each test
+//! creates a database of its own. Unset, the Postgres tests fail with the hint below: they
+//! never skip silently.
+
+mod differential;
+mod isolation;
+mod methods;
+mod protocol;
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{AssertSqlSafe, ConnectOptions, Connection};
+use whatsapp_manager::domain::SessionId;
+use whatsapp_manager::store::SqliteStore;
+use whatsapp_manager::store::device::{CredentialStore, PgCredentials};
+use whatsapp_rust::store::traits::Backend;
+
+const NO_POSTGRES: &str = "the Postgres half of the device-store tests needs a server: set \
+    WAM_TEST_POSTGRES=postgres://user@localhost/postgres?host=/socket/dir&port=5432 (a throwaway \
+    one: initdb + pg_ctl, see /work/prompts/p16-device.md or crates/testkit/src/pg.rs)";
+
+/// The service's tables the device store deletes from, as the SQLite migration 0002 makes
+/// them; created here only while the Postgres service schema (migration 0001) is not there.
+const ENGINE_CACHE_TABLES: &str = "
+    CREATE TABLE IF NOT EXISTS engine_contact_cache (
+        session_id TEXT NOT NULL, jid TEXT NOT NULL, pn_jid TEXT, lid_jid TEXT, name TEXT,
+        push_name TEXT, is_business BOOLEAN, last_message_at BIGINT, updated_at BIGINT NOT NULL,
+        PRIMARY KEY (session_id, jid));
+    CREATE TABLE IF NOT EXISTS engine_lid_map (
+        session_id TEXT NOT NULL, lid_jid TEXT NOT NULL, pn_jid TEXT NOT NULL,
+        PRIMARY KEY (session_id, lid_jid));";
+
+/// A fresh database of one kind with the device store over it, and a side door (a plain
+/// pool on the same database) for what the API does not show: row counts per table.
+pub struct Db {
+    pub creds: Arc<dyn CredentialStore>,
+    pub raw: Raw,
+    pub kind: &'static str,
+    _dir: Option<tempfile::TempDir>,
+}
+
+pub enum Raw {
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+}
+
+impl Db {
+    pub async fn sqlite() -> Db {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("wam.db").display());
+        let store = SqliteStore::connect(&url).await.unwrap();
+        let raw = sqlx::SqlitePool::connect_with(SqliteConnectOptions::from_str(&url).unwrap())
+            .await
+            .unwrap();
+        Db {
+            creds: Arc::new(store),
+            raw: Raw::Sqlite(raw),
+            kind: "sqlite",
+            _dir: Some(dir),
+        }
+    }
+
+    pub async fn postgres() -> Db {
+        let url = std::env::var("WAM_TEST_POSTGRES").unwrap_or_else(|_| panic!("{NO_POSTGRES}"));
+        let admin = PgConnectOptions::from_str(&url).unwrap();
+        static SEQ: AtomicU32 = AtomicU32::new(0);
+        let name = format!(
+            "wam_device_{}_{}_{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .subsec_nanos()
+        );
+        let mut conn = admin.connect().await.unwrap();
+        sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        conn.close().await.unwrap();
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .connect_with(admin.database(&name))
+            .await
+            .unwrap();
+        sqlx::migrate!("./migrations/postgres")
+            .run(&pool)
+            .await
+            .unwrap();
+        sqlx::raw_sql(ENGINE_CACHE_TABLES)
+            .execute(&pool)
+            .await
+            .unwrap();
+        Db {
+            creds: Arc::new(PgCredentials::new(pool.clone())),
+            raw: Raw::Postgres(pool),
+            kind: "postgres",
+            _dir: None,
+        }
+    }
+
+    pub async fn backend(&self, session: &str) -> Arc<dyn Backend> {
+        self.creds.device_backend(&sid(session)).await.unwrap()
+    }
+
+    /// Every `wa_*` table of the schema but `wa_devices`, read from the database itself, so
+    /// a table added later cannot escape the tests that go through all of them.
+    pub async fn device_tables(&self) -> Vec<String> {
+        let mut names: Vec<String> = match &self.raw {
+            Raw::Sqlite(p) => sqlx::query_scalar(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'wa\\_%' ESCAPE '\\'",
+            )
+            .fetch_all(p)
+            .await
+            .unwrap(),
+            Raw::Postgres(p) => sqlx::query_scalar(
+                "SELECT table_name::text FROM information_schema.tables \
+                 WHERE table_schema = current_schema() AND table_name LIKE 'wa\\_%'",
+            )
+            .fetch_all(p)
+            .await
+            .unwrap(),
+        };
+        names.retain(|n| n != "wa_devices");
+        names.sort();
+        names
+    }
+
+    /// How many rows `table` holds for the device of `session` (by its `wa_devices` id).
+    pub async fn rows_of(&self, table: &str, session: &str) -> i64 {
+        let sql = format!(
+            "SELECT COUNT(*) FROM {table} WHERE device_id IN \
+             (SELECT id FROM wa_devices WHERE session_id = $1)"
+        );
+        self.count(&sql, session).await
+    }
+
+    pub async fn rows_with_device_id(&self, table: &str, device_id: i64) -> i64 {
+        let sql = format!("SELECT COUNT(*) FROM {table} WHERE device_id = $1");
+        match &self.raw {
+            Raw::Sqlite(p) => {
+                sqlx::query_scalar(AssertSqlSafe(sql.clone()))
+                    .bind(device_id)
+                    .fetch_one(p)
+                    .await
+            }
+            Raw::Postgres(p) => {
+                sqlx::query_scalar(AssertSqlSafe(sql.clone()))
+                    .bind(device_id)
+                    .fetch_one(p)
+                    .await
+            }
+        }
+        .unwrap()
+    }
+
+    pub async fn device_id(&self, session: &str) -> Option<i64> {
+        let sql = "SELECT id FROM wa_devices WHERE session_id = $1";
+        match &self.raw {
+            Raw::Sqlite(p) => {
+                sqlx::query_scalar(sql)
+                    .bind(session)
+                    .fetch_optional(p)
+                    .await
+            }
+            Raw::Postgres(p) => {
+                sqlx::query_scalar(sql)
+                    .bind(session)
+                    .fetch_optional(p)
+                    .await
+            }
+        }
+        .unwrap()
+    }
+
+    pub async fn count(&self, sql: &str, session: &str) -> i64 {
+        match &self.raw {
+            Raw::Sqlite(p) => {
+                sqlx::query_scalar(AssertSqlSafe(sql.to_owned()))
+                    .bind(session)
+                    .fetch_one(p)
+                    .await
+            }
+            Raw::Postgres(p) => {
+                sqlx::query_scalar(AssertSqlSafe(sql.to_owned()))
+                    .bind(session)
+                    .fetch_one(p)
+                    .await
+            }
+        }
+        .unwrap()
+    }
+
+    /// A row in each of the service's engine caches for `session`, as the engine writes them.
+    pub async fn cache_rows(&self, session: &str) {
+        let statements = [
+            "INSERT INTO engine_contact_cache (session_id, jid, updated_at) \
+             VALUES ($1, '966501234567@s.whatsapp.net', 1)",
+            "INSERT INTO engine_lid_map (session_id, lid_jid, pn_jid) \
+             VALUES ($1, '1234@lid', '966501234567@s.whatsapp.net')",
+        ];
+        for sql in statements {
+            match &self.raw {
+                Raw::Sqlite(p) => sqlx::query(sql).bind(session).execute(p).await.map(drop),
+                Raw::Postgres(p) => sqlx::query(sql).bind(session).execute(p).await.map(drop),
+            }
+            .unwrap();
+        }
+    }
+}
+
+pub fn sid(s: &str) -> SessionId {
+    SessionId::from_db(s.to_owned())
+}
+
+/// Instantiates each listed `async fn name(db: Db)` once per backend:
+/// `sqlite::name` and `postgres::name`.
+#[macro_export]
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::Db::sqlite().await).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::Db::postgres().await).await
+                }
+            )*
+        }
+    };
+}
