@@ -95,12 +95,16 @@ impl Application {
                 (Arc::new(net.clone()), Some(net))
             }
             EngineKind::Whatsapp => (
-                Arc::new(WhatsAppEngine::new(
-                    &config.data_dir,
-                    whatsapp,
-                    store.clone(),
-                    clock.clone(),
-                )?),
+                Arc::new(
+                    WhatsAppEngine::new(
+                        &config.data_dir,
+                        whatsapp,
+                        store.clone(),
+                        Arc::new(sqlite.clone()),
+                        clock.clone(),
+                    )
+                    .await?,
+                ),
                 None,
             ),
         };

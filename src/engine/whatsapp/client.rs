@@ -1,6 +1,5 @@
 //! A session's client as the actor sees it: its calls, and the contact source a fetch reads.
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -16,9 +15,7 @@ use whatsapp_rust::wacore::appstate::patch_decode::WAPatchName;
 use super::history::is_lid;
 use super::run::Input;
 use super::send::{AckWaiters, pair_error};
-use super::{
-    APP_STATE_WAIT, LOGOUT_CONNECT_WAIT, LOGOUT_GRACE, STOP_WAIT, WhatsAppEngine, remove_dir,
-};
+use super::{APP_STATE_WAIT, LOGOUT_CONNECT_WAIT, LOGOUT_GRACE, STOP_WAIT, WhatsAppEngine};
 use crate::domain::{PhoneNumber, SessionId};
 use crate::engine::{ContactSource, EngineClient, EngineError, OutgoingMessage};
 
@@ -26,7 +23,6 @@ use crate::engine::{ContactSource, EngineClient, EngineError, OutgoingMessage};
 /// One session's client as the actor sees it.
 pub(super) struct WaClient {
     pub(super) session_id: SessionId,
-    pub(super) dir: PathBuf,
     pub(super) engine: WhatsAppEngine,
     /// The pump's input, for a fetch to wait until everything received so far is cached.
     pub(super) input: Mutex<Option<mpsc::UnboundedSender<Input>>>,
@@ -186,7 +182,7 @@ impl EngineClient for WaClient {
             }
         }
         self.shut_down().await;
-        remove_dir(&self.dir).await?;
+        self.engine.forget_device(&self.session_id).await?;
         if unlinked_on_phone {
             Ok(())
         } else {

@@ -11,10 +11,9 @@ use whatsapp_rust::{Client, Jid};
 use super::client::WaClient;
 use super::history::{contact_action_fact, history_facts, is_lid, is_pn, message_content};
 use super::send::human_duration;
-use super::{LINKED_MARKER, NO_PROGRESS_AFTER, STOP_GRACE};
+use super::{NO_PROGRESS_AFTER, STOP_GRACE};
 use crate::domain::text::phone_name_opt;
 use crate::engine::{EngineEvent, IncomingMessage};
-use crate::files;
 use crate::store::CachedContact;
 
 pub(super) struct Pump {
@@ -39,8 +38,9 @@ impl Pump {
     }
 
     pub(super) async fn mark_linked(&self) {
-        let path = self.client.dir.join(LINKED_MARKER);
-        if let Err(e) = files::write_private(&path, b"linked\n").await {
+        let engine = &self.client.engine.inner;
+        let now = engine.clock.now_ms();
+        if let Err(e) = engine.creds.mark_linked(&self.client.session_id, now).await {
             tracing::error!(
                 "❌ Cannot record the link of session {}: {e}",
                 self.client.session_id

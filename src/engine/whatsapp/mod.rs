@@ -1,11 +1,11 @@
 //! The real engine: one `whatsapp-rust` client per session, speaking WhatsApp Web's
 //! multi-device protocol.
 //!
-//! Each session keeps its device (keys, identity, Signal sessions) in its own SQLite file
-//! under `<data-dir>/whatsapp/<session_id>/`: the library's store holds exactly one device,
-//! and several pools on one file would fight for its write lock. A `linked` marker beside
-//! it says the phone accepted the link, so a restart knows which sessions reconnect by
-//! themselves without opening every store.
+//! Each session's device (keys, identity, Signal sessions) lives in the service's own
+//! database through a [`CredentialStore`], one pool for every session, beside a `linked`
+//! flag that tells a restart which sessions reconnect by themselves. Nothing is kept under
+//! `--data-dir`; device files an earlier version left there are imported once at start
+//! ([`legacy`]).
 //!
 //! The library reports through events; a per-client pump reads them from one ordered
 //! channel and turns them into [`EngineEvent`]s for the session actor.
@@ -13,11 +13,12 @@
 mod client;
 mod events;
 mod history;
+mod legacy;
 mod options;
 mod run;
 mod send;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -31,8 +32,8 @@ use whatsapp_rust::transport::TransportFactory;
 use super::{ClientStart, Engine, EngineClient, EngineError};
 use crate::clock::SharedClock;
 use crate::domain::SessionId;
-use crate::files;
 use crate::store::Store;
+use crate::store::device::CredentialStore;
 use client::WaClient;
 use options::VersionState;
 pub use options::WhatsAppOptions;
@@ -63,8 +64,6 @@ const ACK_WAIT: Duration = Duration::from_secs(20);
 const UPLOAD_WAIT: Duration = Duration::from_secs(120);
 /// WhatsApp refuses images above 16 MB; saying so up front spares a useless upload.
 const MAX_IMAGE_BYTES: usize = 16 * 1024 * 1024;
-const STORE_FILE: &str = "device.db";
-const LINKED_MARKER: &str = "linked";
 
 #[derive(Clone)]
 pub struct WhatsAppEngine {
@@ -72,7 +71,9 @@ pub struct WhatsAppEngine {
 }
 
 struct EngineInner {
-    dir: PathBuf,
+    /// Every session's device (keys, Signal sessions, the linked flag), in the service's
+    /// own database.
+    creds: Arc<dyn CredentialStore>,
     transport: Arc<dyn TransportFactory>,
     http: Arc<dyn HttpClient>,
     pinned_version: Option<(u32, u32, u32)>,
@@ -85,28 +86,32 @@ struct EngineInner {
 }
 
 impl WhatsAppEngine {
-    pub fn new(
+    /// Clears what a crash mid-link left behind and imports the device files of an earlier
+    /// version from `<data_dir>/whatsapp/`: both before any session is restored, so a
+    /// restored session finds its credentials where it looks for them.
+    pub async fn new(
         data_dir: &Path,
         options: WhatsAppOptions,
         store: Arc<dyn Store>,
+        creds: Arc<dyn CredentialStore>,
         clock: SharedClock,
     ) -> anyhow::Result<Self> {
-        let dir = data_dir.join("whatsapp");
-        files::create_private_dir_all(data_dir)
-            .and_then(|()| files::own_private_dir(&dir))
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "cannot create the credentials folder {}: {e}",
-                    dir.display()
-                )
-            })?;
-        remove_unlinked(&dir);
+        // A device never linked is of no use after a restart (no one can scan its old QR
+        // codes); it would only pile up.
+        let forgotten = creds
+            .forget_unlinked_devices()
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot clear devices that never linked: {e:#}"))?;
+        if forgotten > 0 {
+            tracing::info!("ℹ️ Forgot {forgotten} devices that never finished linking");
+        }
+        legacy::import_device_files(data_dir, creds.as_ref(), clock.now_ms()).await;
         let transport = options.transport.unwrap_or_else(|| {
             Arc::new(whatsapp_rust::transport::TokioWebSocketTransportFactory::new())
         });
         Ok(Self {
             inner: Arc::new(EngineInner {
-                dir,
+                creds,
                 transport,
                 http: options
                     .http
@@ -120,8 +125,13 @@ impl WhatsAppEngine {
         })
     }
 
-    fn session_dir(&self, id: &SessionId) -> PathBuf {
-        self.inner.dir.join(id.as_str())
+    /// Deletes every row of the session's device, and its contact cache.
+    async fn forget_device(&self, id: &SessionId) -> Result<(), EngineError> {
+        self.inner
+            .creds
+            .forget_device(id)
+            .await
+            .map_err(|e| EngineError::Failed(format!("cannot delete the credentials: {e:#}")))
     }
 }
 
@@ -132,13 +142,8 @@ impl Engine for WhatsAppEngine {
     }
 
     async fn start(&self, start: ClientStart) -> Result<Arc<dyn EngineClient>, EngineError> {
-        let dir = self.session_dir(&start.session_id);
-        files::own_private_dir_async(&dir).await.map_err(|e| {
-            EngineError::Failed(format!("cannot create the credentials folder: {e}"))
-        })?;
         let client = Arc::new(WaClient {
             session_id: start.session_id.clone(),
-            dir,
             engine: self.clone(),
             input: Mutex::new(None),
             lib: Mutex::new(None),
@@ -154,42 +159,16 @@ impl Engine for WhatsAppEngine {
     }
 
     async fn has_credentials(&self, session_id: &SessionId) -> bool {
-        tokio::fs::try_exists(self.session_dir(session_id).join(LINKED_MARKER))
-            .await
-            .unwrap_or(false)
+        match self.inner.creds.is_linked(session_id).await {
+            Ok(linked) => linked,
+            Err(e) => {
+                tracing::warn!("⚠️ Cannot tell whether session {session_id} is linked: {e:#}");
+                false
+            }
+        }
     }
 
     async fn forget(&self, session_id: &SessionId) -> Result<(), EngineError> {
-        remove_dir(&self.session_dir(session_id)).await
-    }
-}
-
-/// Device files of sessions that never got linked are of no use after a restart (no one can
-/// scan their old QR codes); they would only pile up.
-fn remove_unlinked(dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir()
-            && !path.join(LINKED_MARKER).exists()
-            && let Err(e) = std::fs::remove_dir_all(&path)
-        {
-            tracing::warn!(
-                "⚠️ Cannot remove unlinked device files {}: {e}",
-                path.display()
-            );
-        }
-    }
-}
-
-async fn remove_dir(dir: &Path) -> Result<(), EngineError> {
-    match tokio::fs::remove_dir_all(dir).await {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(EngineError::Failed(format!(
-            "cannot delete the credentials: {e}"
-        ))),
+        self.forget_device(session_id).await
     }
 }

@@ -9,16 +9,14 @@ use tokio::sync::mpsc;
 use tracing::Instrument;
 use whatsapp_rust::bot::Bot;
 use whatsapp_rust::http::{HttpClient, HttpRequest, HttpResponse};
-use whatsapp_rust::store::SqliteStore;
 use whatsapp_rust::transport::{Transport, TransportEvent, TransportFactory};
 use whatsapp_rust::types::events::{Event, EventHandler, EventInterest, EventKind};
 
 use super::client::WaClient;
 use super::events::Pump;
 use super::send::AckWaiters;
-use super::{LINKED_MARKER, STOP_GRACE, STORE_FILE, WATCHDOG_TICK, WhatsAppEngine, remove_dir};
+use super::{STOP_GRACE, WATCHDOG_TICK, WhatsAppEngine};
 use crate::engine::{ClientStart, EngineEvent};
-use crate::files;
 
 /// What the pump reads: the library's events and our transport's failed attempts, on one
 /// channel so their order is the order they happened in.
@@ -127,13 +125,12 @@ pub(super) async fn run_client(
         }
     }
     // A device that never got linked cannot be resumed; a restart makes a new one. Removed
-    // before anyone hears the client ended, so a restart's new files are not swept away.
-    if !tokio::fs::try_exists(client.dir.join(LINKED_MARKER))
-        .await
-        .unwrap_or(true)
-        && let Err(e) = remove_dir(&client.dir).await
+    // before anyone hears the client ended, so a restart's new device is not swept away.
+    // When the flag cannot be read the device is kept: a linked one must never be lost.
+    if matches!(engine.inner.creds.is_linked(&id).await, Ok(false))
+        && let Err(e) = engine.forget_device(&id).await
     {
-        tracing::warn!("⚠️ Cannot remove unlinked device files of session {id}: {e}");
+        tracing::warn!("⚠️ Cannot remove the unlinked device of session {id}: {e}");
     }
     client.mark_ended();
     tracing::info!("ℹ️ WhatsApp client of session {id} stopped");
@@ -149,20 +146,19 @@ pub(super) async fn drive(
     let (tx, mut rx) = mpsc::unbounded_channel();
     let starting = async {
         let version = engine.version().await;
-        let db = client.dir.join(STORE_FILE);
-        // The device's keys are the WhatsApp account: never readable by other users. The
-        // library would create the file with SQLite's default mode.
-        if let Err(e) = files::private_sqlite_file_async(&db).await {
-            tracing::warn!("⚠️ Cannot make the session's credentials private: {e}");
-        }
-        let store = SqliteStore::new(&db.to_string_lossy()).await.map_err(|e| {
-            format!(
-                "cannot open the session's credentials store ({e}); check that --data-dir is \
-                 writable and has free space, then call /api/whatsapp/restart"
-            )
-        })?;
+        let backend = engine
+            .inner
+            .creds
+            .device_backend(&client.session_id)
+            .await
+            .map_err(|e| {
+                format!(
+                    "cannot open the session's credentials ({e:#}); check that the database is \
+                     reachable and writable, then call /api/whatsapp/restart"
+                )
+            })?;
         Bot::builder()
-            .with_backend(store)
+            .with_backend_arc(backend)
             .with_transport_factory(ObservedTransport {
                 inner: engine.inner.transport.clone(),
                 timeout: engine.inner.connect_timeout,
