@@ -170,15 +170,24 @@ async fn import_file(
     let path = file
         .to_str()
         .ok_or_else(|| "its path is not UTF-8".to_string())?;
-    let from = FileStore::new(path)
-        .await
-        .map_err(|e| format!("the library cannot open it: {e}"))?;
+    // Looked at first with plain SQL: the library's pool retries a file it cannot open for
+    // half a minute, which a damaged file must not cost each start.
     let mut keys = SqliteConnectOptions::new()
         .filename(file)
         .read_only(true)
         .connect()
         .await
         .map_err(|e| format!("cannot read it: {e}"))?;
+    let devices: i64 = sqlx::query_scalar("SELECT count(*) FROM device")
+        .fetch_one(&mut keys)
+        .await
+        .map_err(|e| format!("it is not a device store: {e}"))?;
+    if devices == 0 {
+        return Err("it holds no device".into());
+    }
+    let from = FileStore::new(path)
+        .await
+        .map_err(|e| format!("the library cannot open it: {e}"))?;
     // Any failure before `mark_linked` leaves the session unmarked, so nothing half-copied
     // is ever taken for a device.
     creds
