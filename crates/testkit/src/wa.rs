@@ -110,12 +110,11 @@ impl Server {
 
     /// Every device row the database holds for the session, or `None` when it has none.
     pub async fn device_rows(&self, session_id: &str) -> Option<DeviceRows> {
-        let db = self.database().await;
-        let rows = db
+        self.database()
+            .await
             .device_rows(&SessionId::from_db(session_id.to_string()))
             .await
-            .expect("read the device rows");
-        rows
+            .expect("read the device rows")
     }
 
     /// Waits until the database holds nothing of the session's device (a logout, an unlink,
@@ -147,12 +146,11 @@ impl Server {
 
     /// The database says the session's phone accepted the link and its device is saved.
     pub async fn is_linked(&self, session_id: &str) -> bool {
-        let db = self.database().await;
-        let linked = db
+        self.database()
+            .await
             .is_linked(&SessionId::from_db(session_id.to_string()))
             .await
-            .expect("read the linked flag");
-        linked
+            .expect("read the linked flag")
     }
 
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {
