@@ -97,12 +97,16 @@ impl Application {
                 (Arc::new(net.clone()), Some(net))
             }
             EngineKind::Whatsapp => (
-                Arc::new(WhatsAppEngine::new(
-                    &config.data_dir,
-                    whatsapp,
-                    store.clone(),
-                    clock.clone(),
-                )?),
+                Arc::new(
+                    WhatsAppEngine::new(
+                        &config.data_dir,
+                        whatsapp,
+                        store.clone(),
+                        store.clone(),
+                        clock.clone(),
+                    )
+                    .await?,
+                ),
                 None,
             ),
         };

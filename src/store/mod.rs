@@ -25,6 +25,7 @@ pub use traits::Database;
 
 /// Every trait of the store, for code that calls store methods.
 pub mod prelude {
+    pub use super::device::CredentialStore;
     pub use super::traits::{
         ContactCacheStore, ContactStore, Database, EventStore, GroupStore, Health, KeyStore,
         OutboxStore, SessionStore, SimStore,

@@ -4,6 +4,7 @@
 
 use async_trait::async_trait;
 
+pub use super::device::CredentialStore;
 use super::messaging::*;
 use super::*;
 use crate::domain::{Pair, PlaceId, SessionId, UserId};
@@ -280,6 +281,7 @@ pub trait Database:
     + OutboxStore
     + EventStore
     + SimStore
+    + CredentialStore
 {
 }
 
@@ -293,5 +295,6 @@ impl<T> Database for T where
         + OutboxStore
         + EventStore
         + SimStore
+        + CredentialStore
 {
 }

@@ -169,6 +169,31 @@ impl SimStore for DownStore {
 }
 
 #[async_trait]
+impl CredentialStore for DownStore {
+    async fn device_backend(
+        &self,
+        _: &SessionId,
+    ) -> StoreResult<Arc<dyn whatsapp_rust::store::traits::Backend>> {
+        down()
+    }
+    async fn is_linked(&self, _: &SessionId) -> StoreResult<bool> {
+        down()
+    }
+    async fn linked_devices(&self) -> StoreResult<Vec<SessionId>> {
+        down()
+    }
+    async fn mark_linked(&self, _: &SessionId, _: i64) -> StoreResult<()> {
+        down()
+    }
+    async fn forget_device(&self, _: &SessionId) -> StoreResult<()> {
+        down()
+    }
+    async fn forget_unlinked_devices(&self) -> StoreResult<u64> {
+        down()
+    }
+}
+
+#[async_trait]
 impl KeyStore for DownStore {
     async fn insert_api_key(&self, _: NewApiKey<'_>) -> StoreResult<ApiKeyRecord> {
         down()

@@ -1,9 +1,8 @@
 //! The engine's device store (whatsapp-rust's storage `Backend` over the service's database),
 //! through its public API, on SQLite and on PostgreSQL: every test runs on both.
 //!
-//! PostgreSQL: `WAM_TEST_POSTGRES` names a server (`postgres://user@host/db?…`) where each test
-//! creates a database of its own. Unset, the Postgres tests fail with the hint below: they
-//! never skip silently.
+//! PostgreSQL: each test gets a database of its own on the tests' server (`testkit::pg`: a
+//! throwaway cluster, or the one `WAM_TEST_POSTGRES` names); without one they fail, never skip.
 
 mod differential;
 mod isolation;
@@ -12,20 +11,14 @@ mod protocol;
 
 use std::str::FromStr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 
+use sqlx::AssertSqlSafe;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::SqliteConnectOptions;
-use sqlx::{AssertSqlSafe, ConnectOptions, Connection};
 use whatsapp_manager::domain::SessionId;
 use whatsapp_manager::store::SqliteStore;
 use whatsapp_manager::store::device::{CredentialStore, PgCredentials};
 use whatsapp_rust::store::traits::Backend;
-
-const NO_POSTGRES: &str = "the Postgres half of the device-store tests needs a server: set \
-    WAM_TEST_POSTGRES=postgres://user@localhost/postgres?host=/socket/dir&port=5432 (a throwaway \
-    one will do: initdb into a temp dir, pg_ctl start on a unix socket; each test makes its own \
-    database)";
 
 /// The service's tables the device store deletes from, as the SQLite migration 0002 makes
 /// them; created here only while the Postgres service schema (migration 0001) is not there.
@@ -46,6 +39,7 @@ pub struct Db {
     pub kind: &'static str,
     pub closer: Closer,
     _dir: Option<tempfile::TempDir>,
+    _pg: Option<testkit::db::TestDb>,
 }
 
 pub enum Raw {
@@ -73,31 +67,15 @@ impl Db {
             kind: "sqlite",
             closer: Closer::Sqlite(store),
             _dir: Some(dir),
+            _pg: None,
         }
     }
 
     pub async fn postgres() -> Db {
-        let url = std::env::var("WAM_TEST_POSTGRES").unwrap_or_else(|_| panic!("{NO_POSTGRES}"));
-        let admin = PgConnectOptions::from_str(&url).unwrap();
-        static SEQ: AtomicU32 = AtomicU32::new(0);
-        let name = format!(
-            "wam_device_{}_{}_{}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .subsec_nanos()
-        );
-        let mut conn = admin.connect().await.unwrap();
-        sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        conn.close().await.unwrap();
+        let db = testkit::pg::database().await;
         let pool = PgPoolOptions::new()
             .max_connections(8)
-            .connect_with(admin.database(&name))
+            .connect_with(PgConnectOptions::from_str(&db.url).unwrap())
             .await
             .unwrap();
         sqlx::migrate!("./migrations/postgres")
@@ -114,6 +92,7 @@ impl Db {
             kind: "postgres",
             closer: Closer::Postgres(pool),
             _dir: None,
+            _pg: Some(db),
         }
     }
 
