@@ -84,8 +84,14 @@ impl Application {
             whatsapp,
         } = b;
         check_listen_address(&config).await?;
-        let store: Db =
-            crate::store::open(&config.database_url, &DatabaseOptions::default()).await?;
+        let store: Db = crate::store::open(
+            &config.database_url,
+            &DatabaseOptions {
+                max_connections: config.database_max_connections,
+                ..DatabaseOptions::default()
+            },
+        )
+        .await?;
         let keys =
             ApiKeys::new(config.admin_key, store.clone(), clock.clone()).with_limits(config.limits);
         let (engine, sim): (Arc<dyn Engine>, Option<SimNetwork>) = match config.engine {

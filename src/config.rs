@@ -55,12 +55,13 @@ fn seconds(s: &str) -> Result<Duration, String> {
 }
 
 /// The database URL, by its scheme: `sqlite:` (or a plain file path) is the embedded
-/// database. Anything else is refused before anything is opened or created, so a URL meant
-/// for another server can never quietly become a SQLite file named after it.
+/// database, `postgres:`/`postgresql:` a PostgreSQL server. Anything else is refused before
+/// anything is opened or created, so a URL meant for another server can never quietly
+/// become a SQLite file named after it.
 fn database_url(s: &str) -> Result<String, String> {
     let url = s.trim();
     if url.is_empty() {
-        return Err("the database URL is empty; give sqlite://PATH".into());
+        return Err("the database URL is empty; give sqlite://PATH or postgres://…".into());
     }
     let scheme = url.split_once(':').map(|(head, _)| head).filter(|h| {
         h.starts_with(|c: char| c.is_ascii_alphabetic())
@@ -68,16 +69,39 @@ fn database_url(s: &str) -> Result<String, String> {
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
     });
     match scheme.map(str::to_ascii_lowercase).as_deref() {
-        None | Some("sqlite") => Ok(url.to_owned()),
-        Some("postgres" | "postgresql") => Err(
-            "this server stores its data in SQLite only for now; PostgreSQL is not supported \
-             yet. Give sqlite://PATH"
-                .into(),
-        ),
+        None | Some("sqlite" | "postgres" | "postgresql") => Ok(url.to_owned()),
         Some(other) => Err(format!(
             "unsupported database URL scheme {other:?}; give sqlite://PATH (a path that \
-             contains ':' must start with ./ or /)"
+             contains ':' must start with ./ or /) or postgres://USER@HOST/DATABASE"
         )),
+    }
+}
+
+/// [`database_url`] as a parser that refuses without repeating the value: clap's usual
+/// "invalid value '…'" would print a password the URL carries.
+#[derive(Clone)]
+struct DatabaseUrlParser;
+
+impl clap::builder::TypedValueParser for DatabaseUrlParser {
+    type Value = String;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<String, clap::Error> {
+        let refuse = |why: String| {
+            clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!("invalid --database: {why}\n"),
+            )
+            .with_cmd(cmd)
+        };
+        let s = value
+            .to_str()
+            .ok_or_else(|| refuse("the database URL must be valid UTF-8".into()))?;
+        database_url(s).map_err(refuse)
     }
 }
 
@@ -126,15 +150,22 @@ pub struct ServeArgs {
     #[arg(long, env = "WAM_LISTEN", default_value = "127.0.0.1:5000")]
     pub listen: String,
 
-    /// Database URL (`sqlite://PATH`); the file and its folder are created if missing. Any
-    /// other scheme is refused (exit code 2).
+    /// Database URL: `sqlite://PATH` (the file and its folder are created if missing) or
+    /// `postgres://USER:PASSWORD@HOST/DATABASE` (`?sslmode=require` for TLS; the tables are
+    /// created at start). Any other scheme is refused (exit code 2).
     #[arg(
         long,
         env = "DATABASE_URL",
-        value_parser = database_url,
+        hide_env_values = true,
+        value_parser = DatabaseUrlParser,
         default_value = "sqlite://data/whatsapp-manager.db"
     )]
     pub database: String,
+
+    /// Connections to the database at most: PostgreSQL's pool, or SQLite's readers (its
+    /// writes take turns on one more).
+    #[arg(long, env = "WAM_DATABASE_MAX_CONNECTIONS", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub database_max_connections: u32,
 
     /// Folder for engine files (credentials of linked sessions, simulated phones).
     #[arg(long, env = "WAM_DATA_DIR", default_value = "data/")]
@@ -258,6 +289,8 @@ pub struct ServeArgs {
 pub struct Config {
     pub listen: String,
     pub database_url: String,
+    /// Connections to the database at most (`--database-max-connections`).
+    pub database_max_connections: u32,
     pub data_dir: PathBuf,
     pub engine: EngineKind,
     pub sim: SimConfig,
@@ -285,6 +318,7 @@ impl From<ServeArgs> for Config {
         Self {
             listen: a.listen,
             database_url: a.database,
+            database_max_connections: a.database_max_connections,
             data_dir: a.data_dir,
             engine: a.engine,
             request_timeout: a.request_timeout.max(Duration::from_millis(10)),
@@ -365,18 +399,17 @@ mod tests {
 
     #[test]
     fn a_database_url_of_another_kind_is_a_usage_error_never_a_file() {
-        for url in [
-            "postgres://u:p@localhost/db",
-            "postgresql://localhost/db",
-            "POSTGRES://localhost/db",
-            "mysql://localhost/db",
-            "localhost:5432/db",
-            "",
-        ] {
+        for url in ["mysql://u:hunter22@localhost/db", "localhost:5432/db", ""] {
             let err = serve(&["--database", url]).unwrap_err();
             assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation, "{url}");
             assert_eq!(err.exit_code(), 2, "{url}");
-            assert!(err.to_string().contains("sqlite://"), "{url}: {err}");
+            let text = err.to_string();
+            assert!(text.contains("sqlite://"), "{url}: {text}");
+            assert!(text.contains("postgres://"), "{url}: {text}");
+            assert!(
+                !text.contains("hunter22"),
+                "the password is repeated: {text}"
+            );
         }
         for url in [
             "sqlite://data/x.db",
@@ -385,9 +418,21 @@ mod tests {
             "./data:1.db",
             "/var/lib/wam/db.sqlite",
             "data/x.db",
+            "postgres://u:p@localhost/db",
+            "postgresql://localhost/db?sslmode=require",
+            "POSTGRES://localhost/db",
         ] {
             assert_eq!(serve(&["--database", url]).unwrap().database_url, url);
         }
+    }
+
+    #[test]
+    fn the_database_pool_size_defaults_to_eight_and_refuses_zero() {
+        assert_eq!(serve(&[]).unwrap().database_max_connections, 8);
+        let c = serve(&["--database-max-connections", "20"]).unwrap();
+        assert_eq!(c.database_max_connections, 20);
+        let err = serve(&["--database-max-connections", "0"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
     }
 
     #[test]

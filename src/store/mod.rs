@@ -4,6 +4,7 @@
 pub mod device;
 mod error;
 pub mod messaging;
+mod postgres;
 mod retry;
 mod sqlite;
 pub mod traits;
@@ -17,6 +18,7 @@ use crate::domain::{Pair, PhoneNumber, SessionId, SessionStatus, UserId};
 
 pub use error::{StoreContext, StoreError, StoreResult, Unavailable, is_busy};
 pub use messaging::*;
+pub use postgres::{PgStore, redact};
 pub use retry::{BACKGROUND_RETRY_FOR, keep_trying};
 #[cfg(test)]
 pub(crate) use sqlite::busy_error_for_tests;
@@ -53,11 +55,15 @@ impl Default for DatabaseOptions {
     }
 }
 
-/// Opens and migrates the database the URL names.
+/// Opens and migrates the database the URL names: PostgreSQL for `postgres://` and
+/// `postgresql://`, SQLite otherwise (the `--database` parser has refused other schemes).
+/// Errors never carry the URL's password.
 pub async fn open(url: &str, options: &DatabaseOptions) -> anyhow::Result<Db> {
-    Ok(Arc::new(
-        SqliteStore::connect_with_options(url, options).await?,
-    ))
+    let scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+    Ok(match scheme.as_deref() {
+        Some("postgres" | "postgresql") => Arc::new(PgStore::connect(url, options).await?),
+        _ => Arc::new(SqliteStore::connect_with_options(url, options).await?),
+    })
 }
 
 /// A session as persisted; the actor owns the live copy and writes it through.

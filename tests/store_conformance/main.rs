@@ -10,6 +10,9 @@ mod events;
 mod groups;
 mod keys;
 mod outbox;
+/// PostgreSQL's own tests: concurrency from several pools, and its statements over arrays
+/// compared with SQLite's.
+mod pg_only;
 mod sessions;
 
 use testkit::db::{TestBackend, TestDb};
@@ -175,6 +178,6 @@ mod sqlite {
     suite!(testkit::db::TestBackend::Sqlite);
 }
 
-// The PostgreSQL store (Part A of issue 16) enables this line once `store::open` serves
-// postgres:// URLs; until then there is nothing to run it against.
-// mod postgres { suite!(testkit::db::TestBackend::Postgres); }
+mod postgres {
+    suite!(testkit::db::TestBackend::Postgres);
+}
