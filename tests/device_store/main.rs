@@ -20,17 +20,6 @@ use whatsapp_manager::store::SqliteStore;
 use whatsapp_manager::store::device::{CredentialStore, PgCredentials};
 use whatsapp_rust::store::traits::Backend;
 
-/// The service's tables the device store deletes from, as the SQLite migration 0002 makes
-/// them; created here only while the Postgres service schema (migration 0001) is not there.
-const ENGINE_CACHE_TABLES: &str = "
-    CREATE TABLE IF NOT EXISTS engine_contact_cache (
-        session_id TEXT NOT NULL, jid TEXT NOT NULL, pn_jid TEXT, lid_jid TEXT, name TEXT,
-        push_name TEXT, is_business BOOLEAN, last_message_at BIGINT, updated_at BIGINT NOT NULL,
-        PRIMARY KEY (session_id, jid));
-    CREATE TABLE IF NOT EXISTS engine_lid_map (
-        session_id TEXT NOT NULL, lid_jid TEXT NOT NULL, pn_jid TEXT NOT NULL,
-        PRIMARY KEY (session_id, lid_jid));";
-
 /// A fresh database of one kind with the device store over it, and a side door (a plain
 /// pool on the same database) for what the API does not show: row counts per table.
 pub struct Db {
@@ -80,10 +69,6 @@ impl Db {
             .unwrap();
         sqlx::migrate!("./migrations/postgres")
             .run(&pool)
-            .await
-            .unwrap();
-        sqlx::raw_sql(ENGINE_CACHE_TABLES)
-            .execute(&pool)
             .await
             .unwrap();
         Db {
