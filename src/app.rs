@@ -96,17 +96,23 @@ impl Application {
             ApiKeys::new(config.admin_key, store.clone(), clock.clone()).with_limits(config.limits);
         let (engine, sim): (Arc<dyn Engine>, Option<SimNetwork>) = match config.engine {
             EngineKind::Sim => {
-                let net =
-                    SimNetwork::new(config.sim.clone(), config.data_dir.clone(), clock.clone())?;
+                let net = SimNetwork::new(config.sim.clone(), store.clone(), clock.clone());
+                net.import_files(&config.data_dir)
+                    .await
+                    .context("moving the simulated engine's files into the database")?;
                 (Arc::new(net.clone()), Some(net))
             }
             EngineKind::Whatsapp => (
-                Arc::new(WhatsAppEngine::new(
-                    &config.data_dir,
-                    whatsapp,
-                    store.clone(),
-                    clock.clone(),
-                )?),
+                Arc::new(
+                    WhatsAppEngine::new(
+                        &config.data_dir,
+                        whatsapp,
+                        store.clone(),
+                        store.clone(),
+                        clock.clone(),
+                    )
+                    .await?,
+                ),
                 None,
             ),
         };

@@ -152,7 +152,7 @@ async fn a_whole_flow_leaves_no_key_qr_code_pairing_code_or_credential_path_in_t
     })
     .await;
     let creds = s.credentials_dir(&session_id);
-    assert!(creds.join("device.db").exists());
+    s.assert_credentials_in_database(&session_id).await;
     let (code, body) = send(
         &s,
         &key,

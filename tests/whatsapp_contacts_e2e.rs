@@ -351,25 +351,17 @@ async fn phone_names_lose_their_control_characters_and_credentials_stay_private(
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let creds = s.credentials_dir(&session_id);
-        let data = s.dir.path().join("data");
+        // The credentials live in the database file now: it alone must be private, and
+        // nothing of the device is left under --data-dir.
+        s.assert_credentials_in_database(&session_id).await;
         let db = s.dir.path().join("wam.db");
-        let mut private = vec![
-            data.clone(),
-            data.join("whatsapp"),
-            creds.clone(),
-            creds.join("device.db"),
-            creds.join("linked"),
-            db.clone(),
-        ];
-        for base in [creds.join("device.db"), db] {
-            for suffix in ["-wal", "-shm"] {
-                let mut p = base.as_os_str().to_owned();
-                p.push(suffix);
-                let p = std::path::PathBuf::from(p);
-                if p.exists() {
-                    private.push(p);
-                }
+        let mut private = vec![db.clone()];
+        for suffix in ["-wal", "-shm"] {
+            let mut p = db.as_os_str().to_owned();
+            p.push(suffix);
+            let p = std::path::PathBuf::from(p);
+            if p.exists() {
+                private.push(p);
             }
         }
         for p in private {

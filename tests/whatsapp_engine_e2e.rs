@@ -46,7 +46,7 @@ async fn link_restore_reconnect_and_device_removal_over_the_real_protocol() {
     assert_eq!(ready["client_ready"], true);
     assert_eq!(ready["qr_code"], Value::Null);
     assert_eq!(s.group_names().await, default_groups());
-    assert!(s.credentials_dir(&session_id).join("device.db").exists());
+    s.assert_credentials_in_database(&session_id).await;
     let (code, body) = s.get("/api/whatsapp/qr?user_id=1&place_id=2").await;
     assert_eq!(code, StatusCode::NOT_FOUND, "no QR once linked: {body}");
 
@@ -77,10 +77,7 @@ async fn link_restore_reconnect_and_device_removal_over_the_real_protocol() {
     s.fake.device_removed(PHONE).await;
     let st = s.wait_status("logged_out").await;
     assert!(error_message(&st).contains("removed"), "{st}");
-    s.wait_for("credentials deleted", |_| {
-        !s.credentials_dir(&session_id).exists()
-    })
-    .await;
+    s.wait_forgotten(&session_id).await;
     let (code, body) = s.session_post("start-contact-fetch").await;
     assert_eq!(code, StatusCode::BAD_REQUEST, "{body}");
 
@@ -105,11 +102,12 @@ async fn restart_reuses_the_credentials_and_logout_unlinks() {
     let st = s.wait_status("ready").await;
     assert_eq!(st["session_id"], session_id, "same session, no new QR");
     assert!(s.fake.login_count(PHONE) > logins);
+    s.assert_credentials_in_database(&session_id).await;
 
     let (code, body) = s.session_post("logout").await;
     assert_eq!(code, StatusCode::OK, "{body}");
     s.wait_status("logged_out").await;
-    assert!(!s.credentials_dir(&session_id).exists());
+    s.wait_forgotten(&session_id).await;
     s.fake
         .wait_until(WAIT, |f| f.registered_devices(PHONE).is_empty())
         .await
@@ -171,8 +169,7 @@ async fn stream_errors_401_and_516_log_out() {
         s.fake.stream_error(PHONE, code).await;
         s.wait_status("logged_out").await;
         let id = ready["session_id"].as_str().unwrap();
-        s.wait_for("credentials deleted", |_| !s.credentials_dir(id).exists())
-            .await;
+        s.wait_forgotten(id).await;
     }
 }
 
@@ -276,10 +273,7 @@ async fn qr_codes_rotate_then_run_out_into_an_error() {
     let (code, _) = s.get("/api/whatsapp/qr?user_id=1&place_id=2").await;
     assert_eq!(code, StatusCode::NOT_FOUND);
     // Nothing was linked, so nothing of the device is kept.
-    s.wait_for("unlinked device files removed", |_| {
-        !s.credentials_dir(&session_id).exists()
-    })
-    .await;
+    s.wait_forgotten(&session_id).await;
     // init gives a new QR code.
     s.init().await;
     s.wait_status("qr_ready").await;
@@ -348,7 +342,7 @@ async fn logout_without_a_connection_still_forgets_and_says_what_to_do_on_the_ph
     assert_eq!(code, StatusCode::OK, "{body}");
     let st = s.wait_status("logged_out").await;
     assert!(error_message(&st).contains("Linked devices"), "{st}");
-    assert!(!s.credentials_dir(&id).exists());
+    s.wait_forgotten(&id).await;
 }
 
 fn outgoing(id: &str, to: &str, text: &str) -> OutgoingMessage {

@@ -4,7 +4,6 @@
 //! (the actor's only view of the connection) and answers the actor's calls.
 
 pub mod sim;
-mod sim_book;
 pub mod whatsapp;
 
 use std::sync::Arc;

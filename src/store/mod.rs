@@ -1,6 +1,7 @@
 //! Persistence: small traits per aggregate (`traits.rs`), one implementation of each per
 //! backend (`sqlite/`, `postgres/`), built in one place ([`open`]) and shared.
 
+pub mod device;
 mod error;
 pub mod messaging;
 mod postgres;
@@ -26,9 +27,10 @@ pub use traits::Database;
 
 /// Every trait of the store, for code that calls store methods.
 pub mod prelude {
+    pub use super::device::CredentialStore;
     pub use super::traits::{
         ContactCacheStore, ContactStore, Database, EventStore, GroupStore, Health, KeyStore,
-        OutboxStore, SessionStore,
+        OutboxStore, SessionStore, SimStore,
     };
 }
 

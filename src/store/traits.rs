@@ -4,6 +4,7 @@
 
 use async_trait::async_trait;
 
+pub use super::device::CredentialStore;
 use super::messaging::*;
 use super::*;
 use crate::domain::{Pair, PlaceId, SessionId, UserId};
@@ -247,6 +248,28 @@ pub trait EventStore: Send + Sync + 'static {
     ) -> StoreResult<(Vec<DeliveryRecord>, i64)>;
 }
 
+/// The simulated engine's phones: their credentials, phone books and what they sent. The
+/// store keeps them as the engine encodes them (JSON): it only needs to keep them safe, so a
+/// server with an empty data dir restores every simulated link like a real one.
+#[async_trait]
+pub trait SimStore: Send + Sync + 'static {
+    /// The linked device of a session, if its phone linked.
+    async fn sim_device(&self, session: &SessionId) -> StoreResult<Option<String>>;
+    async fn save_sim_device(
+        &self,
+        session: &SessionId,
+        device: &str,
+        now_ms: i64,
+    ) -> StoreResult<()>;
+    /// Whether there was one to forget.
+    async fn forget_sim_device(&self, session: &SessionId) -> StoreResult<bool>;
+    async fn sim_phonebook(&self, pair: Pair) -> StoreResult<Option<Vec<u8>>>;
+    async fn set_sim_phonebook(&self, pair: Pair, book: &[u8], now_ms: i64) -> StoreResult<()>;
+    async fn record_sim_sent(&self, pair: Pair, sent: &str, now_ms: i64) -> StoreResult<()>;
+    /// Everything the pair's phone sent, oldest first.
+    async fn sim_outbox(&self, pair: Pair) -> StoreResult<Vec<String>>;
+}
+
 /// Every aggregate: what a backend is.
 pub trait Database:
     Health
@@ -257,6 +280,8 @@ pub trait Database:
     + KeyStore
     + OutboxStore
     + EventStore
+    + SimStore
+    + CredentialStore
 {
 }
 
@@ -269,5 +294,7 @@ impl<T> Database for T where
         + KeyStore
         + OutboxStore
         + EventStore
+        + SimStore
+        + CredentialStore
 {
 }

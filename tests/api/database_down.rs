@@ -144,6 +144,56 @@ impl EventStore for DownStore {
 }
 
 #[async_trait]
+impl SimStore for DownStore {
+    async fn sim_device(&self, _: &SessionId) -> StoreResult<Option<String>> {
+        down()
+    }
+    async fn save_sim_device(&self, _: &SessionId, _: &str, _: i64) -> StoreResult<()> {
+        down()
+    }
+    async fn forget_sim_device(&self, _: &SessionId) -> StoreResult<bool> {
+        down()
+    }
+    async fn sim_phonebook(&self, _: Pair) -> StoreResult<Option<Vec<u8>>> {
+        down()
+    }
+    async fn set_sim_phonebook(&self, _: Pair, _: &[u8], _: i64) -> StoreResult<()> {
+        down()
+    }
+    async fn record_sim_sent(&self, _: Pair, _: &str, _: i64) -> StoreResult<()> {
+        down()
+    }
+    async fn sim_outbox(&self, _: Pair) -> StoreResult<Vec<String>> {
+        down()
+    }
+}
+
+#[async_trait]
+impl CredentialStore for DownStore {
+    async fn device_backend(
+        &self,
+        _: &SessionId,
+    ) -> StoreResult<Arc<dyn whatsapp_rust::store::traits::Backend>> {
+        down()
+    }
+    async fn is_linked(&self, _: &SessionId) -> StoreResult<bool> {
+        down()
+    }
+    async fn linked_devices(&self) -> StoreResult<Vec<SessionId>> {
+        down()
+    }
+    async fn mark_linked(&self, _: &SessionId, _: i64) -> StoreResult<()> {
+        down()
+    }
+    async fn forget_device(&self, _: &SessionId) -> StoreResult<()> {
+        down()
+    }
+    async fn forget_unlinked_devices(&self) -> StoreResult<u64> {
+        down()
+    }
+}
+
+#[async_trait]
 impl KeyStore for DownStore {
     async fn insert_api_key(&self, _: NewApiKey<'_>) -> StoreResult<ApiKeyRecord> {
         down()
@@ -334,18 +384,12 @@ async fn call(app: axum::Router, method: &str, uri: &str, body: &str) -> (Status
 
 #[tokio::test]
 async fn health_is_503_and_other_routes_500_in_the_envelope_when_the_database_is_down() {
-    let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(SystemClock);
-    let net = SimNetwork::new(
-        SimConfig::default(),
-        dir.path().to_path_buf(),
-        clock.clone(),
-    )
-    .unwrap();
     let store: Db = Arc::new(DownStore);
-    // The outbox and event log live in a database of their own here; this test is about
-    // the session and contact routes.
+    // The outbox, the event log and the simulated phones live in a database of their own
+    // here; this test is about the session and contact routes.
     let side = SqliteStore::connect("sqlite::memory:").await.unwrap();
+    let net = SimNetwork::new(SimConfig::default(), Arc::new(side.clone()), clock.clone());
     let events = whatsapp_manager::events::EventBus::new(Arc::new(side.clone()), clock.clone());
     let manager = SessionManager::new(Arc::new(net.clone()), store.clone(), clock.clone(), 4);
     let outbox = whatsapp_manager::messaging::Outbox::new(

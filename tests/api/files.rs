@@ -1,5 +1,5 @@
-//! Files the server creates are its user's alone: the database with its `-wal` and `-shm`,
-//! the data folder and everything the engine keeps under it (mode & 0o077 == 0).
+//! Files the server creates are its user's alone: the database with its `-wal` and `-shm`
+//! (mode & 0o077 == 0). Everything else lives in the database: the data folder stays empty.
 #![cfg(unix)]
 
 use std::os::unix::fs::PermissionsExt;
@@ -77,18 +77,10 @@ async fn the_database_and_everything_under_the_data_dir_are_private() {
     ] {
         assert_private(&file);
     }
+    // The simulated phones' links, books and outboxes are in the database too.
     let data = app.config.data_dir.clone();
-    let under = tree(&data);
-    for sub in ["sim/sessions", "sim/phonebooks", "sim/outbox"] {
-        let dir = data.join(sub);
-        assert!(
-            under.iter().any(|p| p.parent() == Some(dir.as_path())),
-            "{sub} holds a file: {under:?}"
-        );
-    }
-    for p in &under {
-        assert_private(p);
-    }
+    let under: Vec<_> = tree(&data).into_iter().filter(|p| p.is_file()).collect();
+    assert!(under.is_empty(), "the data folder holds files: {under:?}");
 }
 
 #[tokio::test]
@@ -109,10 +101,6 @@ async fn files_an_earlier_version_left_readable_are_tightened_at_start() {
     ] {
         loosen(&file, 0o644);
     }
-    let sim = app.config.data_dir.join("sim");
-    for p in tree(&sim) {
-        loosen(&p, if p.is_dir() { 0o755 } else { 0o644 });
-    }
     assert_eq!(mode(&db), 0o644);
 
     let app = app.restart_server().await;
@@ -124,9 +112,39 @@ async fn files_an_earlier_version_left_readable_are_tightened_at_start() {
     ] {
         assert_private(&file);
     }
-    for p in tree(&sim).iter().filter(|p| p.is_dir()) {
-        assert_private(p);
-    }
+}
+
+/// A simulated link an earlier version kept in `<data-dir>/sim/sessions/<id>.json` moves
+/// into the database at start: the session comes back `ready` without a new scan, and the
+/// folder is renamed so it is imported once.
+#[tokio::test]
+async fn simulated_links_an_earlier_version_kept_in_files_are_imported() {
+    use whatsapp_manager::domain::SessionId;
+    let mut app = spawn_app().await;
+    let linked = app.ready_session(1, 2).await;
+    let id = SessionId::from_db(linked["session_id"].as_str().unwrap().to_owned());
+    app.stop().await;
+    // Put the link back where an earlier version kept it.
+    let db = whatsapp_manager::store::open(&app.config.database_url, &Default::default())
+        .await
+        .unwrap();
+    let device = db
+        .sim_device(&id)
+        .await
+        .unwrap()
+        .expect("linked in the database");
+    assert!(db.forget_sim_device(&id).await.unwrap());
+    db.close().await;
+    let sessions = app.config.data_dir.join("sim/sessions");
+    std::fs::create_dir_all(&sessions).unwrap();
+    std::fs::write(sessions.join(format!("{id}.json")), &device).unwrap();
+
+    let app = app.restart_server().await;
+    app.wait_status(1, 2, "ready").await;
+    let st = app.status(1, 2).await;
+    assert_eq!(st["session_id"], linked["session_id"], "{st}");
+    assert!(!app.config.data_dir.join("sim").exists());
+    assert!(app.config.data_dir.join("sim.imported/sessions").exists());
 }
 
 /// Files third-party code creates on its own are covered too: the binary runs with umask

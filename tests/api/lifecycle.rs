@@ -170,12 +170,8 @@ async fn logout_forgets_credentials_and_init_then_needs_a_new_qr() {
     let st = app.status(1, 2).await;
     assert_eq!(st["status"], "logged_out");
     assert_eq!(st["client_ready"], false);
-    let creds = app
-        .config
-        .data_dir
-        .join("sim/sessions")
-        .join(format!("{}.json", linked["session_id"].as_str().unwrap()));
-    assert!(!creds.exists(), "credentials survived logout: {creds:?}");
+    let creds = sim_link(&app, linked["session_id"].as_str().unwrap()).await;
+    assert!(creds.is_none(), "credentials survived logout: {creds:?}");
     // A logout of a logged-out session is harmless.
     let (s, v) = app
         .post("/api/whatsapp/logout", json!({"user_id": 1, "place_id": 2}))
@@ -351,12 +347,8 @@ async fn an_unlink_while_the_connection_is_down_is_not_lost() {
     let (s, v) = app.fault(1, 2, "logout").await;
     assert_eq!(s, StatusCode::OK, "{v}");
     app.wait_status(1, 2, "logged_out").await;
-    let creds = app
-        .config
-        .data_dir
-        .join("sim/sessions")
-        .join(format!("{}.json", linked["session_id"].as_str().unwrap()));
-    assert!(!creds.exists());
+    let creds = sim_link(&app, linked["session_id"].as_str().unwrap()).await;
+    assert!(creds.is_none());
     // The unlink holds across a server restart.
     let app = app.restart_server().await;
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -543,4 +535,15 @@ async fn the_session_routes_take_form_bodies_like_json() {
     let (s, v) = post_form(&app, "/api/whatsapp/logout", "user_id=3&place_id=4").await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["data"]["status"], "logged_out", "{v}");
+}
+
+/// The simulated phone's link of a session, as the database holds it.
+async fn sim_link(app: &TestApp, session_id: &str) -> Option<String> {
+    let db = whatsapp_manager::store::open(&app.config.database_url, &Default::default())
+        .await
+        .unwrap();
+    let id = whatsapp_manager::domain::SessionId::from_db(session_id.to_owned());
+    let link = db.sim_device(&id).await.unwrap();
+    db.close().await;
+    link
 }

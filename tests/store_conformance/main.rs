@@ -14,6 +14,7 @@ mod outbox;
 /// compared with SQLite's.
 mod pg_only;
 mod sessions;
+mod sim;
 
 use testkit::db::{TestBackend, TestDb};
 use whatsapp_manager::domain::{Pair, PlaceId, SessionId, UserId};
@@ -124,6 +125,15 @@ macro_rules! suite {
                 a_patch_replaces_tags_and_merges_fields_where_null_removes,
                 search_matches_non_ascii_names_case_insensitively,
                 stats_count_names_business_and_activity,
+            ]
+        );
+        instantiate!(
+            $backend,
+            sim,
+            [
+                a_sim_link_is_kept_replaced_and_forgotten_once,
+                a_phone_book_is_kept_byte_for_byte_per_pair,
+                the_outbox_keeps_the_order_sent_per_pair,
             ]
         );
         instantiate!(

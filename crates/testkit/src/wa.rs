@@ -8,7 +8,10 @@ use fake_whatsapp::FakeWhatsApp;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use whatsapp_manager::config::EngineKind;
+use whatsapp_manager::domain::SessionId;
 use whatsapp_manager::engine::whatsapp::WhatsAppOptions;
+use whatsapp_manager::store::SqliteStore;
+use whatsapp_manager::store::device::{CredentialStore, DeviceRows};
 use whatsapp_manager::{Application, Config};
 
 pub const PHONE: &str = "966501234567";
@@ -84,8 +87,70 @@ impl Server {
         self.boot().await;
     }
 
+    /// Where earlier versions kept a session's device file; nothing is written there now.
     pub fn credentials_dir(&self, session_id: &str) -> PathBuf {
         self.dir.path().join("data/whatsapp").join(session_id)
+    }
+
+    /// `--data-dir` has nothing in it (or does not exist): every credential is in the
+    /// database.
+    pub fn data_dir_is_empty(&self) -> bool {
+        match std::fs::read_dir(self.dir.path().join("data")) {
+            Ok(mut entries) => entries.next().is_none(),
+            Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+        }
+    }
+
+    /// A second connection to the server's database, to read what it stored.
+    pub async fn database(&self) -> SqliteStore {
+        SqliteStore::connect(&self.config().database_url)
+            .await
+            .expect("open the server's database")
+    }
+
+    /// Every device row the database holds for the session, or `None` when it has none.
+    pub async fn device_rows(&self, session_id: &str) -> Option<DeviceRows> {
+        self.database()
+            .await
+            .device_rows(&SessionId::from_db(session_id.to_string()))
+            .await
+            .expect("read the device rows")
+    }
+
+    /// Waits until the database holds nothing of the session's device (a logout, an unlink,
+    /// a link that never finished), and checks nothing was left under `--data-dir` either.
+    pub async fn wait_forgotten(&self, session_id: &str) {
+        let db = self.database().await;
+        let id = SessionId::from_db(session_id.to_string());
+        crate::poll(WAIT, "forgot the device", || async {
+            match db.device_rows(&id).await.expect("read the device rows") {
+                None => Ok(()),
+                Some(rows) => Err(format!("linked_at {:?}", rows.linked_at)),
+            }
+        })
+        .await;
+        assert!(self.data_dir_is_empty(), "nothing under --data-dir");
+    }
+
+    /// Checks that the session's credentials are in the database, linked, and nowhere else.
+    pub async fn assert_credentials_in_database(&self, session_id: &str) {
+        let rows = self
+            .device_rows(session_id)
+            .await
+            .expect("the session's device is in the database");
+        assert!(rows.device.is_some(), "the device itself is saved");
+        assert!(rows.linked_at.is_some(), "marked linked");
+        assert!(self.is_linked(session_id).await);
+        assert!(self.data_dir_is_empty(), "nothing under --data-dir");
+    }
+
+    /// The database says the session's phone accepted the link and its device is saved.
+    pub async fn is_linked(&self, session_id: &str) -> bool {
+        self.database()
+            .await
+            .is_linked(&SessionId::from_db(session_id.to_string()))
+            .await
+            .expect("read the linked flag")
     }
 
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {
@@ -252,10 +317,9 @@ impl EngineSession {
     pub async fn linked(fake: FakeWhatsApp) -> Self {
         use std::sync::Arc;
         use whatsapp_manager::clock::SystemClock;
-        use whatsapp_manager::domain::{Pair, PlaceId, SessionId, UserId};
+        use whatsapp_manager::domain::{Pair, PlaceId, UserId};
         use whatsapp_manager::engine::whatsapp::WhatsAppEngine;
         use whatsapp_manager::engine::{ClientStart, Engine, EngineEvent};
-        use whatsapp_manager::store::SqliteStore;
 
         let dir = tempfile::tempdir().expect("tempdir");
         let store =
@@ -270,9 +334,11 @@ impl EngineSession {
                 version: Some((2, 3000, 1_000_000_000)),
                 connect_timeout: Duration::from_secs(10),
             },
+            Arc::new(store.clone()),
             Arc::new(store),
             Arc::new(SystemClock),
         )
+        .await
         .expect("engine");
         let (tx, rx) = tokio::sync::mpsc::channel(256);
         let pair = Pair::new(UserId::new_unchecked(1), PlaceId::new_unchecked(2));

@@ -4,11 +4,13 @@
 
 mod contact_cache;
 mod contacts;
+mod device;
 mod events;
 mod groups;
 mod keys;
 mod outbox;
 mod sessions;
+mod sim;
 
 use std::str::FromStr;
 use std::time::Duration;

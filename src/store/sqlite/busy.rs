@@ -98,7 +98,7 @@ macro_rules! write_tx {
 pub(crate) use write_tx;
 
 /// The state of one write through [`write_tx!`]: how long it has waited, and why.
-pub(super) struct Attempts<'s> {
+pub(in crate::store) struct Attempts<'s> {
     store: &'s SqliteStore,
     what: &'static str,
     started: Instant,
@@ -107,7 +107,7 @@ pub(super) struct Attempts<'s> {
 }
 
 impl<'s> Attempts<'s> {
-    pub(super) fn new(store: &'s SqliteStore, what: &'static str) -> Self {
+    pub(in crate::store) fn new(store: &'s SqliteStore, what: &'static str) -> Self {
         Self {
             store,
             what,
@@ -120,7 +120,7 @@ impl<'s> Attempts<'s> {
     /// The writers' turn; [`StoreBusy`] when it does not come within the limit. Only this
     /// wait is cut short: a transaction under way runs to its end, so "busy" never hides a
     /// commit that happened.
-    pub(super) async fn turn(&self) -> StoreResult<MutexGuard<'s, ()>> {
+    pub(in crate::store) async fn turn(&self) -> StoreResult<MutexGuard<'s, ()>> {
         let left = self.store.busy_limit.saturating_sub(self.started.elapsed());
         match tokio::time::timeout(left, self.store.gate.0.lock()).await {
             Ok(turn) => Ok(turn),
@@ -128,13 +128,16 @@ impl<'s> Attempts<'s> {
         }
     }
 
-    pub(super) async fn begin(&self) -> StoreResult<Transaction<'static, Sqlite>> {
+    pub(in crate::store) async fn begin(&self) -> StoreResult<Transaction<'static, Sqlite>> {
         Ok(self.store.writer.begin_with("BEGIN IMMEDIATE").await?)
     }
 
     /// What the try came to: `Some` to hand to the caller, `None` to try again (after a
     /// pause) because it lost a race and there is time left.
-    pub(super) async fn settle<T>(&mut self, tried: StoreResult<T>) -> Option<StoreResult<T>> {
+    pub(in crate::store) async fn settle<T>(
+        &mut self,
+        tried: StoreResult<T>,
+    ) -> Option<StoreResult<T>> {
         let e = match tried {
             Err(e) if e.is_unavailable() && !e.is_closed() => e,
             done => return Some(done),

@@ -9,6 +9,7 @@ mod groups;
 mod keys;
 mod outbox;
 mod sessions;
+mod sim;
 
 pub use busy::StoreBusy;
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! phone books, and the faults a real connection has.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,15 +15,18 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-pub use super::sim_book::{PhoneBook, SimEntry, default_me_digits};
-use super::sim_book::{Rng, generate, generated_identity};
+mod book;
+mod legacy;
+
 use super::{
     ClientStart, ContactSource, Engine, EngineClient, EngineError, EngineEvent, RawContact,
 };
 use crate::clock::SharedClock;
 use crate::domain::text::phone_name_opt;
 use crate::domain::{Pair, PhoneNumber, SessionId};
-use crate::files;
+use crate::store::traits::SimStore;
+pub use book::{PhoneBook, SimEntry, default_me_digits};
+use book::{Rng, generate, generated_identity};
 
 #[derive(Debug, Clone)]
 pub struct SimConfig {
@@ -155,14 +158,12 @@ struct ClientShared {
 
 struct Inner {
     cfg: SimConfig,
-    dir: PathBuf,
+    store: Arc<dyn SimStore>,
     clock: SharedClock,
     books: Mutex<HashMap<Pair, Arc<PhoneBook>>>,
     /// The newest client started for each pair.
     clients: Mutex<HashMap<Pair, Arc<ClientShared>>>,
     qr_counter: AtomicU64,
-    /// Serialises appends to the outbox files.
-    outbox: tokio::sync::Mutex<()>,
     incoming_counter: AtomicU64,
     /// One phone-book upload read and parsed at a time: a large book costs several times its
     /// size in memory while parsed, and four at once must not add up.
@@ -175,29 +176,30 @@ pub struct SimNetwork {
 }
 
 impl SimNetwork {
-    pub fn new(cfg: SimConfig, data_dir: PathBuf, clock: SharedClock) -> anyhow::Result<Self> {
-        let dir = data_dir.join("sim");
-        // The simulated phones' credentials and books are as private as real ones would be.
-        files::create_private_dir_all(&data_dir)
-            .and_then(|()| files::own_private_dir(&dir))
-            .with_context(|| format!("cannot create {}", dir.display()))?;
-        for sub in ["sessions", "phonebooks", "outbox"] {
-            files::own_private_dir(&dir.join(sub))
-                .with_context(|| format!("cannot create {}", dir.join(sub).display()))?;
-        }
-        Ok(Self {
+    pub fn new(cfg: SimConfig, store: Arc<dyn SimStore>, clock: SharedClock) -> Self {
+        Self {
             inner: Arc::new(Inner {
                 cfg,
-                dir,
+                store,
                 clock,
                 books: Mutex::default(),
                 clients: Mutex::default(),
                 qr_counter: AtomicU64::new(0),
-                outbox: tokio::sync::Mutex::new(()),
                 incoming_counter: AtomicU64::new(0),
                 uploads: tokio::sync::Semaphore::new(1),
             }),
-        })
+        }
+    }
+
+    /// Moves what an earlier version kept in files (`<data-dir>/sim/`) into the database,
+    /// once: see [`legacy`].
+    pub async fn import_files(&self, data_dir: &Path) -> anyhow::Result<()> {
+        legacy::import(
+            self.inner.store.as_ref(),
+            data_dir,
+            self.inner.clock.now_ms(),
+        )
+        .await
     }
 
     /// The largest phone-book body an upload may send.
@@ -210,51 +212,25 @@ impl SimNetwork {
         self.inner.uploads.acquire().await.ok()
     }
 
-    fn link_path(&self, id: &SessionId) -> PathBuf {
-        self.inner.dir.join("sessions").join(format!("{id}.json"))
-    }
-
-    fn book_path(&self, pair: Pair) -> PathBuf {
-        self.inner
-            .dir
-            .join("phonebooks")
-            .join(format!("{}_{}.json", pair.user_id, pair.place_id))
-    }
-
-    fn outbox_path(&self, pair: Pair) -> PathBuf {
-        self.inner
-            .dir
-            .join("outbox")
-            .join(format!("{}_{}.jsonl", pair.user_id, pair.place_id))
-    }
-
     async fn record_sent(&self, pair: Pair, sent: &SimSent) -> Result<(), EngineError> {
-        use tokio::io::AsyncWriteExt;
-        let mut line = serde_json::to_vec(sent)
+        let line = serde_json::to_string(sent)
             .map_err(|e| EngineError::Failed(format!("cannot encode the message: {e}")))?;
-        line.push(b'\n');
-        let _guard = self.inner.outbox.lock().await;
-        let mut f = files::append_private(&self.outbox_path(pair))
+        self.inner
+            .store
+            .record_sim_sent(pair, &line, sent.at_ms)
             .await
-            .map_err(|e| EngineError::Failed(format!("the simulated network is down: {e}")))?;
-        f.write_all(&line)
-            .await
-            .map_err(|e| EngineError::Failed(format!("the simulated network is down: {e}")))?;
-        Ok(())
+            .map_err(|e| EngineError::Failed(format!("the simulated network is down: {e}")))
     }
 
     /// Everything the pair's phone sent, oldest first; a repeated id means the same
     /// message reached WhatsApp twice.
     pub async fn outbox(&self, pair: Pair) -> anyhow::Result<Vec<SimSent>> {
-        let bytes = match tokio::fs::read(self.outbox_path(pair)).await {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e.into()),
-        };
-        bytes
-            .split(|b| *b == b'\n')
-            .filter(|l| !l.is_empty())
-            .map(|l| serde_json::from_slice(l).context("corrupt sim outbox line"))
+        self.inner
+            .store
+            .sim_outbox(pair)
+            .await?
+            .iter()
+            .map(|l| serde_json::from_str(l).context("corrupt sim outbox row"))
             .collect()
     }
 
@@ -289,10 +265,10 @@ impl SimNetwork {
     pub async fn set_phonebook(&self, pair: Pair, book: PhoneBook) -> anyhow::Result<()> {
         let book = Arc::new(book);
         let bytes = serde_json::to_vec(&*book)?;
-        let path = self.book_path(pair);
-        let tmp = path.with_extension("json.tmp");
-        files::write_private(&tmp, &bytes).await?;
-        tokio::fs::rename(&tmp, &path).await?;
+        self.inner
+            .store
+            .set_sim_phonebook(pair, &bytes, self.inner.clock.now_ms())
+            .await?;
         lock(&self.inner.books).insert(pair, book);
         Ok(())
     }
@@ -309,12 +285,18 @@ impl SimNetwork {
         lock(&self.inner.books).entry(pair).or_insert(book).clone()
     }
 
-    /// A phone book someone set (kept in memory, or on disk from before a restart).
+    /// A phone book someone set (kept in memory, or in the database from before a restart).
     async fn stored_phonebook(&self, pair: Pair) -> Option<Arc<PhoneBook>> {
         if let Some(b) = lock(&self.inner.books).get(&pair) {
             return Some(b.clone());
         }
-        let bytes = tokio::fs::read(self.book_path(pair)).await.ok()?;
+        let bytes = match self.inner.store.sim_phonebook(pair).await {
+            Ok(bytes) => bytes?,
+            Err(e) => {
+                tracing::warn!("⚠️ Simulated engine cannot read the phone book of {pair}: {e}");
+                return None;
+            }
+        };
         let book = Arc::new(serde_json::from_slice::<PhoneBook>(&bytes).ok()?);
         Some(lock(&self.inner.books).entry(pair).or_insert(book).clone())
     }
@@ -446,15 +428,12 @@ impl Engine for SimNetwork {
     }
 
     async fn has_credentials(&self, session_id: &SessionId) -> bool {
-        tokio::fs::try_exists(self.link_path(session_id))
-            .await
-            .unwrap_or(false)
+        matches!(self.inner.store.sim_device(session_id).await, Ok(Some(_)))
     }
 
     async fn forget(&self, session_id: &SessionId) -> Result<(), EngineError> {
-        match tokio::fs::remove_file(self.link_path(session_id)).await {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        match self.inner.store.forget_sim_device(session_id).await {
+            Ok(_) => Ok(()),
             Err(e) => Err(EngineError::Failed(format!(
                 "cannot delete credentials: {e}"
             ))),
@@ -613,9 +592,12 @@ async fn run_client(
     mut ctl: mpsc::UnboundedReceiver<Control>,
     events: mpsc::Sender<EngineEvent>,
 ) {
-    let stored = match tokio::fs::read(net.link_path(&shared.session_id)).await {
-        Ok(bytes) => serde_json::from_slice::<LinkedDevice>(&bytes).ok(),
-        Err(_) => None,
+    let stored = match net.inner.store.sim_device(&shared.session_id).await {
+        Ok(json) => json.and_then(|j| serde_json::from_str::<LinkedDevice>(&j).ok()),
+        Err(e) => {
+            tracing::warn!("⚠️ Simulated engine cannot read its credentials: {e}");
+            None
+        }
     };
     let device = match stored {
         Some(d) => d,
@@ -708,10 +690,15 @@ async fn link(
         push_name: book.push_name.clone(),
         linked_at_ms: net.inner.clock.now_ms(),
     };
-    let path = net.link_path(&shared.session_id);
-    match serde_json::to_vec(&device) {
-        Ok(bytes) => {
-            if let Err(e) = files::write_private(&path, &bytes).await {
+    match serde_json::to_string(&device) {
+        Ok(json) => {
+            let now = net.inner.clock.now_ms();
+            if let Err(e) = net
+                .inner
+                .store
+                .save_sim_device(&shared.session_id, &json, now)
+                .await
+            {
                 tracing::error!("❌ Simulated engine cannot store credentials: {e}");
             }
         }
@@ -803,9 +790,52 @@ mod tests {
     use super::*;
     use crate::clock::SystemClock;
     use crate::domain::{PlaceId, UserId};
+    use crate::store::StoreResult;
 
     fn pair() -> Pair {
         Pair::new(UserId::new_unchecked(1), PlaceId::new_unchecked(2))
+    }
+
+    /// The simulated phones' store in memory: these tests run on paused time, where a real
+    /// pool's acquire timeout would fire at once. The store itself has its own suite.
+    #[derive(Default)]
+    pub(super) struct MemoryStore {
+        devices: Mutex<HashMap<SessionId, String>>,
+        books: Mutex<HashMap<Pair, Vec<u8>>>,
+        sent: Mutex<Vec<(Pair, String)>>,
+    }
+
+    #[async_trait]
+    impl SimStore for MemoryStore {
+        async fn sim_device(&self, s: &SessionId) -> StoreResult<Option<String>> {
+            Ok(lock(&self.devices).get(s).cloned())
+        }
+        async fn save_sim_device(&self, s: &SessionId, d: &str, _: i64) -> StoreResult<()> {
+            lock(&self.devices).insert(s.clone(), d.to_owned());
+            Ok(())
+        }
+        async fn forget_sim_device(&self, s: &SessionId) -> StoreResult<bool> {
+            Ok(lock(&self.devices).remove(s).is_some())
+        }
+        async fn sim_phonebook(&self, pair: Pair) -> StoreResult<Option<Vec<u8>>> {
+            Ok(lock(&self.books).get(&pair).cloned())
+        }
+        async fn set_sim_phonebook(&self, pair: Pair, book: &[u8], _: i64) -> StoreResult<()> {
+            lock(&self.books).insert(pair, book.to_vec());
+            Ok(())
+        }
+        async fn record_sim_sent(&self, pair: Pair, sent: &str, _: i64) -> StoreResult<()> {
+            lock(&self.sent).push((pair, sent.to_owned()));
+            Ok(())
+        }
+        async fn sim_outbox(&self, pair: Pair) -> StoreResult<Vec<String>> {
+            let sent = lock(&self.sent);
+            Ok(sent
+                .iter()
+                .filter(|(p, _)| *p == pair)
+                .map(|(_, s)| s.clone())
+                .collect())
+        }
     }
 
     async fn start(
@@ -814,10 +844,10 @@ mod tests {
         SimNetwork,
         Arc<dyn EngineClient>,
         mpsc::Receiver<EngineEvent>,
-        tempfile::TempDir,
+        Arc<MemoryStore>,
     ) {
-        let dir = tempfile::tempdir().unwrap();
-        let net = SimNetwork::new(cfg, dir.path().to_path_buf(), Arc::new(SystemClock)).unwrap();
+        let db = Arc::new(MemoryStore::default());
+        let net = SimNetwork::new(cfg, db.clone(), Arc::new(SystemClock));
         let (tx, rx) = mpsc::channel(16);
         let client = net
             .start(ClientStart {
@@ -827,7 +857,7 @@ mod tests {
             })
             .await
             .unwrap();
-        (net, client, rx, dir)
+        (net, client, rx, db)
     }
 
     #[tokio::test(start_paused = true)]
