@@ -6,6 +6,7 @@ mod error;
 pub mod messaging;
 mod postgres;
 mod retry;
+mod sim;
 mod sqlite;
 pub mod traits;
 
