@@ -134,6 +134,7 @@ fn main() -> anyhow::Result<()> {
     // under the most similar load.
     for s in scenarios {
         for target in &targets {
+            let load = load_average();
             let t = Instant::now();
             let out = rt.block_on(async {
                 let out = match s {
@@ -151,7 +152,8 @@ fn main() -> anyhow::Result<()> {
             let name = format!("{s:?} on {}", target.backend.as_str());
             match out {
                 Ok(mut row) => {
-                    row.metric("scenario_seconds", t.elapsed().as_secs_f64(), "s");
+                    row.metric("scenario_seconds", t.elapsed().as_secs_f64(), "s")
+                        .metric("load_before_1m", load, "");
                     row.print();
                     rows.push(row);
                 }
@@ -200,4 +202,13 @@ async fn targets(opts: &Opts) -> anyhow::Result<Vec<Target>> {
         targets.push(Target::postgres(Arc::new(pg)));
     }
     Ok(targets)
+}
+
+/// The machine's 1-minute load average as the scenario starts: other work on the two cores
+/// (a build, the previous scenario's tail) moves every number.
+fn load_average() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next()?.parse().ok())
+        .unwrap_or(f64::NAN)
 }
