@@ -3,6 +3,6 @@
 
 mod flags;
 mod mid_fetch;
-mod server;
 mod pg_down;
 mod postgres;
+mod server;

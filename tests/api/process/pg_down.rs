@@ -60,7 +60,11 @@ async fn with_postgres_stopped_the_api_answers_503_and_recovers_when_it_is_back(
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         let (s, v) = srv
-            .call(Method::GET, "/api/whatsapp/groups?user_id=1&place_id=2", None)
+            .call(
+                Method::GET,
+                "/api/whatsapp/groups?user_id=1&place_id=2",
+                None,
+            )
             .await;
         if s == StatusCode::OK {
             break;
@@ -140,10 +144,7 @@ async fn sslmode_require_against_postgres_without_tls_stops_the_start_with_a_cle
     };
     let out = child.wait_with_output().expect("stderr");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        matches!(status.code(), Some(1 | 2)),
-        "{status:?}: {stderr}"
-    );
+    assert!(matches!(status.code(), Some(1 | 2)), "{status:?}: {stderr}");
     assert!(stderr.contains("cannot connect to database"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(!stderr.contains("listening on"), "{stderr}");

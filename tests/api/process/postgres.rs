@@ -102,7 +102,10 @@ async fn link(srv: &Server, place: i64) -> String {
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     let ready = srv.wait_status_of(1, place, "ready").await;
-    ready["session_id"].as_str().expect("a session id").to_string()
+    ready["session_id"]
+        .as_str()
+        .expect("a session id")
+        .to_string()
 }
 
 async fn groups(srv: &Server, key: &str) -> Vec<Value> {
@@ -160,15 +163,19 @@ async fn on_postgres_everything_comes_back_after_a_restart_with_an_empty_data_di
 
     let now = chrono::Utc::now().timestamp();
     let entries: Vec<Value> = (0..BOOK)
-        .map(|i| json!({"jid": format!("96651{:07}@s.whatsapp.net", 1_000 + i),
-                        "name": format!("Person {i}"), "last_message_at": now - i as i64 * 60}))
+        .map(|i| {
+            json!({"jid": format!("96651{:07}@s.whatsapp.net", 1_000 + i),
+                        "name": format!("Person {i}"), "last_message_at": now - i as i64 * 60})
+        })
         .collect();
     let (s, v) = srv
         .call(
             Method::PUT,
             "/api/sim/phonebook",
-            Some(json!({"user_id": 1, "place_id": 2, "me": "966500000001@s.whatsapp.net",
-                        "entries": entries})),
+            Some(
+                json!({"user_id": 1, "place_id": 2, "me": "966500000001@s.whatsapp.net",
+                        "entries": entries}),
+            ),
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
@@ -187,10 +194,16 @@ async fn on_postgres_everything_comes_back_after_a_restart_with_an_empty_data_di
     srv.wait_for("fetched", |s| s["contacts_fetch_completed"] == true)
         .await;
     let (s, v) = srv
-        .post("/api/admin/keys", json!({"user_id": 1, "name": "back office"}))
+        .post(
+            "/api/admin/keys",
+            json!({"user_id": 1, "name": "back office"}),
+        )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
-    let key = v["data"]["key"].as_str().expect("the key, once").to_string();
+    let key = v["data"]["key"]
+        .as_str()
+        .expect("the key, once")
+        .to_string();
     let before = groups(&srv, &key).await;
     assert_eq!(before.len(), 2, "{before:?}");
     assert_eq!(before[0]["contact_count"], BOOK);
@@ -210,7 +223,11 @@ async fn on_postgres_everything_comes_back_after_a_restart_with_an_empty_data_di
     assert!(out.iter().all(|m| m["text"] == "hello"), "{out:?}");
     eventually("three signed message.sent deliveries", || async {
         let n = events(&got, "message.sent").len();
-        if n == BOOK { Ok(()) } else { Err(format!("{n}")) }
+        if n == BOOK {
+            Ok(())
+        } else {
+            Err(format!("{n}"))
+        }
     })
     .await;
     for (headers, body) in got.all() {
@@ -249,7 +266,9 @@ async fn on_postgres_everything_comes_back_after_a_restart_with_an_empty_data_di
     };
     assert_eq!(keyed(&again), keyed(&sent));
     assert_eq!(outbox(&srv).await.len(), BOOK);
-    let (s, v) = srv.call(Method::GET, "/api/admin/keys?user_id=1", None).await;
+    let (s, v) = srv
+        .call(Method::GET, "/api/admin/keys?user_id=1", None)
+        .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["data"]["keys"].as_array().map(Vec::len), Some(1), "{v}");
 
@@ -259,15 +278,21 @@ async fn on_postgres_everything_comes_back_after_a_restart_with_an_empty_data_di
             &key,
             Method::POST,
             "/api/whatsapp/send-message",
-            Some(json!({"user_id": 1, "place_id": 2, "phone_number": "+966511001000",
-                        "text": "back"})),
+            Some(
+                json!({"user_id": 1, "place_id": 2, "phone_number": "+966511001000",
+                        "text": "back"}),
+            ),
         )
         .await;
     assert_eq!(s, StatusCode::ACCEPTED, "{v}");
     all_sent(&srv, BOOK + 1).await;
     eventually("the send after the restart delivered", || async {
         let n = events(&got, "message.sent").len();
-        if n == BOOK + 1 { Ok(()) } else { Err(format!("{n}")) }
+        if n == BOOK + 1 {
+            Ok(())
+        } else {
+            Err(format!("{n}"))
+        }
     })
     .await;
     for (headers, body) in got.all() {
@@ -275,5 +300,8 @@ async fn on_postgres_everything_comes_back_after_a_restart_with_an_empty_data_di
     }
 
     let written = files_under(&data);
-    assert!(written.is_empty(), "the data folder holds files: {written:?}");
+    assert!(
+        written.is_empty(),
+        "the data folder holds files: {written:?}"
+    );
 }
