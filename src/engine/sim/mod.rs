@@ -114,7 +114,6 @@ pub struct SimIncoming {
     pub text: String,
 }
 
-
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A panic elsewhere must not take the whole sim network down with a poisoned lock.
     m.lock().unwrap_or_else(|e| e.into_inner())
