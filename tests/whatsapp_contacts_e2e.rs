@@ -354,7 +354,7 @@ async fn phone_names_lose_their_control_characters_and_credentials_stay_private(
         // The credentials live in the database file now: it alone must be private, and
         // nothing of the device is left under --data-dir.
         s.assert_credentials_in_database(&session_id).await;
-        let db = s.dir.path().join("wam.db");
+        let db = s.sqlite_file().expect("on SQLite");
         let mut private = vec![db.clone()];
         for suffix in ["-wal", "-shm"] {
             let mut p = db.as_os_str().to_owned();

@@ -2,18 +2,19 @@
 //! library's own SQLite file `<data-dir>/whatsapp/<id>/device.db`, a `linked` marker beside
 //! it, its row in `sessions`) is imported into the database at start and reconnects with its
 //! old keys, no QR code. The earlier layout is built here the way that version built it: the
-//! library's `SqliteStore` on that path, paired against the fake server.
+//! library's `SqliteStore` on that path, paired against the fake server. The same body runs
+//! with the server on SQLite and on PostgreSQL (`--database postgres://`): the file is SQLite
+//! either way, the database it moves into is not.
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use fake_whatsapp::FakeWhatsApp;
-use testkit::wa::{PHONE, Server, WAIT, error_message};
+use testkit::wa::{PHONE, Server, TestBackend, WAIT, error_message};
 use tokio::sync::mpsc;
 use whatsapp_manager::domain::{Pair, PhoneNumber, PlaceId, SessionId, SessionStatus, UserId};
-use whatsapp_manager::store::prelude::*;
-use whatsapp_manager::store::{SessionRecord, SqliteStore};
+use whatsapp_manager::store::{Db, SessionRecord};
 use whatsapp_rust::bot::Bot;
 use whatsapp_rust::types::events::{Event, EventHandler};
 
@@ -27,12 +28,7 @@ impl EventHandler for Events {
 
 /// Links `PHONE` the way the earlier version did: the library's file store at
 /// `<data>/whatsapp/<id>/device.db`, the `linked` marker, and the session's row.
-async fn link_with_file_store(
-    fake: &FakeWhatsApp,
-    data: &Path,
-    db: &SqliteStore,
-    pair: Pair,
-) -> SessionId {
+async fn link_with_file_store(fake: &FakeWhatsApp, data: &Path, db: &Db, pair: Pair) -> SessionId {
     let now = 1_700_000_000_000;
     let id = SessionId::new(pair, now);
     let dir = data.join("whatsapp").join(id.as_str());
@@ -93,8 +89,19 @@ fn pair(place: i64) -> Pair {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_device_file_of_the_earlier_version_is_imported_and_reconnects_without_a_qr() {
-    let mut s = Server::start(FakeWhatsApp::new()).await;
+async fn a_device_file_of_the_earlier_version_is_imported_into_sqlite_and_reconnects_without_a_qr()
+{
+    imports_and_reconnects_without_a_qr(TestBackend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_file_of_the_earlier_version_is_imported_into_postgres_and_reconnects_without_a_qr()
+ {
+    imports_and_reconnects_without_a_qr(TestBackend::Postgres).await;
+}
+
+async fn imports_and_reconnects_without_a_qr(backend: TestBackend) {
+    let mut s = Server::start_on(FakeWhatsApp::new(), backend).await;
     let data = s.dir.path().join("data");
     let db = s.database().await;
     let t = std::time::Instant::now();

@@ -191,6 +191,15 @@ impl CredentialStore for DownStore {
     async fn forget_unlinked_devices(&self) -> StoreResult<u64> {
         down()
     }
+    async fn device_rows(
+        &self,
+        _: &SessionId,
+    ) -> StoreResult<Option<whatsapp_manager::store::device::DeviceRows>> {
+        down()
+    }
+    async fn set_imported_from(&self, _: &SessionId, _: &str) -> StoreResult<()> {
+        down()
+    }
 }
 
 #[async_trait]

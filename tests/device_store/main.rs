@@ -24,6 +24,8 @@ use whatsapp_rust::store::traits::Backend;
 /// pool on the same database) for what the API does not show: row counts per table.
 pub struct Db {
     pub creds: Arc<dyn CredentialStore>,
+    /// The database's URL, as `--database` takes it.
+    pub url: String,
     pub raw: Raw,
     pub kind: &'static str,
     pub closer: Closer,
@@ -52,6 +54,7 @@ impl Db {
             .unwrap();
         Db {
             creds: Arc::new(store.clone()),
+            url,
             raw: Raw::Sqlite(raw),
             kind: "sqlite",
             closer: Closer::Sqlite(store),
@@ -73,6 +76,7 @@ impl Db {
             .unwrap();
         Db {
             creds: Arc::new(PgCredentials::new(pool.clone())),
+            url: db.url.clone(),
             raw: Raw::Postgres(pool.clone()),
             kind: "postgres",
             closer: Closer::Postgres(pool),

@@ -18,6 +18,7 @@ crate::on_both!(
     signed_prekeys_and_sender_keys,
     pending_inbound_buffer,
     app_state_keys_versions_and_macs,
+    the_service_store_is_the_credential_store,
 );
 
 fn json(d: &Device) -> serde_json::Value {
@@ -342,4 +343,42 @@ async fn app_state_keys_versions_and_macs(db: Db) {
             .is_some(),
         "other collection kept"
     );
+}
+
+/// The store the server builds (`store::open`, by the URL's scheme) answers every method of
+/// the credential store itself, the import's two included: none falls back to a refusal.
+async fn the_service_store_is_the_credential_store(db: Db) {
+    use whatsapp_manager::store::{DatabaseOptions, open};
+
+    let service = open(&db.url, &DatabaseOptions::default()).await.unwrap();
+    assert_eq!(service.kind(), db.kind);
+    let s = sid("session_1_1_9");
+    assert!(service.device_rows(&s).await.unwrap().is_none());
+    assert!(service.set_imported_from(&s, "x").await.is_err());
+
+    let b = service.device_backend(&s).await.unwrap();
+    b.create().await.unwrap();
+    let mut d = b.load().await.unwrap().unwrap();
+    d.pn = "966501234567@s.whatsapp.net".parse().ok();
+    b.save(&d).await.unwrap();
+    service.mark_linked(&s, 1_700_000_000_000).await.unwrap();
+    service
+        .set_imported_from(&s, "/data/whatsapp/session_1_1_9/device.db")
+        .await
+        .unwrap();
+
+    // What it wrote is what the device store reads back, and the other way round.
+    let rows = service.device_rows(&s).await.unwrap().unwrap();
+    assert_eq!(rows, db.creds.device_rows(&s).await.unwrap().unwrap());
+    assert_eq!(
+        rows.imported_from.as_deref(),
+        Some("/data/whatsapp/session_1_1_9/device.db")
+    );
+    assert_eq!(rows.linked_at, Some(1_700_000_000_000));
+    assert!(rows.device.is_some());
+    assert!(service.is_linked(&s).await.unwrap());
+
+    service.forget_device(&s).await.unwrap();
+    assert!(db.creds.device_rows(&s).await.unwrap().is_none());
+    service.close().await;
 }

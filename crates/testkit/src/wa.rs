@@ -1,5 +1,6 @@
 //! The harness of the real-engine end-to-end tests: our whole application with the real
-//! `whatsapp-rust` client, its connections going to an in-process fake WhatsApp server.
+//! `whatsapp-rust` client, its connections going to an in-process fake WhatsApp server, on
+//! either backend ([`TestBackend`]).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -7,14 +8,19 @@ use std::time::Duration;
 use fake_whatsapp::FakeWhatsApp;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use tokio::sync::OnceCell;
 use whatsapp_manager::config::EngineKind;
 use whatsapp_manager::domain::SessionId;
 use whatsapp_manager::engine::whatsapp::WhatsAppOptions;
-use whatsapp_manager::store::SqliteStore;
-use whatsapp_manager::store::device::{CredentialStore, DeviceRows};
+use whatsapp_manager::store::device::DeviceRows;
+use whatsapp_manager::store::{DatabaseOptions, Db};
 use whatsapp_manager::{Application, Config};
 
+pub use crate::db::{TestBackend, TestDb};
+
 pub const PHONE: &str = "966501234567";
+/// The place of the pair every single-session helper speaks for (user 1).
+pub const PLACE: i64 = 2;
 /// The server runs as in production, with an admin key; the harness' client sends it.
 pub const ADMIN_KEY: &str = "e2e-admin-key-7d3f0b";
 /// Long enough for a loaded 2-core CI box; every wait ends as soon as its condition holds.
@@ -22,18 +28,31 @@ pub const WAIT: Duration = Duration::from_secs(60);
 
 pub struct Server {
     pub fake: FakeWhatsApp,
+    /// Holds `data/` (the server's `--data-dir`), which must stay empty.
     pub dir: tempfile::TempDir,
+    pub backend: TestBackend,
+    /// The server's database; kept for the whole test, across restarts.
+    pub db: TestDb,
     pub base: String,
     pub http: reqwest::Client,
+    /// The harness' own connection to the server's database, opened on first use.
+    store: OnceCell<Db>,
     running: Option<crate::Running>,
 }
 
 impl Server {
+    /// On SQLite, the embedded default.
     pub async fn start(fake: FakeWhatsApp) -> Self {
+        Self::start_on(fake, TestBackend::Sqlite).await
+    }
+
+    pub async fn start_on(fake: FakeWhatsApp, backend: TestBackend) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut s = Self {
             fake,
             dir,
+            backend,
+            db: backend.database().await,
             base: String::new(),
             http: reqwest::Client::builder()
                 .default_headers(
@@ -46,6 +65,7 @@ impl Server {
                 )
                 .build()
                 .expect("client"),
+            store: OnceCell::new(),
             running: None,
         };
         s.boot().await;
@@ -55,7 +75,7 @@ impl Server {
     pub fn config(&self) -> Config {
         let mut c = Config::defaults();
         c.listen = "127.0.0.1:0".into();
-        c.database_url = format!("sqlite://{}", self.dir.path().join("wam.db").display());
+        c.database_url = self.db.url.clone();
         c.data_dir = self.dir.path().join("data");
         c.engine = EngineKind::Whatsapp;
         c.admin_key = Some(whatsapp_manager::auth::AdminKeyHash::of(ADMIN_KEY));
@@ -92,6 +112,14 @@ impl Server {
         self.dir.path().join("data/whatsapp").join(session_id)
     }
 
+    /// The database file on SQLite; `None` on PostgreSQL.
+    pub fn sqlite_file(&self) -> Option<PathBuf> {
+        match self.backend {
+            TestBackend::Sqlite => self.db.url.strip_prefix("sqlite://").map(PathBuf::from),
+            TestBackend::Postgres => None,
+        }
+    }
+
     /// `--data-dir` has nothing in it (or does not exist): every credential is in the
     /// database.
     pub fn data_dir_is_empty(&self) -> bool {
@@ -101,11 +129,17 @@ impl Server {
         }
     }
 
-    /// A second connection to the server's database, to read what it stored.
-    pub async fn database(&self) -> SqliteStore {
-        SqliteStore::connect(&self.config().database_url)
+    /// A second connection to the server's database, to read what it stored, opened the way
+    /// the server opens it (`--database`'s scheme picks the backend).
+    pub async fn database(&self) -> Db {
+        self.store
+            .get_or_init(|| async {
+                whatsapp_manager::store::open(&self.db.url, &DatabaseOptions::default())
+                    .await
+                    .expect("open the server's database")
+            })
             .await
-            .expect("open the server's database")
+            .clone()
     }
 
     /// Every device row the database holds for the session, or `None` when it has none.
@@ -140,6 +174,10 @@ impl Server {
             .expect("the session's device is in the database");
         assert!(rows.device.is_some(), "the device itself is saved");
         assert!(rows.linked_at.is_some(), "marked linked");
+        assert!(
+            !rows.identities.is_empty() || !rows.prekeys.is_empty(),
+            "its keys are saved: {rows:?}"
+        );
         assert!(self.is_linked(session_id).await);
         assert!(self.data_dir_is_empty(), "nothing under --data-dir");
     }
@@ -177,7 +215,12 @@ impl Server {
     }
 
     pub async fn status(&self) -> Value {
-        self.get("/api/whatsapp/status?user_id=1&place_id=2")
+        self.status_at(PLACE).await
+    }
+
+    /// The status of user 1's session at `place`.
+    pub async fn status_at(&self, place: i64) -> Value {
+        self.get(&format!("/api/whatsapp/status?user_id=1&place_id={place}"))
             .await
             .1["data"]
             .clone()
@@ -185,29 +228,45 @@ impl Server {
 
     /// POSTs the pair's body to a session route (`init`, `restart`, `logout`, …).
     pub async fn session_post(&self, route: &str) -> (StatusCode, Value) {
+        self.session_post_at(route, PLACE).await
+    }
+
+    pub async fn session_post_at(&self, route: &str, place: i64) -> (StatusCode, Value) {
         self.post(
             &format!("/api/whatsapp/{route}"),
-            json!({"user_id": 1, "place_id": 2}),
+            json!({"user_id": 1, "place_id": place}),
         )
         .await
     }
 
     pub async fn init(&self) -> Value {
-        let (code, body) = self.session_post("init").await;
+        self.init_at(PLACE).await
+    }
+
+    pub async fn init_at(&self, place: i64) -> Value {
+        let (code, body) = self.session_post_at("init", place).await;
         assert_eq!(code, StatusCode::OK, "{body}");
         body
     }
 
     pub async fn wait_for(&self, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
+        self.wait_for_at(PLACE, what, ok).await
+    }
+
+    pub async fn wait_for_at(&self, place: i64, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
         crate::poll(WAIT, what, || async {
-            let st = self.status().await;
+            let st = self.status_at(place).await;
             if ok(&st) { Ok(st) } else { Err(st.to_string()) }
         })
         .await
     }
 
     pub async fn wait_status(&self, want: &str) -> Value {
-        self.wait_for(want, |s| s["status"] == want).await
+        self.wait_status_at(PLACE, want).await
+    }
+
+    pub async fn wait_status_at(&self, place: i64, want: &str) -> Value {
+        self.wait_for_at(place, want, |s| s["status"] == want).await
     }
 
     /// The raw QR string, or `None` when no code is showing (for instance, attempts ran out).
@@ -228,10 +287,14 @@ impl Server {
     }
 
     pub async fn qr_raw(&self) -> String {
+        self.qr_raw_at(PLACE).await
+    }
+
+    pub async fn qr_raw_at(&self, place: i64) -> String {
         let res = self
             .http
             .get(format!(
-                "{}/api/whatsapp/qr?user_id=1&place_id=2&format=raw",
+                "{}/api/whatsapp/qr?user_id=1&place_id={place}&format=raw",
                 self.base
             ))
             .send()
@@ -256,13 +319,18 @@ impl Server {
         res.bytes().await.expect("png").to_vec()
     }
 
-    /// init → QR → the phone scans → ready.
+    /// init → QR → the phone of [`PHONE`] scans → ready.
     pub async fn link(&self) -> Value {
-        self.init().await;
-        self.wait_status("qr_ready").await;
-        let qr = self.qr_raw().await;
-        self.fake.scan(&qr, PHONE, "Shop").await.expect("scan");
-        self.wait_status("ready").await
+        self.link_at(PLACE, PHONE).await
+    }
+
+    /// Links user 1's session at `place` to the number `phone` (digits) on the fake.
+    pub async fn link_at(&self, place: i64, phone: &str) -> Value {
+        self.init_at(place).await;
+        self.wait_status_at(place, "qr_ready").await;
+        let qr = self.qr_raw_at(place).await;
+        self.fake.scan(&qr, phone, "Shop").await.expect("scan");
+        self.wait_status_at(place, "ready").await
     }
 
     pub async fn group_names(&self) -> Vec<String> {
@@ -308,6 +376,8 @@ pub struct EngineSession {
     pub fake: FakeWhatsApp,
     pub client: std::sync::Arc<dyn whatsapp_manager::engine::EngineClient>,
     pub events: tokio::sync::mpsc::Receiver<whatsapp_manager::engine::EngineEvent>,
+    /// The engine's database and its (empty) data folder, alive as long as the client.
+    _db: TestDb,
     _dir: tempfile::TempDir,
 }
 
@@ -322,10 +392,10 @@ impl EngineSession {
         use whatsapp_manager::engine::{ClientStart, Engine, EngineEvent};
 
         let dir = tempfile::tempdir().expect("tempdir");
-        let store =
-            SqliteStore::connect(&format!("sqlite://{}", dir.path().join("wam.db").display()))
-                .await
-                .expect("store");
+        let db = TestBackend::Sqlite.database().await;
+        let store = whatsapp_manager::store::open(&db.url, &DatabaseOptions::default())
+            .await
+            .expect("store");
         let engine = WhatsAppEngine::new(
             &dir.path().join("data"),
             WhatsAppOptions {
@@ -334,8 +404,8 @@ impl EngineSession {
                 version: Some((2, 3000, 1_000_000_000)),
                 connect_timeout: Duration::from_secs(10),
             },
-            Arc::new(store.clone()),
-            Arc::new(store),
+            store.clone(),
+            store,
             Arc::new(SystemClock),
         )
         .await
@@ -354,6 +424,7 @@ impl EngineSession {
             fake,
             client,
             events: rx,
+            _db: db,
             _dir: dir,
         };
         let qr = match s.next_event(|e| matches!(e, EngineEvent::Qr { .. })).await {

@@ -76,13 +76,10 @@ pub trait CredentialStore: Send + Sync + 'static {
 
     /// Every row of this session's device, or `None` when it has no `wa_devices` row. For
     /// checking an import or copying a device to another backend.
-    async fn device_rows(&self, _session: &SessionId) -> StoreResult<Option<DeviceRows>> {
-        Err(unsupported("device_rows"))
-    }
-    /// Notes where this session's credentials were copied from (a `device.db` path).
-    async fn set_imported_from(&self, _session: &SessionId, _source: &str) -> StoreResult<()> {
-        Err(unsupported("set_imported_from"))
-    }
+    async fn device_rows(&self, session: &SessionId) -> StoreResult<Option<DeviceRows>>;
+    /// Notes where this session's credentials were copied from (a `device.db` path); `NotFound`
+    /// when the session has no device row.
+    async fn set_imported_from(&self, session: &SessionId, source: &str) -> StoreResult<()>;
 }
 
 /// One device's rows, table by table, as stored (bytes as written, timestamps in unix seconds
@@ -179,10 +176,6 @@ impl IntoLibError for StoreError {
 
 fn lib_err(e: impl IntoLibError) -> LibError {
     e.into_lib()
-}
-
-fn unsupported(what: &str) -> StoreError {
-    StoreError::other(format!("this credential store cannot {what}"))
 }
 
 fn no_device(session: &SessionId) -> StoreError {

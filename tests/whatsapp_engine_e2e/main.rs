@@ -1,0 +1,38 @@
+//! The real engine end to end: our HTTP API, whatsapp-rust speaking the real protocol
+//! (Noise, binary nodes, pairing crypto), and an in-process fake WhatsApp server
+//! (`crates/fake-whatsapp`) injected through the application builder.
+//!
+//! `linking`: link, restart, logout, QR codes and pairing codes — the credentials' round trip
+//! through the database runs on SQLite and on PostgreSQL (`testkit::pg`: a throwaway cluster,
+//! or the one `WAM_TEST_POSTGRES` names; without one they fail, never skip). `failures`: what
+//! WhatsApp or the network refuse. `send`: the engine's client below the API, sending.
+//!
+//! `cargo test --test whatsapp_engine_e2e` runs exactly these.
+
+mod failures;
+mod linking;
+mod send;
+
+/// Instantiates each listed `async fn name(backend: TestBackend)` once per backend:
+/// `sqlite::name` and `postgres::name`.
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(testkit::db::TestBackend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(testkit::db::TestBackend::Postgres).await
+                }
+            )*
+        }
+    };
+}
+pub(crate) use on_both;
