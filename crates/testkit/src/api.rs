@@ -95,10 +95,7 @@ pub async fn spawn_app_with(tune: impl FnOnce(&mut Config)) -> TestApp {
 
 /// [`spawn_app_with`] on the given backend: on PostgreSQL a fresh database of the tests'
 /// cluster ([`crate::pg`]) replaces the SQLite file, before `tune` sees the config.
-pub async fn spawn_app_with_on(
-    backend: TestBackend,
-    tune: impl FnOnce(&mut Config),
-) -> TestApp {
+pub async fn spawn_app_with_on(backend: TestBackend, tune: impl FnOnce(&mut Config)) -> TestApp {
     let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
     let mut config = test_config(&dir);
     let database = match backend {
