@@ -19,6 +19,7 @@ mod manual_groups;
 mod messaging;
 mod messaging_aliases;
 mod names;
+mod names_upgrade;
 mod openapi;
 mod outbound;
 mod process;

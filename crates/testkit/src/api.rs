@@ -1,5 +1,6 @@
 //! A real server of ours on port 0, simulated engine, fresh temporary database and a manual
-//! clock, with typed helpers to drive it through HTTP.
+//! clock, with typed helpers to drive it through HTTP. The database is a SQLite file in the
+//! app's folder unless a `*_on(TestBackend::Postgres, ..)` spawn asks for PostgreSQL.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,6 +11,8 @@ use whatsapp_manager::clock::ManualClock;
 use whatsapp_manager::config::EngineKind;
 use whatsapp_manager::{Application, Config};
 
+use crate::db::{TestBackend, TestDb};
+
 pub const ALL_GROUP: &str = "جميع الارقام";
 pub const RECENT_GROUP: &str = "اخر الارقام (90 يوم)";
 
@@ -19,6 +22,11 @@ pub struct TestApp {
     pub clock: Arc<ManualClock>,
     pub config: Config,
     pub dir: Arc<tempfile::TempDir>,
+    /// The backend `config.database_url` names.
+    pub backend: TestBackend,
+    /// The PostgreSQL database, held for the app's whole life (restarts included), as a
+    /// process restart would find it; `None` on SQLite, whose file lives in `dir`.
+    database: Option<Arc<TestDb>>,
     /// Sent with every request of the helpers, when set.
     pub api_key: Option<String>,
     server: crate::Running,
@@ -45,6 +53,11 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }
 
+/// [`spawn_app`] on the given backend.
+pub async fn spawn_app_on(backend: TestBackend) -> TestApp {
+    spawn_app_with_on(backend, |_| {}).await
+}
+
 pub const ADMIN_KEY: &str = "test-admin-key-0123456789";
 
 /// A server that asks for keys; the helpers send the admin key.
@@ -54,7 +67,20 @@ pub async fn spawn_app_with_admin_key() -> TestApp {
 
 /// A server that asks for keys, otherwise configured by `tune`.
 pub async fn spawn_app_with_admin_key_and(tune: impl FnOnce(&mut Config)) -> TestApp {
-    let mut app = spawn_app_with(|c| {
+    spawn_app_with_admin_key_and_on(TestBackend::Sqlite, tune).await
+}
+
+/// [`spawn_app_with_admin_key`] on the given backend.
+pub async fn spawn_app_with_admin_key_on(backend: TestBackend) -> TestApp {
+    spawn_app_with_admin_key_and_on(backend, |_| {}).await
+}
+
+/// [`spawn_app_with_admin_key_and`] on the given backend.
+pub async fn spawn_app_with_admin_key_and_on(
+    backend: TestBackend,
+    tune: impl FnOnce(&mut Config),
+) -> TestApp {
+    let mut app = spawn_app_with_on(backend, |c| {
         c.admin_key = Some(whatsapp_manager::auth::AdminKeyHash::of(ADMIN_KEY));
         tune(c);
     })
@@ -64,17 +90,49 @@ pub async fn spawn_app_with_admin_key_and(tune: impl FnOnce(&mut Config)) -> Tes
 }
 
 pub async fn spawn_app_with(tune: impl FnOnce(&mut Config)) -> TestApp {
-    let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
-    let mut config = test_config(&dir);
-    tune(&mut config);
-    start(config, dir, Arc::new(ManualClock::new())).await
+    spawn_app_with_on(TestBackend::Sqlite, tune).await
 }
 
-async fn start(config: Config, dir: Arc<tempfile::TempDir>, clock: Arc<ManualClock>) -> TestApp {
+/// [`spawn_app_with`] on the given backend: on PostgreSQL a fresh database of the tests'
+/// cluster ([`crate::pg`]) replaces the SQLite file, before `tune` sees the config.
+pub async fn spawn_app_with_on(backend: TestBackend, tune: impl FnOnce(&mut Config)) -> TestApp {
+    let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
+    let mut config = test_config(&dir);
+    let database = match backend {
+        TestBackend::Sqlite => None,
+        TestBackend::Postgres => {
+            let db = backend.database().await;
+            config.database_url = db.url.clone();
+            Some(Arc::new(db))
+        }
+    };
+    tune(&mut config);
+    let held = Held {
+        dir,
+        backend,
+        database,
+    };
+    start(config, held, Arc::new(ManualClock::new())).await
+}
+
+/// What a server and its restarts share besides the config and the clock.
+#[derive(Clone)]
+struct Held {
+    dir: Arc<tempfile::TempDir>,
+    backend: TestBackend,
+    database: Option<Arc<TestDb>>,
+}
+
+async fn start(config: Config, held: Held, clock: Arc<ManualClock>) -> TestApp {
     let app = Application::build_with_clock(config.clone(), clock.clone())
         .await
         .expect("build application");
     let server = crate::Running::start(app);
+    let Held {
+        dir,
+        backend,
+        database,
+    } = held;
     TestApp {
         base: server.base.clone(),
         client: reqwest::Client::builder()
@@ -84,6 +142,8 @@ async fn start(config: Config, dir: Arc<tempfile::TempDir>, clock: Arc<ManualClo
         clock,
         config,
         dir,
+        backend,
+        database,
         api_key: None,
         server,
     }
@@ -98,9 +158,19 @@ impl TestApp {
     /// Stops the server and starts a new one on the same database, data folder and clock.
     pub async fn restart_server(mut self) -> TestApp {
         self.stop().await;
-        let mut app = start(self.config.clone(), self.dir.clone(), self.clock.clone()).await;
+        let held = Held {
+            dir: self.dir.clone(),
+            backend: self.backend,
+            database: self.database.clone(),
+        };
+        let mut app = start(self.config.clone(), held, self.clock.clone()).await;
         app.api_key = self.api_key.clone();
         app
+    }
+
+    /// Everything the app's database holds ([`crate::db::stored_bytes`]).
+    pub async fn stored_bytes(&self) -> Vec<u8> {
+        crate::db::stored_bytes(&self.config.database_url).await
     }
 
     pub async fn request(
