@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use sqlx::postgres::PgRow;
 use sqlx::{Postgres, QueryBuilder, Row};
 
-use super::outbox::{pair_of, push_page};
+use crate::store::sql::{Dialect, pair_of};
 use super::{PgStore, page_limit, pg_tx};
 use crate::domain::{Pair, PlaceId, SessionId, UserId};
 use crate::store::error::StoreContext;
@@ -299,7 +299,7 @@ impl EventStore for PgStore {
         }
         let total: i64 = count.build_query_scalar().fetch_one(&self.pool).await?;
         q.push(" ORDER BY d.id DESC");
-        push_page(&mut q, page, limit);
+        <Postgres as Dialect>::push_page(&mut q, page, limit);
         let rows = q.build().fetch_all(&self.pool).await?;
         let list = rows
             .iter()

@@ -18,8 +18,10 @@ use std::time::Duration;
 use anyhow::Context;
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{Postgres, QueryBuilder};
 use tokio::time::Instant;
 
+use crate::store::sql::{Arg, Dialect};
 use crate::store::traits::Health;
 use crate::store::{DatabaseOptions, StoreResult};
 
@@ -210,6 +212,23 @@ pub(super) fn page_offset(page: i64, limit: i64) -> i64 {
 /// A `LIMIT`: SQLite takes a negative one as "no limit", which PostgreSQL spells NULL.
 pub(super) fn page_limit(limit: i64) -> Option<i64> {
     (limit >= 0).then_some(limit)
+}
+
+/// PostgreSQL's words where SQLite's differ (see [`Dialect`]).
+impl Dialect for Postgres {
+    const POSITION: &'static str = "strpos";
+
+    fn bind<'t, T: Arg<'t>>(q: &mut QueryBuilder<Self>, value: T) {
+        q.push_bind(value);
+    }
+
+    fn push_limit(q: &mut QueryBuilder<Self>, limit: i64) {
+        q.push(" LIMIT ").push_bind(page_limit(limit));
+    }
+
+    fn text(s: Option<&str>) -> Option<String> {
+        pg_text(s)
+    }
 }
 
 #[async_trait]

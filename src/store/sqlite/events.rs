@@ -12,7 +12,7 @@ use crate::store::messaging::*;
 use crate::store::prelude::*;
 use crate::store::*;
 
-use super::outbox::{pair_of, push_page};
+use crate::store::sql::{Dialect, pair_of};
 
 fn event_from_row(row: &SqliteRow) -> StoreResult<EventRecord> {
     Ok(EventRecord {
@@ -276,7 +276,7 @@ impl EventStore for SqliteStore {
         }
         let total: i64 = count.build_query_scalar().fetch_one(&self.pool).await?;
         q.push(" ORDER BY d.id DESC");
-        push_page(&mut q, page, limit);
+        <Sqlite as Dialect>::push_page(&mut q, page, limit);
         let rows = q.build().fetch_all(&self.pool).await?;
         let list = rows
             .iter()
