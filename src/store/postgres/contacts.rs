@@ -7,7 +7,8 @@ use async_trait::async_trait;
 use sqlx::postgres::{PgArguments, PgRow};
 use sqlx::{Postgres, QueryBuilder, Row};
 
-use super::{PgStore, page_limit, page_offset, pg_text, pg_tx};
+use super::{PgStore, page_limit, pg_text, pg_tx};
+use crate::store::sql::page_offset;
 use crate::domain::Pair;
 use crate::store::error::StoreContext;
 use crate::store::prelude::*;

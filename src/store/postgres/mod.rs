@@ -203,12 +203,6 @@ pub(super) fn pg_text(s: Option<&str>) -> Option<String> {
     })
 }
 
-/// The `OFFSET` of page `page` (from 1). SQLite takes a negative offset as none where
-/// PostgreSQL refuses it: the same answer as SQLite's.
-pub(super) fn page_offset(page: i64, limit: i64) -> i64 {
-    (page - 1).saturating_mul(limit).max(0)
-}
-
 /// A `LIMIT`: SQLite takes a negative one as "no limit", which PostgreSQL spells NULL.
 pub(super) fn page_limit(limit: i64) -> Option<i64> {
     (limit >= 0).then_some(limit)
@@ -222,8 +216,8 @@ impl Dialect for Postgres {
         q.push_bind(value);
     }
 
-    fn push_limit(q: &mut QueryBuilder<Self>, limit: i64) {
-        q.push(" LIMIT ").push_bind(page_limit(limit));
+    fn limit(limit: i64) -> Option<i64> {
+        page_limit(limit)
     }
 
     fn text(s: Option<&str>) -> Option<String> {

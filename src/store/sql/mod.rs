@@ -11,8 +11,8 @@
 
 // TODO pub(super) mod contact_cache;
 // TODO pub(super) mod contacts;
-// TODO pub(super) mod events;
-// TODO pub(super) mod groups;
+pub(super) mod events;
+pub(super) mod groups;
 pub(super) mod keys;
 pub(super) mod outbox;
 pub(super) mod sessions;
@@ -74,18 +74,30 @@ pub(crate) trait Dialect: sqlx::Database {
 
     fn bind<'t, T: Arg<'t>>(q: &mut QueryBuilder<Self>, value: T);
 
-    /// `LIMIT n`, where a negative `n` means no limit (SQLite's own reading of it).
-    fn push_limit(q: &mut QueryBuilder<Self>, limit: i64);
+    /// The value bound to `LIMIT` for `limit`: a negative one means no limit, which is
+    /// SQLite's own reading of it and PostgreSQL's `NULL`.
+    fn limit(limit: i64) -> Option<i64>;
 
     /// Text as the database can keep it (PostgreSQL refuses NUL in `TEXT`).
     fn text(s: Option<&str>) -> Option<String>;
 
-    /// `LIMIT`/`OFFSET` of page `page` (from 1); a page before the first is the first.
+    fn push_limit(q: &mut QueryBuilder<Self>, limit: i64) {
+        q.push(" LIMIT ");
+        Self::bind(q, Self::limit(limit));
+    }
+
+    /// `LIMIT`/`OFFSET` of page `page` (from 1).
     fn push_page(q: &mut QueryBuilder<Self>, page: i64, limit: i64) {
         Self::push_limit(q, limit);
         q.push(" OFFSET ");
-        Self::bind(q, (page - 1).saturating_mul(limit).max(0));
+        Self::bind(q, page_offset(page, limit));
     }
+}
+
+/// The `OFFSET` of page `page` (from 1) of `limit` rows. A page before the first is the
+/// first: SQLite takes a negative offset as none where PostgreSQL refuses it.
+pub(crate) fn page_offset(page: i64, limit: i64) -> i64 {
+    (page - 1).saturating_mul(limit).max(0)
 }
 
 /// The pair of a row with `user_id` and `place_id` columns.

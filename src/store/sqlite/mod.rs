@@ -173,8 +173,8 @@ impl Dialect for Sqlite {
         q.push_bind(value);
     }
 
-    fn push_limit(q: &mut QueryBuilder<Self>, limit: i64) {
-        q.push(" LIMIT ").push_bind(limit);
+    fn limit(limit: i64) -> Option<i64> {
+        Some(limit)
     }
 
     fn text(s: Option<&str>) -> Option<String> {
