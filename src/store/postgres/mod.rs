@@ -223,6 +223,12 @@ impl Dialect for Postgres {
     fn text(s: Option<&str>) -> Option<String> {
         pg_text(s)
     }
+
+    fn push_and_json_holds(q: &mut QueryBuilder<Self>, array: &str, value: String) {
+        // `?` is JSONB's "has this string element" (sqlx binds with $n, so it is no
+        // placeholder here).
+        q.push(format!(" AND {array} ? ")).push_bind(value);
+    }
 }
 
 #[async_trait]

@@ -10,7 +10,7 @@
 //! through associated functions of the store named in each macro's head.
 
 // TODO pub(super) mod contact_cache;
-// TODO pub(super) mod contacts;
+pub(super) mod contacts;
 pub(super) mod events;
 pub(super) mod groups;
 pub(super) mod keys;
@@ -80,6 +80,10 @@ pub(crate) trait Dialect: sqlx::Database {
 
     /// Text as the database can keep it (PostgreSQL refuses NUL in `TEXT`).
     fn text(s: Option<&str>) -> Option<String>;
+
+    /// ` AND <the JSON array in column `array` holds the string `value`>` (`json_each` on
+    /// SQLite, JSONB's `?` on PostgreSQL).
+    fn push_and_json_holds(q: &mut QueryBuilder<Self>, array: &str, value: String);
 
     fn push_limit(q: &mut QueryBuilder<Self>, limit: i64) {
         q.push(" LIMIT ");

@@ -180,6 +180,14 @@ impl Dialect for Sqlite {
     fn text(s: Option<&str>) -> Option<String> {
         s.map(str::to_owned)
     }
+
+    fn push_and_json_holds(q: &mut QueryBuilder<Self>, array: &str, value: String) {
+        q.push(format!(
+            " AND EXISTS (SELECT 1 FROM json_each({array}) t WHERE t.value = "
+        ))
+        .push_bind(value)
+        .push(")");
+    }
 }
 
 #[cfg(test)]
