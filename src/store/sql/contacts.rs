@@ -89,7 +89,9 @@ pub(crate) fn push_contact_filter<D: Dialect>(
         let by_name = |q: &mut QueryBuilder<D>| {
             q.push(format!("({position}(COALESCE(c.name_lc, ''), "));
             D::bind(q, lowered.clone());
-            q.push(format!(") > 0 OR {position}(COALESCE(c.push_name_lc, ''), "));
+            q.push(format!(
+                ") > 0 OR {position}(COALESCE(c.push_name_lc, ''), "
+            ));
             D::bind(q, lowered.clone());
             q.push(") > 0)");
         };
@@ -147,8 +149,7 @@ macro_rules! impl_contact_store {
             use $crate::domain::Pair;
             use $crate::store::error::StoreContext;
             use $crate::store::sql::contacts::{
-                PAGE_COLUMNS, contact_columns, contact_from_row, one_contact,
-                push_contact_filter,
+                PAGE_COLUMNS, contact_columns, contact_from_row, one_contact, push_contact_filter,
             };
             use $crate::store::sql::{Dialect, StoreRow};
             use $crate::store::{
@@ -244,9 +245,7 @@ macro_rules! impl_contact_store {
 
                     let mut page = QueryBuilder::<$db>::new(PAGE_COLUMNS);
                     push_contact_filter(&mut page, pair, group, &query.filter, recent_since_s);
-                    page.push(
-                        " ORDER BY c.last_message_at IS NULL, c.last_message_at DESC, c.id",
-                    );
+                    page.push(" ORDER BY c.last_message_at IS NULL, c.last_message_at DESC, c.id");
                     <$db as Dialect>::push_page(&mut page, query.page, query.limit);
                     let rows = page.build().fetch_all(&self.pool).await?;
                     let contacts = rows
@@ -265,10 +264,11 @@ macro_rules! impl_contact_store {
                     after_id: i64,
                     limit: i64,
                 ) -> StoreResult<Vec<ContactRecord>> {
-                    let mut q =
-                        QueryBuilder::<$db>::new(concat!("SELECT ", contact_columns!()));
+                    let mut q = QueryBuilder::<$db>::new(concat!("SELECT ", contact_columns!()));
                     push_contact_filter(&mut q, pair, group, filter, recent_since_s);
-                    q.push(" AND c.id > ").push_bind(after_id).push(" ORDER BY c.id");
+                    q.push(" AND c.id > ")
+                        .push_bind(after_id)
+                        .push(" ORDER BY c.id");
                     <$db as Dialect>::push_limit(&mut q, limit);
                     let rows = q.build().fetch_all(&self.pool).await?;
                     rows.iter().map(contact_from_row).collect()

@@ -92,8 +92,8 @@ macro_rules! impl_group_store {
             use $crate::domain::Pair;
             use $crate::domain::text::name_key;
             use $crate::store::sql::groups::{
-                RULES, YIELD_DEFAULT_NAMES, default_keys, group_from_row, group_select,
-                refusal, warn_yielded,
+                RULES, YIELD_DEFAULT_NAMES, default_keys, group_from_row, group_select, refusal,
+                warn_yielded,
             };
             use $crate::store::sql::{Dialect, page_offset};
             use $crate::store::{DefaultGroupsOutcome, GroupChange, GroupRecord, StoreResult};

@@ -9,7 +9,7 @@
 //! The macros reach them through [`Dialect`] (small differences of SQL text and binds) and
 //! through associated functions of the store named in each macro's head.
 
-// TODO pub(super) mod contact_cache;
+pub(super) mod contact_cache;
 pub(super) mod contacts;
 pub(super) mod events;
 pub(super) mod groups;
