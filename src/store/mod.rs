@@ -7,6 +7,7 @@ pub mod messaging;
 mod postgres;
 mod retry;
 mod sim;
+mod sql;
 mod sqlite;
 pub mod traits;
 

@@ -3,12 +3,12 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use sqlx::Row;
 
 use super::{PgStore, pg_text, pg_tx};
 use crate::domain::SessionId;
 use crate::engine::RawContact;
 use crate::store::prelude::*;
+use crate::store::sql::contact_cache::{cached_contact_from_row, cached_contacts_select};
 use crate::store::*;
 
 /// Facts as columns for `UNNEST`, one row per jid: PostgreSQL refuses to update a row twice
@@ -143,31 +143,15 @@ impl ContactCacheStore for PgStore {
     }
 
     async fn cached_contacts(&self, session: &SessionId) -> StoreResult<Vec<RawContact>> {
-        // Byte order, as SQLite's BINARY collation sorts, whatever the database's locale.
-        let rows = sqlx::query(
-            "SELECT c.jid, COALESCE(c.pn_jid, m.pn_jid) AS pn, c.name, c.push_name, \
-               c.is_business, c.last_message_at \
-             FROM engine_contact_cache c \
-             LEFT JOIN engine_lid_map m \
-               ON m.session_id = c.session_id AND m.lid_jid = COALESCE(c.lid_jid, c.jid) \
-             WHERE c.session_id = $1 ORDER BY c.jid COLLATE \"C\"",
-        )
+        // Byte order, as SQLite's BINARY collation sorts, whatever the database's locale
+        // (SQLite knows no collation "C").
+        let rows = sqlx::query(concat!(
+            cached_contacts_select!(),
+            " ORDER BY c.jid COLLATE \"C\""
+        ))
         .bind(session.as_str())
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(RawContact {
-                    jid: r.try_get("jid")?,
-                    pn_jid: r.try_get("pn")?,
-                    name: r.try_get("name")?,
-                    push_name: r.try_get("push_name")?,
-                    is_business: r
-                        .try_get::<Option<bool>, _>("is_business")?
-                        .unwrap_or(false),
-                    last_message_at: r.try_get("last_message_at")?,
-                })
-            })
-            .collect()
+        rows.iter().map(cached_contact_from_row).collect()
     }
 }

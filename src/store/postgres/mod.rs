@@ -18,8 +18,10 @@ use std::time::Duration;
 use anyhow::Context;
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{Postgres, QueryBuilder};
 use tokio::time::Instant;
 
+use crate::store::sql::{Arg, Dialect};
 use crate::store::traits::Health;
 use crate::store::{DatabaseOptions, StoreResult};
 
@@ -201,15 +203,32 @@ pub(super) fn pg_text(s: Option<&str>) -> Option<String> {
     })
 }
 
-/// The `OFFSET` of page `page` (from 1). SQLite takes a negative offset as none where
-/// PostgreSQL refuses it: the same answer as SQLite's.
-pub(super) fn page_offset(page: i64, limit: i64) -> i64 {
-    (page - 1).saturating_mul(limit).max(0)
-}
-
 /// A `LIMIT`: SQLite takes a negative one as "no limit", which PostgreSQL spells NULL.
 pub(super) fn page_limit(limit: i64) -> Option<i64> {
     (limit >= 0).then_some(limit)
+}
+
+/// PostgreSQL's words where SQLite's differ (see [`Dialect`]).
+impl Dialect for Postgres {
+    const POSITION: &'static str = "strpos";
+
+    fn bind<'t, T: Arg<'t>>(q: &mut QueryBuilder<Self>, value: T) {
+        q.push_bind(value);
+    }
+
+    fn limit(limit: i64) -> Option<i64> {
+        page_limit(limit)
+    }
+
+    fn text(s: Option<&str>) -> Option<String> {
+        pg_text(s)
+    }
+
+    fn push_and_json_holds(q: &mut QueryBuilder<Self>, array: &str, value: String) {
+        // `?` is JSONB's "has this string element" (sqlx binds with $n, so it is no
+        // placeholder here).
+        q.push(format!(" AND {array} ? ")).push_bind(value);
+    }
 }
 
 #[async_trait]

@@ -66,8 +66,9 @@ impl std::error::Error for StoreBusy {}
 pub(crate) struct WriteGate(Arc<Mutex<()>>);
 
 /// Runs `$body` (a block that returns a `StoreResult`, with `$tx: &mut SqliteConnection`
-/// inside a `BEGIN IMMEDIATE` transaction) as one write: committed when it returns `Ok`,
-/// rolled back when it returns `Err` or `return`s early. A try that lost a race for the
+/// inside a `BEGIN IMMEDIATE` transaction) as one write: committed when it returns `Ok`
+/// (early `return Ok(..)`s included, as in PostgreSQL's `pg_tx!`, so a body written once for
+/// both means the same on both), rolled back when it returns `Err`. A try that lost a race for the
 /// database is rolled back and the block runs again, whole, so it must not act outside the
 /// transaction. A macro, not a function taking a closure: a closure borrowing the connection
 /// makes the future of every store method generic over that borrow, which `Send` bounds
@@ -79,9 +80,11 @@ macro_rules! write_tx {
             let turn = attempts.turn().await?;
             let tried: $crate::store::StoreResult<_> = async {
                 let mut tx = attempts.begin().await?;
+                // Its own async block: a `return` in the body ends the body, not this try,
+                // so whatever it returns `Ok` is committed.
                 let out: $crate::store::StoreResult<_> = {
                     let $tx: &mut sqlx::SqliteConnection = &mut tx;
-                    $body
+                    async { $body }.await
                 };
                 let out = out?;
                 tx.commit().await?;

@@ -1,13 +1,14 @@
 //! The engine's contact cache on SQLite: what WhatsApp told us, merged, per session.
 
 use async_trait::async_trait;
-use sqlx::{QueryBuilder, Row, Sqlite};
+use sqlx::{QueryBuilder, Sqlite};
 
 use super::SqliteStore;
 use super::busy::write_tx;
 use crate::domain::SessionId;
 use crate::engine::RawContact;
 use crate::store::prelude::*;
+use crate::store::sql::contact_cache::{cached_contact_from_row, cached_contacts_select};
 use crate::store::*;
 
 #[async_trait]
@@ -77,30 +78,11 @@ impl ContactCacheStore for SqliteStore {
     }
 
     async fn cached_contacts(&self, session: &SessionId) -> StoreResult<Vec<RawContact>> {
-        let rows = sqlx::query(
-            "SELECT c.jid, COALESCE(c.pn_jid, m.pn_jid) AS pn, c.name, c.push_name, \
-               c.is_business, c.last_message_at \
-             FROM engine_contact_cache c \
-             LEFT JOIN engine_lid_map m \
-               ON m.session_id = c.session_id AND m.lid_jid = COALESCE(c.lid_jid, c.jid) \
-             WHERE c.session_id = ?1 ORDER BY c.jid",
-        )
-        .bind(session.as_str())
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(RawContact {
-                    jid: r.try_get("jid")?,
-                    pn_jid: r.try_get("pn")?,
-                    name: r.try_get("name")?,
-                    push_name: r.try_get("push_name")?,
-                    is_business: r
-                        .try_get::<Option<bool>, _>("is_business")?
-                        .unwrap_or(false),
-                    last_message_at: r.try_get("last_message_at")?,
-                })
-            })
-            .collect()
+        // SQLite's BINARY collation is byte order.
+        let rows = sqlx::query(concat!(cached_contacts_select!(), " ORDER BY c.jid"))
+            .bind(session.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(cached_contact_from_row).collect()
     }
 }

@@ -1,11 +1,11 @@
 //! Keys of group names (`contact_groups.name_key`, migration 0005): the backfill of rows
-//! written before the column existed, and the automatic groups' claim on their keys.
+//! written before the column existed (the automatic groups' claim on their keys is
+//! `store/sql/groups.rs`).
 
 use sqlx::{Row, SqlitePool};
 
-use crate::domain::Pair;
 use crate::domain::text::name_key;
-use crate::store::{AutoRule, StoreResult};
+use crate::store::StoreResult;
 
 /// Keys the groups that have none, at start-up. SQL cannot fold Unicode case, so this runs
 /// here rather than in the migration. Automatic groups first: no manual group, however old,
@@ -64,34 +64,6 @@ async fn try_backfill(pool: &SqlitePool) -> StoreResult<()> {
         grandfathered.len()
     );
     Ok(())
-}
-
-/// Takes the automatic groups' keys back from manual groups of the pair that hold them.
-/// Only possible for a pair whose automatic groups were never created while it had a manual
-/// lookalike (a database from before keys): the automatic groups must exist, and the manual
-/// one keeps its name, grandfathered. Returns how many manual groups gave their key up.
-pub(super) async fn yield_default_names(
-    conn: &mut sqlx::SqliteConnection,
-    pair: Pair,
-) -> StoreResult<u64> {
-    let yielded = sqlx::query(
-        "UPDATE contact_groups SET name_key = NULL \
-         WHERE user_id = ? AND place_id = ? AND auto_rule IS NULL AND name_key IN (?, ?)",
-    )
-    .bind(pair.user_id.get())
-    .bind(pair.place_id.get())
-    .bind(name_key(AutoRule::All.group_name()))
-    .bind(name_key(AutoRule::Recent90Days.group_name()))
-    .execute(conn)
-    .await?
-    .rows_affected();
-    if yielded > 0 {
-        tracing::warn!(
-            "⚠️ {yielded} manual groups of {pair} looked like an automatic group; they keep \
-             their names, and the automatic groups are created beside them"
-        );
-    }
-    Ok(yielded)
 }
 
 #[cfg(test)]

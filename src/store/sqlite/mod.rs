@@ -24,8 +24,10 @@ use async_trait::async_trait;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
+use sqlx::{QueryBuilder, Sqlite};
 
 use crate::files;
+use crate::store::sql::{Arg, Dialect};
 use crate::store::traits::Health;
 use crate::store::{DatabaseOptions, StoreResult};
 use busy::{BUSY_LIMIT, WriteGate};
@@ -160,6 +162,31 @@ impl Health for SqliteStore {
     async fn close(&self) {
         self.writer.close().await;
         self.pool.close().await;
+    }
+}
+
+/// SQLite's words where PostgreSQL's differ (see [`Dialect`]).
+impl Dialect for Sqlite {
+    const POSITION: &'static str = "instr";
+
+    fn bind<'t, T: Arg<'t>>(q: &mut QueryBuilder<Self>, value: T) {
+        q.push_bind(value);
+    }
+
+    fn limit(limit: i64) -> Option<i64> {
+        Some(limit)
+    }
+
+    fn text(s: Option<&str>) -> Option<String> {
+        s.map(str::to_owned)
+    }
+
+    fn push_and_json_holds(q: &mut QueryBuilder<Self>, array: &str, value: String) {
+        q.push(format!(
+            " AND EXISTS (SELECT 1 FROM json_each({array}) t WHERE t.value = "
+        ))
+        .push_bind(value)
+        .push(")");
     }
 }
 
