@@ -8,6 +8,7 @@ mod bridge;
 mod density;
 mod fetch;
 mod load;
+mod phones;
 mod real;
 mod report;
 mod restart;
@@ -24,6 +25,7 @@ enum Scenario {
     DensitySim,
     DensityReal,
     Fetch,
+    Phones,
     Api,
     Restart,
 }
@@ -74,6 +76,7 @@ fn main() -> anyhow::Result<()> {
             Scenario::DensitySim,
             Scenario::DensityReal,
             Scenario::Fetch,
+            Scenario::Phones,
             Scenario::Api,
             Scenario::Restart,
         ]
@@ -98,6 +101,7 @@ fn main() -> anyhow::Result<()> {
                 Scenario::DensitySim => density::sim(&opts).await,
                 Scenario::DensityReal => real::density(&opts).await,
                 Scenario::Fetch => fetch::run(&opts).await,
+                Scenario::Phones => phones::run(&opts).await,
                 Scenario::Api => api::run(&opts).await,
                 Scenario::Restart => restart::run(&opts).await,
             }
