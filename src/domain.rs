@@ -209,7 +209,7 @@ pub trait NumberLibrary {
     fn e164(plus_digits: &str) -> Option<String>;
 }
 
-/// rlibphonenumber: a port of Google's libphonenumber with its current metadata; about eight
+/// rlibphonenumber: a port of Google's libphonenumber with its current metadata; about six
 /// times faster than the `phonenumber` crate on the fetch's numbers.
 pub struct Rlibphonenumber;
 
