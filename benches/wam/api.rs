@@ -6,15 +6,17 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 
 use crate::Opts;
+use crate::backend::Target;
 use crate::density::{AUTO_SCAN, link, pair};
 use crate::load;
 use crate::report::Row;
 use crate::server::ServerProcess;
 
-pub async fn run(opts: &Opts) -> anyhow::Result<Row> {
+pub async fn run(opts: &Opts, target: &Target) -> anyhow::Result<Row> {
     let n = opts.api_sessions;
     let dir = tempfile::tempdir()?;
-    let server = ServerProcess::serve_sim(dir.path(), &AUTO_SCAN)?;
+    let database = target.fresh(dir.path(), "wam.db").await?;
+    let server = ServerProcess::serve_sim(dir.path(), &database, &AUTO_SCAN)?;
     link(&server.api, n, Duration::from_secs(300))
         .await
         .with_context(|| server.logs())?;
@@ -40,7 +42,7 @@ pub async fn run(opts: &Opts) -> anyhow::Result<Row> {
         );
     }
     server.stop()?;
-    let mut row = Row::new("api");
+    let mut row = Row::new("api", target);
     row.metric("sessions", n as f64, "")
         .metric("connections", opts.connections as f64, "")
         .metric("requests", r.requests as f64, "")

@@ -7,6 +7,7 @@ use anyhow::Context;
 use futures::StreamExt;
 
 use crate::Opts;
+use crate::backend::Target;
 use crate::report::Row;
 use crate::server::{Api, ServerProcess};
 
@@ -42,10 +43,11 @@ pub async fn link(api: &Api, n: u64, limit: Duration) -> anyhow::Result<Duration
     Ok(t.elapsed())
 }
 
-pub async fn sim(opts: &Opts) -> anyhow::Result<Row> {
+pub async fn sim(opts: &Opts, target: &Target) -> anyhow::Result<Row> {
     let n = opts.sim_sessions;
     let dir = tempfile::tempdir()?;
-    let server = ServerProcess::serve_sim(dir.path(), &AUTO_SCAN)?;
+    let database = target.fresh(dir.path(), "wam.db").await?;
+    let server = ServerProcess::serve_sim(dir.path(), &database, &AUTO_SCAN)?;
     // The first request pays for lazily built state (OpenAPI document, pools); not a session's.
     server.api.count("ready").await?;
     tokio::time::sleep(SETTLE).await;
@@ -55,7 +57,7 @@ pub async fn sim(opts: &Opts) -> anyhow::Result<Row> {
         .with_context(|| server.logs())?;
     tokio::time::sleep(SETTLE).await;
     let total = server.rss_bytes()?;
-    let mut row = Row::new("density-sim");
+    let mut row = Row::new("density-sim", target);
     let per = total.saturating_sub(base) as f64 / n as f64;
     row.metric("sessions", n as f64, "")
         .metric("rss_baseline_mib", mib(base), "MiB")
@@ -67,7 +69,7 @@ pub async fn sim(opts: &Opts) -> anyhow::Result<Row> {
         .note(
             "per session = (RSS with all sessions ready − RSS before the first) / sessions: our \
              session actor, its channels and published snapshot, the sim engine's client task \
-             and linked-device record, and the session's rows in SQLite's cache",
+             and linked-device record, and the session's rows in the database's cache",
         );
     server.stop()?;
     Ok(row)

@@ -1,23 +1,30 @@
 //! `cargo bench`: the release server binary, started as a child process and driven over HTTP,
-//! measured for session density, contact-fetch speed, API throughput and restart time.
+//! measured for session density, contact-fetch speed, API throughput and restart time, on
+//! SQLite and (with `--postgres` or `--database postgres://…`) on PostgreSQL.
 //! Prints each scenario, then a Markdown table and one `BENCH {json}` line per scenario.
 //! See BENCHMARKS.md for the last run and what the numbers mean.
 
 mod api;
+mod backend;
 mod bridge;
 mod density;
 mod fetch;
+mod import;
 mod load;
 mod phones;
 mod real;
 mod report;
 mod restart;
+mod restart_real;
 mod server;
 
+use std::sync::Arc;
 use std::time::Instant;
 
+use anyhow::bail;
 use clap::Parser;
 
+use backend::{Postgres, Target};
 use report::Row;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -25,9 +32,19 @@ enum Scenario {
     DensitySim,
     DensityReal,
     Fetch,
+    Import,
     Phones,
     Api,
     Restart,
+    RestartReal,
+}
+
+/// Which backends the scenarios run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Backends {
+    Sqlite,
+    Postgres,
+    Both,
 }
 
 #[derive(Debug, Parser)]
@@ -60,6 +77,25 @@ pub struct Opts {
     /// restart: ready sessions the restarted server must bring back.
     #[arg(long, default_value_t = 1_000)]
     pub restart_sessions: u64,
+    /// restart-real: sessions linked on the real engine, then brought back by a restart.
+    #[arg(long, default_value_t = 1_000)]
+    pub restart_real_sessions: u64,
+    /// import: contacts upserted through the store, per batch size.
+    #[arg(long, default_value_t = 100_000)]
+    pub import_contacts: usize,
+    /// A PostgreSQL server to measure on, as an admin URL (`postgres://user@host/postgres`):
+    /// each scenario creates a fresh database on it (`wam_bench_<pid>_<n>`) and drops it
+    /// after. The user must be allowed to create databases.
+    #[arg(long, value_name = "URL", conflicts_with = "postgres")]
+    database: Option<String>,
+    /// Start a private PostgreSQL cluster for the run, durable as a production server
+    /// (fsync, synchronous_commit, full_page_writes on), from the installed binaries.
+    #[arg(long)]
+    postgres: bool,
+    /// Backends to run each scenario on [default: both when a PostgreSQL is given, else
+    /// sqlite].
+    #[arg(long, value_enum)]
+    backend: Option<Backends>,
     /// `cargo bench` passes this to every benchmark binary.
     #[arg(long, hide = true)]
     bench: bool,
@@ -76,9 +112,11 @@ fn main() -> anyhow::Result<()> {
             Scenario::DensitySim,
             Scenario::DensityReal,
             Scenario::Fetch,
+            Scenario::Import,
             Scenario::Phones,
             Scenario::Api,
             Scenario::Restart,
+            Scenario::RestartReal,
         ]
     } else {
         opts.scenarios.clone()
@@ -90,31 +128,43 @@ fn main() -> anyhow::Result<()> {
     println!(
         "whatsapp-manager benchmarks: {} cores, binary {}",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
-        server::BIN
+        server::bin()
     );
+    let targets = rt.block_on(targets(&opts))?;
     let mut rows: Vec<Row> = Vec::new();
     let mut failed = Vec::new();
+    // Each scenario on every backend before the next: the rows compared side by side ran
+    // under the most similar load.
     for s in scenarios {
-        let t = Instant::now();
-        let out = rt.block_on(async {
-            match s {
-                Scenario::DensitySim => density::sim(&opts).await,
-                Scenario::DensityReal => real::density(&opts).await,
-                Scenario::Fetch => fetch::run(&opts).await,
-                Scenario::Phones => phones::run(&opts).await,
-                Scenario::Api => api::run(&opts).await,
-                Scenario::Restart => restart::run(&opts).await,
-            }
-        });
-        match out {
-            Ok(mut row) => {
-                row.metric("scenario_seconds", t.elapsed().as_secs_f64(), "s");
-                row.print();
-                rows.push(row);
-            }
-            Err(e) => {
-                println!("\n== {s:?} FAILED ==\n{e:#}");
-                failed.push(format!("{s:?}"));
+        for target in &targets {
+            let load = load_average();
+            let t = Instant::now();
+            let out = rt.block_on(async {
+                let out = match s {
+                    Scenario::DensitySim => density::sim(&opts, target).await,
+                    Scenario::DensityReal => real::density(&opts, target).await,
+                    Scenario::Fetch => fetch::run(&opts, target).await,
+                    Scenario::Import => import::run(&opts, target).await,
+                    Scenario::Phones => phones::run(&opts, target).await,
+                    Scenario::Api => api::run(&opts, target).await,
+                    Scenario::Restart => restart::run(&opts, target).await,
+                    Scenario::RestartReal => restart_real::run(&opts, target).await,
+                };
+                target.release().await;
+                out
+            });
+            let name = format!("{s:?} on {}", target.backend.as_str());
+            match out {
+                Ok(mut row) => {
+                    row.metric("scenario_seconds", t.elapsed().as_secs_f64(), "s")
+                        .metric("load_before_1m", load, "");
+                    row.print();
+                    rows.push(row);
+                }
+                Err(e) => {
+                    println!("\n== {name} FAILED ==\n{e:#}");
+                    failed.push(name);
+                }
             }
         }
     }
@@ -124,4 +174,45 @@ fn main() -> anyhow::Result<()> {
         anyhow::bail!("scenarios failed: {}", failed.join(", "));
     }
     Ok(())
+}
+
+/// The backends of this run, SQLite first; a private cluster starts here, once.
+async fn targets(opts: &Opts) -> anyhow::Result<Vec<Target>> {
+    let postgres = if opts.postgres {
+        println!("starting a private PostgreSQL cluster (durable)");
+        Some(Postgres::private().await?)
+    } else if let Some(url) = &opts.database {
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            bail!("--database takes a postgres:// admin URL; SQLite needs none");
+        }
+        Some(Postgres::existing(url).await?)
+    } else {
+        None
+    };
+    let wanted = opts.backend.unwrap_or(if postgres.is_some() {
+        Backends::Both
+    } else {
+        Backends::Sqlite
+    });
+    let mut targets = Vec::new();
+    if wanted != Backends::Postgres {
+        targets.push(Target::sqlite());
+    }
+    if wanted != Backends::Sqlite {
+        let Some(pg) = postgres else {
+            bail!("--backend {wanted:?} needs a PostgreSQL: --postgres or --database postgres://…");
+        };
+        println!("postgres: {}", pg.settings);
+        targets.push(Target::postgres(Arc::new(pg)));
+    }
+    Ok(targets)
+}
+
+/// The machine's 1-minute load average as the scenario starts: other work on the two cores
+/// (a build, the previous scenario's tail) moves every number.
+fn load_average() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next()?.parse().ok())
+        .unwrap_or(f64::NAN)
 }

@@ -16,6 +16,7 @@ use whatsapp_manager::engine::sim::{SimConfig, SimNetwork};
 use whatsapp_manager::store::{self, DatabaseOptions};
 
 use crate::Opts;
+use crate::backend::Target;
 use crate::report::Row;
 
 /// Each library parses each set this many times; the fastest round counts, since the two
@@ -24,9 +25,8 @@ const ROUNDS: usize = 3;
 /// Disagreements quoted in the notes, per set.
 const QUOTED: usize = 5;
 
-pub async fn run(opts: &Opts) -> anyhow::Result<Row> {
-    let load = load_average();
-    let book = fetch_inputs(opts.contacts).await?;
+pub async fn run(opts: &Opts, target: &Target) -> anyhow::Result<Row> {
+    let book = fetch_inputs(opts.contacts, target).await?;
     let random = random_numbers(opts.contacts);
 
     // First use builds each library's tables; that is start-up, not normalisation.
@@ -34,8 +34,7 @@ pub async fn run(opts: &Opts) -> anyhow::Result<Row> {
         l("966512345678");
     }
 
-    let mut row = Row::new("phones");
-    row.metric("load_average_1m", load, "");
+    let mut row = Row::new("phones", target);
     let book_out = compare(&book.numbers);
     if book_out.current_accepted != book.persons {
         bail!(
@@ -244,9 +243,9 @@ struct BookInputs {
 
 /// The phone book the fetch scenario's server generates for the same pair (1, 1), read the
 /// way its fetch reads it.
-async fn fetch_inputs(contacts: usize) -> anyhow::Result<BookInputs> {
+async fn fetch_inputs(contacts: usize, target: &Target) -> anyhow::Result<BookInputs> {
     let dir = tempfile::tempdir()?;
-    let url = format!("sqlite://{}", dir.path().join("phones.db").display());
+    let url = target.fresh(dir.path(), "phones.db").await?;
     let db = store::open(&url, &DatabaseOptions::default())
         .await
         .context("a scratch database for the simulated phone")?;
@@ -330,12 +329,4 @@ fn random_numbers(n: usize) -> Vec<String> {
             s
         })
         .collect()
-}
-
-/// The 1-minute load average: the two cores are shared, and a number means little without it.
-fn load_average() -> f64 {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse().ok())
-        .unwrap_or(f64::NAN)
 }

@@ -1,6 +1,7 @@
-//! density-real: sessions linked on the real engine (the whatsapp-rust client, its SQLite
-//! device store, our session actor) in a server process of their own, against the fake
-//! WhatsApp server; the server's resident memory per linked session and the time to link.
+//! density-real: sessions linked on the real engine (the whatsapp-rust client, its device
+//! store in the service's database, our session actor) in a server process of their own,
+//! against the fake WhatsApp server; the server's resident memory per linked session and
+//! the time to link. [`Fake`] and [`link_all`] serve restart-real too.
 //!
 //! The release binary only dials wss://web.whatsapp.com, so the server is this benchmark
 //! binary run again ([`child_main`]): the real application as `main` builds it, except that
@@ -8,6 +9,7 @@
 //! runs. The fake's memory therefore stays out of the measured process.
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,6 +26,7 @@ use whatsapp_manager::logging::EmojiPrefix;
 use whatsapp_manager::{Application, Config};
 
 use crate::Opts;
+use crate::backend::Target;
 use crate::bridge::{self, BridgeFactory};
 use crate::report::Row;
 use crate::server::{self, Api, ServerProcess};
@@ -124,36 +127,57 @@ async fn shutdown_signal() {
     tracing::info!("ℹ️ Stop signal received");
 }
 
-/// Aborts the bridge's accept loop when the scenario ends, however it ends.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
+/// The fake WhatsApp server in this process, and the bridge the server processes reach it
+/// through; it outlives the server processes, so a restarted one finds its devices known.
+pub struct Fake {
+    pub fake: FakeWhatsApp,
+    bridge: SocketAddr,
+    accept: tokio::task::JoinHandle<()>,
+}
 
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
+impl Fake {
+    pub async fn start() -> anyhow::Result<Self> {
+        let fake = FakeWhatsApp::new();
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let bridge = listener.local_addr()?;
+        let accept = tokio::spawn(bridge::serve(listener, fake.clone()));
+        Ok(Self {
+            fake,
+            bridge,
+            accept,
+        })
+    }
+
+    /// A real-engine server process on `database`, its data directory `data_dir`; returns
+    /// once it listens.
+    pub async fn serve(&self, database: &str, data_dir: &Path) -> anyhow::Result<ServerProcess> {
+        let mut cmd = Command::new(std::env::current_exe().context("this benchmark's path")?);
+        cmd.env(ROLE_VAR, ROLE)
+            .env(LISTEN_VAR, "127.0.0.1:0")
+            .env(DATABASE_VAR, database)
+            .env(DATA_DIR_VAR, data_dir)
+            .env(ADMIN_KEY_VAR, server::ADMIN_KEY)
+            .env(BRIDGE_VAR, self.bridge.to_string())
+            .env_remove("RUST_LOG");
+        tokio::task::spawn_blocking(move || ServerProcess::spawn(cmd)).await?
     }
 }
 
-pub async fn density(opts: &Opts) -> anyhow::Result<Row> {
+/// The bridge's accept loop ends with the scenario, however it ends.
+impl Drop for Fake {
+    fn drop(&mut self) {
+        self.accept.abort();
+    }
+}
+
+pub async fn density(opts: &Opts, target: &Target) -> anyhow::Result<Row> {
     let n = opts.real_sessions;
     ensure!(n > 0, "--real-sessions must be at least 1");
     let dir = tempfile::tempdir()?;
-    let fake = FakeWhatsApp::new();
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let bridge_addr = listener.local_addr()?;
-    let _bridge = AbortOnDrop(tokio::spawn(bridge::serve(listener, fake.clone())));
-
-    let mut cmd = Command::new(std::env::current_exe().context("this benchmark's path")?);
-    cmd.env(ROLE_VAR, ROLE)
-        .env(LISTEN_VAR, "127.0.0.1:0")
-        .env(
-            DATABASE_VAR,
-            format!("sqlite://{}", dir.path().join("wam.db").display()),
-        )
-        .env(DATA_DIR_VAR, dir.path().join("data"))
-        .env(ADMIN_KEY_VAR, server::ADMIN_KEY)
-        .env(BRIDGE_VAR, bridge_addr.to_string())
-        .env_remove("RUST_LOG");
-    let srv = tokio::task::spawn_blocking(move || ServerProcess::spawn(cmd)).await??;
+    let harness = Fake::start().await?;
+    let fake = &harness.fake;
+    let database = target.fresh(dir.path(), "wam.db").await?;
+    let srv = harness.serve(&database, &dir.path().join("data")).await?;
     let pid = srv.pid();
     println!("density-real: server pid {pid}, {n} sessions, {IN_FLIGHT} linking at once");
 
@@ -171,7 +195,7 @@ pub async fn density(opts: &Opts) -> anyhow::Result<Row> {
             continue;
         }
         let t = Instant::now();
-        let mut l = link_all(&srv.api, &fake, range.clone())
+        let mut l = link_all(&srv.api, fake, range.clone())
             .await
             .with_context(|| format!("server log, last lines:\n{}", srv.logs()))?;
         link += t.elapsed();
@@ -202,7 +226,7 @@ pub async fn density(opts: &Opts) -> anyhow::Result<Row> {
         .collect();
     let stop = tokio::task::spawn_blocking(move || srv.stop()).await?;
 
-    let mut row = Row::new("density-real");
+    let mut row = Row::new("density-real", target);
     // Signed: with few sessions the allocator may give back more than they took.
     let grew = |from: u64, to: u64| (to as f64 - from as f64) / MIB;
     let per_session = grew(base.rss, total.rss) / n as f64;
@@ -249,12 +273,12 @@ pub async fn density(opts: &Opts) -> anyhow::Result<Row> {
             troubles.len()
         ));
     }
-    row.target("rss_per_session_mib", true, 3.0, "MiB")
+    row.target("rss_per_session_mib", true, 0.35, "MiB")
         .note(
             "RSS of the server process alone: per session a whatsapp-rust client (its Noise \
-             socket, caches and tasks) with its own SQLite device store (one connection, WAL, \
-             512 KiB page cache), our session actor and event pump, and a row in the service \
-             database; the fake WhatsApp server runs in the benchmark process",
+             socket, caches and tasks), our session actor and event pump, and its rows in the \
+             service database, which also holds every device's keys (one pool for all); the \
+             fake WhatsApp server runs in the benchmark process",
         )
         .note(
             "each client's connection is a loopback TCP socket to the benchmark instead of TLS \
@@ -279,7 +303,7 @@ pub async fn density(opts: &Opts) -> anyhow::Result<Row> {
 
 /// Links sessions `range` with at most [`IN_FLIGHT`] under way; each one's time from init
 /// to ready.
-async fn link_all(
+pub async fn link_all(
     api: &Api,
     fake: &FakeWhatsApp,
     range: std::ops::Range<u64>,
@@ -358,7 +382,7 @@ fn decode_qr(data_url: &str) -> anyhow::Result<String> {
     Ok(text)
 }
 
-fn percentile(v: &mut [f64], p: f64) -> f64 {
+pub fn percentile(v: &mut [f64], p: f64) -> f64 {
     if v.is_empty() {
         return f64::NAN;
     }
@@ -367,16 +391,16 @@ fn percentile(v: &mut [f64], p: f64) -> f64 {
 }
 
 /// What /proc says about the server process.
-struct ProcStats {
-    rss: u64,
-    anon: u64,
-    file: u64,
-    threads: u64,
-    fds: u64,
+pub struct ProcStats {
+    pub rss: u64,
+    pub anon: u64,
+    pub file: u64,
+    pub threads: u64,
+    pub fds: u64,
 }
 
 impl ProcStats {
-    fn read(pid: u32) -> anyhow::Result<Self> {
+    pub fn read(pid: u32) -> anyhow::Result<Self> {
         let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
             .with_context(|| format!("read /proc/{pid}/status"))?;
         let field = |name: &str| -> anyhow::Result<u64> {

@@ -2,6 +2,8 @@
 
 use serde_json::{Map, Value};
 
+use crate::backend;
+
 /// One measured value, with its unit for the table.
 pub struct Metric {
     pub name: &'static str,
@@ -11,7 +13,10 @@ pub struct Metric {
 
 /// A scenario's outcome: its metrics, the targets it is held to, and notes for the reader.
 pub struct Row {
-    pub scenario: &'static str,
+    /// `fetch` on SQLite, `fetch-postgres` on PostgreSQL.
+    pub scenario: String,
+    /// `sqlite` or `postgres`, also in the JSON line.
+    pub backend: &'static str,
     pub metrics: Vec<Metric>,
     /// (metric name, a sentence saying the target and whether it was met)
     pub targets: Vec<Target>,
@@ -24,13 +29,20 @@ pub struct Target {
 }
 
 impl Row {
-    pub fn new(scenario: &'static str) -> Self {
-        Self {
-            scenario,
+    /// The row of scenario `name` run on `target`'s backend; a PostgreSQL row names the
+    /// server's durability settings, without which its write times mean little.
+    pub fn new(name: &str, target: &backend::Target) -> Self {
+        let mut row = Self {
+            scenario: target.scenario(name),
+            backend: target.backend.as_str(),
             metrics: Vec::new(),
             targets: Vec::new(),
             notes: Vec::new(),
+        };
+        if let Some(settings) = target.postgres_settings() {
+            row.note(format!("database: {settings}"));
         }
+        row
     }
 
     pub fn metric(&mut self, name: &'static str, value: f64, unit: &'static str) -> &mut Self {
@@ -73,7 +85,8 @@ impl Row {
     /// `BENCH {"scenario": ..., "<metric>": value, ..., "targets_met": bool}`
     pub fn json_line(&self) -> String {
         let mut m = Map::new();
-        m.insert("scenario".into(), Value::from(self.scenario));
+        m.insert("scenario".into(), Value::from(self.scenario.as_str()));
+        m.insert("backend".into(), Value::from(self.backend));
         for x in &self.metrics {
             let v = if x.value.is_finite() {
                 Value::from((x.value * 1000.0).round() / 1000.0)

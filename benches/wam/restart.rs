@@ -7,16 +7,18 @@ use anyhow::{Context, bail};
 use futures::StreamExt;
 
 use crate::Opts;
+use crate::backend::Target;
 use crate::density::{AUTO_SCAN, link, pair};
 use crate::report::Row;
 use crate::server::{Api, ServerProcess};
 
 const CONCURRENCY: usize = 32;
 
-pub async fn run(opts: &Opts) -> anyhow::Result<Row> {
+pub async fn run(opts: &Opts, target: &Target) -> anyhow::Result<Row> {
     let n = opts.restart_sessions;
     let dir = tempfile::tempdir()?;
-    let server = ServerProcess::serve_sim(dir.path(), &AUTO_SCAN)?;
+    let database = target.fresh(dir.path(), "wam.db").await?;
+    let server = ServerProcess::serve_sim(dir.path(), &database, &AUTO_SCAN)?;
     link(&server.api, n, Duration::from_secs(300))
         .await
         .with_context(|| server.logs())?;
@@ -24,7 +26,7 @@ pub async fn run(opts: &Opts) -> anyhow::Result<Row> {
 
     let t = Instant::now();
     // Without auto-scan: a session that asked for a QR code would never come back ready.
-    let server = ServerProcess::serve_sim(dir.path(), &[])?;
+    let server = ServerProcess::serve_sim(dir.path(), &database, &[])?;
     let listening = t.elapsed();
     wait_all_ready(&server.api, n, t, Duration::from_secs(120))
         .await
@@ -32,7 +34,7 @@ pub async fn run(opts: &Opts) -> anyhow::Result<Row> {
     let ready = t.elapsed();
     server.stop()?;
 
-    let mut row = Row::new("restart");
+    let mut row = Row::new("restart", target);
     row.metric("sessions", n as f64, "")
         .metric("stop_seconds", stop.as_secs_f64(), "s")
         .metric("listening_seconds", listening.as_secs_f64(), "s")
@@ -47,7 +49,7 @@ pub async fn run(opts: &Opts) -> anyhow::Result<Row> {
 }
 
 /// Polls the status of every pair not yet seen `ready` until none is left.
-async fn wait_all_ready(api: &Api, n: u64, t: Instant, limit: Duration) -> anyhow::Result<()> {
+pub async fn wait_all_ready(api: &Api, n: u64, t: Instant, limit: Duration) -> anyhow::Result<()> {
     let mut waiting: Vec<u64> = (0..n).collect();
     while !waiting.is_empty() {
         if t.elapsed() > limit {

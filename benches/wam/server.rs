@@ -12,7 +12,15 @@ use anyhow::{Context, anyhow, bail};
 use serde_json::{Value, json};
 
 /// The release binary `cargo bench` builds next to this benchmark.
-pub const BIN: &str = env!("CARGO_BIN_EXE_whatsapp-manager");
+const BUILT_BIN: &str = env!("CARGO_BIN_EXE_whatsapp-manager");
+/// Names another server binary: a copy taken aside, so that a build from another checkout
+/// into the same target directory cannot swap the binary under a long run.
+const BIN_VAR: &str = "WAM_BENCH_SERVER_BIN";
+
+/// The server binary the scenarios start.
+pub fn bin() -> String {
+    std::env::var(BIN_VAR).unwrap_or_else(|_| BUILT_BIN.to_string())
+}
 /// Production runs with a key, so every measured request pays for its check.
 pub const ADMIN_KEY: &str = "bench-admin-key-2f9c41d7e0";
 const KEPT_LOG_LINES: usize = 200;
@@ -25,13 +33,14 @@ pub struct ServerProcess {
 }
 
 impl ServerProcess {
-    /// `whatsapp-manager serve` on an OS-chosen loopback port, data under `dir`.
-    pub fn serve_sim(dir: &Path, extra: &[&str]) -> anyhow::Result<Self> {
-        let mut cmd = Command::new(BIN);
+    /// `whatsapp-manager serve` on an OS-chosen loopback port, its state in `database`,
+    /// its data directory under `dir`.
+    pub fn serve_sim(dir: &Path, database: &str, extra: &[&str]) -> anyhow::Result<Self> {
+        let mut cmd = Command::new(bin());
         cmd.arg("serve")
             .args(["--listen", "127.0.0.1:0", "--engine", "sim"])
             .arg("--database")
-            .arg(format!("sqlite://{}", dir.join("wam.db").display()))
+            .arg(database)
             .arg("--data-dir")
             .arg(dir.join("data"))
             .args(extra)

@@ -7,15 +7,13 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
 
 use serde_json::json;
 use sqlx::Connection;
 use testkit::db::TestBackend;
 use whatsapp_manager::store::{
-    BatchProgress, CachedContact, ContactPatch, ContactQuery, DatabaseOptions, GroupChange,
-    ImportContact, JobKind, MessageKind, MessageStatus, NewMessage, RetryOutcome, SessionRecord,
-    WebhookRecord,
+    CachedContact, ContactPatch, ContactQuery, DatabaseOptions, GroupChange, ImportContact,
+    JobKind, MessageKind, MessageStatus, NewMessage, RetryOutcome, WebhookRecord,
 };
 
 use crate::groups::{contact, import};
@@ -436,43 +434,4 @@ async fn a_server_that_cannot_be_reached_is_named_without_its_password() {
         text.contains("postgres://wam:*****@localhost/wam"),
         "{text}"
     );
-}
-
-/// The fetch's writes on PostgreSQL, timed: 100,000 contacts in the fetch's batches
-/// (20,000) and in batches of 1,000, first new then again. A measurement, not a test of
-/// speed: `cargo test --test store_conformance -- --ignored --nocapture import_speed`
-/// (with `WAM_TEST_POSTGRES` naming a durable server: the throwaway one skips fsync). On
-/// the 2-core dev machine, debug build, PostgreSQL 15 with fsync on: 0.91 s new, 1.46 s
-/// again; in batches of 1,000: 1.17 s and 1.78 s.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "a measurement; run by hand"]
-async fn import_speed() {
-    for batch_size in [20_000, 1_000] {
-        let f = postgres().await;
-        let p = pair(1, 2);
-        let sid = session_id(p, 1);
-        f.db.save_session(&SessionRecord::new(sid.clone(), p, 1))
-            .await
-            .unwrap();
-        let all: Vec<ImportContact> = (0..100_000)
-            .map(|i| named(&format!("+9665{i:08}"), Some(i), Some("Name"), Some("Push")))
-            .collect();
-        for round in ["insert", "update"] {
-            let started = Instant::now();
-            for (n, batch) in all.chunks(batch_size).enumerate() {
-                let progress = BatchProgress {
-                    session_id: &sid,
-                    processed: ((n + 1) * batch_size) as i64,
-                    total: all.len() as i64,
-                    percent: 0,
-                };
-                f.db.import_contacts(p, batch, progress, 5).await.unwrap();
-            }
-            eprintln!(
-                "postgres: 100,000 contacts in batches of {batch_size} ({round}): {:.2} s",
-                started.elapsed().as_secs_f64()
-            );
-        }
-        assert_eq!(f.db.pair_counts(p).await.unwrap().0, 100_000);
-    }
 }

@@ -1,6 +1,11 @@
 //! The throwaway cluster's own checks: fresh databases, the named server, and no
 //! postmaster or descriptor outliving the test process.
 
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use super::postmaster::{DIR_PREFIX, START_WAIT, remove_stale};
 use super::*;
 
 #[tokio::test]
@@ -109,7 +114,8 @@ async fn cluster_of_a_child_process() {
     let Some(Ok(cluster)) = CLUSTER.get() else {
         panic!("no throwaway cluster started");
     };
-    let held: Vec<PathBuf> = std::fs::read_dir(format!("/proc/{}/fd", cluster.postmaster_pid))
+    let postmaster = cluster.postmaster_pid().expect("running");
+    let held: Vec<PathBuf> = std::fs::read_dir(format!("/proc/{postmaster}/fd"))
         .expect("the postmaster's descriptors")
         .flatten()
         .filter_map(|fd| std::fs::read_link(fd.path()).ok())
@@ -119,8 +125,8 @@ async fn cluster_of_a_child_process() {
         "the postmaster inherited {}",
         marker.path().display()
     );
-    println!("POSTMASTER={}", cluster.postmaster_pid);
-    println!("DIR={}", cluster.dir.display());
+    println!("POSTMASTER={postmaster}");
+    println!("DIR={}", cluster.dir().display());
 }
 
 #[test]
@@ -172,14 +178,22 @@ fn the_directory_of_a_dead_process_is_removed() {
     let pid = gone.id() as i32;
     let temp = tempfile::tempdir().expect("temp");
     let stale = temp.path().join(format!("{DIR_PREFIX}{pid}"));
+    // A private cluster of that dead process.
+    let stale_own = temp.path().join(format!("{DIR_PREFIX}{pid}-3"));
     let live = temp
         .path()
         .join(format!("{DIR_PREFIX}{}", std::process::id()));
-    std::fs::create_dir_all(stale.join("data")).expect("stale");
-    std::fs::create_dir_all(&live).expect("live");
+    let live_own = temp
+        .path()
+        .join(format!("{DIR_PREFIX}{}-0", std::process::id()));
+    for dir in [&stale, &stale_own, &live, &live_own] {
+        std::fs::create_dir_all(dir.join("data")).expect("dir");
+    }
     remove_stale(temp.path());
     assert!(!stale.exists());
+    assert!(!stale_own.exists());
     assert!(live.exists());
+    assert!(live_own.exists());
 }
 
 #[test]
