@@ -11,6 +11,7 @@ mod density;
 mod fetch;
 mod import;
 mod load;
+mod phones;
 mod real;
 mod report;
 mod restart;
@@ -32,6 +33,7 @@ enum Scenario {
     DensityReal,
     Fetch,
     Import,
+    Phones,
     Api,
     Restart,
     RestartReal,
@@ -111,6 +113,7 @@ fn main() -> anyhow::Result<()> {
             Scenario::DensityReal,
             Scenario::Fetch,
             Scenario::Import,
+            Scenario::Phones,
             Scenario::Api,
             Scenario::Restart,
             Scenario::RestartReal,
@@ -142,6 +145,7 @@ fn main() -> anyhow::Result<()> {
                     Scenario::DensityReal => real::density(&opts, target).await,
                     Scenario::Fetch => fetch::run(&opts, target).await,
                     Scenario::Import => import::run(&opts, target).await,
+                    Scenario::Phones => phones::run(&opts, target).await,
                     Scenario::Api => api::run(&opts, target).await,
                     Scenario::Restart => restart::run(&opts, target).await,
                     Scenario::RestartReal => restart_real::run(&opts, target).await,
