@@ -6,6 +6,7 @@
 pub mod sim;
 pub mod whatsapp;
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -157,6 +158,18 @@ pub trait Engine: Send + Sync + 'static {
     async fn start(&self, start: ClientStart) -> Result<Arc<dyn EngineClient>, EngineError>;
     /// Whether the session is linked (credentials stored).
     async fn has_credentials(&self, session_id: &SessionId) -> bool;
+    /// Which of these sessions are linked. A restart asks this for every session at once,
+    /// before any client starts: one query per session would queue behind the restored
+    /// clients' own queries for the pool's connections.
+    async fn linked_among(&self, session_ids: &[SessionId]) -> HashSet<SessionId> {
+        let mut linked = HashSet::new();
+        for id in session_ids {
+            if self.has_credentials(id).await {
+                linked.insert(id.clone());
+            }
+        }
+        linked
+    }
     /// Deletes the credentials of a session that has no live client.
     async fn forget(&self, session_id: &SessionId) -> Result<(), EngineError>;
 }

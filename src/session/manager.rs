@@ -460,10 +460,17 @@ impl SessionManager {
     /// no new QR; a fetch the stop cut short is marked so, never left `fetching_contacts`.
     pub async fn restore(&self) -> anyhow::Result<usize> {
         let mut restored = 0;
-        for mut rec in self.inner.store.latest_sessions().await? {
-            if rec.status.is_terminal() {
-                continue;
-            }
+        let records: Vec<_> = self
+            .inner
+            .store
+            .latest_sessions()
+            .await?
+            .into_iter()
+            .filter(|rec| !rec.status.is_terminal())
+            .collect();
+        let ids: Vec<SessionId> = records.iter().map(|r| r.session_id.clone()).collect();
+        let linked = self.inner.engine.linked_among(&ids).await;
+        for mut rec in records {
             if rec.status == SessionStatus::FetchingContacts {
                 rec.fetch.completed = false;
                 rec.fetch.error = Some(
@@ -472,7 +479,7 @@ impl SessionManager {
                         .into(),
                 );
             }
-            if self.inner.engine.has_credentials(&rec.session_id).await {
+            if linked.contains(&rec.session_id) {
                 tracing::info!("🔄 Restoring session: {}", rec.session_id);
                 rec.status = SessionStatus::Initializing;
                 rec.error_message = None;

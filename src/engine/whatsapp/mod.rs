@@ -18,6 +18,7 @@ mod options;
 mod run;
 mod send;
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
@@ -164,6 +165,22 @@ impl Engine for WhatsAppEngine {
             Err(e) => {
                 tracing::warn!("⚠️ Cannot tell whether session {session_id} is linked: {e:#}");
                 false
+            }
+        }
+    }
+
+    async fn linked_among(&self, session_ids: &[SessionId]) -> HashSet<SessionId> {
+        match self.inner.creds.linked_devices().await {
+            Ok(linked) => {
+                let wanted: HashSet<&SessionId> = session_ids.iter().collect();
+                linked
+                    .into_iter()
+                    .filter(|id| wanted.contains(id))
+                    .collect()
+            }
+            Err(e) => {
+                tracing::warn!("⚠️ Cannot tell which sessions are linked: {e:#}");
+                HashSet::new()
             }
         }
     }
