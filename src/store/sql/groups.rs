@@ -98,6 +98,24 @@ macro_rules! impl_group_store {
             use $crate::store::sql::{Dialect, page_offset};
             use $crate::store::{DefaultGroupsOutcome, GroupChange, GroupRecord, StoreResult};
 
+            impl $store {
+                /// Reads (and on PostgreSQL locks) the group about to change: why it cannot,
+                /// or `None` when it is the pair's and manual.
+                async fn change_refused(
+                    tx: &mut <$db as sqlx::Database>::Connection,
+                    pair: Pair,
+                    group_id: i64,
+                ) -> StoreResult<Option<GroupChange>> {
+                    let kind: Option<String> = sqlx::query_scalar(Self::GROUP_KIND_FOR_CHANGE)
+                        .bind(group_id)
+                        .bind(pair.user_id.get())
+                        .bind(pair.place_id.get())
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    Ok(refusal(kind.as_deref()))
+                }
+            }
+
             #[async_trait::async_trait]
             impl $crate::store::traits::GroupStore for $store {
                 async fn ensure_default_groups(
@@ -238,13 +256,7 @@ macro_rules! impl_group_store {
                     now_ms: i64,
                 ) -> StoreResult<GroupChange> {
                     $write!(self, "replace a group's members", |tx| {
-                        let kind: Option<String> = sqlx::query_scalar(Self::GROUP_KIND_FOR_CHANGE)
-                            .bind(group_id)
-                            .bind(pair.user_id.get())
-                            .bind(pair.place_id.get())
-                            .fetch_optional(&mut *tx)
-                            .await?;
-                        if let Some(refused) = refusal(kind.as_deref()) {
+                        if let Some(refused) = Self::change_refused(tx, pair, group_id).await? {
                             return Ok(refused);
                         }
                         let unknown = Self::unknown_contacts(tx, pair, contact_ids).await?;
@@ -271,13 +283,7 @@ macro_rules! impl_group_store {
                     group_id: i64,
                 ) -> StoreResult<GroupChange> {
                     $write!(self, "delete a group", |tx| {
-                        let kind: Option<String> = sqlx::query_scalar(Self::GROUP_KIND_FOR_CHANGE)
-                            .bind(group_id)
-                            .bind(pair.user_id.get())
-                            .bind(pair.place_id.get())
-                            .fetch_optional(&mut *tx)
-                            .await?;
-                        if let Some(refused) = refusal(kind.as_deref()) {
+                        if let Some(refused) = Self::change_refused(tx, pair, group_id).await? {
                             return Ok(refused);
                         }
                         // Memberships go with it (ON DELETE CASCADE).
