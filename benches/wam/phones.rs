@@ -12,7 +12,7 @@ use whatsapp_manager::domain::{
     NumberLibrary, Pair, PhoneNumber, PlaceId, Rlibphonenumber, UserId,
 };
 use whatsapp_manager::engine::RawContact;
-use whatsapp_manager::engine::sim::{SimConfig, SimNetwork};
+use whatsapp_manager::engine::sim::{SimConfig, SimEntry, SimNetwork};
 use whatsapp_manager::store::{self, DatabaseOptions};
 
 use crate::Opts;
@@ -256,18 +256,7 @@ async fn fetch_inputs(contacts: usize, target: &Target) -> anyhow::Result<BookIn
     let net = SimNetwork::new(cfg, db, Arc::new(SystemClock));
     let pair = Pair::new(UserId::new_unchecked(1), PlaceId::new_unchecked(1));
     let book = net.phonebook(pair).await;
-    let raws: Vec<RawContact> = book
-        .entries
-        .iter()
-        .map(|e| RawContact {
-            jid: e.jid.clone(),
-            pn_jid: e.pn_jid.clone(),
-            name: e.name.clone(),
-            push_name: e.push_name.clone(),
-            is_business: e.is_business,
-            last_message_at: e.last_message_at,
-        })
-        .collect();
+    let raws: Vec<RawContact> = book.entries.iter().map(SimEntry::raw).collect();
     let own = own_numbers(book.me.iter().map(String::as_str));
     let now_s = chrono::Utc::now().timestamp();
     let t = Instant::now();

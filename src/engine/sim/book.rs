@@ -29,6 +29,20 @@ pub struct SimEntry {
     pub last_message_at: Option<i64>,
 }
 
+impl SimEntry {
+    /// The entry as the engine hands a contact to a fetch.
+    pub fn raw(&self) -> crate::engine::RawContact {
+        crate::engine::RawContact {
+            jid: self.jid.clone(),
+            pn_jid: self.pn_jid.clone(),
+            name: self.name.clone(),
+            push_name: self.push_name.clone(),
+            is_business: self.is_business,
+            last_message_at: self.last_message_at,
+        }
+    }
+}
+
 fn null_as_false<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
     Ok(Option::<bool>::deserialize(d)?.unwrap_or(false))
 }

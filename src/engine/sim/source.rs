@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::PhoneBook;
 use super::client::ClientShared;
+use super::{PhoneBook, SimEntry};
 use crate::engine::{ContactSource, EngineError, RawContact};
 
 const CHUNK: usize = 1_000;
@@ -50,14 +50,7 @@ impl ContactSource for SimSource {
         let end = (self.pos + CHUNK).min(self.book.entries.len());
         let chunk = self.book.entries[self.pos..end]
             .iter()
-            .map(|e| RawContact {
-                jid: e.jid.clone(),
-                pn_jid: e.pn_jid.clone(),
-                name: e.name.clone(),
-                push_name: e.push_name.clone(),
-                is_business: e.is_business,
-                last_message_at: e.last_message_at,
-            })
+            .map(SimEntry::raw)
             .collect();
         self.pos = end;
         Ok(Some(chunk))
