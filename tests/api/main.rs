@@ -14,6 +14,7 @@ mod files;
 mod groups;
 mod keys;
 mod laravel;
+mod legacy_files;
 mod lifecycle;
 mod manual_groups;
 mod messaging;
