@@ -6,7 +6,8 @@
 //! Left out, being about SQLite or about no database at all:
 //! - `database_busy`: SQLite's single writer lock and its "busy" answer.
 //! - `database_down`: a stub store that fails every call; no backend under it.
-//! - `files`: the SQLite file's modes and the data folder's, on disk.
+//! - `files`: the SQLite file's modes and the data folder's, on disk (`legacy_files`, the
+//!   import of what an earlier version kept there, runs here).
 //! - `names_upgrade`: a SQLite database from before name keys; PostgreSQL began after them.
 //! - `openapi`: the document and the router, the same whatever the database.
 //! - `process`: the server binary as a child; it runs on PostgreSQL in `tests/api` itself.
@@ -31,6 +32,8 @@ mod groups;
 mod keys;
 #[path = "../api/laravel.rs"]
 mod laravel;
+#[path = "../api/legacy_files.rs"]
+mod legacy_files;
 #[path = "../api/lifecycle.rs"]
 mod lifecycle;
 #[path = "../api/manual_groups.rs"]
