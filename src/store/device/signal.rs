@@ -71,6 +71,19 @@ macro_rules! impl_signal_store {
                     .map_err(lib_sqlx)
             }
 
+            /// Deletes this device's (signed) prekey `id` with `statement`.
+            async fn delete_by_id(&self, statement: &'static str, id: u32) -> LibResult<()> {
+                $write!(self, "remove a prekey", |tx| {
+                    sqlx::query(statement)
+                        .bind(self.device_id)
+                        .bind(i64::from(id))
+                        .execute(&mut *tx)
+                        .await?;
+                    Ok(())
+                })
+                .map_err(lib_err)
+            }
+
             /// Deletes this device's rows older than `cutoff` (unix seconds); how many.
             async fn delete_older(&self, statement: &'static str, cutoff: i64) -> LibResult<u32> {
                 let n = $write!(self, "expire old rows", |tx| {
@@ -302,15 +315,7 @@ macro_rules! impl_signal_store {
             }
 
             async fn remove_prekey(&self, id: u32) -> LibResult<()> {
-                $write!(self, "remove a prekey", |tx| {
-                    sqlx::query(sql::PREKEY_DELETE)
-                        .bind(self.device_id)
-                        .bind(i64::from(id))
-                        .execute(&mut *tx)
-                        .await?;
-                    Ok(())
-                })
-                .map_err(lib_err)
+                self.delete_by_id(sql::PREKEY_DELETE, id).await
             }
 
             async fn get_max_prekey_id(&self) -> LibResult<u32> {
@@ -351,15 +356,7 @@ macro_rules! impl_signal_store {
             }
 
             async fn remove_signed_prekey(&self, id: u32) -> LibResult<()> {
-                $write!(self, "remove a signed prekey", |tx| {
-                    sqlx::query(sql::SIGNED_PREKEY_DELETE)
-                        .bind(self.device_id)
-                        .bind(i64::from(id))
-                        .execute(&mut *tx)
-                        .await?;
-                    Ok(())
-                })
-                .map_err(lib_err)
+                self.delete_by_id(sql::SIGNED_PREKEY_DELETE, id).await
             }
 
             async fn put_sender_key(&self, address: &str, record: &[u8]) -> LibResult<()> {
