@@ -84,6 +84,7 @@ impl Application {
             whatsapp,
         } = b;
         check_listen_address(&config).await?;
+        check_cluster_flags(&config)?;
         let store: Db = crate::store::open(
             &config.database_url,
             &DatabaseOptions {
@@ -238,6 +239,21 @@ impl Application {
         tracing::info!("✅ Shutdown complete");
         Ok(())
     }
+}
+
+/// One SQLite file cannot be shared by several servers, so the flags that make a node of a
+/// cluster are refused with it rather than quietly ignored.
+fn check_cluster_flags(config: &Config) -> anyhow::Result<()> {
+    let given = &config.cluster.given;
+    if given.is_empty() || crate::store::is_postgres_url(&config.database_url) {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "{} need a PostgreSQL database (--database postgres://…): several nodes share one \
+         PostgreSQL database, and a SQLite file cannot be shared, so with SQLite the server \
+         runs as a single node",
+        given.join(", ")
+    )
 }
 
 /// Without an admin key anyone who reaches the port may read every tenant's QR codes and

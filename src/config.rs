@@ -282,6 +282,25 @@ pub struct ServeArgs {
     /// sim: the largest phone-book body `PUT /api/sim/phonebook` takes, in bytes.
     #[arg(long, env = "WAM_SIM_MAX_PHONEBOOK_BYTES", default_value_t = 64 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(1024..=1024 * 1024 * 1024))]
     pub sim_max_phonebook_bytes: u64,
+
+    /// This node's name in a cluster of servers on one PostgreSQL database; stable across
+    /// restarts. Default: the host name and the port it listens on.
+    #[arg(long, env = "WAM_NODE_ID", value_parser = node_id)]
+    pub node_id: Option<String>,
+
+    /// How the other nodes reach this one (`http://host:port`). Default: from `--listen`
+    /// (the host name when it listens on every address).
+    #[arg(long, env = "WAM_ADVERTISE_URL", value_parser = advertise_url)]
+    pub advertise_url: Option<String>,
+
+    /// How long a node's hold on its sessions lasts without a renewal; a lost node's
+    /// sessions move to the others after this. Default 15.
+    #[arg(long, env = "WAM_LEASE_SECONDS", value_parser = lease_seconds)]
+    pub lease_seconds: Option<Duration>,
+
+    /// Sessions a joining node takes over per second from busier nodes. Default 5.
+    #[arg(long, env = "WAM_REBALANCE_PER_SECOND", value_parser = rebalance_rate)]
+    pub rebalance_per_second: Option<f64>,
 }
 
 /// What the application needs, independent of how it was given.
@@ -311,6 +330,75 @@ pub struct Config {
     pub webhooks: crate::events::webhook::WebhookSettings,
     /// Private networks that caller-supplied URLs may reach (`--outbound-allow`).
     pub outbound_allow: Vec<ipnet::IpNet>,
+    pub cluster: ClusterArgs,
+}
+
+/// The cluster flags as given: `given` says whether any was, since a SQLite database
+/// refuses them all.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterArgs {
+    pub node_id: Option<String>,
+    pub advertise_url: Option<String>,
+    pub lease: Duration,
+    pub rebalance_per_second: f64,
+    pub given: Vec<&'static str>,
+}
+
+impl Default for ClusterArgs {
+    fn default() -> Self {
+        Self {
+            node_id: None,
+            advertise_url: None,
+            lease: DEFAULT_LEASE,
+            rebalance_per_second: DEFAULT_REBALANCE_PER_SECOND,
+            given: Vec::new(),
+        }
+    }
+}
+
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(15);
+pub const DEFAULT_REBALANCE_PER_SECOND: f64 = 5.0;
+
+fn node_id(s: &str) -> Result<String, String> {
+    let id = s.trim();
+    if id.is_empty() || id.len() > 128 {
+        return Err("a node id is 1 to 128 characters".into());
+    }
+    if id.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(format!("{id:?} holds a space or a control character"));
+    }
+    Ok(id.to_owned())
+}
+
+fn advertise_url(s: &str) -> Result<String, String> {
+    let url = url::Url::parse(s.trim()).map_err(|e| format!("{s:?} is not a URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err(format!(
+            "{s:?} is not an http:// or https:// address other nodes can reach"
+        ));
+    }
+    Ok(url.as_str().trim_end_matches('/').to_owned())
+}
+
+fn lease_seconds(s: &str) -> Result<Duration, String> {
+    let d = seconds(s)?;
+    // Renewals go at a third of the lease and a node gives up at half of it: below 3 s the
+    // margins are shorter than a busy database's pause.
+    if d < Duration::from_secs(3) || d > Duration::from_secs(600) {
+        return Err(format!("{s:?}: a lease lasts 3 to 600 seconds"));
+    }
+    Ok(d)
+}
+
+fn rebalance_rate(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of sessions per second"))?;
+    if !v.is_finite() || !(0.1..=1_000.0).contains(&v) {
+        return Err(format!("{s:?}: give 0.1 to 1000 sessions per second"));
+    }
+    Ok(v)
 }
 
 impl From<ServeArgs> for Config {
@@ -358,6 +446,23 @@ impl From<ServeArgs> for Config {
                 concurrency: a.webhook_concurrency as usize,
             },
             outbound_allow: a.outbound_allow,
+            cluster: ClusterArgs {
+                given: [
+                    ("--node-id", a.node_id.is_some()),
+                    ("--advertise-url", a.advertise_url.is_some()),
+                    ("--lease-seconds", a.lease_seconds.is_some()),
+                    ("--rebalance-per-second", a.rebalance_per_second.is_some()),
+                ]
+                .into_iter()
+                .filter_map(|(flag, set)| set.then_some(flag))
+                .collect(),
+                node_id: a.node_id,
+                advertise_url: a.advertise_url,
+                lease: a.lease_seconds.unwrap_or(DEFAULT_LEASE),
+                rebalance_per_second: a
+                    .rebalance_per_second
+                    .unwrap_or(DEFAULT_REBALANCE_PER_SECOND),
+            },
             sim: SimConfig {
                 contacts: a.sim_contacts,
                 auto_scan: a.sim_auto_scan,

@@ -61,11 +61,17 @@ impl Default for DatabaseOptions {
 /// `postgresql://`, SQLite otherwise (the `--database` parser has refused other schemes).
 /// Errors never carry the URL's password.
 pub async fn open(url: &str, options: &DatabaseOptions) -> anyhow::Result<Db> {
-    let scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
-    Ok(match scheme.as_deref() {
-        Some("postgres" | "postgresql") => Arc::new(PgStore::connect(url, options).await?),
-        _ => Arc::new(SqliteStore::connect_with_options(url, options).await?),
+    Ok(if is_postgres_url(url) {
+        Arc::new(PgStore::connect(url, options).await?)
+    } else {
+        Arc::new(SqliteStore::connect_with_options(url, options).await?)
     })
+}
+
+/// Whether [`open`] makes this URL a PostgreSQL connection.
+pub fn is_postgres_url(url: &str) -> bool {
+    let scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+    matches!(scheme.as_deref(), Some("postgres" | "postgresql"))
 }
 
 /// A session as persisted; the actor owns the live copy and writes it through.
