@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::ApiKeys;
 use crate::clock::{SharedClock, SystemClock};
+use crate::cluster::{Cluster, NodeIdentity};
 use crate::config::{Config, EngineKind};
 use crate::engine::Engine;
 use crate::engine::sim::SimNetwork;
@@ -21,6 +22,7 @@ use crate::http::{AppState, router};
 use crate::messaging::{Outbox, image};
 use crate::outbound::OutboundPolicy;
 use crate::session::SessionManager;
+use crate::store::traits::{JoinOutcome, NodeJoin};
 use crate::store::{DatabaseOptions, Db};
 
 const HTTP_DRAIN: std::time::Duration = std::time::Duration::from_secs(2);
@@ -93,6 +95,12 @@ impl Application {
             },
         )
         .await?;
+        // Bound first: a node's default id and address carry the port it really got.
+        let listener = TcpListener::bind(&config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let identity = NodeIdentity::resolve(&config.cluster, listener.local_addr()?);
+        let cluster = join_cluster(&store, &identity, &config).await?;
         let keys =
             ApiKeys::new(config.admin_key, store.clone(), clock.clone()).with_limits(config.limits);
         let (engine, sim): (Arc<dyn Engine>, Option<SimNetwork>) = match config.engine {
@@ -150,9 +158,6 @@ impl Application {
             outbound.clone(),
             background.clone(),
         ));
-        let listener = TcpListener::bind(&config.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", config.listen))?;
         Ok(Self {
             listener,
             connections: ConnectionLimits {
@@ -172,6 +177,8 @@ impl Application {
                 outbox,
                 events,
                 outbound,
+                identity,
+                cluster,
             },
             background,
             dispatcher,
@@ -239,6 +246,52 @@ impl Application {
         tracing::info!("✅ Shutdown complete");
         Ok(())
     }
+}
+
+/// On PostgreSQL every server is a node of the cluster on that database (alone, it is a
+/// cluster of one). A node id another live node holds is refused, naming that node; the same
+/// id at the same address is this node's own earlier process, gone without a goodbye (the
+/// address was free to bind), so it is taken over at once.
+async fn join_cluster(
+    store: &Db,
+    me: &NodeIdentity,
+    config: &Config,
+) -> anyhow::Result<Option<Cluster>> {
+    let (Some(leases), Some(signals)) = (store.cluster(), store.signals()) else {
+        return Ok(None);
+    };
+    let incarnation = crate::cluster::new_incarnation();
+    let lease_ms = i64::try_from(config.cluster.lease.as_millis()).unwrap_or(i64::MAX);
+    let mut join = NodeJoin {
+        node_id: &me.node_id,
+        advertise_url: &me.advertise_url,
+        incarnation: &incarnation,
+        lease_ms,
+        force: false,
+    };
+    if let JoinOutcome::Held { advertise_url } = leases.join(&join).await? {
+        if advertise_url != me.advertise_url {
+            anyhow::bail!(
+                "node id {:?} is held by a live node at {advertise_url}: give this node another \
+                 --node-id, or stop that one first",
+                me.node_id
+            );
+        }
+        join.force = true;
+        leases.join(&join).await?;
+    }
+    tracing::info!(
+        "✅ Node {} joined the cluster (reached at {})",
+        me.node_id,
+        me.advertise_url
+    );
+    Ok(Some(Cluster::new(
+        me.clone(),
+        incarnation,
+        leases,
+        signals,
+        config.cluster.lease,
+    )))
 }
 
 /// One SQLite file cannot be shared by several servers, so the flags that make a node of a

@@ -58,6 +58,10 @@ pub struct AppState {
     pub events: crate::events::EventBus,
     /// Where caller-supplied URLs (webhooks, images) may point.
     pub outbound: crate::outbound::OutboundPolicy,
+    /// This node's id and address (a single node has them too).
+    pub identity: crate::cluster::NodeIdentity,
+    /// Present on PostgreSQL, where several nodes may share the database.
+    pub cluster: Option<crate::cluster::Cluster>,
 }
 
 pub const OPENAPI_PATH: &str = "/api/openapi.json";

@@ -31,8 +31,8 @@ pub use traits::Database;
 pub mod prelude {
     pub use super::device::CredentialStore;
     pub use super::traits::{
-        ContactCacheStore, ContactStore, Database, EventStore, GroupStore, Health, KeyStore,
-        OutboxStore, SessionStore, SimStore,
+        ClusterStore, ContactCacheStore, ContactStore, Database, EventStore, GroupStore, Health,
+        KeyStore, OutboxStore, SessionStore, Signals, SimStore,
     };
 }
 

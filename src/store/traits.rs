@@ -2,6 +2,8 @@
 //! backend implements once (`store/sqlite/`, `store/postgres/`) and the conformance suite
 //! (`tests/store_conformance/`) holds to the same promises.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 
 pub use super::device::CredentialStore;
@@ -17,6 +19,14 @@ pub trait Health: Send + Sync + 'static {
     fn kind(&self) -> &'static str;
     async fn ping(&self) -> StoreResult<()>;
     async fn close(&self);
+    /// Leases and nodes, on a database several servers can share.
+    fn cluster(&self) -> Option<Arc<dyn ClusterStore>> {
+        None
+    }
+    /// Notifications between the servers on this database.
+    fn signals(&self) -> Option<Arc<dyn Signals>> {
+        None
+    }
 }
 
 /// Session rows: what each linked number is doing, the newest per pair.
@@ -297,4 +307,160 @@ impl<T> Database for T where
         + SimStore
         + CredentialStore
 {
+}
+
+/// A node of a cluster as its row says; `state` is worked out with the database's clock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeRecord {
+    pub node_id: String,
+    pub advertise_url: String,
+    pub started_at: i64,
+    pub last_heartbeat: i64,
+    /// Sessions it holds a live lease on.
+    pub sessions: i64,
+    pub state: NodeState,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeState {
+    Alive,
+    Leaving,
+    Dead,
+}
+
+impl NodeState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Alive => "alive",
+            Self::Leaving => "leaving",
+            Self::Dead => "dead",
+        }
+    }
+}
+
+/// Joining the cluster under a node id.
+#[derive(Debug, Clone)]
+pub struct NodeJoin<'a> {
+    pub node_id: &'a str,
+    pub advertise_url: &'a str,
+    pub incarnation: &'a str,
+    pub lease_ms: i64,
+    /// Take the id even from a node whose heartbeat is fresh: it was found unreachable.
+    pub force: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JoinOutcome {
+    Joined,
+    /// A node with a fresh heartbeat holds the id.
+    Held {
+        advertise_url: String,
+    },
+}
+
+/// A session this node holds, with the fencing epoch it got it under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lease {
+    pub pair: Pair,
+    pub epoch: i64,
+}
+
+/// What one heartbeat found: the leases renewed, and which of them another node asks for.
+#[derive(Debug, Clone, Default)]
+pub struct Renewal {
+    pub held: Vec<Lease>,
+    /// `(lease, the node asking for it)`.
+    pub asked: Vec<(Lease, String)>,
+    /// Leases that exist in all, and nodes alive (leaving ones not counted): the fair share.
+    pub total_leases: i64,
+    pub alive_nodes: i64,
+    /// Sessions others are handing over to this node right now.
+    pub incoming: i64,
+}
+
+/// Who runs a session, as a node deciding where a command goes sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeaseHolder {
+    /// No lease: nothing should run (never started, logged out, failed).
+    Nobody,
+    /// A live node holds it.
+    Node {
+        node_id: String,
+        advertise_url: String,
+        epoch: i64,
+    },
+    /// It should run, but its holder left or stopped renewing: a takeover is due.
+    Orphaned,
+}
+
+/// Nodes, their heartbeats and the leases on sessions (PostgreSQL only: one SQLite file is
+/// one node). Times are the database's clock.
+#[async_trait]
+pub trait ClusterStore: Send + Sync + 'static {
+    async fn join(&self, join: &NodeJoin<'_>) -> StoreResult<JoinOutcome>;
+    /// The heartbeat and the renewal of every lease of the node, in one transaction. `None`:
+    /// another process took the node id, so this one holds nothing anymore.
+    async fn renew(
+        &self,
+        node_id: &str,
+        incarnation: &str,
+        lease_ms: i64,
+    ) -> StoreResult<Option<Renewal>>;
+    async fn set_node_state(
+        &self,
+        node_id: &str,
+        incarnation: &str,
+        state: &str,
+    ) -> StoreResult<()>;
+    async fn nodes(&self) -> StoreResult<Vec<NodeRecord>>;
+    /// Gives a lease (unowned) to every session that should run and has none: the newest
+    /// session of its pair is neither logged out nor failed. For a database written before
+    /// leases, and for sessions whose holder vanished without a trace.
+    async fn seed_leases(&self) -> StoreResult<u64>;
+    /// Takes the session's lease unless another live node holds it (`None` then); a lease
+    /// this node already holds keeps its epoch.
+    async fn acquire(&self, pair: Pair, node_id: &str, lease_ms: i64) -> StoreResult<Option<i64>>;
+    /// Takes up to `limit` leases nobody holds (released, or run out), oldest first.
+    async fn claim(&self, node_id: &str, lease_ms: i64, limit: i64) -> StoreResult<Vec<Lease>>;
+    /// Asks the busiest live node above `share` for up to `limit` of its sessions.
+    async fn ask_handover(&self, node_id: &str, share: i64, limit: i64) -> StoreResult<u64>;
+    /// Gives the lease to the node that asked for it (if that node is still alive), under
+    /// a new epoch; clears the ask otherwise. `Some(node)`: handed over.
+    async fn hand_over(
+        &self,
+        lease: Lease,
+        from: &str,
+        to: &str,
+        lease_ms: i64,
+    ) -> StoreResult<Option<String>>;
+    /// Lets go of every lease of the node (it is leaving): anyone may claim them now.
+    async fn release_all(&self, node_id: &str) -> StoreResult<u64>;
+    /// The session ended (logged out, failed): nothing to run, no lease.
+    async fn drop_lease(&self, lease: Lease, node_id: &str) -> StoreResult<()>;
+    async fn holder(&self, pair: Pair) -> StoreResult<LeaseHolder>;
+    /// The live node with the fewest sessions, preferring `me` among equals.
+    async fn roomiest(&self, me: &str) -> StoreResult<Option<(String, String)>>;
+    /// Whether `node_id` still holds the lease under `epoch`: a write of a node that lost it
+    /// must not land.
+    async fn holds(&self, lease: Lease, node_id: &str) -> StoreResult<bool>;
+}
+
+/// A notification between processes on one database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Signal {
+    Notified {
+        channel: String,
+        payload: String,
+    },
+    /// The listening connection was lost and is back: what was notified meanwhile is gone,
+    /// so read the tables again.
+    Reconnected,
+}
+
+/// `LISTEN/NOTIFY` (PostgreSQL only). The tables stay the truth; a signal only says "look".
+#[async_trait]
+pub trait Signals: Send + Sync + 'static {
+    async fn notify(&self, channel: &str, payload: &str) -> StoreResult<()>;
+    /// Signals on these channels until the receiver is dropped; reconnects by itself.
+    async fn listen(&self, channels: &[&str]) -> StoreResult<tokio::sync::mpsc::Receiver<Signal>>;
 }

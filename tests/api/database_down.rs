@@ -425,6 +425,11 @@ async fn health_is_503_and_other_routes_500_in_the_envelope_when_the_database_is
         started: Instant::now(),
         request_timeout: std::time::Duration::from_secs(5),
         outbound: Default::default(),
+        identity: whatsapp_manager::cluster::NodeIdentity {
+            node_id: "down:1".into(),
+            advertise_url: "http://127.0.0.1:1".into(),
+        },
+        cluster: None,
     };
     let app = router(state);
 

@@ -2,6 +2,7 @@
 //! statement over arrays (`UNNEST`), and explicit locks where SQLite's single writer gave
 //! an order for free (see `events.rs`, and the `FOR UPDATE`s of read-modify-writes).
 
+mod cluster;
 mod contact_cache;
 mod contacts;
 mod device;
@@ -244,6 +245,14 @@ impl Health for PgStore {
 
     async fn close(&self) {
         self.pool.close().await;
+    }
+
+    fn cluster(&self) -> Option<std::sync::Arc<dyn crate::store::traits::ClusterStore>> {
+        Some(self.as_cluster())
+    }
+
+    fn signals(&self) -> Option<std::sync::Arc<dyn crate::store::traits::Signals>> {
+        Some(self.as_signals())
     }
 }
 
