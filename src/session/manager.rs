@@ -48,6 +48,9 @@ struct Inner {
     /// Contact fetches running at once across the server; the rest wait their turn.
     fetch_slots: Arc<tokio::sync::Semaphore>,
     events: std::sync::OnceLock<crate::events::EventBus>,
+    /// Told the pair of every session this node starts running (a start, a restore, a
+    /// takeover from another node), for work that follows the session (its outbox).
+    started: tokio::sync::broadcast::Sender<Pair>,
 }
 
 #[derive(Clone)]
@@ -74,6 +77,7 @@ impl SessionManager {
                 actors: TaskTracker::new(),
                 fetch_slots: Arc::new(tokio::sync::Semaphore::new(max_concurrent_fetches.max(1))),
                 events: std::sync::OnceLock::new(),
+                started: tokio::sync::broadcast::channel(1_024).0,
             }),
         }
     }
@@ -82,6 +86,12 @@ impl SessionManager {
     pub fn with_events(self, events: crate::events::EventBus) -> Self {
         let _ = self.inner.events.set(events);
         self
+    }
+
+    /// The pairs of sessions this node starts running from now on. A receiver that lags
+    /// loses the oldest; look at [`Self::live`] again then.
+    pub fn subscribe_started(&self) -> tokio::sync::broadcast::Receiver<Pair> {
+        self.inner.started.subscribe()
     }
 
     pub fn live_count(&self) -> usize {
@@ -150,6 +160,7 @@ impl SessionManager {
 
     fn spawn(&self, record: SessionRecord) -> SessionHandle {
         let serial = self.inner.serial.fetch_add(1, Ordering::Relaxed);
+        let record_pair = record.pair;
         let (cmd_tx, cmd_rx) = mpsc::channel(32);
         let (state_tx, state_rx) = watch::channel(Arc::new(Actor::initial_snapshot(&record)));
         let handle = SessionHandle {
@@ -169,6 +180,8 @@ impl SessionManager {
         };
         let actor = Actor::new(serial, record, deps, cmd_rx, state_tx);
         self.inner.actors.spawn(actor.run());
+        // Nobody listening is not an error.
+        let _ = self.inner.started.send(record_pair);
         handle
     }
 
