@@ -213,6 +213,11 @@ impl Application {
         self.local_addr().map(|a| a.port()).unwrap_or(0)
     }
 
+    /// The sessions this server runs, for embedding and tests that look inside a node.
+    pub fn sessions(&self) -> SessionManager {
+        self.state.manager.clone()
+    }
+
     /// Serves until `shutdown` resolves, then stops accepting, lets in-flight requests and
     /// every session actor finish, and closes the database.
     pub async fn run_until_stopped(

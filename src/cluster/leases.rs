@@ -191,15 +191,22 @@ impl Node {
     async fn renew(&mut self) -> bool {
         let started = Instant::now();
         let c = self.cluster.clone();
-        let renewal = match c
-            .store()
-            .renew(c.node_id(), c.incarnation(), self.lease_ms)
-            .await
+        // Bounded: a database that does not answer must not hold the loop past the moment
+        // it has to stop the clients.
+        let renewal = match tokio::time::timeout(
+            self.renew_every(),
+            c.store().renew(c.node_id(), c.incarnation(), self.lease_ms),
+        )
+        .await
         {
-            Ok(Some(r)) => r,
-            Ok(None) => return false,
-            Err(e) => {
+            Ok(Ok(Some(r))) => r,
+            Ok(Ok(None)) => return false,
+            Ok(Err(e)) => {
                 tracing::warn!("⚠️ Cannot renew this node's leases: {e}");
+                return true;
+            }
+            Err(_) => {
+                tracing::warn!("⚠️ The database did not answer this node's renewal in time");
                 return true;
             }
         };
@@ -238,12 +245,13 @@ impl Node {
     /// offline until someone takes them.
     async fn claim_round(&mut self, elapsed: Duration) {
         let c = self.cluster.clone();
-        let census = match c.store().census(c.node_id()).await {
-            Ok(census) => census,
-            Err(e) => {
+        let census = match tokio::time::timeout(ROUND, c.store().census(c.node_id())).await {
+            Ok(Ok(census)) => census,
+            Ok(Err(e)) => {
                 tracing::warn!("⚠️ Cannot count the cluster's sessions: {e}");
                 return;
             }
+            Err(_) => return,
         };
         let Census {
             total,

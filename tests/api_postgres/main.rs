@@ -14,6 +14,9 @@
 
 mod helpers;
 
+/// Only here: a node of a cluster cut off from the database.
+mod cut_off;
+
 #[path = "../api/connections.rs"]
 mod connections;
 #[path = "../api/contact_search.rs"]

@@ -10,6 +10,7 @@ pub mod api;
 pub mod child;
 pub mod db;
 pub mod pg;
+pub mod proxy;
 pub mod wa;
 
 use std::future::Future;

@@ -23,6 +23,9 @@ use crate::store::{SessionRecord, keep_trying};
 /// How often a client that is not linked yet is checked for having silently died.
 const LIVENESS_CHECK: Duration = Duration::from_secs(2);
 const DEFAULT_GROUP_ATTEMPTS: u32 = 3;
+/// The longest a save waits to learn whether this node still holds the session's lease; a
+/// node cut off from its database must still stop its clients promptly.
+const LEASE_CHECK: Duration = Duration::from_secs(2);
 
 pub(super) struct Deps {
     pub engine: Arc<dyn Engine>,
@@ -225,15 +228,23 @@ impl Actor {
         if self.fenced {
             return false;
         }
-        match f.store.holds(f.lease, &f.node_id).await {
-            Ok(true) => true,
-            Ok(false) => {
+        match tokio::time::timeout(LEASE_CHECK, f.store.holds(f.lease, &f.node_id)).await {
+            Ok(Ok(true)) => true,
+            Ok(Ok(false)) => {
                 self.fenced = true;
                 false
             }
-            Err(e) => {
+            Ok(Err(e)) => {
                 tracing::warn!(
                     "⚠️ Cannot check the lease of session {}; not saving: {e}",
+                    self.record.session_id
+                );
+                false
+            }
+            Err(_) => {
+                tracing::warn!(
+                    "⚠️ The database did not say in time whether this node still runs session \
+                     {}; not saving",
                     self.record.session_id
                 );
                 false
