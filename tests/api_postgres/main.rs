@@ -56,3 +56,4 @@ mod sim_access;
 mod unknown_params;
 #[path = "../api/webhooks.rs"]
 mod webhooks;
+mod nodes_events;
