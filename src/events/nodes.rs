@@ -193,8 +193,7 @@ impl Follower {
                         keys.recheck_revocations().await;
                         outbox.resume_here().await;
                     }
-                    Step::Signal(Signal::Notified { channel, payload }) => match channel.as_str()
-                    {
+                    Step::Signal(Signal::Notified { channel, payload }) => match channel.as_str() {
                         EVENTS_CHANNEL => match EventNote::parse(&payload) {
                             Some(n) if n.node_id != me => {
                                 if n.queued {

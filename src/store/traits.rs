@@ -252,8 +252,12 @@ pub trait EventStore: Send + Sync + 'static {
     /// Takes a due pending delivery for one attempt: its next attempt moves to `until_ms`,
     /// so no other dispatcher tries it meanwhile, and one that dies with it lets it go then.
     /// False when it is not due (another dispatcher took it) or no longer pending.
-    async fn claim_delivery(&self, delivery_id: i64, now_ms: i64, until_ms: i64)
-    -> StoreResult<bool>;
+    async fn claim_delivery(
+        &self,
+        delivery_id: i64,
+        now_ms: i64,
+        until_ms: i64,
+    ) -> StoreResult<bool>;
     /// Gives back a claim whose attempt was cut short (a stop): due again at `due_ms`. A
     /// delivery recorded or claimed anew since is left as it is.
     async fn release_delivery(

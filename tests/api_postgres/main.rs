@@ -44,6 +44,7 @@ mod messaging;
 mod messaging_aliases;
 #[path = "../api/names.rs"]
 mod names;
+mod nodes_events;
 #[path = "../api/outbound.rs"]
 mod outbound;
 #[path = "../api/quotas.rs"]
@@ -56,4 +57,3 @@ mod sim_access;
 mod unknown_params;
 #[path = "../api/webhooks.rs"]
 mod webhooks;
-mod nodes_events;

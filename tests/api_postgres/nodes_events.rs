@@ -73,7 +73,11 @@ async fn the_event_stream_on_one_node_carries_the_events_of_a_session_on_another
         .await
         .unwrap();
     let stored = read_until(&mut replay, "sent to node a").await;
-    assert_eq!(stream_ids(&seen), stream_ids(&stored), "{seen}\n---\n{stored}");
+    assert_eq!(
+        stream_ids(&seen),
+        stream_ids(&stored),
+        "{seen}\n---\n{stored}"
+    );
 }
 
 #[tokio::test]
@@ -99,9 +103,17 @@ async fn a_key_revoked_on_one_node_ends_its_open_stream_on_another() {
         while let Ok(Some(_)) = on_b.chunk().await {}
     })
     .await;
-    assert!(ended.is_ok(), "the revoked key's stream on node b is still open");
+    assert!(
+        ended.is_ok(),
+        "the revoked key's stream on node b is still open"
+    );
     let (s, v) = b
-        .request_as(Some(&key), Method::GET, "/api/whatsapp/events?user_id=4", None)
+        .request_as(
+            Some(&key),
+            Method::GET,
+            "/api/whatsapp/events?user_id=4",
+            None,
+        )
         .await;
     assert_error(s, &v, 401);
 }
@@ -122,7 +134,9 @@ impl SlowReceiver {
                 let got = got.clone();
                 async move {
                     tokio::time::sleep(Duration::from_millis(150)).await;
-                    got.lock().unwrap().push(serde_json::from_str(&body).unwrap());
+                    got.lock()
+                        .unwrap()
+                        .push(serde_json::from_str(&body).unwrap());
                     StatusCode::OK
                 }
             }),
@@ -173,7 +187,11 @@ async fn a_tenants_deliveries_from_both_nodes_arrive_once_each_in_event_order() 
             .iter()
             .map(|d| d["event_id"].as_i64().unwrap())
             .collect();
-        if ids.len() >= 16 { Ok(ids) } else { Err(body.to_string()) }
+        if ids.len() >= 16 {
+            Ok(ids)
+        } else {
+            Err(body.to_string())
+        }
     })
     .await;
     queued.sort_unstable();

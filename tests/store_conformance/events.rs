@@ -366,7 +366,10 @@ pub async fn a_delivery_is_claimed_by_one_dispatcher_until_due_again_or_released
     f.db.record_attempt(head, &AttemptResult::Delivered { status_code: 200 }, 210)
         .await
         .unwrap();
-    assert!(!f.db.claim_delivery(head, 400, 500).await.unwrap(), "delivered");
+    assert!(
+        !f.db.claim_delivery(head, 400, 500).await.unwrap(),
+        "delivered"
+    );
     f.db.release_delivery(head, 300, 5).await.unwrap();
     let (list, _) = f.db.deliveries(user(1), None, 1, 10).await.unwrap();
     assert_eq!(list[0].status, DeliveryStatus::Delivered);
