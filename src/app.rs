@@ -16,6 +16,7 @@ use crate::config::{Config, EngineKind};
 use crate::engine::Engine;
 use crate::engine::sim::SimNetwork;
 use crate::engine::whatsapp::{WhatsAppEngine, WhatsAppOptions};
+use crate::events::nodes::Follower;
 use crate::events::{EventBus, webhook};
 use crate::http::serve::{ConnectionLimits, serve};
 use crate::http::{AppState, router};
@@ -103,8 +104,11 @@ impl Application {
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let identity = NodeIdentity::resolve(&config.cluster, listener.local_addr()?);
         let cluster = join_cluster(&store, &identity, &config).await?;
-        let keys =
+        let mut keys =
             ApiKeys::new(config.admin_key, store.clone(), clock.clone()).with_limits(config.limits);
+        if let Some(c) = &cluster {
+            keys = keys.with_signals(c.signals().clone());
+        }
         let (engine, sim): (Arc<dyn Engine>, Option<SimNetwork>) = match config.engine {
             EngineKind::Sim => {
                 let net = SimNetwork::new(config.sim.clone(), store.clone(), clock.clone());
@@ -129,6 +133,10 @@ impl Application {
         };
         // Before any session starts, so every status change is told.
         let events = EventBus::new(store.clone(), clock.clone());
+        let follower = match &cluster {
+            Some(c) => Follower::listen(&events, c.node_id(), c.signals().clone()).await?,
+            None => None,
+        };
         let manager = SessionManager::new(
             engine.clone(),
             store.clone(),
@@ -166,11 +174,17 @@ impl Application {
             config.pacing,
             image::Images::new(&outbound),
         );
+        if let Some(c) = &cluster {
+            outbox.join_nodes(c.signals().clone());
+        }
         let pending = outbox.start().await.context("restarting the outbox")?;
         if pending > 0 {
             tracing::info!("🔄 Resuming queued messages of {pending} numbers");
         }
         let background = CancellationToken::new();
+        if let Some(f) = follower {
+            tokio::spawn(f.run(keys.clone(), outbox.clone(), background.clone()));
+        }
         let dispatcher = tokio::spawn(webhook::run_dispatcher(
             events.clone(),
             config.webhooks.clone(),

@@ -236,6 +236,12 @@ pub trait EventStore: Send + Sync + 'static {
         after_id: i64,
         limit: i64,
     ) -> StoreResult<Vec<EventRecord>>;
+    /// The highest event id so far (0 with none): a node follows the others' events from
+    /// there.
+    async fn last_event_id(&self) -> StoreResult<i64>;
+    /// Events of every tenant after `after_id`, oldest first: what a node missed while it
+    /// could not hear the others.
+    async fn events_since(&self, after_id: i64, limit: i64) -> StoreResult<Vec<EventRecord>>;
     async fn set_webhook(&self, hook: &WebhookRecord) -> StoreResult<WebhookRecord>;
     async fn webhook(&self, user: UserId) -> StoreResult<Option<WebhookRecord>>;
     /// Removes the webhook; its pending deliveries fail with the reason.
@@ -243,6 +249,23 @@ pub trait EventStore: Send + Sync + 'static {
     /// The oldest pending delivery of every tenant that has one: deliveries of one tenant go
     /// strictly in order, so only the head of each queue may be tried.
     async fn pending_heads(&self) -> StoreResult<Vec<DeliveryRecord>>;
+    /// Takes a due pending delivery for one attempt: its next attempt moves to `until_ms`,
+    /// so no other dispatcher tries it meanwhile, and one that dies with it lets it go then.
+    /// False when it is not due (another dispatcher took it) or no longer pending.
+    async fn claim_delivery(
+        &self,
+        delivery_id: i64,
+        now_ms: i64,
+        until_ms: i64,
+    ) -> StoreResult<bool>;
+    /// Gives back a claim whose attempt was cut short (a stop): due again at `due_ms`. A
+    /// delivery recorded or claimed anew since is left as it is.
+    async fn release_delivery(
+        &self,
+        delivery_id: i64,
+        claimed_until_ms: i64,
+        due_ms: i64,
+    ) -> StoreResult<()>;
     async fn record_attempt(
         &self,
         delivery_id: i64,

@@ -47,6 +47,7 @@ mod messaging;
 mod messaging_aliases;
 #[path = "../api/names.rs"]
 mod names;
+mod nodes_events;
 #[path = "../api/outbound.rs"]
 mod outbound;
 #[path = "../api/quotas.rs"]
