@@ -263,3 +263,66 @@ pub fn status_history(events: &[(String, Value)]) -> Vec<String> {
         .map(|(_, e)| e["data"]["status"].as_str().unwrap_or("?").to_string())
         .collect()
 }
+
+/// The pair's status as the node running it tells it, when one of `candidates` runs it with
+/// a connected client (`ready` read from the database alone could be the dead owner's last
+/// word); else what was seen, for the failure message.
+pub async fn ready_on_owner(
+    nodes: &Nodes,
+    candidates: &[usize],
+    place: i64,
+) -> Result<Value, Value> {
+    let mut seen = Vec::new();
+    for &i in candidates {
+        let st = status(nodes, i, place).await;
+        if st["node_id"] == nodes.id(i) && is_ready(&st) && st["client_ready"] == true {
+            return Ok(st);
+        }
+        seen.push(st);
+    }
+    Err(Value::Array(seen))
+}
+
+/// Waits until every pair is [`ready_on_owner`] on one of `candidates`; their statuses.
+/// Every status seen on the way that shows a QR code is added to `qr_seen`.
+pub async fn wait_ready_on(
+    nodes: &Nodes,
+    candidates: &[usize],
+    places: &[i64],
+    within: Duration,
+    qr_seen: &std::sync::Mutex<Vec<String>>,
+) -> HashMap<i64, Value> {
+    until(within, "the sessions ready on the other nodes", || async {
+        let asks = places
+            .iter()
+            .map(|&p| async move { (p, ready_on_owner(nodes, candidates, p).await) });
+        let answers = futures::future::join_all(asks).await;
+        let mut ready = HashMap::new();
+        let mut waiting = Vec::new();
+        for (p, answer) in answers {
+            match answer {
+                Ok(st) => {
+                    ready.insert(p, st);
+                }
+                Err(seen) => {
+                    for st in seen.as_array().into_iter().flatten() {
+                        if st["status"] == "qr_ready" || !st["qr_code"].is_null() {
+                            qr_seen.lock().unwrap().push(format!("{p}: {st}"));
+                        }
+                    }
+                    waiting.push((p, seen));
+                }
+            }
+        }
+        if waiting.is_empty() {
+            Ok(ready)
+        } else {
+            Err(format!(
+                "{} waiting, e.g. {:?}",
+                waiting.len(),
+                waiting.first()
+            ))
+        }
+    })
+    .await
+}

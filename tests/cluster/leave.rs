@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::helpers::{
     Dice, assert_one_connection_at_a_time, cluster, is_ready, link_all, node_list, one_at_a_time,
-    sessions_of, statuses, until,
+    sessions_of, statuses, until, wait_ready_on,
 };
 
 const SESSIONS: i64 = 30;
@@ -35,36 +35,21 @@ async fn a_stopped_node_hands_over_at_once_and_takes_a_share_when_it_comes_back(
 
     nodes.terminate(x);
     let asked = Instant::now();
-    let mut round = 0usize;
-    let back = until(
+    let seen_qr = std::sync::Mutex::new(Vec::<String>::new());
+    let back = wait_ready_on(
+        &nodes,
+        &survivors,
+        &moved,
         Duration::from_secs(90),
-        "the leaving node's sessions ready elsewhere",
-        || {
-            round += 1;
-            let via = survivors[round % survivors.len()];
-            let (nodes, moved, x_id) = (&nodes, &moved, &x_id);
-            async move {
-                let now = statuses(nodes, moved, || via).await;
-                let waiting: Vec<(&i64, &Value)> = now
-                    .iter()
-                    .filter(|(_, st)| {
-                        !is_ready(st) || st["node_id"] == x_id.as_str() || st["node_id"].is_null()
-                    })
-                    .collect();
-                if waiting.is_empty() {
-                    Ok(now)
-                } else {
-                    Err(format!(
-                        "{} waiting, e.g. {:?}",
-                        waiting.len(),
-                        waiting.first()
-                    ))
-                }
-            }
-        },
+        &seen_qr,
     )
     .await;
     let took = asked.elapsed();
+    let seen_qr = seen_qr.into_inner().unwrap();
+    assert!(
+        seen_qr.is_empty(),
+        "a moved session showed a QR code: {seen_qr:?}"
+    );
     assert!(
         took <= HANDOVER,
         "{} sessions took {took:?} to be ready elsewhere after SIGTERM",

@@ -9,9 +9,8 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use super::helpers::{
-    Dice, LEASE_SECONDS, USER, assert_one_connection_at_a_time, cluster, is_ready, link_all,
-    list_of, node_list, one_at_a_time, replay, sessions_of, status, status_history, statuses,
-    until,
+    Dice, LEASE_SECONDS, USER, assert_one_connection_at_a_time, cluster, link_all, list_of,
+    node_list, one_at_a_time, replay, sessions_of, status, status_history, until, wait_ready_on,
 };
 
 const SESSIONS: i64 = 90;
@@ -96,41 +95,12 @@ async fn a_killed_node_s_sessions_are_ready_on_the_others_without_a_qr_and_its_s
 
     // Every one of its sessions ready on a survivor, same id, never a QR code on the way.
     let seen_qr = std::sync::Mutex::new(Vec::<String>::new());
-    let mut round = 0usize;
-    let back = until(
+    let back = wait_ready_on(
+        &nodes,
+        &survivors,
+        &moved,
         Duration::from_secs(120),
-        "the lost node's sessions ready elsewhere",
-        || {
-            round += 1;
-            let via = survivors[round % survivors.len()];
-            let moved = &moved;
-            let nodes = &nodes;
-            let x_id = &x_id;
-            let seen_qr = &seen_qr;
-            async move {
-                let now = statuses(nodes, moved, || via).await;
-                for (p, st) in &now {
-                    if st["status"] == "qr_ready" || !st["qr_code"].is_null() {
-                        seen_qr.lock().unwrap().push(format!("{p}: {st}"));
-                    }
-                }
-                let waiting: Vec<(&i64, &Value)> = now
-                    .iter()
-                    .filter(|(_, st)| {
-                        !is_ready(st) || st["node_id"] == x_id.as_str() || st["node_id"].is_null()
-                    })
-                    .collect();
-                if waiting.is_empty() {
-                    Ok(now)
-                } else {
-                    Err(format!(
-                        "{} waiting, e.g. {:?}",
-                        waiting.len(),
-                        waiting.first()
-                    ))
-                }
-            }
-        },
+        &seen_qr,
     )
     .await;
     let took = killed.elapsed();
