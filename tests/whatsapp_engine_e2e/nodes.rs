@@ -176,7 +176,8 @@ impl Node {
             "{method} {path} on node {}: {text}",
             self.id
         );
-        serde_json::from_str(&text).unwrap_or_else(|_| Value::String(text))
+        serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{method} {path} on node {}: {e}: {text}", self.id))
     }
 
     async fn init(&self) -> Value {
@@ -234,7 +235,7 @@ async fn a_linked_device_whose_node_is_killed_reconnects_on_the_other_node_with_
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let bridge = listener.local_addr().expect("bridge address");
     let accept = tokio::spawn(bridge::serve(listener, fake.clone()));
-    let mut nodes = vec![
+    let mut nodes = [
         Node::start("a", &db.url, dir.path(), bridge),
         Node::start("b", &db.url, dir.path(), bridge),
     ];
