@@ -201,13 +201,16 @@ async fn wait_ready(
                 if dead.is_some() && matches!(status, "qr_ready" | "error" | "failed") {
                     bail!("session {i} came back {status}, not ready: {st}");
                 }
-                if status != "ready" {
-                    return Ok((i, None));
-                }
-                let Some(node) = st["node_id"].as_str() else {
+                let Some(node) = st.get("node_id") else {
                     bail!("the status does not say which node runs the session: {st}");
                 };
-                Ok((i, (Some(node) != dead).then(|| node.to_string())))
+                // `null` while no live node runs it: the dead one's lease has not run out.
+                Ok(match node.as_str() {
+                    Some(node) if status == "ready" && Some(node) != dead => {
+                        (i, Some(node.to_string()))
+                    }
+                    _ => (i, None),
+                })
             })
             .buffer_unordered(CONCURRENCY)
             .collect::<Vec<_>>()

@@ -247,15 +247,19 @@ async fn a_linked_device_whose_node_is_killed_reconnects_on_the_other_node_with_
         .as_str()
         .expect("a session id")
         .to_string();
-    let shown = nodes[0]
-        .wait_for(WAIT, "a QR code", |st| {
-            st["status"] == "qr_ready" && st["qr_code"].is_string() && st["node_id"].is_string()
-        })
+    let placed = nodes[0]
+        .wait_for(WAIT, "run by a node", |st| st["node_id"].is_string())
         .await;
     let owner = nodes
         .iter()
-        .position(|n| shown["node_id"] == n.id)
-        .unwrap_or_else(|| panic!("run by a node of the test: {shown}"));
+        .position(|n| placed["node_id"] == n.id)
+        .unwrap_or_else(|| panic!("run by a node of the test: {placed}"));
+    // The code is the owner's: its client holds the keys the phone must see.
+    let shown = nodes[owner]
+        .wait_for(WAIT, "a QR code", |st| {
+            st["status"] == "qr_ready" && st["qr_code"].is_string()
+        })
+        .await;
     let png = shown["qr_code"]
         .as_str()
         .and_then(|u| u.strip_prefix("data:image/png;base64,"))
