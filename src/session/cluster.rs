@@ -83,7 +83,7 @@ impl SessionManager {
         let Some(c) = self.cluster().cloned() else {
             return false;
         };
-        let _guard = self.lock_pair(lease.pair).await;
+        let guard = self.lock_pair(lease.pair).await;
         if let Some(h) = self.live(lease.pair) {
             let status = h.snapshot().status();
             if !matches!(status, SessionStatus::Ready | SessionStatus::Disconnected) {
@@ -95,7 +95,10 @@ impl SessionManager {
             let _ = h.ask(Command::Shutdown).await;
         }
         let lease_ms = i64::try_from(c.lease().as_millis()).unwrap_or(i64::MAX);
-        match c.store().hand_over(lease, c.node_id(), to, lease_ms).await {
+        let handed = c.store().hand_over(lease, c.node_id(), to, lease_ms).await;
+        // Starting it here again takes the lock anew.
+        drop(guard);
+        match handed {
             Ok(Some(to)) => {
                 if let Err(e) = c.signals().notify(LEASES_CHANNEL, &to).await {
                     // It finds the lease at its next heartbeat.
