@@ -14,6 +14,9 @@
 
 mod helpers;
 
+/// Two nodes on one database (not a file of `tests/api`: SQLite is one node).
+mod cluster;
+
 #[path = "../api/connections.rs"]
 mod connections;
 #[path = "../api/contact_search.rs"]
