@@ -175,19 +175,22 @@ pub fn router(state: AppState) -> Router {
         .merge(SwaggerUi::new(DOCS_PATH).external_url_unchecked(OPENAPI_PATH, openapi_json()));
     let app = public.merge(secured);
     let known = params::KnownParams::from_doc(&openapi());
-    let mut app = app.fallback(not_found);
-    // Inside the key check (an unknown key is refused here, not sent on) and the check of
-    // the query's names (refused here as everywhere).
-    if let Some(cluster) = &state.cluster {
-        // Start-up: a client that cannot be built is a broken TLS setup, not a request's fault.
-        let forwarder = forward::Forwarder::new(cluster.clone(), BODY_LIMIT)
-            .expect("build the HTTP client nodes forward commands with");
-        app = app.layer(middleware::from_fn_with_state(forwarder, forward::forward));
-    }
+    // Innermost: after the key check (a bad key is refused here, never sent on) and the
+    // check of the query's names.
+    let app = match &state.cluster {
+        Some(cluster) => {
+            // Start-up: a client that cannot be built is a broken TLS setup.
+            let forwarder = forward::Forwarder::new(cluster.clone(), BODY_LIMIT)
+                .expect("build the HTTP client nodes forward commands with");
+            app.layer(middleware::from_fn_with_state(forwarder, forward::forward))
+        }
+        None => app,
+    };
     // Outermost last: the envelope middleware must see what the timeout produces. The key
     // check is a layer of the whole router, fallback included, so it runs before a route is
     // known: without a key an unknown route answers 401 like a real one.
-    app.layer(middleware::from_fn_with_state(
+    app.fallback(not_found)
+        .layer(middleware::from_fn_with_state(
             known,
             params::refuse_unknown,
         ))

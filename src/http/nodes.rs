@@ -121,10 +121,7 @@ mod tests {
             (NodeState::Leaving, "leaving"),
             (NodeState::Dead, "dead"),
         ] {
-            assert_eq!(
-                serde_json::to_value(NodeStateName::from(s)).unwrap(),
-                want
-            );
+            assert_eq!(serde_json::to_value(NodeStateName::from(s)).unwrap(), want);
             assert_eq!(s.as_str(), want);
         }
     }

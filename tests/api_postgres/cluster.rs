@@ -54,7 +54,11 @@ fn pair(user: i64, place: i64) -> Pair {
 async fn wait_for(app: &TestApp, user: i64, place: i64, want: impl Fn(&Value) -> bool) -> Value {
     testkit::poll(WAIT, "the awaited status", || async {
         let st = app.status(user, place).await;
-        if want(&st) { Ok(st) } else { Err(st.to_string()) }
+        if want(&st) {
+            Ok(st)
+        } else {
+            Err(st.to_string())
+        }
     })
     .await
 }
@@ -119,10 +123,9 @@ async fn a_command_sent_to_another_node_runs_on_the_node_that_holds_the_session(
     let epoch = n.leases.acquire(pair(1, 1), "node-a", LEASE_MS).await;
     assert!(matches!(epoch, Ok(Some(_))), "{epoch:?}");
 
-    let (s, v) = n
-        .b
-        .post("/api/whatsapp/init", json!({"user_id": 1, "place_id": 1}))
-        .await;
+    let (s, v) =
+        n.b.post("/api/whatsapp/init", json!({"user_id": 1, "place_id": 1}))
+            .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     // The session lives on A: A answers its status from its live actor, and B names A.
     let on_a = wait_for(&n.a, 1, 1, |st| st["status"] == "qr_ready").await;
@@ -159,9 +162,8 @@ async fn a_tenant_key_goes_with_the_command_and_another_users_pair_is_refused_al
     }
 
     // Its own pair: the owner accepts the forwarded key (it would answer 401 without it).
-    let (s, v) = n
-        .b
-        .request_as(
+    let (s, v) =
+        n.b.request_as(
             Some(&key),
             Method::POST,
             "/api/whatsapp/init",
@@ -169,7 +171,8 @@ async fn a_tenant_key_goes_with_the_command_and_another_users_pair_is_refused_al
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
-    let on_a = wait_for(&n.a, 7, 1, |st| st["session_exists"] == true).await;
+    // Live on A: only a live session shows its QR code (the database keeps none).
+    let on_a = wait_for(&n.a, 7, 1, |st| st["qr_code"].is_string()).await;
     assert_eq!(on_a["node_id"], "node-a", "{on_a}");
 
     // Another user's pair: the same 403 through either node, and nothing started.
@@ -215,11 +218,7 @@ async fn a_session_whose_node_is_dead_answers_503_moving_with_retry_after() {
             "/api/whatsapp/start-contact-fetch",
             Some(json!({"user_id": 2, "place_id": 1})),
         ),
-        (
-            Method::GET,
-            "/api/whatsapp/qr?user_id=2&place_id=1",
-            None,
-        ),
+        (Method::GET, "/api/whatsapp/qr?user_id=2&place_id=1", None),
         (
             Method::POST,
             "/api/whatsapp/init",
@@ -234,10 +233,9 @@ async fn a_session_whose_node_is_dead_answers_503_moving_with_retry_after() {
     assert_eq!(st["status"], "not_initialized", "{st}");
     assert_eq!(st["node_id"], Value::Null, "{st}");
     // A bad request is still refused as before, by the node asked.
-    let (s, v) = n
-        .b
-        .post("/api/whatsapp/start-contact-fetch", json!({"place_id": 1}))
-        .await;
+    let (s, v) =
+        n.b.post("/api/whatsapp/start-contact-fetch", json!({"place_id": 1}))
+            .await;
     assert!(assert_error(s, &v, 400).contains("user_id"), "{v}");
 }
 
@@ -270,7 +268,10 @@ async fn a_forwarded_request_is_never_forwarded_again() {
     )
     .await;
     assert_moving(s, &h, &text);
-    assert!(h.get("x-wam-not-here").is_none(), "internal marker leaked: {h:?}");
+    assert!(
+        h.get("x-wam-not-here").is_none(),
+        "internal marker leaked: {h:?}"
+    );
 
     // A request marked as forwarded, for a session another node runs, is not sent on.
     let taken = n.leases.acquire(pair(4, 1), "node-a", LEASE_MS).await;
@@ -325,7 +326,10 @@ async fn the_nodes_are_listed_with_their_state_for_the_admin_only() {
             assert!(chrono::DateTime::parse_from_rfc3339(t).is_ok(), "{t}");
         }
         let b = by_id("node-b");
-        assert_eq!((b["state"].clone(), b["sessions"].clone()), (json!("alive"), json!(0)));
+        assert_eq!(
+            (b["state"].clone(), b["sessions"].clone()),
+            (json!("alive"), json!(0))
+        );
         assert_eq!(b["advertise_url"], n.b.base, "{b}");
         assert_eq!(by_id("node-dead")["state"], "dead");
         assert_eq!(nodes.len(), 3, "{v}");
@@ -334,10 +338,9 @@ async fn the_nodes_are_listed_with_their_state_for_the_admin_only() {
     let (s, v) = n.a.post("/api/admin/keys", json!({"user_id": 7})).await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
     let key = v["data"]["key"].as_str().expect("the key");
-    let (s, v) = n
-        .b
-        .request_as(Some(key), Method::GET, "/api/admin/nodes", None)
-        .await;
+    let (s, v) =
+        n.b.request_as(Some(key), Method::GET, "/api/admin/nodes", None)
+            .await;
     assert_error(s, &v, 403);
 }
 
@@ -355,7 +358,10 @@ async fn a_single_sqlite_server_is_a_cluster_of_one() {
     assert_eq!(me["sessions"], 1, "{me}");
     assert_eq!(me["advertise_url"], app.base, "{me}");
     let id = me["node_id"].as_str().expect("an id");
-    assert!(id.ends_with(&format!(":{}", app.base.rsplit(':').next().unwrap())), "{id}");
+    assert!(
+        id.ends_with(&format!(":{}", app.base.rsplit(':').next().unwrap())),
+        "{id}"
+    );
     assert_eq!(app.status(1, 1).await["node_id"], id);
     assert_eq!(app.status(2, 1).await["node_id"], Value::Null);
 }

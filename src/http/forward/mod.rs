@@ -88,8 +88,10 @@ impl Forwarder {
 
     fn moving(&self) -> Response {
         let mut res = envelope::error(StatusCode::SERVICE_UNAVAILABLE, MOVING_MESSAGE);
-        res.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(self.retry_after_secs()));
+        res.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(self.retry_after_secs()),
+        );
         res
     }
 }
@@ -125,11 +127,16 @@ pub async fn forward(State(f): State<Forwarder>, req: Request, next: Next) -> Re
     };
     let pair = target.pair(&parts, &bytes, caller);
     let Some(pair) = pair else {
-        return next.run(Request::from_parts(parts, Body::from(bytes))).await;
+        return next
+            .run(Request::from_parts(parts, Body::from(bytes)))
+            .await;
     };
     if parts.headers.contains_key(HOP_HEADER) {
         return match runs_here_or_nobody_does(&f.cluster, pair).await {
-            Ok(true) => next.run(Request::from_parts(parts, Body::from(bytes))).await,
+            Ok(true) => {
+                next.run(Request::from_parts(parts, Body::from(bytes)))
+                    .await
+            }
             Ok(false) => {
                 let mut res = f.moving();
                 res.headers_mut()
@@ -144,7 +151,9 @@ pub async fn forward(State(f): State<Forwarder>, req: Request, next: Next) -> Re
         match f.cluster.route(pair, target.kind).await {
             Err(e) => return AppError::from(e).into_response(),
             Ok(Route::Here) => {
-                return next.run(Request::from_parts(parts, Body::from(bytes))).await;
+                return next
+                    .run(Request::from_parts(parts, Body::from(bytes)))
+                    .await;
             }
             Ok(Route::There { node_id, url }) => {
                 match send(&f, &url, &parts, bytes.clone(), target.timeout).await {
@@ -172,11 +181,7 @@ pub async fn forward(State(f): State<Forwarder>, req: Request, next: Next) -> Re
 /// At the node a request was forwarded to: it runs the session, or no node does (a start
 /// comes to the node chosen for it; anything else is answered from the database here).
 async fn runs_here_or_nobody_does(cluster: &Cluster, pair: Pair) -> Result<bool, AppError> {
-    let holder = cluster
-        .store()
-        .holder(pair)
-        .await
-        .map_err(AppError::from)?;
+    let holder = cluster.store().holder(pair).await.map_err(AppError::from)?;
     Ok(match holder {
         LeaseHolder::Nobody => true,
         LeaseHolder::Node { node_id, .. } => node_id == cluster.node_id(),

@@ -174,7 +174,11 @@ mod tests {
         ] {
             assert_eq!(post(p), None, "{p}");
         }
-        for p in ["/api/whatsapp/status", "/api/whatsapp/init", "/api/sim/outbox"] {
+        for p in [
+            "/api/whatsapp/status",
+            "/api/whatsapp/init",
+            "/api/sim/outbox",
+        ] {
             assert_eq!(find(&Method::GET, p), None, "{p}");
         }
     }
@@ -189,7 +193,10 @@ mod tests {
             Some(want)
         );
         let form = parts("/x", "application/x-www-form-urlencoded");
-        assert_eq!(t.pair(&form, b"user_id=3&place_id=4", Caller::Admin), Some(want));
+        assert_eq!(
+            t.pair(&form, b"user_id=3&place_id=4", Caller::Admin),
+            Some(want)
+        );
         assert_eq!(t.pair(&json, br#"{"place_id":4}"#, Caller::Admin), None);
         assert_eq!(t.pair(&json, b"[1]", Caller::Admin), None);
         assert_eq!(t.pair(&json, b"{", Caller::Admin), None);
@@ -197,10 +204,7 @@ mod tests {
             user_id: UserId::new_unchecked(9),
             key_id: 1,
         };
-        assert_eq!(
-            t.pair(&json, br#"{"user_id":3,"place_id":4}"#, other),
-            None
-        );
+        assert_eq!(t.pair(&json, br#"{"user_id":3,"place_id":4}"#, other), None);
         let q = find(&Method::GET, "/api/whatsapp/qr").unwrap();
         let get = parts("/api/whatsapp/qr?user_id=3&place_id=4&format=raw", "");
         assert_eq!(q.pair(&get, b"", Caller::Admin), Some(want));
