@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::ApiKeys;
 use crate::clock::{SharedClock, SystemClock};
-use crate::cluster::{Cluster, NodeIdentity};
+use crate::cluster::{Cluster, LeaseLoop, NodeIdentity};
 use crate::config::{Config, EngineKind};
 use crate::engine::Engine;
 use crate::engine::sim::SimNetwork;
@@ -58,6 +58,8 @@ pub struct Application {
     /// Stops the webhook dispatcher.
     background: CancellationToken,
     dispatcher: tokio::task::JoinHandle<()>,
+    /// On a cluster: this node's leases, handed over when it stops.
+    leases: Option<LeaseLoop>,
 }
 
 impl Application {
@@ -134,10 +136,27 @@ impl Application {
             config.max_concurrent_fetches,
         )
         .with_events(events.clone());
-        let restored = manager.restore().await.context("restoring sessions")?;
-        if restored > 0 {
-            tracing::info!("🔄 Restoring {restored} linked sessions");
-        }
+        let (manager, leases) = match &cluster {
+            // On a cluster the sessions this node runs are the leases it takes.
+            Some(c) => {
+                let manager = manager.with_cluster(c.clone());
+                let leases = LeaseLoop::start(
+                    c.clone(),
+                    manager.clone(),
+                    config.cluster.rebalance_per_second,
+                )
+                .await
+                .context("taking this node's share of the sessions")?;
+                (manager, Some(leases))
+            }
+            None => {
+                let restored = manager.restore().await.context("restoring sessions")?;
+                if restored > 0 {
+                    tracing::info!("🔄 Restoring {restored} linked sessions");
+                }
+                (manager, None)
+            }
+        };
         let outbound = OutboundPolicy::new(config.outbound_allow.clone());
         let outbox = Outbox::new(
             store.clone(),
@@ -182,6 +201,7 @@ impl Application {
             },
             background,
             dispatcher,
+            leases,
         })
     }
 
@@ -205,6 +225,7 @@ impl Application {
             state,
             background,
             dispatcher,
+            leases,
         } = self;
         let manager = state.manager.clone();
         let outbox = state.outbox.clone();
@@ -219,12 +240,26 @@ impl Application {
             shutdown.await;
             let _ = stopping_tx.send(());
         });
+        // A node of a cluster hands its sessions over as soon as the stop comes, while its
+        // last requests drain: they are offline until another node runs them. (The sender
+        // dropped unsent is a stop too: the server ended first.)
+        let (left_tx, left_rx) = tokio::sync::oneshot::channel::<()>();
+        let handover = leases.map(|leases| {
+            let (manager, outbox) = (manager.clone(), outbox.clone());
+            tokio::spawn(async move {
+                let _ = left_rx.await;
+                tracing::info!("ℹ️ Shutting down: handing sessions over to the other nodes");
+                outbox.shutdown().await;
+                leases.leave(&manager).await;
+            })
+        });
         // Requests still running when the stop comes get a short drain, not the full request
         // timeout: the whole stop must fit in the 10 s before a SIGKILL.
         let drain_over = async move {
             if stopping_rx.await.is_err() {
                 std::future::pending::<()>().await;
             }
+            let _ = left_tx.send(());
             tokio::time::sleep(HTTP_DRAIN).await;
         };
         tokio::select! {
@@ -241,6 +276,9 @@ impl Application {
         outbox.shutdown().await;
         background.cancel();
         let _ = dispatcher.await;
+        if let Some(handover) = handover {
+            let _ = handover.await;
+        }
         manager.shutdown().await;
         store.close().await;
         tracing::info!("✅ Shutdown complete");

@@ -371,11 +371,21 @@ pub struct Renewal {
     pub held: Vec<Lease>,
     /// `(lease, the node asking for it)`.
     pub asked: Vec<(Lease, String)>,
-    /// Leases that exist in all, and nodes alive (leaving ones not counted): the fair share.
-    pub total_leases: i64,
-    pub alive_nodes: i64,
-    /// Sessions others are handing over to this node right now.
+}
+
+/// The cluster as one node sees it each second, to decide how many sessions to claim.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Census {
+    /// Leases that exist: sessions that should run.
+    pub total: i64,
+    /// Nodes alive (leaving ones not counted).
+    pub alive: i64,
+    /// Live leases this node holds.
+    pub mine: i64,
+    /// Sessions being handed over to this node.
     pub incoming: i64,
+    /// Leases nobody holds: released, or run out.
+    pub claimable: i64,
 }
 
 /// Who runs a session, as a node deciding where a command goes sees it.
@@ -406,6 +416,7 @@ pub trait ClusterStore: Send + Sync + 'static {
         incarnation: &str,
         lease_ms: i64,
     ) -> StoreResult<Option<Renewal>>;
+    async fn census(&self, node_id: &str) -> StoreResult<Census>;
     async fn set_node_state(
         &self,
         node_id: &str,
@@ -422,7 +433,8 @@ pub trait ClusterStore: Send + Sync + 'static {
     async fn acquire(&self, pair: Pair, node_id: &str, lease_ms: i64) -> StoreResult<Option<i64>>;
     /// Takes up to `limit` leases nobody holds (released, or run out), oldest first.
     async fn claim(&self, node_id: &str, lease_ms: i64, limit: i64) -> StoreResult<Vec<Lease>>;
-    /// Asks the busiest live node above `share` for up to `limit` of its sessions.
+    /// Asks the busiest live node above `share` for up to `limit` of its sessions, among
+    /// those `ready` (a session linking or fetching stays where it is).
     async fn ask_handover(&self, node_id: &str, share: i64, limit: i64) -> StoreResult<u64>;
     /// Gives the lease to the node that asked for it (if that node is still alive), under
     /// a new epoch; clears the ask otherwise. `Some(node)`: handed over.
@@ -433,6 +445,8 @@ pub trait ClusterStore: Send + Sync + 'static {
         to: &str,
         lease_ms: i64,
     ) -> StoreResult<Option<String>>;
+    /// The owner keeps the session (it is linking or fetching): the ask is cleared.
+    async fn decline_handover(&self, lease: Lease, from: &str) -> StoreResult<()>;
     /// Lets go of every lease of the node (it is leaving): anyone may claim them now.
     async fn release_all(&self, node_id: &str) -> StoreResult<u64>;
     /// The session ended (logged out, failed): nothing to run, no lease.

@@ -4,6 +4,8 @@
 //!
 //! `cargo test --test store_conformance -- sqlite::` (or `postgres::`) runs one backend.
 
+/// The leases nodes share (PostgreSQL only).
+mod cluster;
 mod contact_cache;
 mod contacts;
 mod events;
