@@ -24,6 +24,7 @@ use crate::cluster::{Cluster, Route};
 use crate::domain::Pair;
 use crate::http::envelope;
 use crate::http::error::AppError;
+use crate::session::SessionError;
 use crate::store::traits::LeaseHolder;
 
 /// Marks a request one node sent another, with the sender's node id: it is handled where it
@@ -32,8 +33,6 @@ pub const HOP_HEADER: &str = "x-wam-forwarded-by";
 /// On the answer to a forwarded request whose session the receiver does not run: the
 /// sender looks again where the session is. Never shown to callers.
 const NOT_HERE_HEADER: &str = "x-wam-not-here";
-
-pub const MOVING_MESSAGE: &str = "Session is moving to another node. Please retry.";
 
 /// How long a command on a session without a live node waits for a takeover.
 const MOVING_WAIT: Duration = Duration::from_secs(4);
@@ -87,7 +86,8 @@ impl Forwarder {
     }
 
     fn moving(&self) -> Response {
-        let mut res = envelope::error(StatusCode::SERVICE_UNAVAILABLE, MOVING_MESSAGE);
+        let message = SessionError::Moving.to_string();
+        let mut res = envelope::error(StatusCode::SERVICE_UNAVAILABLE, &message);
         res.headers_mut().insert(
             header::RETRY_AFTER,
             HeaderValue::from(self.retry_after_secs()),
