@@ -108,6 +108,15 @@ impl From<crate::auth::AuthError> for AppError {
     }
 }
 
+/// The cluster's only failure is its store's.
+impl From<crate::cluster::ClusterError> for AppError {
+    fn from(e: crate::cluster::ClusterError) -> Self {
+        match e {
+            crate::cluster::ClusterError::Store(e) => e.into(),
+        }
+    }
+}
+
 /// The answer when the database stayed locked by other writers for longer than a request
 /// waits.
 pub const DATABASE_BUSY: &str = "The database is busy; try again";

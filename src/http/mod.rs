@@ -5,12 +5,14 @@ pub mod envelope;
 pub mod error;
 pub mod extract;
 pub(crate) mod form;
+pub mod forward;
 mod groups;
 mod guard;
 mod health;
 mod keys;
 mod linking;
 mod messaging;
+mod nodes;
 pub mod openapi;
 mod params;
 mod schema;
@@ -107,7 +109,8 @@ fn api_parts(with_sim: bool) -> (OpenApiRouter<AppState>, OpenApiRouter<AppState
 
     let admin = OpenApiRouter::new()
         .routes(routes!(keys::create, keys::list))
-        .routes(routes!(keys::revoke));
+        .routes(routes!(keys::revoke))
+        .routes(routes!(nodes::list));
 
     let public = OpenApiRouter::new().routes(routes!(health::health));
     let mut app = OpenApiRouter::new()
@@ -172,6 +175,17 @@ pub fn router(state: AppState) -> Router {
         .merge(SwaggerUi::new(DOCS_PATH).external_url_unchecked(OPENAPI_PATH, openapi_json()));
     let app = public.merge(secured);
     let known = params::KnownParams::from_doc(&openapi());
+    // Innermost: after the key check (a bad key is refused here, never sent on) and the
+    // check of the query's names.
+    let app = match &state.cluster {
+        Some(cluster) => {
+            // Start-up: a client that cannot be built is a broken TLS setup.
+            let forwarder = forward::Forwarder::new(cluster.clone(), BODY_LIMIT)
+                .expect("build the HTTP client nodes forward commands with");
+            app.layer(middleware::from_fn_with_state(forwarder, forward::forward))
+        }
+        None => app,
+    };
     // Outermost last: the envelope middleware must see what the timeout produces. The key
     // check is a layer of the whole router, fallback included, so it runs before a route is
     // known: without a key an unknown route answers 401 like a real one.

@@ -14,6 +14,8 @@
 
 mod helpers;
 
+/// Two nodes on one database (not a file of `tests/api`: SQLite is one node).
+mod cluster;
 /// Only here: a node of a cluster cut off from the database.
 mod cut_off;
 

@@ -140,8 +140,28 @@ success!(PairCodeResponse, PairCode);
 #[derive(Serialize, ToSchema)]
 #[serde(untagged)]
 pub enum StatusData {
-    Session(Box<SessionState>),
+    Session(Box<SessionOnNode>),
     NoSession(NoSession),
+}
+
+/// The session, and the node that runs it.
+#[derive(Serialize, ToSchema)]
+pub struct SessionOnNode {
+    #[serde(flatten)]
+    session: SessionState,
+    /// The node running the session now (`--node-id`); `null` when no node runs it (ended,
+    /// or its node is gone and no other took it over yet).
+    #[schema(required = true, examples("node-a"))]
+    node_id: Option<String>,
+}
+
+impl SessionOnNode {
+    pub fn of(s: &SessionSnapshot, node_id: Option<String>) -> Self {
+        Self {
+            session: SessionState::of(s),
+            node_id,
+        }
+    }
 }
 
 /// A session of the pair: the latest one, live or as it was last saved.
@@ -283,6 +303,9 @@ pub struct NoSession {
     /// The earlier service's sentence, kept for its clients.
     #[schema(schema_with = no_session_found)]
     message: &'static str,
+    /// No node runs a session the pair does not have.
+    #[schema(schema_with = null)]
+    node_id: (),
 }
 
 impl NoSession {
@@ -304,6 +327,7 @@ impl NoSession {
             contacts_fetch_completed: false,
             contacts_fetch_error: (),
             message: Self::MESSAGE,
+            node_id: (),
         }
     }
 }

@@ -104,13 +104,25 @@ pub async fn status(
     let pair = q.pair(caller)?;
     Ok(match st.manager.snapshot(pair).await? {
         Some(s) => StatusResponse::new(
-            StatusData::Session(Box::new(SessionState::of(&s))),
+            StatusData::Session(Box::new(SessionOnNode::of(&s, node_of(&st, pair).await?))),
             status_message(&s),
         ),
         None => StatusResponse::new(
             StatusData::NoSession(NoSession::of(pair)),
             "No session found for this user and place. Call /api/whatsapp/init to start one.",
         ),
+    })
+}
+
+/// The node that runs the pair's session: this one when its actor lives here, else the
+/// cluster's owner (none on SQLite, where this server is the only node).
+async fn node_of(st: &AppState, pair: Pair) -> AppResult<Option<String>> {
+    if st.manager.live(pair).is_some() {
+        return Ok(Some(st.identity.node_id.clone()));
+    }
+    Ok(match &st.cluster {
+        Some(cluster) => cluster.owner(pair).await?,
+        None => None,
     })
 }
 
