@@ -25,6 +25,9 @@ pub enum AppError {
     PayloadTooLarge(String),
     #[error("{0}")]
     Unavailable(String),
+    /// The session's node changes hands: 503 with a `Retry-After`.
+    #[error("{0}")]
+    Moving(String),
     #[error("{0}")]
     TooManyRequests(String),
     /// WhatsApp itself refused or failed what was asked.
@@ -45,7 +48,7 @@ impl AppError {
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::Moving(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::BadGateway(_) => StatusCode::BAD_GATEWAY,
             Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             // Other writers held the database for longer than we wait: the same request can
@@ -62,7 +65,8 @@ impl From<SessionError> for AppError {
         let message = e.to_string();
         match e {
             SessionError::NoSession => Self::NotFound(message),
-            SessionError::ClientUnavailable | SessionError::NotConnected | SessionError::Moving => {
+            SessionError::Moving => Self::Moving(message),
+            SessionError::ClientUnavailable | SessionError::NotConnected => {
                 Self::Unavailable(message)
             }
             SessionError::NotReady { .. }
@@ -148,7 +152,15 @@ impl IntoResponse for AppError {
             }
             other => other.to_string(),
         };
+        let moving = matches!(self, Self::Moving(_));
         let mut res = envelope::error(status, &message);
+        if moving {
+            // A takeover or a start elsewhere settles within seconds.
+            res.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("2"),
+            );
+        }
         if status == StatusCode::UNAUTHORIZED {
             res.headers_mut().insert(
                 axum::http::header::WWW_AUTHENTICATE,
