@@ -469,6 +469,10 @@ async fn a_sim_connection_of_a_live_node_is_replaced_and_of_a_dead_one_lost() {
     let mine = f.db.open_sim_connection(q, &t, "me", 2).await.unwrap();
     assert_eq!(
         mine.closed,
-        [(on_dying.id, "dying".to_string(), SimCloseReason::ConnectionLost)]
+        [(
+            on_dying.id,
+            "dying".to_string(),
+            SimCloseReason::ConnectionLost
+        )]
     );
 }

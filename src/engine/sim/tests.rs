@@ -257,3 +257,82 @@ async fn a_dropped_client_is_dead_without_any_event() {
         "a vanished client must not announce itself: {quiet:?}"
     );
 }
+
+/// A linked client of `session` on `net` under `key`, once it is ready.
+async fn linked(
+    net: &SimNetwork,
+    key: Pair,
+    session: &SessionId,
+) -> (Arc<dyn EngineClient>, mpsc::Receiver<EngineEvent>) {
+    let (tx, mut rx) = mpsc::channel(16);
+    let client = net
+        .start(ClientStart {
+            session_id: session.clone(),
+            pair: key,
+            events: tx,
+        })
+        .await
+        .unwrap();
+    loop {
+        match rx.recv().await {
+            Some(EngineEvent::Ready { .. }) => return (client, rx),
+            Some(_) => {}
+            None => panic!("the client ended before it was ready"),
+        }
+    }
+}
+
+/// Why each connection of the store closed, oldest first, whatever its pair.
+async fn reasons(db: &MemoryStore) -> Vec<Option<String>> {
+    lock(&db.connections)
+        .iter()
+        .map(|c| c.reason.clone())
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_second_connection_of_the_device_replaces_the_first_at_once() {
+    let cfg = SimConfig {
+        auto_scan: Some(Duration::ZERO),
+        ..SimConfig::default()
+    };
+    let (net, first, mut first_rx, db) = start(cfg).await;
+    while !matches!(first_rx.recv().await, Some(EngineEvent::Ready { .. })) {}
+    // The same device connecting again from a second client: WhatsApp keeps the newest.
+    let other_key = Pair::new(UserId::new_unchecked(9), PlaceId::new_unchecked(9));
+    let (second, _rx) = linked(&net, other_key, &SessionId::new(pair(), 1)).await;
+    let told = tokio::time::timeout(Duration::from_secs(1), first_rx.recv()).await;
+    match told {
+        Ok(Some(EngineEvent::Failed { message })) => assert_eq!(message, client::REPLACED),
+        other => panic!("the first client was not told: {other:?}"),
+    }
+    assert!(!first.is_alive());
+    assert!(second.is_alive());
+    assert_eq!(reasons(&db).await, [Some("replaced".to_string()), None]);
+    // A stop closes what it holds, once.
+    second.stop().await;
+    assert_eq!(
+        reasons(&db).await,
+        [Some("replaced".to_string()), Some("closed".to_string())]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_replaced_from_elsewhere_learns_it_from_its_rows() {
+    let cfg = SimConfig {
+        auto_scan: Some(Duration::ZERO),
+        ..SimConfig::default()
+    };
+    let (here, _first, mut first_rx, db) = start(cfg.clone()).await;
+    here.start_node().await.unwrap();
+    while !matches!(first_rx.recv().await, Some(EngineEvent::Ready { .. })) {}
+    // Another process of the same node on the same store, nothing in memory shared.
+    let there = SimNetwork::new(cfg, db.clone(), Arc::new(SystemClock));
+    let (_second, _rx) = linked(&there, pair(), &SessionId::new(pair(), 1)).await;
+    let told = tokio::time::timeout(Duration::from_secs(30), first_rx.recv()).await;
+    match told {
+        Ok(Some(EngineEvent::Failed { message })) => assert_eq!(message, client::REPLACED),
+        other => panic!("the first client was not told: {other:?}"),
+    }
+    assert_eq!(reasons(&db).await, [Some("replaced".to_string()), None]);
+}
