@@ -11,11 +11,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::ApiKeys;
 use crate::clock::{SharedClock, SystemClock};
-use crate::cluster::{Cluster, NodeIdentity};
+use crate::cluster::{Cluster, LeaseLoop, NodeIdentity};
 use crate::config::{Config, EngineKind};
 use crate::engine::Engine;
 use crate::engine::sim::{SimNetwork, SimNode};
 use crate::engine::whatsapp::{WhatsAppEngine, WhatsAppOptions};
+use crate::events::nodes::Follower;
 use crate::events::{EventBus, webhook};
 use crate::http::serve::{ConnectionLimits, serve};
 use crate::http::{AppState, router};
@@ -58,6 +59,8 @@ pub struct Application {
     /// Stops the webhook dispatcher.
     background: CancellationToken,
     dispatcher: tokio::task::JoinHandle<()>,
+    /// On a cluster: this node's leases, handed over when it stops.
+    leases: Option<LeaseLoop>,
 }
 
 impl Application {
@@ -101,8 +104,11 @@ impl Application {
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let identity = NodeIdentity::resolve(&config.cluster, listener.local_addr()?);
         let cluster = join_cluster(&store, &identity, &config).await?;
-        let keys =
+        let mut keys =
             ApiKeys::new(config.admin_key, store.clone(), clock.clone()).with_limits(config.limits);
+        if let Some(c) = &cluster {
+            keys = keys.with_signals(c.signals().clone());
+        }
         let (engine, sim): (Arc<dyn Engine>, Option<SimNetwork>) = match config.engine {
             EngineKind::Sim => {
                 let node = SimNode {
@@ -135,6 +141,10 @@ impl Application {
         };
         // Before any session starts, so every status change is told.
         let events = EventBus::new(store.clone(), clock.clone());
+        let follower = match &cluster {
+            Some(c) => Follower::listen(&events, c.node_id(), c.signals().clone()).await?,
+            None => None,
+        };
         let manager = SessionManager::new(
             engine.clone(),
             store.clone(),
@@ -142,10 +152,27 @@ impl Application {
             config.max_concurrent_fetches,
         )
         .with_events(events.clone());
-        let restored = manager.restore().await.context("restoring sessions")?;
-        if restored > 0 {
-            tracing::info!("🔄 Restoring {restored} linked sessions");
-        }
+        let (manager, leases) = match &cluster {
+            // On a cluster the sessions this node runs are the leases it takes.
+            Some(c) => {
+                let manager = manager.with_cluster(c.clone());
+                let leases = LeaseLoop::start(
+                    c.clone(),
+                    manager.clone(),
+                    config.cluster.rebalance_per_second,
+                )
+                .await
+                .context("taking this node's share of the sessions")?;
+                (manager, Some(leases))
+            }
+            None => {
+                let restored = manager.restore().await.context("restoring sessions")?;
+                if restored > 0 {
+                    tracing::info!("🔄 Restoring {restored} linked sessions");
+                }
+                (manager, None)
+            }
+        };
         let outbound = OutboundPolicy::new(config.outbound_allow.clone());
         let outbox = Outbox::new(
             store.clone(),
@@ -155,11 +182,17 @@ impl Application {
             config.pacing,
             image::Images::new(&outbound),
         );
+        if let Some(c) = &cluster {
+            outbox.join_nodes(c.signals().clone());
+        }
         let pending = outbox.start().await.context("restarting the outbox")?;
         if pending > 0 {
             tracing::info!("🔄 Resuming queued messages of {pending} numbers");
         }
         let background = CancellationToken::new();
+        if let Some(f) = follower {
+            tokio::spawn(f.run(keys.clone(), outbox.clone(), background.clone()));
+        }
         let dispatcher = tokio::spawn(webhook::run_dispatcher(
             events.clone(),
             config.webhooks.clone(),
@@ -190,6 +223,7 @@ impl Application {
             },
             background,
             dispatcher,
+            leases,
         })
     }
 
@@ -199,6 +233,11 @@ impl Application {
 
     pub fn port(&self) -> u16 {
         self.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    /// The sessions this server runs, for embedding and tests that look inside a node.
+    pub fn sessions(&self) -> SessionManager {
+        self.state.manager.clone()
     }
 
     /// Serves until `shutdown` resolves, then stops accepting, lets in-flight requests and
@@ -213,6 +252,7 @@ impl Application {
             state,
             background,
             dispatcher,
+            leases,
         } = self;
         let manager = state.manager.clone();
         let outbox = state.outbox.clone();
@@ -227,12 +267,26 @@ impl Application {
             shutdown.await;
             let _ = stopping_tx.send(());
         });
+        // A node of a cluster hands its sessions over as soon as the stop comes, while its
+        // last requests drain: they are offline until another node runs them. (The sender
+        // dropped unsent is a stop too: the server ended first.)
+        let (left_tx, left_rx) = tokio::sync::oneshot::channel::<()>();
+        let handover = leases.map(|leases| {
+            let (manager, outbox) = (manager.clone(), outbox.clone());
+            tokio::spawn(async move {
+                let _ = left_rx.await;
+                tracing::info!("ℹ️ Shutting down: handing sessions over to the other nodes");
+                outbox.shutdown().await;
+                leases.leave(&manager).await;
+            })
+        });
         // Requests still running when the stop comes get a short drain, not the full request
         // timeout: the whole stop must fit in the 10 s before a SIGKILL.
         let drain_over = async move {
             if stopping_rx.await.is_err() {
                 std::future::pending::<()>().await;
             }
+            let _ = left_tx.send(());
             tokio::time::sleep(HTTP_DRAIN).await;
         };
         tokio::select! {
@@ -249,6 +303,9 @@ impl Application {
         outbox.shutdown().await;
         background.cancel();
         let _ = dispatcher.await;
+        if let Some(handover) = handover {
+            let _ = handover.await;
+        }
         manager.shutdown().await;
         store.close().await;
         tracing::info!("✅ Shutdown complete");

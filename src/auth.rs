@@ -11,7 +11,7 @@
 mod error;
 pub mod limits;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
@@ -24,6 +24,7 @@ use subtle::ConstantTimeEq;
 use crate::clock::SharedClock;
 use crate::domain::{Pair, UserId};
 use crate::store::prelude::*;
+use crate::store::traits::Signals;
 use crate::store::{ApiKeyRecord, KeyQuotas, NewApiKey};
 pub use error::{AuthError, AuthResult};
 use limits::{BucketKey, ClientAddr, FailureThrottle, FailureVerdict, RateLimiter};
@@ -36,6 +37,8 @@ pub const ADMIN_KEY_MIN_CHARS: usize = 16;
 const FAILURE_WINDOW_MS: i64 = 60_000;
 /// `last_used_at` is a hint for the admin, not an audit log: one write a minute per key.
 const TOUCH_EVERY_MS: i64 = 60_000;
+/// Keys read per page when the open streams' keys are looked up again.
+const RECHECK_PAGE: i64 = 1_000;
 
 /// A secret given on the command line; never printed, not even by `Debug`.
 #[derive(Clone)]
@@ -161,6 +164,19 @@ struct Revocations {
     /// Bumped after each revocation; every open event stream of a tenant key holds a
     /// receiver and looks whether its key is among `ids`.
     changed: tokio::sync::watch::Sender<u64>,
+    /// The keys of the open streams, with how many each: what a node that may have missed
+    /// another node's revocation looks up again.
+    watched: Mutex<HashMap<i64, usize>>,
+}
+
+impl Revocations {
+    fn add(&self, ids: impl IntoIterator<Item = i64>) {
+        self.ids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(ids);
+        self.changed.send_modify(|n| *n += 1);
+    }
 }
 
 /// Resolves once the key is revoked; held by an open event stream.
@@ -168,6 +184,22 @@ pub struct RevocationWatch {
     key_id: i64,
     revocations: Arc<Revocations>,
     rx: tokio::sync::watch::Receiver<u64>,
+}
+
+impl Drop for RevocationWatch {
+    fn drop(&mut self) {
+        let mut watched = self
+            .revocations
+            .watched
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = watched.get_mut(&self.key_id) {
+            *n -= 1;
+            if *n == 0 {
+                watched.remove(&self.key_id);
+            }
+        }
+    }
 }
 
 impl RevocationWatch {
@@ -207,6 +239,9 @@ pub struct ApiKeys {
     failures: Arc<FailureThrottle>,
     rates: Arc<RateLimiter>,
     revocations: Arc<Revocations>,
+    /// On a node of a cluster: where a revocation is told to the other nodes, whose open
+    /// streams of the key must end too.
+    signals: Option<Arc<dyn Signals>>,
 }
 
 impl ApiKeys {
@@ -221,8 +256,57 @@ impl ApiKeys {
             revocations: Arc::new(Revocations {
                 ids: Mutex::default(),
                 changed: tokio::sync::watch::channel(0).0,
+                watched: Mutex::default(),
             }),
+            signals: None,
         }
+    }
+
+    /// Tells every revocation to the other nodes on the database; they hear it through
+    /// [`Self::revoked_elsewhere`].
+    pub fn with_signals(mut self, signals: Arc<dyn Signals>) -> Self {
+        self.signals = Some(signals);
+        self
+    }
+
+    /// Another node revoked the key: the streams it opened here end. Requests need nothing:
+    /// every one reads its key from the database.
+    pub fn revoked_elsewhere(&self, id: i64) {
+        self.revocations.add([id]);
+    }
+
+    /// Revocations this node may not have heard of (its listening connection was lost): the
+    /// keys of its open streams are looked up again.
+    pub async fn recheck_revocations(&self) {
+        let watched: HashSet<i64> = self
+            .revocations
+            .watched
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .copied()
+            .collect();
+        if watched.is_empty() {
+            return;
+        }
+        let mut active = HashSet::new();
+        let mut page = 1;
+        loop {
+            match self.store.list_api_keys(None, page, RECHECK_PAGE).await {
+                Ok((keys, total)) => {
+                    active.extend(keys.iter().map(|k| k.id));
+                    if keys.is_empty() || page * RECHECK_PAGE >= total {
+                        break;
+                    }
+                    page += 1;
+                }
+                Err(e) => {
+                    tracing::warn!("⚠️ Cannot look up the keys of open event streams: {e:#}");
+                    return;
+                }
+            }
+        }
+        self.revocations.add(watched.difference(&active).copied());
     }
 
     pub fn with_limits(mut self, limits: Limits) -> Self {
@@ -280,6 +364,13 @@ impl ApiKeys {
 
     /// Resolves when the key is revoked, for streams that must end with it.
     pub fn revocation(&self, key_id: i64) -> RevocationWatch {
+        *self
+            .revocations
+            .watched
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(key_id)
+            .or_default() += 1;
         RevocationWatch {
             key_id,
             revocations: self.revocations.clone(),
@@ -395,12 +486,19 @@ impl ApiKeys {
             .revoke_api_key(id, self.clock.now_ms())
             .await?
             .ok_or(AuthError::NoSuchKey(id))?;
-        self.revocations
-            .ids
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(record.id);
-        self.revocations.changed.send_modify(|n| *n += 1);
+        self.revocations.add([record.id]);
+        if let Some(signals) = &self.signals
+            && let Err(e) = signals
+                .notify(crate::events::nodes::KEYS_CHANNEL, &record.id.to_string())
+                .await
+        {
+            // Their requests are refused all the same (keys are read per request); a stream
+            // of the key open there lasts until that node looks its keys up again.
+            tracing::warn!(
+                "⚠️ Cannot tell the other nodes that API key {} is revoked: {e:#}",
+                record.id
+            );
+        }
         tracing::info!(
             "✅ API key {} of user {} revoked",
             record.id,

@@ -1,4 +1,6 @@
-//! density-real's wire between the server process and the fake WhatsApp server.
+//! density-real's wire between the server process and the fake WhatsApp server; the
+//! two-node test of the real engine (`tests/whatsapp_engine_e2e/nodes.rs`) compiles this
+//! file too.
 //!
 //! The fake lives in the benchmark process, so that its memory stays out of the server's
 //! resident size; the server's whatsapp-rust clients reach it through [`BridgeFactory`],

@@ -1,12 +1,14 @@
 //! `cargo bench`: the release server binary, started as a child process and driven over HTTP,
-//! measured for session density, contact-fetch speed, API throughput and restart time, on
-//! SQLite and (with `--postgres` or `--database postgres://…`) on PostgreSQL.
+//! measured for session density, contact-fetch speed, API throughput, restart time and the
+//! loss of a node in a cluster, on SQLite and (with `--postgres` or `--database
+//! postgres://…`) on PostgreSQL.
 //! Prints each scenario, then a Markdown table and one `BENCH {json}` line per scenario.
 //! See BENCHMARKS.md for the last run and what the numbers mean.
 
 mod api;
 mod backend;
 mod bridge;
+mod cluster;
 mod density;
 mod fetch;
 mod import;
@@ -37,6 +39,7 @@ enum Scenario {
     Api,
     Restart,
     RestartReal,
+    Cluster,
 }
 
 /// Which backends the scenarios run on.
@@ -80,6 +83,19 @@ pub struct Opts {
     /// restart-real: sessions linked on the real engine, then brought back by a restart.
     #[arg(long, default_value_t = 1_000)]
     pub restart_real_sessions: u64,
+    /// cluster: sim sessions initialised through the nodes, then moved off a killed one.
+    #[arg(long, default_value_t = 1_000)]
+    pub cluster_sessions: u64,
+    /// cluster: nodes on the one PostgreSQL database.
+    #[arg(long, default_value_t = 3)]
+    pub cluster_nodes: usize,
+    /// cluster: the nodes' --lease-seconds (the server's default).
+    #[arg(long, default_value_t = 15)]
+    pub cluster_lease_seconds: u64,
+    /// cluster: seconds of measured status load through a node left (after one second of
+    /// warm-up).
+    #[arg(long, default_value_t = 5.0)]
+    pub cluster_api_seconds: f64,
     /// import: contacts upserted through the store, per batch size.
     #[arg(long, default_value_t = 100_000)]
     pub import_contacts: usize,
@@ -117,6 +133,7 @@ fn main() -> anyhow::Result<()> {
             Scenario::Api,
             Scenario::Restart,
             Scenario::RestartReal,
+            Scenario::Cluster,
         ]
     } else {
         opts.scenarios.clone()
@@ -137,6 +154,10 @@ fn main() -> anyhow::Result<()> {
     // under the most similar load.
     for s in scenarios {
         for target in &targets {
+            if s == Scenario::Cluster && target.backend == backend::Backend::Sqlite {
+                println!("\n== Cluster on sqlite: skipped, nodes share a PostgreSQL database ==");
+                continue;
+            }
             let load = load_average();
             let t = Instant::now();
             let out = rt.block_on(async {
@@ -149,6 +170,7 @@ fn main() -> anyhow::Result<()> {
                     Scenario::Api => api::run(&opts, target).await,
                     Scenario::Restart => restart::run(&opts, target).await,
                     Scenario::RestartReal => restart_real::run(&opts, target).await,
+                    Scenario::Cluster => cluster::run(&opts, target).await,
                 };
                 target.release().await;
                 out

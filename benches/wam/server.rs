@@ -101,6 +101,12 @@ impl ServerProcess {
         tail(&self.logs)
     }
 
+    /// SIGKILL: the process ends mid-step, as a machine that dies; nothing of it runs after.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// SIGTERM, as a process manager stops it, then wait for the exit.
     pub fn stop(mut self) -> anyhow::Result<Duration> {
         let t = Instant::now();

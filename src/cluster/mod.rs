@@ -6,11 +6,13 @@
 //! `identity`: who this node is; `leases` (the lease loop) keeps this node's share running.
 
 mod identity;
+mod leases;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 pub use identity::{NodeIdentity, host_name};
+pub use leases::LeaseLoop;
 
 use crate::domain::Pair;
 use crate::store::StoreError;

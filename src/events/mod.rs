@@ -1,16 +1,18 @@
 //! Events of every session, in order: persisted first, then pushed to server-sent-event
 //! listeners and queued for the tenant's webhook (see [`webhook`]).
 
+pub mod nodes;
 pub mod webhook;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use serde_json::{Value, json};
-use tokio::sync::{Notify, broadcast};
+use tokio::sync::{Notify, broadcast, mpsc};
 
 use crate::clock::{SharedClock, rfc3339_ms};
 use crate::domain::{Pair, SessionId};
 use crate::store::prelude::*;
+use crate::store::traits::Signals;
 use crate::store::{EventRecord, keep_trying};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +63,17 @@ struct Inner {
     live: broadcast::Sender<Arc<EventRecord>>,
     /// Wakes the webhook dispatcher when a delivery was queued.
     queued: Notify,
+    /// Set on a node of a cluster: listeners then get every event, this node's too, from
+    /// the [`nodes::Follower`], which puts them in id order per tenant.
+    nodes: OnceLock<Nodes>,
+}
+
+struct Nodes {
+    node_id: String,
+    signals: Arc<dyn Signals>,
+    /// The events this node recorded, `(id, tenant)`; the follower holds the other end.
+    /// Unbounded: a burst of events (a restore) must not wait for the follower to start.
+    recorded: mpsc::UnboundedSender<(i64, crate::domain::UserId)>,
 }
 
 impl EventBus {
@@ -71,8 +84,30 @@ impl EventBus {
                 clock,
                 live: broadcast::channel(LIVE_BUFFER).0,
                 queued: Notify::new(),
+                nodes: OnceLock::new(),
             }),
         }
+    }
+
+    /// Makes this bus one node's view of the cluster's events: what it records is told to
+    /// the other nodes, and its listeners get theirs. The follower must then run
+    /// ([`nodes::Follower::run`]), or this node's listeners hear nothing. `None` when called
+    /// twice.
+    pub(crate) fn join_nodes(
+        &self,
+        node_id: &str,
+        signals: Arc<dyn Signals>,
+    ) -> Option<mpsc::UnboundedReceiver<(i64, crate::domain::UserId)>> {
+        let (recorded, rx) = mpsc::unbounded_channel();
+        self.inner
+            .nodes
+            .set(Nodes {
+                node_id: node_id.to_owned(),
+                signals,
+                recorded,
+            })
+            .ok()?;
+        Some(rx)
     }
 
     pub fn store(&self) -> &Arc<dyn EventStore> {
@@ -117,10 +152,15 @@ impl EventBus {
         .await
         {
             Ok((event, queued)) => {
-                // Nobody listening is not an error.
-                let _ = self.inner.live.send(Arc::new(event));
                 if queued {
                     self.inner.queued.notify_one();
+                }
+                match self.inner.nodes.get() {
+                    Some(nodes) => nodes.tell(&event, queued),
+                    // Nobody listening is not an error.
+                    None => {
+                        let _ = self.inner.live.send(Arc::new(event));
+                    }
                 }
             }
             Err(e) => tracing::error!("❌ Cannot record event {} for {pair}: {e:#}", kind.as_str()),
@@ -133,5 +173,40 @@ impl EventBus {
 
     pub(crate) fn queued(&self) -> &Notify {
         &self.inner.queued
+    }
+
+    /// Whether other nodes may share this bus's database (their dispatchers then too).
+    pub(crate) fn clustered(&self) -> bool {
+        self.inner.nodes.get().is_some()
+    }
+
+    /// Hands an event to this node's listeners; the follower calls it in id order per tenant.
+    fn publish(&self, event: EventRecord) {
+        // Nobody listening is not an error.
+        let _ = self.inner.live.send(Arc::new(event));
+    }
+}
+
+impl Nodes {
+    /// The follower puts the event among the others' in order; the other nodes hear of it
+    /// with a small NOTIFY and read it from the table.
+    fn tell(&self, event: &EventRecord, queued: bool) {
+        // The follower is gone only with the server.
+        let _ = self.recorded.send((event.id, event.pair.user_id));
+        let payload = nodes::EventNote {
+            id: event.id,
+            user_id: event.pair.user_id,
+            queued,
+            node_id: self.node_id.clone(),
+        }
+        .to_string();
+        let signals = self.signals.clone();
+        // Not awaited: the actor that emitted goes on; the others replay what a lost NOTIFY
+        // did not tell them once their listening connection is back.
+        tokio::spawn(async move {
+            if let Err(e) = signals.notify(nodes::EVENTS_CHANNEL, &payload).await {
+                tracing::warn!("⚠️ Cannot tell the other nodes of event {payload}: {e:#}");
+            }
+        });
     }
 }

@@ -31,6 +31,10 @@ pub const DELIVERY_HEADER: &str = "X-Webhook-Delivery";
 /// How long the dispatcher sleeps at most before looking again (a clock moved by hand, a
 /// delivery queued by another server instance).
 const RECHECK: Duration = Duration::from_secs(1);
+/// On a node of a cluster a head is claimed for its attempt, for the receiver's timeout and
+/// this much more (recording the outcome, clocks of nodes a little apart): a node that
+/// dies mid-delivery holds its tenant back that long, not for ever.
+const CLAIM_MARGIN: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone)]
 pub struct WebhookSettings {
@@ -118,8 +122,9 @@ pub async fn run_dispatcher(
         policy,
     };
     // The tenant of each delivery in flight; its next one waits for it.
-    let mut in_flight: HashMap<tokio::task::Id, UserId> = HashMap::new();
-    let mut running: JoinSet<()> = JoinSet::new();
+    let mut in_flight: HashMap<tokio::task::Id, InFlight> = HashMap::new();
+    // Each task answers whether its outcome was recorded.
+    let mut running: JoinSet<bool> = JoinSet::new();
     loop {
         let heads = match dispatcher.bus.store().pending_heads().await {
             Ok(h) => h,
@@ -131,7 +136,7 @@ pub async fn run_dispatcher(
         let now = dispatcher.bus.clock().now_ms();
         let mut next_due: Option<i64> = None;
         for d in heads {
-            if in_flight.values().any(|u| *u == d.user_id) {
+            if in_flight.values().any(|f| f.user == d.user_id) {
                 continue;
             }
             if d.next_attempt_at > now {
@@ -141,10 +146,13 @@ pub async fn run_dispatcher(
             if in_flight.len() >= dispatcher.settings.concurrency {
                 break;
             }
+            let Some(claim) = dispatcher.claim(&d, now).await else {
+                continue;
+            };
             let user = d.user_id;
             let this = dispatcher.clone();
             let task = running.spawn(async move { this.deliver(d).await });
-            in_flight.insert(task.id(), user);
+            in_flight.insert(task.id(), InFlight { user, claim });
         }
         let wait = next_due
             .map_or(Duration::from_secs(30), |t| {
@@ -154,19 +162,41 @@ pub async fn run_dispatcher(
         tokio::select! {
             Some(done) = running.join_next_with_id(), if !running.is_empty() => {
                 // A panicked delivery frees its tenant too: the delivery is still pending and
-                // is tried again.
-                let id = done.map_or_else(|e| e.id(), |(id, ())| id);
-                in_flight.remove(&id);
+                // is tried again (its claim given back, not left to run out).
+                let (id, recorded) = done.map_or_else(|e| (e.id(), false), |(id, r)| (id, r));
+                if let Some(f) = in_flight.remove(&id)
+                    && !recorded
+                {
+                    dispatcher.release(f.claim).await;
+                }
             }
             () = tokio::time::sleep(wait) => {}
             () = dispatcher.bus.queued().notified() => {}
             () = cancel.cancelled() => {
-                // Deliveries cut short stay pending and go again after the next start.
+                // Deliveries cut short stay pending and go again after the next start (or
+                // at once on another node: their claims are given back).
                 running.abort_all();
+                while running.join_next().await.is_some() {}
+                for f in in_flight.into_values() {
+                    dispatcher.release(f.claim).await;
+                }
                 return;
             }
         }
     }
+}
+
+/// A delivery under way: its tenant waits for it.
+struct InFlight {
+    user: UserId,
+    claim: Option<Claim>,
+}
+
+/// A head this node took from the others, until `until` (see [`Dispatcher::claim`]).
+struct Claim {
+    delivery_id: i64,
+    due: i64,
+    until: i64,
 }
 
 #[derive(Clone)]
@@ -178,13 +208,56 @@ struct Dispatcher {
 }
 
 impl Dispatcher {
-    async fn deliver(&self, d: DeliveryRecord) {
+    /// On a node of a cluster the dispatchers of every node look at the same heads: the one
+    /// that moves the head's next attempt past its own attempt's end delivers it, the others
+    /// see it not due. A claim rather than an advisory lock held for the attempt: the lock
+    /// would pin a pooled connection per tenant in flight for up to the receiver's timeout,
+    /// and a claim needs no new column, since `next_attempt_at` already says "not before".
+    /// `None`: another node has it, or the database did not answer (looked at again soon).
+    /// `Some(None)`: a single server, nothing to claim from.
+    async fn claim(&self, d: &DeliveryRecord, now: i64) -> Option<Option<Claim>> {
+        if !self.bus.clustered() {
+            return Some(None);
+        }
+        let hold = self.settings.timeout.saturating_add(CLAIM_MARGIN);
+        let until = now.saturating_add(i64::try_from(hold.as_millis()).unwrap_or(i64::MAX));
+        match self.bus.store().claim_delivery(d.id, now, until).await {
+            Ok(true) => Some(Some(Claim {
+                delivery_id: d.id,
+                due: d.next_attempt_at,
+                until,
+            })),
+            Ok(false) => None,
+            Err(e) => {
+                tracing::error!("❌ Cannot claim webhook delivery {}: {e:#}", d.id);
+                None
+            }
+        }
+    }
+
+    async fn release(&self, claim: Option<Claim>) {
+        let Some(c) = claim else { return };
+        if let Err(e) = self
+            .bus
+            .store()
+            .release_delivery(c.delivery_id, c.until, c.due)
+            .await
+        {
+            tracing::warn!(
+                "⚠️ Webhook delivery {} stays claimed until its claim runs out: {e:#}",
+                c.delivery_id
+            );
+        }
+    }
+
+    /// Whether the attempt's outcome was recorded.
+    async fn deliver(&self, d: DeliveryRecord) -> bool {
         let store = self.bus.store();
         let attempt = u32::try_from(d.attempts + 1).unwrap_or(u32::MAX);
         let outcome = match store.webhook(d.user_id).await {
             Err(e) => {
                 tracing::error!("❌ Cannot read the webhook of user {}: {e:#}", d.user_id);
-                return;
+                return false;
             }
             Ok(None) => Err(("the webhook was removed".to_owned(), None, false)),
             Ok(Some(hook)) => self.post(&hook.url, &hook.secret, &d).await,
@@ -217,7 +290,9 @@ impl Dispatcher {
         let what = format!("Recording webhook delivery {}", d.id);
         if let Err(e) = keep_trying(what, None, || store.record_attempt(d.id, &result, now)).await {
             tracing::error!("❌ Cannot record webhook delivery {}: {e:#}", d.id);
+            return false;
         }
+        true
     }
 
     /// One attempt: the receiver's 2xx status, or why not, its status if it answered, and

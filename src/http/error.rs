@@ -62,7 +62,7 @@ impl From<SessionError> for AppError {
         let message = e.to_string();
         match e {
             SessionError::NoSession => Self::NotFound(message),
-            SessionError::ClientUnavailable | SessionError::NotConnected => {
+            SessionError::ClientUnavailable | SessionError::NotConnected | SessionError::Moving => {
                 Self::Unavailable(message)
             }
             SessionError::NotReady { .. }

@@ -4,6 +4,12 @@
 //! Exactly once: a message's WhatsApp id is chosen when it is queued and kept for every
 //! attempt. A send cut short by a stop or crash (still `sending`) is sent again after the
 //! restart under the same id, which WhatsApp's clients treat as the same message.
+//!
+//! On a node of a cluster a number's worker runs only where its session runs: a node that
+//! queues for a number it does not run tells the others (the owner wakes its worker), a node
+//! wakes the worker of each session that starts running on it (a takeover finds the
+//! messages, and the `sending` one its dead node cut short), and a worker whose session is
+//! no longer here ends.
 
 pub mod content;
 pub mod image;
@@ -11,7 +17,7 @@ pub mod pacing;
 pub mod templates;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use serde_json::json;
@@ -25,6 +31,7 @@ use crate::engine::{EngineClient, EngineError, OutgoingImage, OutgoingMessage};
 use crate::events::{EventBus, EventKind};
 use crate::session::SessionManager;
 use crate::store::prelude::*;
+use crate::store::traits::Signals;
 use crate::store::{JobKind, MessageKind, MessageRecord, NewMessage, keep_trying};
 use pacing::{DAY_MS, Pacer, Pacing};
 
@@ -71,6 +78,9 @@ struct Inner {
     workers: Mutex<HashMap<Pair, Arc<Notify>>>,
     tasks: TaskTracker,
     cancel: CancellationToken,
+    /// Set on a node of a cluster: where it tells the others of messages for numbers it
+    /// does not run.
+    signals: OnceLock<Arc<dyn Signals>>,
 }
 
 impl Outbox {
@@ -93,8 +103,16 @@ impl Outbox {
                 workers: Mutex::default(),
                 tasks: TaskTracker::new(),
                 cancel: CancellationToken::new(),
+                signals: OnceLock::new(),
             }),
         }
+    }
+
+    /// Makes this outbox one node's: workers only for the numbers whose sessions run here.
+    /// Before [`Self::start`].
+    pub fn join_nodes(&self, signals: Arc<dyn Signals>) {
+        // Set once, at start-up.
+        let _ = self.inner.signals.set(signals);
     }
 
     pub fn store(&self) -> &Arc<dyn OutboxStore> {
@@ -109,13 +127,52 @@ impl Outbox {
         &self.inner.images
     }
 
-    /// Starts a worker for every number with messages left from before the restart.
+    /// Starts a worker for every number with messages left from before the restart; on a
+    /// node of a cluster, for those whose sessions run here, and from now on for each
+    /// session that starts running here.
     pub async fn start(&self) -> anyhow::Result<usize> {
+        if self.inner.signals.get().is_some() {
+            // Subscribed before the look at the queue, so no start falls between the two.
+            let mut started = self.inner.manager.subscribe_started();
+            let this = self.clone();
+            self.inner.tasks.spawn(async move {
+                loop {
+                    let next = tokio::select! {
+                        r = started.recv() => r,
+                        () = this.inner.cancel.cancelled() => return,
+                    };
+                    match next {
+                        Ok(pair) => this.wake_here(pair),
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                            this.resume_here().await;
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                    }
+                }
+            });
+        }
         let pairs = self.inner.store.pairs_with_pending().await?;
         for p in &pairs {
-            self.wake(*p);
+            self.wake_here(*p);
         }
         Ok(pairs.len())
+    }
+
+    /// Wakes the pair's worker if its session runs here (another node asked, or the session
+    /// just started here).
+    pub fn wake_here(&self, pair: Pair) {
+        if self.inner.manager.live(pair).is_some() {
+            self.wake(pair);
+        }
+    }
+
+    /// Wakes the worker of every number with messages to send whose session runs here: what
+    /// this node may have missed hearing.
+    pub async fn resume_here(&self) {
+        match self.inner.store.pairs_with_pending().await {
+            Ok(pairs) => pairs.into_iter().for_each(|p| self.wake_here(p)),
+            Err(e) => tracing::warn!("⚠️ Cannot look for numbers with messages to send: {e:#}"),
+        }
     }
 
     /// Queues messages (one transaction) and wakes the pair's worker; the rows as queued,
@@ -135,12 +192,32 @@ impl Outbox {
         Ok(out)
     }
 
-    /// Makes sure the pair's worker runs and looks at its queue now.
+    /// Makes sure the pair's worker runs and looks at its queue now; on a node of a cluster
+    /// that does not run the pair's session, tells the node that does.
     pub fn wake(&self, pair: Pair) {
         if self.inner.cancel.is_cancelled() {
             return;
         }
         let mut workers = self.inner.workers.lock().unwrap_or_else(|e| e.into_inner());
+        // Under the workers' lock, as a worker's decision to end (`Inner::end_worker`).
+        if let Some(signals) = self.inner.signals.get()
+            && self.inner.manager.live(pair).is_none()
+        {
+            drop(workers);
+            let signals = signals.clone();
+            // Not awaited: queuing is done; a lost note leaves the messages for the owner's
+            // next look (its session's next start, or its node hearing the others again).
+            tokio::spawn(async move {
+                let note = crate::events::nodes::pair_note(pair);
+                if let Err(e) = signals
+                    .notify(crate::events::nodes::OUTBOX_CHANNEL, &note)
+                    .await
+                {
+                    tracing::warn!("⚠️ Cannot tell the node of {pair} about its messages: {e:#}");
+                }
+            });
+            return;
+        }
         if let Some(n) = workers.get(&pair) {
             n.notify_one();
             return;
@@ -159,6 +236,22 @@ impl Outbox {
         self.inner.cancel.cancel();
         self.inner.tasks.close();
         self.inner.tasks.wait().await;
+    }
+}
+
+impl Inner {
+    /// Ends the pair's worker (the one woken by `notify`) unless its session runs here.
+    /// Decided under the workers' lock, as [`Outbox::wake`] decides: a wake either reaches a
+    /// worker that stays, or finds none and starts one, or tells the session's node.
+    fn end_worker(&self, pair: Pair, notify: &Arc<Notify>) -> bool {
+        let mut workers = self.workers.lock().unwrap_or_else(|e| e.into_inner());
+        if self.manager.live(pair).is_some() {
+            return false;
+        }
+        if workers.get(&pair).is_some_and(|n| Arc::ptr_eq(n, notify)) {
+            workers.remove(&pair);
+        }
+        true
     }
 }
 
@@ -215,10 +308,10 @@ impl Worker {
             let msg = match self.inner.store.next_pending(self.pair).await {
                 Ok(Some(m)) => m,
                 Ok(None) => {
-                    tokio::select! {
-                        () = self.notify.notified() => continue,
-                        () = self.inner.cancel.cancelled() => return,
+                    if self.idle().await {
+                        continue;
                     }
+                    return;
                 }
                 Err(e) => {
                     tracing::error!("❌ Cannot read the outbox of {}: {e:#}", self.pair);
@@ -294,7 +387,25 @@ impl Worker {
         }
     }
 
-    /// The live client once the session is ready; `None` when stopping.
+    /// Waits for a wake with nothing to send; false when the worker should end (a stop, or
+    /// its session no longer runs on this node).
+    async fn idle(&self) -> bool {
+        loop {
+            tokio::select! {
+                () = self.notify.notified() => return true,
+                () = self.inner.cancel.cancelled() => return false,
+                // Only the registry is looked at, not the queue: a wake says when to look.
+                () = tokio::time::sleep(RECHECK), if self.inner.signals.get().is_some() => {
+                    if self.inner.end_worker(self.pair, &self.notify) {
+                        return false;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The live client once the session is ready; `None` when stopping, or on a node of a
+    /// cluster when the session does not run here (its node sends).
     async fn wait_ready(&self) -> Option<Arc<dyn EngineClient>> {
         loop {
             match self.inner.manager.live(self.pair) {
@@ -313,6 +424,11 @@ impl Worker {
                     }
                 }
                 None => {
+                    if self.inner.signals.get().is_some()
+                        && self.inner.end_worker(self.pair, &self.notify)
+                    {
+                        return None;
+                    }
                     if !self.pause(RECHECK).await {
                         return None;
                     }

@@ -58,6 +58,10 @@ pub enum SessionError {
          per user: {limit}); log one out to link another"
     )]
     TooManySessions { user: UserId, held: i64, limit: u32 },
+    /// Another live node runs the session, or its node is gone and no other took it over
+    /// yet: the same request succeeds in a moment.
+    #[error("Session is moving to another node. Please retry.")]
+    Moving,
     /// WhatsApp refused or failed what was asked; its own words.
     #[error("{0}")]
     Refused(Refusal),

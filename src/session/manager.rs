@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio_util::task::TaskTracker;
 
+use super::actor::Fence;
 use super::actor::{Actor, Deps};
 use super::error::{SessionError, SessionResult};
 use super::registry::Registry;
@@ -17,6 +18,7 @@ use crate::domain::{Pair, PhoneNumber, SessionId, SessionStatus, UserId};
 use crate::engine::{Engine, EngineError};
 use crate::store::SessionRecord;
 use crate::store::prelude::*;
+use crate::store::traits::Lease;
 
 // Above a real client's bounded stop (flush, then close), so a stop is never cut short.
 /// Within the 10 s a process manager gives between SIGTERM and SIGKILL, after the HTTP drain.
@@ -32,11 +34,11 @@ pub struct LogoutOutcome {
     pub already_logged_out: bool,
 }
 
-struct Inner {
-    registry: Arc<Registry>,
-    engine: Arc<dyn Engine>,
-    store: Arc<dyn Database>,
-    clock: SharedClock,
+pub(super) struct Inner {
+    pub(super) registry: Arc<Registry>,
+    pub(super) engine: Arc<dyn Engine>,
+    pub(super) store: Arc<dyn Database>,
+    pub(super) clock: SharedClock,
     /// Serialises init/restart/logout of one pair, so 100 racing inits make one session.
     pair_locks: Mutex<HashMap<Pair, Arc<tokio::sync::Mutex<()>>>>,
     /// Serialises the count-and-create of a user's new sessions, so racing inits of many
@@ -48,6 +50,8 @@ struct Inner {
     /// Contact fetches running at once across the server; the rest wait their turn.
     fetch_slots: Arc<tokio::sync::Semaphore>,
     events: std::sync::OnceLock<crate::events::EventBus>,
+    /// On PostgreSQL: sessions run under leases (see [`crate::cluster`]).
+    pub(super) cluster: std::sync::OnceLock<crate::cluster::Cluster>,
     /// Told the pair of every session this node starts running (a start, a restore, a
     /// takeover from another node), for work that follows the session (its outbox).
     started: tokio::sync::broadcast::Sender<Pair>,
@@ -55,7 +59,7 @@ struct Inner {
 
 #[derive(Clone)]
 pub struct SessionManager {
-    inner: Arc<Inner>,
+    pub(super) inner: Arc<Inner>,
 }
 
 impl SessionManager {
@@ -77,6 +81,7 @@ impl SessionManager {
                 actors: TaskTracker::new(),
                 fetch_slots: Arc::new(tokio::sync::Semaphore::new(max_concurrent_fetches.max(1))),
                 events: std::sync::OnceLock::new(),
+                cluster: std::sync::OnceLock::new(),
                 started: tokio::sync::broadcast::channel(1_024).0,
             }),
         }
@@ -85,6 +90,12 @@ impl SessionManager {
     /// Sessions started from now on tell their events here.
     pub fn with_events(self, events: crate::events::EventBus) -> Self {
         let _ = self.inner.events.set(events);
+        self
+    }
+
+    /// Sessions run under this cluster's leases from now on.
+    pub fn with_cluster(self, cluster: crate::cluster::Cluster) -> Self {
+        let _ = self.inner.cluster.set(cluster);
         self
     }
 
@@ -102,7 +113,7 @@ impl SessionManager {
         self.inner.registry.get(pair)
     }
 
-    async fn lock_pair(&self, pair: Pair) -> tokio::sync::OwnedMutexGuard<()> {
+    pub(super) async fn lock_pair(&self, pair: Pair) -> tokio::sync::OwnedMutexGuard<()> {
         let lock = self
             .inner
             .pair_locks
@@ -158,7 +169,9 @@ impl SessionManager {
         Ok(Some(guard))
     }
 
-    fn spawn(&self, record: SessionRecord) -> SessionHandle {
+    /// Starts the session's actor; on a cluster under `lease` (taken by the caller), which
+    /// the session gives up once it ends for good (logged out, failed).
+    pub(super) fn spawn(&self, record: SessionRecord, lease: Option<Lease>) -> SessionHandle {
         let serial = self.inner.serial.fetch_add(1, Ordering::Relaxed);
         let record_pair = record.pair;
         let (cmd_tx, cmd_rx) = mpsc::channel(32);
@@ -177,9 +190,28 @@ impl SessionManager {
             registry: self.inner.registry.clone(),
             fetch_slots: self.inner.fetch_slots.clone(),
             events: self.inner.events.get().cloned(),
+            fence: self.inner.cluster.get().zip(lease).map(|(c, lease)| Fence {
+                store: c.store().clone(),
+                node_id: c.node_id().to_owned(),
+                lease,
+            }),
         };
         let actor = Actor::new(serial, record, deps, cmd_rx, state_tx);
-        self.inner.actors.spawn(actor.run());
+        let ended = handle.state.clone();
+        let cluster = self.inner.cluster.get().cloned();
+        self.inner.actors.spawn(async move {
+            actor.run().await;
+            // Nothing to run anymore: no lease, so no node takes it over.
+            if let (Some(c), Some(lease)) = (cluster, lease)
+                && ended.borrow().record.status.is_terminal()
+                && let Err(e) = c.store().drop_lease(lease, c.node_id()).await
+            {
+                tracing::warn!(
+                    "⚠️ Cannot drop the lease of ended session {}: {e}",
+                    lease.pair
+                );
+            }
+        });
         // Nobody listening is not an error.
         let _ = self.inner.started.send(record_pair);
         handle
@@ -235,10 +267,11 @@ impl SessionManager {
                 && self.inner.engine.has_credentials(&rec.session_id).await
             {
                 tracing::info!("🔄 Reconnecting linked session: {}", rec.session_id);
+                let lease = self.take_lease(pair).await?;
                 let mut rec = rec.clone();
                 rec.status = SessionStatus::Initializing;
                 rec.error_message = None;
-                let handle = self.spawn(rec);
+                let handle = self.spawn(rec, lease);
                 return Ok(InitOutcome {
                     snapshot: handle.snapshot(),
                     already_active: false,
@@ -260,12 +293,13 @@ impl SessionManager {
             .and_then(|r| r.session_id.unix_ms())
             .map_or(now, |last| now.max(last + 1));
         let record = SessionRecord::new(SessionId::new(pair, ms), pair, now);
+        let lease = self.take_lease(pair).await?;
         self.inner.store.save_session(&record).await?;
         tracing::info!(
             "ℹ️ Initializing new session: {} for {pair}",
             record.session_id
         );
-        let handle = self.spawn(record);
+        let handle = self.spawn(record, lease);
         Ok(InitOutcome {
             snapshot: handle.snapshot(),
             already_active: false,
@@ -409,6 +443,7 @@ impl SessionManager {
         } else {
             None
         };
+        let lease = self.take_lease(pair).await?;
         tracing::info!("🔄 Restarting session: {}", rec.session_id);
         rec.status = SessionStatus::Initializing;
         rec.error_message = None;
@@ -417,7 +452,7 @@ impl SessionManager {
             rec.updated_at = self.inner.clock.now_ms();
             self.inner.store.save_session(&rec).await?;
         }
-        let handle = self.spawn(rec);
+        let handle = self.spawn(rec, lease);
         Ok(handle.snapshot())
     }
 
@@ -471,8 +506,8 @@ impl SessionManager {
 
     /// Brings back every session that was linked when the server stopped, same session id,
     /// no new QR; a fetch the stop cut short is marked so, never left `fetching_contacts`.
+    /// On a cluster the lease loop does this instead, for the sessions this node gets.
     pub async fn restore(&self) -> anyhow::Result<usize> {
-        let mut restored = 0;
         let records: Vec<_> = self
             .inner
             .store
@@ -480,34 +515,39 @@ impl SessionManager {
             .await?
             .into_iter()
             .filter(|rec| !rec.status.is_terminal())
+            .map(|rec| (rec, None))
             .collect();
-        let ids: Vec<SessionId> = records.iter().map(|r| r.session_id.clone()).collect();
+        Ok(self.bring_back(records, Stopped::Server).await?)
+    }
+
+    /// Starts each session again if its device is still linked; otherwise marks it failed (a
+    /// person must scan a new QR code) and gives its lease up.
+    pub(super) async fn bring_back(
+        &self,
+        records: Vec<(SessionRecord, Option<Lease>)>,
+        why: Stopped,
+    ) -> SessionResult<usize> {
+        let ids: Vec<SessionId> = records.iter().map(|(r, _)| r.session_id.clone()).collect();
         let linked = self.inner.engine.linked_among(&ids).await;
-        for mut rec in records {
+        let mut restored = 0;
+        for (mut rec, lease) in records {
             if rec.status == SessionStatus::FetchingContacts {
                 rec.fetch.completed = false;
-                rec.fetch.error = Some(
-                    "Contact fetch was interrupted because the server stopped. Start it again to \
-                     complete it; nothing already saved is lost."
-                        .into(),
-                );
+                rec.fetch.error = Some(why.fetch_cut_short().into());
             }
             if linked.contains(&rec.session_id) {
                 tracing::info!("🔄 Restoring session: {}", rec.session_id);
                 rec.status = SessionStatus::Initializing;
                 rec.error_message = None;
-                self.spawn(rec);
+                self.spawn(rec, lease);
                 restored += 1;
             } else {
                 // Nothing to reconnect to: a person must ask for a new QR code.
                 rec.status = SessionStatus::Error;
-                rec.error_message = Some(
-                    "The server restarted before this session was linked. Call \
-                     /api/whatsapp/init for a new QR code."
-                        .into(),
-                );
+                rec.error_message = Some(why.never_linked().into());
                 rec.updated_at = self.inner.clock.now_ms();
                 self.inner.store.save_session(&rec).await?;
+                self.give_up_lease(lease).await;
             }
         }
         Ok(restored)
@@ -530,6 +570,43 @@ impl SessionManager {
         };
         if tokio::time::timeout(SHUTDOWN_GRACE, all).await.is_err() {
             tracing::warn!("⚠️ Some sessions did not stop within {SHUTDOWN_GRACE:?}");
+        }
+    }
+}
+
+/// What stopped the sessions being brought back, for what their records say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Stopped {
+    /// This server stopped and started again.
+    Server,
+    /// The node that ran them is gone or handed them over.
+    Node,
+}
+
+impl Stopped {
+    fn fetch_cut_short(self) -> &'static str {
+        match self {
+            Self::Server => {
+                "Contact fetch was interrupted because the server stopped. Start it again to \
+                 complete it; nothing already saved is lost."
+            }
+            Self::Node => {
+                "Contact fetch was interrupted because the node running it stopped. Start it \
+                 again to complete it; nothing already saved is lost."
+            }
+        }
+    }
+
+    fn never_linked(self) -> &'static str {
+        match self {
+            Self::Server => {
+                "The server restarted before this session was linked. Call \
+                 /api/whatsapp/init for a new QR code."
+            }
+            Self::Node => {
+                "The node running this session stopped before it was linked. Call \
+                 /api/whatsapp/init for a new QR code."
+            }
         }
     }
 }

@@ -2,6 +2,7 @@
 //! through a [`SessionHandle`] and read its state from a watch channel without waiting.
 
 mod actor;
+mod cluster;
 mod error;
 pub mod health;
 mod manager;

@@ -236,6 +236,12 @@ pub trait EventStore: Send + Sync + 'static {
         after_id: i64,
         limit: i64,
     ) -> StoreResult<Vec<EventRecord>>;
+    /// The highest event id so far (0 with none): a node follows the others' events from
+    /// there.
+    async fn last_event_id(&self) -> StoreResult<i64>;
+    /// Events of every tenant after `after_id`, oldest first: what a node missed while it
+    /// could not hear the others.
+    async fn events_since(&self, after_id: i64, limit: i64) -> StoreResult<Vec<EventRecord>>;
     async fn set_webhook(&self, hook: &WebhookRecord) -> StoreResult<WebhookRecord>;
     async fn webhook(&self, user: UserId) -> StoreResult<Option<WebhookRecord>>;
     /// Removes the webhook; its pending deliveries fail with the reason.
@@ -243,6 +249,23 @@ pub trait EventStore: Send + Sync + 'static {
     /// The oldest pending delivery of every tenant that has one: deliveries of one tenant go
     /// strictly in order, so only the head of each queue may be tried.
     async fn pending_heads(&self) -> StoreResult<Vec<DeliveryRecord>>;
+    /// Takes a due pending delivery for one attempt: its next attempt moves to `until_ms`,
+    /// so no other dispatcher tries it meanwhile, and one that dies with it lets it go then.
+    /// False when it is not due (another dispatcher took it) or no longer pending.
+    async fn claim_delivery(
+        &self,
+        delivery_id: i64,
+        now_ms: i64,
+        until_ms: i64,
+    ) -> StoreResult<bool>;
+    /// Gives back a claim whose attempt was cut short (a stop): due again at `due_ms`. A
+    /// delivery recorded or claimed anew since is left as it is.
+    async fn release_delivery(
+        &self,
+        delivery_id: i64,
+        claimed_until_ms: i64,
+        due_ms: i64,
+    ) -> StoreResult<()>;
     async fn record_attempt(
         &self,
         delivery_id: i64,
@@ -456,11 +479,21 @@ pub struct Renewal {
     pub held: Vec<Lease>,
     /// `(lease, the node asking for it)`.
     pub asked: Vec<(Lease, String)>,
-    /// Leases that exist in all, and nodes alive (leaving ones not counted): the fair share.
-    pub total_leases: i64,
-    pub alive_nodes: i64,
-    /// Sessions others are handing over to this node right now.
+}
+
+/// The cluster as one node sees it each second, to decide how many sessions to claim.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Census {
+    /// Leases that exist: sessions that should run.
+    pub total: i64,
+    /// Nodes alive (leaving ones not counted).
+    pub alive: i64,
+    /// Live leases this node holds.
+    pub mine: i64,
+    /// Sessions being handed over to this node.
     pub incoming: i64,
+    /// Leases nobody holds: released, or run out.
+    pub claimable: i64,
 }
 
 /// Who runs a session, as a node deciding where a command goes sees it.
@@ -491,6 +524,7 @@ pub trait ClusterStore: Send + Sync + 'static {
         incarnation: &str,
         lease_ms: i64,
     ) -> StoreResult<Option<Renewal>>;
+    async fn census(&self, node_id: &str) -> StoreResult<Census>;
     async fn set_node_state(
         &self,
         node_id: &str,
@@ -507,7 +541,8 @@ pub trait ClusterStore: Send + Sync + 'static {
     async fn acquire(&self, pair: Pair, node_id: &str, lease_ms: i64) -> StoreResult<Option<i64>>;
     /// Takes up to `limit` leases nobody holds (released, or run out), oldest first.
     async fn claim(&self, node_id: &str, lease_ms: i64, limit: i64) -> StoreResult<Vec<Lease>>;
-    /// Asks the busiest live node above `share` for up to `limit` of its sessions.
+    /// Asks the busiest live node above `share` for up to `limit` of its sessions, among
+    /// those `ready` (a session linking or fetching stays where it is).
     async fn ask_handover(&self, node_id: &str, share: i64, limit: i64) -> StoreResult<u64>;
     /// Gives the lease to the node that asked for it (if that node is still alive), under
     /// a new epoch; clears the ask otherwise. `Some(node)`: handed over.
@@ -518,6 +553,8 @@ pub trait ClusterStore: Send + Sync + 'static {
         to: &str,
         lease_ms: i64,
     ) -> StoreResult<Option<String>>;
+    /// The owner keeps the session (it is linking or fetching): the ask is cleared.
+    async fn decline_handover(&self, lease: Lease, from: &str) -> StoreResult<()>;
     /// Lets go of every lease of the node (it is leaving): anyone may claim them now.
     async fn release_all(&self, node_id: &str) -> StoreResult<u64>;
     /// The session ended (logged out, failed): nothing to run, no lease.

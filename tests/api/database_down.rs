@@ -112,6 +112,12 @@ impl EventStore for DownStore {
     ) -> StoreResult<Vec<EventRecord>> {
         down()
     }
+    async fn last_event_id(&self) -> StoreResult<i64> {
+        down()
+    }
+    async fn events_since(&self, _after_id: i64, _limit: i64) -> StoreResult<Vec<EventRecord>> {
+        down()
+    }
     async fn set_webhook(&self, _hook: &WebhookRecord) -> StoreResult<WebhookRecord> {
         down()
     }
@@ -122,6 +128,12 @@ impl EventStore for DownStore {
         down()
     }
     async fn pending_heads(&self) -> StoreResult<Vec<DeliveryRecord>> {
+        down()
+    }
+    async fn claim_delivery(&self, _id: i64, _now_ms: i64, _until_ms: i64) -> StoreResult<bool> {
+        down()
+    }
+    async fn release_delivery(&self, _id: i64, _until_ms: i64, _due_ms: i64) -> StoreResult<()> {
         down()
     }
     async fn record_attempt(

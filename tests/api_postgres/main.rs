@@ -14,6 +14,9 @@
 
 mod helpers;
 
+/// Only here: a node of a cluster cut off from the database.
+mod cut_off;
+
 #[path = "../api/connections.rs"]
 mod connections;
 #[path = "../api/contact_search.rs"]
@@ -44,6 +47,7 @@ mod messaging;
 mod messaging_aliases;
 #[path = "../api/names.rs"]
 mod names;
+mod nodes_events;
 #[path = "../api/outbound.rs"]
 mod outbound;
 #[path = "../api/quotas.rs"]

@@ -327,3 +327,50 @@ pub async fn a_reader_never_sees_an_id_below_one_it_already_read(f: Fixture) {
     let event_ids: Vec<i64> = list.iter().rev().map(|d| d.event.id).collect();
     assert_eq!(event_ids, written.into_iter().collect::<Vec<_>>());
 }
+
+pub async fn every_tenants_events_follow_one_id_and_the_last_id_is_known(f: Fixture) {
+    assert_eq!(f.db.last_event_id().await.unwrap(), 0, "no event yet");
+    let a = record(&f.db, 1, 1, "k", 1).await.0.id;
+    let b = record(&f.db, 2, 1, "k", 2).await.0.id;
+    let c = record(&f.db, 1, 2, "k", 3).await.0.id;
+    assert_eq!(f.db.last_event_id().await.unwrap(), c);
+    let ids = |es: Vec<EventRecord>| es.iter().map(|e| e.id).collect::<Vec<_>>();
+    assert_eq!(ids(f.db.events_since(0, 100).await.unwrap()), [a, b, c]);
+    assert_eq!(ids(f.db.events_since(a, 1).await.unwrap()), [b]);
+    assert!(f.db.events_since(c, 100).await.unwrap().is_empty());
+    let second = &f.db.events_since(a, 1).await.unwrap()[0];
+    assert_eq!((second.pair, second.kind.as_str()), (pair(2, 1), "k"));
+}
+
+pub async fn a_delivery_is_claimed_by_one_dispatcher_until_due_again_or_released(f: Fixture) {
+    f.db.set_webhook(&hook(1, &["k"], 1)).await.unwrap();
+    record(&f.db, 1, 1, "k", 2).await;
+    let head = f.db.pending_heads().await.unwrap()[0].id;
+    assert!(f.db.claim_delivery(head, 5, 100).await.unwrap());
+    assert!(
+        !f.db.claim_delivery(head, 50, 150).await.unwrap(),
+        "claimed by another until 100"
+    );
+    assert_eq!(f.db.pending_heads().await.unwrap()[0].next_attempt_at, 100);
+    f.db.release_delivery(head, 100, 5).await.unwrap();
+    assert_eq!(f.db.pending_heads().await.unwrap()[0].next_attempt_at, 5);
+    assert!(f.db.claim_delivery(head, 6, 200).await.unwrap());
+    f.db.release_delivery(head, 100, 5).await.unwrap();
+    assert_eq!(
+        f.db.pending_heads().await.unwrap()[0].next_attempt_at,
+        200,
+        "a release of an older claim leaves the newer one"
+    );
+    // A dispatcher that died with it: the claim runs out and another takes it.
+    assert!(f.db.claim_delivery(head, 200, 300).await.unwrap());
+    f.db.record_attempt(head, &AttemptResult::Delivered { status_code: 200 }, 210)
+        .await
+        .unwrap();
+    assert!(
+        !f.db.claim_delivery(head, 400, 500).await.unwrap(),
+        "delivered"
+    );
+    f.db.release_delivery(head, 300, 5).await.unwrap();
+    let (list, _) = f.db.deliveries(user(1), None, 1, 10).await.unwrap();
+    assert_eq!(list[0].status, DeliveryStatus::Delivered);
+}

@@ -4,6 +4,8 @@
 //!
 //! `cargo test --test store_conformance -- sqlite::` (or `postgres::`) runs one backend.
 
+/// The leases nodes share (PostgreSQL only).
+mod cluster;
 mod contact_cache;
 mod contacts;
 mod events;
@@ -181,6 +183,8 @@ macro_rules! suite {
                 only_the_head_of_each_tenants_queue_is_pending,
                 attempts_are_recorded_and_deliveries_listed_newest_first,
                 a_reader_never_sees_an_id_below_one_it_already_read,
+                every_tenants_events_follow_one_id_and_the_last_id_is_known,
+                a_delivery_is_claimed_by_one_dispatcher_until_due_again_or_released,
             ]
         );
     };

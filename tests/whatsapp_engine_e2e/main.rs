@@ -6,11 +6,14 @@
 //! through the database runs on SQLite and on PostgreSQL (`testkit::pg`: a throwaway cluster,
 //! or the one `WAM_TEST_POSTGRES` names; without one they fail, never skip). `failures`: what
 //! WhatsApp or the network refuse. `send`: the engine's client below the API, sending.
+//! `nodes`: two server processes on one PostgreSQL database; a linked device whose node is
+//! killed comes back on the other with its keys.
 //!
 //! `cargo test --test whatsapp_engine_e2e` runs exactly these.
 
 mod failures;
 mod linking;
+mod nodes;
 mod send;
 
 /// Instantiates each listed `async fn name(backend: TestBackend)` once per backend:

@@ -168,6 +168,30 @@ impl TestApp {
         app
     }
 
+    /// Another server on this one's PostgreSQL database and clock (a second node), with its
+    /// own data folder and port, configured as this one and then by `tune` (give it its own
+    /// `cluster.node_id`).
+    pub async fn spawn_peer(&self, tune: impl FnOnce(&mut Config)) -> TestApp {
+        assert_eq!(
+            self.backend,
+            TestBackend::Postgres,
+            "only servers on PostgreSQL share a database"
+        );
+        let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
+        let mut config = self.config.clone();
+        config.listen = "127.0.0.1:0".into();
+        config.data_dir = dir.path().join("data");
+        tune(&mut config);
+        let held = Held {
+            dir,
+            backend: self.backend,
+            database: self.database.clone(),
+        };
+        let mut app = start(config, held, self.clock.clone()).await;
+        app.api_key = self.api_key.clone();
+        app
+    }
+
     /// Everything the app's database holds ([`crate::db::stored_bytes`]).
     pub async fn stored_bytes(&self) -> Vec<u8> {
         crate::db::stored_bytes(&self.config.database_url).await

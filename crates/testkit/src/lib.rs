@@ -4,12 +4,15 @@
 //!
 //! [`api`] drives the simulated engine through HTTP; [`wa`] the real WhatsApp client against
 //! an in-process fake WhatsApp server. [`db`] hands each test a fresh database of either
-//! backend; [`pg`] is the throwaway PostgreSQL behind it.
+//! backend; [`pg`] is the throwaway PostgreSQL behind it. [`cluster`] runs several server
+//! processes as the nodes of one cluster on a PostgreSQL database.
 
 pub mod api;
 pub mod child;
+pub mod cluster;
 pub mod db;
 pub mod pg;
+pub mod proxy;
 pub mod wa;
 
 use std::future::Future;

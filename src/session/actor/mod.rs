@@ -23,6 +23,9 @@ use crate::store::{SessionRecord, keep_trying};
 /// How often a client that is not linked yet is checked for having silently died.
 const LIVENESS_CHECK: Duration = Duration::from_secs(2);
 const DEFAULT_GROUP_ATTEMPTS: u32 = 3;
+/// The longest a save waits to learn whether this node still holds the session's lease; a
+/// node cut off from its database must still stop its clients promptly.
+const LEASE_CHECK: Duration = Duration::from_secs(2);
 
 pub(super) struct Deps {
     pub engine: Arc<dyn Engine>,
@@ -32,6 +35,16 @@ pub(super) struct Deps {
     pub fetch_slots: Arc<tokio::sync::Semaphore>,
     /// Where status changes, finished fetches and incoming messages are told.
     pub events: Option<crate::events::EventBus>,
+    /// On a cluster: the lease this actor runs under. Every save first checks it is still
+    /// held; a node that lost it (another node took the session over) stops the client
+    /// without writing, so two nodes never drive one device.
+    pub fence: Option<Fence>,
+}
+
+pub(crate) struct Fence {
+    pub store: Arc<dyn crate::store::traits::ClusterStore>,
+    pub node_id: String,
+    pub lease: crate::store::traits::Lease,
 }
 
 struct RunningFetch {
@@ -61,6 +74,8 @@ pub(super) struct Actor {
     fetch_rx: mpsc::UnboundedReceiver<FetchMessage>,
     /// The status last told as an event, so each change is told once.
     told_status: SessionStatus,
+    /// The lease is no longer this node's: nothing more is written, the actor ends.
+    fenced: bool,
 }
 
 #[derive(PartialEq, Eq)]
@@ -97,6 +112,7 @@ impl Actor {
             fetch_tx,
             fetch_rx,
             told_status,
+            fenced: false,
         }
     }
 
@@ -162,6 +178,17 @@ impl Actor {
                         self.check_liveness().await
                     }
                 };
+                if self.fenced {
+                    tracing::warn!(
+                        "⚠️ Session {} now runs on another node: stopping its client here",
+                        self.record.session_id
+                    );
+                    self.stop_fetch("the session moved to another node").await;
+                    if let Some(c) = self.client.take() {
+                        c.stop().await;
+                    }
+                    break;
+                }
                 if flow == Flow::Stop {
                     break;
                 }
@@ -190,8 +217,46 @@ impl Actor {
         self.state.send_replace(Arc::new(snap));
     }
 
+    /// Whether this node may still write the session: always off a cluster; on one, while
+    /// it holds the lease under the actor's epoch. A database that cannot say is a no: the
+    /// write could not land anyway, and the lease loop stops the clients of a node cut off
+    /// from its database.
+    async fn still_holds(&mut self) -> bool {
+        let Some(f) = &self.deps.fence else {
+            return true;
+        };
+        if self.fenced {
+            return false;
+        }
+        match tokio::time::timeout(LEASE_CHECK, f.store.holds(f.lease, &f.node_id)).await {
+            Ok(Ok(true)) => true,
+            Ok(Ok(false)) => {
+                self.fenced = true;
+                false
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(
+                    "⚠️ Cannot check the lease of session {}; not saving: {e}",
+                    self.record.session_id
+                );
+                false
+            }
+            Err(_) => {
+                tracing::warn!(
+                    "⚠️ The database did not say in time whether this node still runs session \
+                     {}; not saving",
+                    self.record.session_id
+                );
+                false
+            }
+        }
+    }
+
     /// Writes the record through and publishes it.
     async fn save(&mut self) {
+        if !self.still_holds().await {
+            return;
+        }
         let now = self.now_ms();
         self.record.updated_at = now;
         self.record.last_activity = Some(now);

@@ -16,8 +16,8 @@ use super::{PgStore, pg_tx};
 use crate::domain::{Pair, PlaceId, UserId};
 use crate::store::StoreResult;
 use crate::store::traits::{
-    ClusterStore, JoinOutcome, Lease, LeaseHolder, NodeJoin, NodeRecord, NodeState, Renewal,
-    Signal, Signals,
+    Census, ClusterStore, JoinOutcome, Lease, LeaseHolder, NodeJoin, NodeRecord, NodeState,
+    Renewal, Signal, Signals,
 };
 
 /// The database's clock in ms; `clock_timestamp()`, not `now()`, which stands still for a
@@ -131,21 +131,34 @@ impl ClusterStore for PgStore {
                 }
                 renewal.held.push(lease);
             }
-            let counts = sqlx::query(concat!(
-                "SELECT (SELECT count(*) FROM session_leases) AS total, \
-                 (SELECT count(*) FROM cluster_nodes n WHERE n.state = 'alive' AND \
-                  n.last_heartbeat + n.lease_ms > ",
-                now_ms!(),
-                ") AS alive, \
-                 (SELECT count(*) FROM session_leases WHERE handover_to = $1) AS incoming"
-            ))
-            .bind(node_id)
-            .fetch_one(&mut *tx)
-            .await?;
-            renewal.total_leases = counts.try_get("total")?;
-            renewal.alive_nodes = counts.try_get("alive")?;
-            renewal.incoming = counts.try_get("incoming")?;
             Ok(Some(renewal))
+        })
+    }
+
+    async fn census(&self, node_id: &str) -> StoreResult<Census> {
+        let row = sqlx::query(concat!(
+            "SELECT (SELECT count(*) FROM session_leases) AS total, \
+             (SELECT count(*) FROM cluster_nodes n WHERE n.state = 'alive' AND \
+              n.last_heartbeat + n.lease_ms > ",
+            now_ms!(),
+            ") AS alive, \
+             (SELECT count(*) FROM session_leases WHERE owner = $1 AND expires_at > ",
+            now_ms!(),
+            ") AS mine, \
+             (SELECT count(*) FROM session_leases WHERE handover_to = $1) AS incoming, \
+             (SELECT count(*) FROM session_leases WHERE owner IS NULL OR expires_at <= ",
+            now_ms!(),
+            ") AS claimable"
+        ))
+        .bind(node_id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(Census {
+            total: row.try_get("total")?,
+            alive: row.try_get("alive")?,
+            mine: row.try_get("mine")?,
+            incoming: row.try_get("incoming")?,
+            claimable: row.try_get("claimable")?,
         })
     }
 
@@ -286,9 +299,11 @@ impl ClusterStore for PgStore {
             let held: i64 = row.try_get("held")?;
             let limit = limit.min(held - share);
             let done = sqlx::query(
-                "UPDATE session_leases l SET handover_to = $1 FROM (SELECT user_id, place_id \
-                 FROM session_leases WHERE owner = $2 AND handover_to IS NULL \
-                 ORDER BY user_id, place_id LIMIT $3 FOR UPDATE SKIP LOCKED) c \
+                "UPDATE session_leases l SET handover_to = $1 FROM (SELECT o.user_id, \
+                 o.place_id FROM session_leases o WHERE o.owner = $2 AND o.handover_to IS NULL \
+                 AND (SELECT s.status FROM sessions s WHERE s.user_id = o.user_id AND \
+                 s.place_id = o.place_id ORDER BY s.created_at DESC, s.seq DESC LIMIT 1) = \
+                 'ready' ORDER BY o.user_id, o.place_id LIMIT $3 FOR UPDATE SKIP LOCKED) c \
                  WHERE l.user_id = c.user_id AND l.place_id = c.place_id",
             )
             .bind(node_id)
@@ -343,6 +358,19 @@ impl ClusterStore for PgStore {
             .await?;
             Ok(None)
         })
+    }
+
+    async fn decline_handover(&self, lease: Lease, from: &str) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE session_leases SET handover_to = NULL WHERE user_id = $1 AND place_id = $2 \
+             AND owner = $3",
+        )
+        .bind(lease.pair.user_id.get())
+        .bind(lease.pair.place_id.get())
+        .bind(from)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     async fn release_all(&self, node_id: &str) -> StoreResult<u64> {

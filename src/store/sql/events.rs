@@ -164,6 +164,28 @@ macro_rules! impl_event_store {
                     rows.iter().map(event_from_row).collect()
                 }
 
+                async fn last_event_id(&self) -> StoreResult<i64> {
+                    let id: Option<i64> = sqlx::query_scalar("SELECT MAX(id) FROM events")
+                        .fetch_one(&self.pool)
+                        .await?;
+                    Ok(id.unwrap_or(0))
+                }
+
+                async fn events_since(
+                    &self,
+                    after_id: i64,
+                    limit: i64,
+                ) -> StoreResult<Vec<EventRecord>> {
+                    let mut q = QueryBuilder::<$db>::new(
+                        "SELECT id AS event_id, user_id, place_id, session_id, kind, payload, \
+                         created_at AS event_created_at FROM events WHERE id > ",
+                    );
+                    q.push_bind(after_id).push(" ORDER BY id");
+                    <$db as Dialect>::push_limit(&mut q, limit);
+                    let rows = q.build().fetch_all(&self.pool).await?;
+                    rows.iter().map(event_from_row).collect()
+                }
+
                 async fn set_webhook(&self, hook: &WebhookRecord) -> StoreResult<WebhookRecord> {
                     let events = serde_json::to_string(&hook.events)?;
                     $write!(self, "set a webhook", |conn| {
@@ -222,6 +244,46 @@ macro_rules! impl_event_store {
                     .fetch_all(&self.pool)
                     .await?;
                     rows.iter().map(delivery_from_row).collect()
+                }
+
+                async fn claim_delivery(
+                    &self,
+                    delivery_id: i64,
+                    now_ms: i64,
+                    until_ms: i64,
+                ) -> StoreResult<bool> {
+                    $write!(self, "claim a webhook delivery", |conn| {
+                        let done = sqlx::query(
+                            "UPDATE webhook_deliveries SET next_attempt_at = $1 \
+                             WHERE id = $2 AND status = 'pending' AND next_attempt_at <= $3",
+                        )
+                        .bind(until_ms)
+                        .bind(delivery_id)
+                        .bind(now_ms)
+                        .execute(&mut *conn)
+                        .await?;
+                        Ok(done.rows_affected() == 1)
+                    })
+                }
+
+                async fn release_delivery(
+                    &self,
+                    delivery_id: i64,
+                    claimed_until_ms: i64,
+                    due_ms: i64,
+                ) -> StoreResult<()> {
+                    $write!(self, "release a webhook delivery", |conn| {
+                        sqlx::query(
+                            "UPDATE webhook_deliveries SET next_attempt_at = $1 \
+                             WHERE id = $2 AND status = 'pending' AND next_attempt_at = $3",
+                        )
+                        .bind(due_ms)
+                        .bind(delivery_id)
+                        .bind(claimed_until_ms)
+                        .execute(&mut *conn)
+                        .await?;
+                        Ok(())
+                    })
                 }
 
                 async fn record_attempt(
