@@ -14,7 +14,7 @@ use crate::clock::{SharedClock, SystemClock};
 use crate::cluster::{Cluster, LeaseLoop, NodeIdentity};
 use crate::config::{Config, EngineKind};
 use crate::engine::Engine;
-use crate::engine::sim::SimNetwork;
+use crate::engine::sim::{SimNetwork, SimNode};
 use crate::engine::whatsapp::{WhatsAppEngine, WhatsAppOptions};
 use crate::events::nodes::Follower;
 use crate::events::{EventBus, webhook};
@@ -111,10 +111,18 @@ impl Application {
         }
         let (engine, sim): (Arc<dyn Engine>, Option<SimNetwork>) = match config.engine {
             EngineKind::Sim => {
-                let net = SimNetwork::new(config.sim.clone(), store.clone(), clock.clone());
+                let node = SimNode {
+                    id: identity.node_id.clone(),
+                    signals: store.signals(),
+                };
+                let net =
+                    SimNetwork::on_node(config.sim.clone(), store.clone(), clock.clone(), node);
                 net.import_files(&config.data_dir)
                     .await
                     .context("moving the simulated engine's files into the database")?;
+                net.start_node()
+                    .await
+                    .context("closing the simulated connections an earlier process left")?;
                 (Arc::new(net.clone()), Some(net))
             }
             EngineKind::Whatsapp => (

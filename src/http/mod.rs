@@ -123,6 +123,7 @@ fn api_parts(with_sim: bool) -> (OpenApiRouter<AppState>, OpenApiRouter<AppState
             .routes(routes!(sim::scan))
             .routes(routes!(sim::fault))
             .routes(routes!(sim::outbox))
+            .routes(routes!(sim::connections))
             .routes(routes!(sim::incoming));
         app = app.nest("/api/sim", sim);
     }

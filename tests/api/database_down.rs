@@ -178,6 +178,46 @@ impl SimStore for DownStore {
     async fn sim_outbox(&self, _: Pair) -> StoreResult<Vec<String>> {
         down()
     }
+    async fn open_sim_connection(
+        &self,
+        _: Pair,
+        _: &SessionId,
+        _: &str,
+        _: i64,
+    ) -> StoreResult<whatsapp_manager::store::traits::SimOpened> {
+        down()
+    }
+    async fn close_sim_connection(
+        &self,
+        _: i64,
+        _: whatsapp_manager::store::traits::SimCloseReason,
+        _: i64,
+    ) -> StoreResult<bool> {
+        down()
+    }
+    async fn close_sim_connections_of(
+        &self,
+        _: &str,
+        _: whatsapp_manager::store::traits::SimCloseReason,
+        _: i64,
+    ) -> StoreResult<u64> {
+        down()
+    }
+    async fn sim_connection(
+        &self,
+        _: i64,
+    ) -> StoreResult<Option<whatsapp_manager::store::traits::SimConnection>> {
+        down()
+    }
+    async fn open_sim_connections_of(&self, _: &str) -> StoreResult<Vec<i64>> {
+        down()
+    }
+    async fn sim_connections(
+        &self,
+        _: Pair,
+    ) -> StoreResult<Vec<whatsapp_manager::store::traits::SimConnection>> {
+        down()
+    }
 }
 
 #[async_trait]

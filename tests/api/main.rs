@@ -27,5 +27,6 @@ mod process;
 mod quotas;
 mod security;
 mod sim_access;
+mod sim_connections;
 mod unknown_params;
 mod webhooks;

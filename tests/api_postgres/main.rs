@@ -58,6 +58,8 @@ mod quotas;
 mod security;
 #[path = "../api/sim_access.rs"]
 mod sim_access;
+#[path = "../api/sim_connections.rs"]
+mod sim_connections;
 #[path = "../api/unknown_params.rs"]
 mod unknown_params;
 #[path = "../api/webhooks.rs"]

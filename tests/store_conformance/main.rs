@@ -136,6 +136,8 @@ macro_rules! suite {
                 a_sim_link_is_kept_replaced_and_forgotten_once,
                 a_phone_book_is_kept_byte_for_byte_per_pair,
                 the_outbox_keeps_the_order_sent_per_pair,
+                a_second_connection_of_a_device_replaces_the_first_unless_its_node_is_dead,
+                racing_connections_of_one_device_leave_exactly_one_open,
             ]
         );
         instantiate!(

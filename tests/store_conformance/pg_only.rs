@@ -435,3 +435,44 @@ async fn a_server_that_cannot_be_reached_is_named_without_its_password() {
         "{text}"
     );
 }
+
+/// A connection is replaced only when its node lives: a node whose heartbeat ran out is
+/// dead, and its connection lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sim_connection_of_a_live_node_is_replaced_and_of_a_dead_one_lost() {
+    use whatsapp_manager::store::traits::{JoinOutcome, NodeJoin, SimCloseReason};
+    let f = postgres().await;
+    let cluster = f.db.cluster().expect("PostgreSQL has a cluster store");
+    for (node, lease_ms) in [("alive", 600_000), ("dying", 1)] {
+        let join = NodeJoin {
+            node_id: node,
+            advertise_url: "http://127.0.0.1:1",
+            incarnation: node,
+            lease_ms,
+            force: false,
+        };
+        assert_eq!(cluster.join(&join).await.unwrap(), JoinOutcome::Joined);
+    }
+    let p = pair(1, 1);
+    let s = session_id(p, 1);
+    let on_alive = f.db.open_sim_connection(p, &s, "alive", 1).await.unwrap();
+    let mine = f.db.open_sim_connection(p, &s, "me", 2).await.unwrap();
+    assert_eq!(
+        mine.closed,
+        [(on_alive.id, "alive".to_string(), SimCloseReason::Replaced)]
+    );
+    let q = pair(1, 2);
+    let t = session_id(q, 1);
+    let on_dying = f.db.open_sim_connection(q, &t, "dying", 1).await.unwrap();
+    // Its 1 ms lease is over by the next statement, but the clock is the database's.
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let mine = f.db.open_sim_connection(q, &t, "me", 2).await.unwrap();
+    assert_eq!(
+        mine.closed,
+        [(
+            on_dying.id,
+            "dying".to_string(),
+            SimCloseReason::ConnectionLost
+        )]
+    );
+}

@@ -4,7 +4,7 @@
 //! and the flags of [`ClientShared`].
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -17,6 +17,12 @@ use super::{Fault, SimSent, default_me_digits};
 use crate::domain::text::phone_name_opt;
 use crate::domain::{Pair, PhoneNumber, SessionId};
 use crate::engine::{ContactSource, Engine, EngineClient, EngineError, EngineEvent};
+use crate::store::traits::SimCloseReason;
+
+/// What a client whose connection another one replaced reports: the real engine's words for
+/// WhatsApp's `<conflict type="replaced"/>` (`engine/whatsapp/events.rs`).
+pub(super) const REPLACED: &str = "This number was opened in another WhatsApp Web session, \
+    which replaced this one. Call /api/whatsapp/restart to take it back.";
 
 /// The linked device a credentials file holds.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -32,6 +38,12 @@ pub(super) enum Control {
     /// Unlink on the API's request; the actor records `logged_out` itself.
     Unlink(oneshot::Sender<()>),
     Stop,
+    /// Someone else closed connection `id` (another connection of the device replaced it,
+    /// or its node was taken for dead).
+    Closed {
+        id: i64,
+        reason: SimCloseReason,
+    },
 }
 
 /// State a client shares between its task, its handle and the network's fault routes.
@@ -46,6 +58,9 @@ pub(super) struct ClientShared {
     pub(super) fail_next_fetch: AtomicBool,
     pub(super) slow_next_fetch: AtomicBool,
     pub(super) fail_next_send: AtomicBool,
+    /// The id of its open connection's row; 0 while it has none. Whoever swaps it to 0
+    /// closes the row.
+    pub(super) connection: AtomicI64,
     pub(super) control: mpsc::UnboundedSender<Control>,
     /// Held here as well as by the task: a dropped client vanishes *without* closing the
     /// actor's event channel, exactly like a client that died silently. Incoming messages
@@ -98,6 +113,11 @@ impl EngineClient for SimClient {
 
     async fn stop(&self) {
         self.shared.alive.store(false, Ordering::SeqCst);
+        // Closed before this returns: a restart starts the next client right after, and its
+        // connection must not find this one open and replace it.
+        self.net
+            .close_connection(&self.shared, SimCloseReason::Closed)
+            .await;
         let _ = self.shared.control.send(Control::Stop);
     }
 
@@ -220,6 +240,7 @@ async fn show_qr_codes(
                     }
                     // Nothing to drop or unlink before the phone has linked.
                     Some(Control::Fault(_)) => {}
+                    Some(Control::Closed { .. }) => {}
                 }
             }
         }
@@ -265,13 +286,26 @@ async fn link(
     Linking::Linked(device)
 }
 
+/// Connected until a stop, an unlink or a replacement; the connection's row is closed with
+/// why whichever way it ends.
 async fn connected_loop(
     net: &SimNetwork,
-    shared: &ClientShared,
+    shared: &Arc<ClientShared>,
     ctl: &mut mpsc::UnboundedReceiver<Control>,
     events: &mpsc::Sender<EngineEvent>,
     device: LinkedDevice,
 ) {
+    let why = stay_connected(net, shared, ctl, events, device).await;
+    net.close_connection(shared, why).await;
+}
+
+async fn stay_connected(
+    net: &SimNetwork,
+    shared: &Arc<ClientShared>,
+    ctl: &mut mpsc::UnboundedReceiver<Control>,
+    events: &mpsc::Sender<EngineEvent>,
+    device: LinkedDevice,
+) -> SimCloseReason {
     let ready = || EngineEvent::Ready {
         phone: device.me.clone(),
         push_name: phone_name_opt(device.push_name.as_deref()),
@@ -280,9 +314,10 @@ async fn connected_loop(
         shared.connected.store(false, Ordering::SeqCst);
         shared.generation.fetch_add(1, Ordering::SeqCst);
     };
+    net.open_connection(shared).await;
     shared.connected.store(true, Ordering::SeqCst);
     if events.send(ready()).await.is_err() {
-        return;
+        return SimCloseReason::Closed;
     }
     // While the connection is down, when it comes back. Every control message is handled
     // the same way up or down: an unlink during the backoff must not be lost.
@@ -293,11 +328,12 @@ async fn connected_loop(
             _ = tokio::time::sleep_until(wake.unwrap_or_else(Instant::now)), if wake.is_some() => {
                 reconnect_at = None;
                 if !shared.alive.load(Ordering::SeqCst) {
-                    return;
+                    return SimCloseReason::Closed;
                 }
+                net.open_connection(shared).await;
                 shared.connected.store(true, Ordering::SeqCst);
                 if events.send(ready()).await.is_err() {
-                    return;
+                    return SimCloseReason::Closed;
                 }
             }
             c = ctl.recv() => match c {
@@ -307,6 +343,7 @@ async fn connected_loop(
                 Some(Control::Fault(Fault::Disconnect)) => {
                     if reconnect_at.is_none() {
                         down();
+                        net.close_connection(shared, SimCloseReason::ConnectionLost).await;
                         let _ = events
                             .send(EngineEvent::Disconnected {
                                 reason: "connection to WhatsApp lost (simulated)".into(),
@@ -315,27 +352,64 @@ async fn connected_loop(
                         reconnect_at = Some(Instant::now() + net.inner.cfg.reconnect_backoff);
                     }
                 }
+                Some(Control::Closed { id, reason }) => {
+                    // About an earlier connection of this client: nothing to do now.
+                    if shared
+                        .connection
+                        .compare_exchange(id, 0, Ordering::SeqCst, Ordering::SeqCst)
+                        .is_err()
+                    {
+                        continue;
+                    }
+                    down();
+                    if reason == SimCloseReason::Replaced {
+                        shared.alive.store(false, Ordering::SeqCst);
+                        let _ = events
+                            .send(EngineEvent::Failed {
+                                message: REPLACED.into(),
+                            })
+                            .await;
+                        return reason;
+                    }
+                    // Taken for dead by WhatsApp: a real client connects again, and the
+                    // connection it opens then replaces whichever took its place.
+                    let _ = events
+                        .send(EngineEvent::Disconnected {
+                            reason: format!(
+                                "WhatsApp closed the connection ({}, simulated)",
+                                reason.as_str()
+                            ),
+                        })
+                        .await;
+                    reconnect_at = Some(Instant::now() + net.inner.cfg.reconnect_backoff);
+                }
                 Some(Control::Fault(Fault::Logout)) => {
                     down();
                     shared.alive.store(false, Ordering::SeqCst);
+                    net.close_connection(shared, SimCloseReason::LoggedOut).await;
                     let _ = net.forget(&shared.session_id).await;
                     let _ = events
                         .send(EngineEvent::LoggedOut {
                             reason: "the device was unlinked from the phone".into(),
                         })
                         .await;
-                    return;
+                    return SimCloseReason::LoggedOut;
                 }
                 Some(Control::Unlink(reply)) => {
                     down();
                     shared.alive.store(false, Ordering::SeqCst);
+                    net.close_connection(shared, SimCloseReason::LoggedOut).await;
                     let _ = net.forget(&shared.session_id).await;
                     let _ = reply.send(());
-                    return;
+                    return SimCloseReason::LoggedOut;
                 }
-                Some(Control::Fault(Fault::DropClient)) | Some(Control::Stop) | None => {
+                Some(Control::Fault(Fault::DropClient)) => {
                     down();
-                    return;
+                    return SimCloseReason::ConnectionLost;
+                }
+                Some(Control::Stop) | None => {
+                    down();
+                    return SimCloseReason::Closed;
                 }
                 Some(Control::Fault(Fault::FailFetch | Fault::SlowFetch | Fault::FailSend)) => {}
             }

@@ -3,7 +3,8 @@
 //! engine's credentials), phone books, and the faults a real connection has.
 //!
 //! `network`: the network itself (the [`Engine`](super::Engine)), its phones and phone books;
-//! `client`: one session's client, an actor driven by control messages; `source`: a contact
+//! `client`: one session's client, an actor driven by control messages; `connections`: the
+//! one connection per linked device WhatsApp allows, recorded per node; `source`: a contact
 //! read in chunks; `book`: generated and uploaded phone books; `legacy`: the import of what an
 //! earlier version kept in files.
 
@@ -14,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 mod book;
 mod client;
+mod connections;
 mod legacy;
 mod network;
 mod source;
@@ -22,7 +24,8 @@ mod tests;
 
 use crate::domain::{Pair, PhoneNumber};
 pub use book::{PhoneBook, SimEntry, default_me_digits};
-pub use network::SimNetwork;
+pub use connections::SIM_CHANNEL;
+pub use network::{SimNetwork, SimNode};
 
 #[derive(Debug, Clone)]
 pub struct SimConfig {

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
@@ -18,15 +18,38 @@ use crate::clock::SharedClock;
 use crate::domain::text::phone_name_opt;
 use crate::domain::{Pair, SessionId};
 use crate::engine::{ClientStart, Engine, EngineClient, EngineError, EngineEvent};
-use crate::store::traits::SimStore;
+use crate::store::traits::{Signals, SimStore};
+
+/// The node a network runs on: its connections carry its id, and it tells the others
+/// through `signals` (PostgreSQL) when it closes theirs.
+#[derive(Clone)]
+pub struct SimNode {
+    pub id: String,
+    pub signals: Option<Arc<dyn Signals>>,
+}
+
+impl Default for SimNode {
+    /// A network alone on its database.
+    fn default() -> Self {
+        Self {
+            id: "local".into(),
+            signals: None,
+        }
+    }
+}
 
 pub(super) struct Inner {
     pub(super) cfg: SimConfig,
     pub(super) store: Arc<dyn SimStore>,
     pub(super) clock: SharedClock,
+    pub(super) node: SimNode,
+    /// Generated books, and (alone on the database) the ones someone set; with other nodes
+    /// on the database a set book is read from it every time, as any of them may change it.
     pub(super) books: Mutex<HashMap<Pair, Arc<PhoneBook>>>,
     /// The newest client started for each pair.
     pub(super) clients: Mutex<HashMap<Pair, Arc<ClientShared>>>,
+    /// This node's open connections by id, to tell their clients when someone closes them.
+    pub(super) open: Mutex<HashMap<i64, Arc<ClientShared>>>,
     pub(super) qr_counter: AtomicU64,
     pub(super) incoming_counter: AtomicU64,
     /// One phone-book upload read and parsed at a time: a large book costs several times its
@@ -41,13 +64,24 @@ pub struct SimNetwork {
 
 impl SimNetwork {
     pub fn new(cfg: SimConfig, store: Arc<dyn SimStore>, clock: SharedClock) -> Self {
+        Self::on_node(cfg, store, clock, SimNode::default())
+    }
+
+    pub fn on_node(
+        cfg: SimConfig,
+        store: Arc<dyn SimStore>,
+        clock: SharedClock,
+        node: SimNode,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 cfg,
                 store,
                 clock,
+                node,
                 books: Mutex::default(),
                 clients: Mutex::default(),
+                open: Mutex::default(),
                 qr_counter: AtomicU64::new(0),
                 incoming_counter: AtomicU64::new(0),
                 uploads: tokio::sync::Semaphore::new(1),
@@ -133,7 +167,11 @@ impl SimNetwork {
             .store
             .set_sim_phonebook(pair, &bytes, self.inner.clock.now_ms())
             .await?;
-        lock(&self.inner.books).insert(pair, book);
+        if self.shares_database() {
+            lock(&self.inner.books).remove(&pair);
+        } else {
+            lock(&self.inner.books).insert(pair, book);
+        }
         Ok(())
     }
 
@@ -149,9 +187,15 @@ impl SimNetwork {
         lock(&self.inner.books).entry(pair).or_insert(book).clone()
     }
 
+    /// Whether other nodes may share the database (and so change a phone book under us).
+    fn shares_database(&self) -> bool {
+        self.inner.node.signals.is_some()
+    }
+
     /// A phone book someone set (kept in memory, or in the database from before a restart).
     async fn stored_phonebook(&self, pair: Pair) -> Option<Arc<PhoneBook>> {
-        if let Some(b) = lock(&self.inner.books).get(&pair) {
+        let shared = self.shares_database();
+        if !shared && let Some(b) = lock(&self.inner.books).get(&pair) {
             return Some(b.clone());
         }
         let bytes = match self.inner.store.sim_phonebook(pair).await {
@@ -162,6 +206,11 @@ impl SimNetwork {
             }
         };
         let book = Arc::new(serde_json::from_slice::<PhoneBook>(&bytes).ok()?);
+        if shared {
+            // Set through another node, it may have replaced a book generated here.
+            lock(&self.inner.books).remove(&pair);
+            return Some(book);
+        }
         Some(lock(&self.inner.books).entry(pair).or_insert(book).clone())
     }
 
@@ -268,6 +317,7 @@ impl Engine for SimNetwork {
             fail_next_fetch: AtomicBool::new(false),
             slow_next_fetch: AtomicBool::new(false),
             fail_next_send: AtomicBool::new(false),
+            connection: AtomicI64::new(0),
             control: ctl_tx,
             events: start.events.clone(),
         });

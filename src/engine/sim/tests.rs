@@ -13,7 +13,7 @@ use crate::clock::SystemClock;
 use crate::domain::{Pair, PlaceId, SessionId, UserId};
 use crate::engine::{ClientStart, Engine, EngineClient, EngineError, EngineEvent};
 use crate::store::StoreResult;
-use crate::store::traits::SimStore;
+use crate::store::traits::{SimCloseReason, SimConnection, SimOpened, SimStore};
 
 fn pair() -> Pair {
     Pair::new(UserId::new_unchecked(1), PlaceId::new_unchecked(2))
@@ -26,6 +26,7 @@ pub(super) struct MemoryStore {
     devices: Mutex<HashMap<SessionId, String>>,
     books: Mutex<HashMap<Pair, Vec<u8>>>,
     sent: Mutex<Vec<(Pair, String)>>,
+    connections: Mutex<Vec<SimConnection>>,
 }
 
 #[async_trait]
@@ -58,6 +59,85 @@ impl SimStore for MemoryStore {
             .filter(|(p, _)| *p == pair)
             .map(|(_, s)| s.clone())
             .collect())
+    }
+    async fn open_sim_connection(
+        &self,
+        pair: Pair,
+        s: &SessionId,
+        node: &str,
+        now: i64,
+    ) -> StoreResult<SimOpened> {
+        let mut all = lock(&self.connections);
+        let mut closed = Vec::new();
+        for c in all.iter_mut() {
+            if c.session_id == s.as_str() && c.closed_at.is_none() {
+                // One node here: any other is gone.
+                let reason = if c.node_id == node {
+                    SimCloseReason::Replaced
+                } else {
+                    SimCloseReason::ConnectionLost
+                };
+                c.closed_at = Some(now);
+                c.reason = Some(reason.as_str().into());
+                closed.push((c.id, c.node_id.clone(), reason));
+            }
+        }
+        let id = all.len() as i64 + 1;
+        all.push(SimConnection {
+            id,
+            pair,
+            session_id: s.as_str().into(),
+            node_id: node.into(),
+            opened_at: now,
+            closed_at: None,
+            reason: None,
+        });
+        Ok(SimOpened { id, closed })
+    }
+    async fn close_sim_connection(
+        &self,
+        id: i64,
+        r: SimCloseReason,
+        now: i64,
+    ) -> StoreResult<bool> {
+        let mut all = lock(&self.connections);
+        let Some(c) = all.iter_mut().find(|c| c.id == id && c.closed_at.is_none()) else {
+            return Ok(false);
+        };
+        c.closed_at = Some(now);
+        c.reason = Some(r.as_str().into());
+        Ok(true)
+    }
+    async fn close_sim_connections_of(
+        &self,
+        node: &str,
+        r: SimCloseReason,
+        now: i64,
+    ) -> StoreResult<u64> {
+        let mut n = 0;
+        for c in lock(&self.connections).iter_mut() {
+            if c.node_id == node && c.closed_at.is_none() {
+                c.closed_at = Some(now);
+                c.reason = Some(r.as_str().into());
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+    async fn sim_connection(&self, id: i64) -> StoreResult<Option<SimConnection>> {
+        Ok(lock(&self.connections).iter().find(|c| c.id == id).cloned())
+    }
+    async fn open_sim_connections_of(&self, node: &str) -> StoreResult<Vec<i64>> {
+        let all = lock(&self.connections);
+        Ok(all
+            .iter()
+            .filter(|c| c.node_id == node && c.closed_at.is_none())
+            .map(|c| c.id)
+            .collect())
+    }
+    async fn sim_connections(&self, pair: Pair) -> StoreResult<Vec<SimConnection>> {
+        let all = lock(&self.connections);
+        Ok(all.iter().filter(|c| c.pair == pair).cloned().collect())
     }
 }
 
@@ -176,4 +256,83 @@ async fn a_dropped_client_is_dead_without_any_event() {
         quiet.is_err(),
         "a vanished client must not announce itself: {quiet:?}"
     );
+}
+
+/// A linked client of `session` on `net` under `key`, once it is ready.
+async fn linked(
+    net: &SimNetwork,
+    key: Pair,
+    session: &SessionId,
+) -> (Arc<dyn EngineClient>, mpsc::Receiver<EngineEvent>) {
+    let (tx, mut rx) = mpsc::channel(16);
+    let client = net
+        .start(ClientStart {
+            session_id: session.clone(),
+            pair: key,
+            events: tx,
+        })
+        .await
+        .unwrap();
+    loop {
+        match rx.recv().await {
+            Some(EngineEvent::Ready { .. }) => return (client, rx),
+            Some(_) => {}
+            None => panic!("the client ended before it was ready"),
+        }
+    }
+}
+
+/// Why each connection of the store closed, oldest first, whatever its pair.
+async fn reasons(db: &MemoryStore) -> Vec<Option<String>> {
+    lock(&db.connections)
+        .iter()
+        .map(|c| c.reason.clone())
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_second_connection_of_the_device_replaces_the_first_at_once() {
+    let cfg = SimConfig {
+        auto_scan: Some(Duration::ZERO),
+        ..SimConfig::default()
+    };
+    let (net, first, mut first_rx, db) = start(cfg).await;
+    while !matches!(first_rx.recv().await, Some(EngineEvent::Ready { .. })) {}
+    // The same device connecting again from a second client: WhatsApp keeps the newest.
+    let other_key = Pair::new(UserId::new_unchecked(9), PlaceId::new_unchecked(9));
+    let (second, _rx) = linked(&net, other_key, &SessionId::new(pair(), 1)).await;
+    let told = tokio::time::timeout(Duration::from_secs(1), first_rx.recv()).await;
+    match told {
+        Ok(Some(EngineEvent::Failed { message })) => assert_eq!(message, client::REPLACED),
+        other => panic!("the first client was not told: {other:?}"),
+    }
+    assert!(!first.is_alive());
+    assert!(second.is_alive());
+    assert_eq!(reasons(&db).await, [Some("replaced".to_string()), None]);
+    // A stop closes what it holds, once.
+    second.stop().await;
+    assert_eq!(
+        reasons(&db).await,
+        [Some("replaced".to_string()), Some("closed".to_string())]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_replaced_from_elsewhere_learns_it_from_its_rows() {
+    let cfg = SimConfig {
+        auto_scan: Some(Duration::ZERO),
+        ..SimConfig::default()
+    };
+    let (here, _first, mut first_rx, db) = start(cfg.clone()).await;
+    here.start_node().await.unwrap();
+    while !matches!(first_rx.recv().await, Some(EngineEvent::Ready { .. })) {}
+    // Another process of the same node on the same store, nothing in memory shared.
+    let there = SimNetwork::new(cfg, db.clone(), Arc::new(SystemClock));
+    let (_second, _rx) = linked(&there, pair(), &SessionId::new(pair(), 1)).await;
+    let told = tokio::time::timeout(Duration::from_secs(30), first_rx.recv()).await;
+    match told {
+        Ok(Some(EngineEvent::Failed { message })) => assert_eq!(message, client::REPLACED),
+        other => panic!("the first client was not told: {other:?}"),
+    }
+    assert_eq!(reasons(&db).await, [Some("replaced".to_string()), None]);
 }

@@ -12,6 +12,7 @@ use crate::domain::{Pair, PlaceId, SessionId, UserId, parse_flag};
 use crate::engine::sim::SimSent;
 use crate::http::envelope::success;
 use crate::http::schema::positive_id_in_body;
+use crate::store::traits::SimConnection;
 
 /// The longest text someone may write to a simulated number, as WhatsApp's own limit.
 pub const TEXT_MAX_CHARS: usize = 4096;
@@ -299,7 +300,62 @@ pub struct SimIncomingDelivered {
     pub place_id: PlaceId,
 }
 
+/// Every connection the pair's linked devices opened to the simulated WhatsApp.
+#[derive(Serialize, ToSchema)]
+pub struct SimConnections {
+    #[schema(value_type = i64)]
+    pub user_id: UserId,
+    #[schema(value_type = i64)]
+    pub place_id: PlaceId,
+    /// Oldest first.
+    pub connections: Vec<SimConnectionView>,
+}
+
+impl SimConnections {
+    pub fn new(pair: Pair, all: &[SimConnection]) -> Self {
+        Self {
+            user_id: pair.user_id,
+            place_id: pair.place_id,
+            connections: all.iter().map(SimConnectionView::from).collect(),
+        }
+    }
+}
+
+/// One connection of a linked device: one device has at most one open at a time.
+#[derive(Serialize, ToSchema)]
+pub struct SimConnectionView {
+    id: i64,
+    #[schema(examples("session_1_1_1700000000000"))]
+    session_id: String,
+    /// The node whose client opened it (`--node-id`).
+    node_id: String,
+    #[schema(format = DateTime)]
+    opened_at: Option<String>,
+    /// `null` while open.
+    #[schema(required = true, format = DateTime)]
+    closed_at: Option<String>,
+    /// Why it closed, `null` while open: `closed` (the client stopped), `replaced` (another
+    /// connection of the device took its place), `connection_lost` (dropped: a fault, a
+    /// client or a node that died), `logged_out` (the device was unlinked).
+    #[schema(required = true, examples("replaced"))]
+    reason: Option<String>,
+}
+
+impl From<&SimConnection> for SimConnectionView {
+    fn from(c: &SimConnection) -> Self {
+        Self {
+            id: c.id,
+            session_id: c.session_id.clone(),
+            node_id: c.node_id.clone(),
+            opened_at: rfc3339_ms(c.opened_at),
+            closed_at: c.closed_at.and_then(rfc3339_ms),
+            reason: c.reason.clone(),
+        }
+    }
+}
+
 success!(PhonebookResponse, PhonebookSet);
+success!(SimConnectionsResponse, SimConnections);
 success!(ScanResponse, Scanned);
 success!(FaultResponse, FaultInjected);
 success!(SimOutboxResponse, SimOutbox);

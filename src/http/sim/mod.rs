@@ -288,3 +288,39 @@ pub async fn incoming(
         "Incoming message delivered",
     ))
 }
+
+/// # `GET /api/sim/connections`
+#[utoipa::path(
+    get,
+    path = "/connections",
+    operation_id = "sim_connections",
+    tag = tags::SIM,
+    summary = "Every connection the pair's linked devices opened to the simulated WhatsApp (`--engine sim` only)",
+    description = "Oldest first, whichever node opened them. As on WhatsApp a device has one \
+        open connection: a second one replaces the first (closed as `replaced`, and its \
+        session stops with an error saying so). A client showing QR codes is not linked to \
+        any device yet and opens none.",
+    params(PairQuery),
+    responses(
+        (status = 200, description = "The connections", body = SimConnectionsResponse),
+        (status = 400, description = "Bad `user_id` or `place_id`", body = ErrorEnvelope),
+        (status = 403, description = "A tenant key: the simulated network is the admin's", body = ErrorEnvelope),
+        (status = 404, description = "The server does not run the simulated network", body = ErrorEnvelope),
+    )
+)]
+pub async fn connections(
+    State(st): State<AppState>,
+    caller: Caller,
+    Params(q): Params<PairQuery>,
+) -> AppResult<SimConnectionsResponse> {
+    caller.require_admin(SIM_ONLY_ADMIN)?;
+    let pair = q.pair(caller)?;
+    let all = network(&st)?
+        .connections(pair)
+        .await
+        .map_err(|e| AppError::Internal(e.context("read the simulated connections")))?;
+    Ok(SimConnectionsResponse::new(
+        SimConnections::new(pair, &all),
+        "Simulated connections retrieved",
+    ))
+}
