@@ -7,9 +7,11 @@
 //! each actor's writes check the lease's epoch (see `session::actor`'s fence).
 
 use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -36,13 +38,13 @@ struct Node {
     manager: SessionManager,
     lease_ms: i64,
     rebalance_per_second: f64,
-    /// When the last renewal that went through started.
-    renewed: Instant,
+    /// When the last renewal that went through started; the watchdog reads it.
+    renewed: watch::Sender<Instant>,
     /// Sessions this node may ask for now (rebalance budget).
     credit: f64,
     orphan_rounds: u32,
-    /// Clients were stopped for want of renewals.
-    cut_off: bool,
+    /// Clients were stopped for want of renewals (set by the watchdog).
+    cut_off: Arc<AtomicBool>,
 }
 
 impl LeaseLoop {
@@ -63,10 +65,10 @@ impl LeaseLoop {
             manager,
             lease_ms,
             rebalance_per_second,
-            renewed: Instant::now(),
+            renewed: watch::channel(Instant::now()).0,
             credit: 0.0,
             orphan_rounds: 0,
-            cut_off: false,
+            cut_off: Arc::new(AtomicBool::new(false)),
         };
         // Before the node listens, like a single server's restore.
         if !node.renew().await {
@@ -84,6 +86,15 @@ impl LeaseLoop {
             }
         };
         let cancel = CancellationToken::new();
+        // On its own task: a loop stuck in a call to a database that does not answer must
+        // not delay the stop of the clients.
+        tokio::spawn(watchdog(
+            node.renewed.subscribe(),
+            cluster.lease() / 2,
+            node.manager.clone(),
+            node.cut_off.clone(),
+            cancel.clone(),
+        ));
         let task = tokio::spawn(node.run(signals, cancel.clone()));
         Ok(Self {
             cancel,
@@ -133,10 +144,6 @@ impl Node {
         self.cluster.lease() / 3
     }
 
-    fn give_up_after(&self) -> Duration {
-        self.cluster.lease() / 2
-    }
-
     async fn run(mut self, mut signals: Option<mpsc::Receiver<Signal>>, cancel: CancellationToken) {
         let mut round = tokio::time::interval(ROUND);
         round.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -167,16 +174,7 @@ impl Node {
                     return;
                 }
             }
-            if self.renewed.elapsed() > self.give_up_after() {
-                if !self.cut_off {
-                    tracing::error!(
-                        "❌ Cannot renew this node's leases for {:?}: stopping its sessions \
-                         before another node takes them over",
-                        self.renewed.elapsed()
-                    );
-                    self.cut_off = true;
-                    self.manager.let_go_all().await;
-                }
+            if self.cut_off.load(Ordering::SeqCst) {
                 continue;
             }
             let elapsed = last_round.elapsed();
@@ -210,10 +208,9 @@ impl Node {
                 return true;
             }
         };
-        self.renewed = started;
-        if self.cut_off {
+        self.renewed.send_replace(started);
+        if self.cut_off.swap(false, Ordering::SeqCst) {
             tracing::info!("✅ This node renews its leases again");
-            self.cut_off = false;
         }
         let held: HashSet<Pair> = renewal.held.iter().map(|l| l.pair).collect();
         for pair in self.manager.live_pairs() {
@@ -306,6 +303,47 @@ impl Node {
             }
         } else {
             self.credit = 0.0;
+        }
+    }
+}
+
+/// Stops every client of the node once half a lease passed without a renewal, well before
+/// its leases run out and another node may connect the same devices; then waits for the
+/// next renewal.
+async fn watchdog(
+    mut renewed: watch::Receiver<Instant>,
+    give_up_after: Duration,
+    manager: SessionManager,
+    cut_off: Arc<AtomicBool>,
+    cancel: CancellationToken,
+) {
+    loop {
+        let last = *renewed.borrow_and_update();
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            changed = renewed.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+            () = tokio::time::sleep_until(last + give_up_after) => {
+                if !cut_off.swap(true, Ordering::SeqCst) {
+                    tracing::error!(
+                        "❌ Cannot renew this node's leases for {:?}: stopping its sessions \
+                         before another node takes them over",
+                        last.elapsed()
+                    );
+                    manager.let_go_all().await;
+                }
+                tokio::select! {
+                    () = cancel.cancelled() => return,
+                    changed = renewed.changed() => {
+                        if changed.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
         }
     }
 }

@@ -143,7 +143,7 @@ impl SessionManager {
         let mut stops = tokio::task::JoinSet::new();
         for h in self.inner.registry.all() {
             stops.spawn(async move {
-                let _ = h.ask(Command::Shutdown).await;
+                let _ = h.ask(Command::Abandon).await;
             });
         }
         while stops.join_next().await.is_some() {}

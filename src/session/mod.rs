@@ -88,6 +88,9 @@ pub(crate) enum Command {
     Restart(oneshot::Sender<()>),
     Logout(oneshot::Sender<()>),
     Shutdown(oneshot::Sender<()>),
+    /// This node may no longer run the session (cut off from its database): the client
+    /// stops at once, and nothing more is written.
+    Abandon(oneshot::Sender<()>),
 }
 
 /// A cheap handle to a live actor.

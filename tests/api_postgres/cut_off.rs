@@ -9,7 +9,7 @@ use testkit::proxy::Proxy;
 use testkit::{Running, poll};
 use whatsapp_manager::{Application, Config};
 
-const LEASE: Duration = Duration::from_secs(3);
+const LEASE: Duration = Duration::from_secs(4);
 
 fn node(dir: &tempfile::TempDir, url: &str, id: &str) -> Config {
     let mut c = testkit::api::test_config(dir);

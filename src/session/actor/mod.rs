@@ -543,6 +543,17 @@ impl Actor {
                 let _ = reply.send(());
                 return Flow::Stop;
             }
+            Command::Abandon(reply) => {
+                // The connection first: it is what another node must not find still open.
+                if let Some(c) = self.client.take() {
+                    c.stop().await;
+                }
+                self.events = None;
+                self.fenced = true;
+                self.stop_fetch("this node lost its database").await;
+                let _ = reply.send(());
+                return Flow::Stop;
+            }
         }
         // A client that could not start leaves nothing for this actor to drive.
         if self.record.status.is_terminal() {
