@@ -50,9 +50,9 @@ async fn with_postgres_stopped_the_api_answers_503_and_recovers_when_it_is_back(
     }
     let (s, v) = srv.post("/api/admin/keys", json!({"user_id": 1})).await;
     assert_503_envelope("POST /api/admin/keys", s, &v);
-    // A live session's status is read from memory.
-    let st = srv.status().await;
-    assert_eq!(st["status"], "ready", "{st}");
+    // A node that cannot renew its lease stops its clients (another node could be taking
+    // them over): what matters here is that the server lives on and answers.
+    let before = srv.status().await;
     assert!(srv.running(), "the server died: {}", srv.logs());
 
     cluster.start_again();
@@ -74,6 +74,16 @@ async fn with_postgres_stopped_the_api_answers_503_and_recovers_when_it_is_back(
     }
     let (s, v) = srv.call(Method::GET, "/api/health", None).await;
     assert_eq!(s, StatusCode::OK, "{v}");
+    // The session comes back by itself, the same one, without a QR code.
+    let after = srv
+        .wait_for("ready and connected", |s| {
+            s["status"] == "ready" && s["client_ready"] == true
+        })
+        .await;
+    assert!(
+        before["session_id"].is_null() || after["session_id"] == before["session_id"],
+        "{before} / {after}"
+    );
     let (s, v) = srv.post("/api/admin/keys", json!({"user_id": 1})).await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
     let (s, v) = srv.call(Method::GET, "/api/admin/keys", None).await;
