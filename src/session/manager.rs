@@ -604,7 +604,7 @@ impl Stopped {
                  /api/whatsapp/init for a new QR code."
             }
             Self::Node => {
-                "The node running this session stopped before it was linked. Call \
+                "The node that ran it stopped before this session was linked. Call \
                  /api/whatsapp/init for a new QR code."
             }
         }
