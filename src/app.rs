@@ -54,6 +54,8 @@ impl ApplicationBuilder {
 
 pub struct Application {
     listener: TcpListener,
+    /// `--metrics-listen`: serves only the metrics, without a key.
+    metrics_listener: Option<TcpListener>,
     connections: ConnectionLimits,
     state: AppState,
     /// Stops the webhook dispatcher.
@@ -102,6 +104,14 @@ impl Application {
         let listener = TcpListener::bind(&config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let metrics_listener = match config.metrics_listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on {addr} (--metrics-listen)"))?,
+            ),
+            None => None,
+        };
         let identity = NodeIdentity::resolve(&config.cluster, listener.local_addr()?);
         let cluster = join_cluster(&store, &identity, &config).await?;
         let mut keys =
@@ -201,6 +211,7 @@ impl Application {
         ));
         Ok(Self {
             listener,
+            metrics_listener,
             connections: ConnectionLimits {
                 header_timeout: config.header_timeout,
                 idle_timeout: config.idle_timeout,
@@ -235,6 +246,13 @@ impl Application {
         self.local_addr().map(|a| a.port()).unwrap_or(0)
     }
 
+    /// Where `--metrics-listen` bound (its port 0 resolved), when given.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+    }
+
     /// The sessions this server runs, for embedding and tests that look inside a node.
     pub fn sessions(&self) -> SessionManager {
         self.state.manager.clone()
@@ -248,6 +266,7 @@ impl Application {
     ) -> anyhow::Result<()> {
         let Self {
             listener,
+            metrics_listener,
             connections,
             state,
             background,
@@ -262,6 +281,20 @@ impl Application {
             listener.local_addr()?,
             state.engine
         );
+        // Stops with the API: cancelled below once the API's listener is done.
+        let metrics_stop = CancellationToken::new();
+        let metrics_server = metrics_listener.map(|l| {
+            if let Ok(addr) = l.local_addr() {
+                tracing::info!("✅ Metrics without a key on http://{addr}/metrics");
+            }
+            let router = crate::http::scrape::open_router(state.clone());
+            tokio::spawn(serve(
+                l,
+                router,
+                connections,
+                metrics_stop.clone().cancelled_owned(),
+            ))
+        });
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
         let server = serve(listener, router(state), connections, async move {
             shutdown.await;
@@ -296,6 +329,11 @@ impl Application {
             () = drain_over => {
                 tracing::warn!("⚠️ Requests still running after {HTTP_DRAIN:?} were cut short");
             }
+        }
+        metrics_stop.cancel();
+        if let Some(m) = metrics_server {
+            // Its connections get the same short drain as the API's.
+            let _ = tokio::time::timeout(HTTP_DRAIN, m).await;
         }
         tracing::info!("ℹ️ Shutting down: stopping sessions");
         // The outbox first: a send cut short now goes again, under the same id, after the

@@ -150,6 +150,12 @@ pub struct ServeArgs {
     #[arg(long, env = "WAM_LISTEN", default_value = "127.0.0.1:5000")]
     pub listen: String,
 
+    /// A second address (`IP:PORT`) that serves only `GET /metrics`, without a key: for a
+    /// Prometheus scraper on a private network. Off by default; `/metrics` on `--listen`
+    /// always needs the admin key.
+    #[arg(long, env = "WAM_METRICS_LISTEN", value_name = "IP:PORT")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
+
     /// Database URL: `sqlite://PATH` (the file and its folder are created if missing) or
     /// `postgres://USER:PASSWORD@HOST/DATABASE` (`?sslmode=require` for TLS; the tables are
     /// created at start). Any other scheme is refused (exit code 2).
@@ -307,6 +313,8 @@ pub struct ServeArgs {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: String,
+    /// `--metrics-listen`: where the keyless metrics listener binds, when given.
+    pub metrics_listen: Option<std::net::SocketAddr>,
     pub database_url: String,
     /// Connections to the database at most (`--database-max-connections`).
     pub database_max_connections: u32,
@@ -405,6 +413,7 @@ impl From<ServeArgs> for Config {
     fn from(a: ServeArgs) -> Self {
         Self {
             listen: a.listen,
+            metrics_listen: a.metrics_listen,
             database_url: a.database,
             database_max_connections: a.database_max_connections,
             data_dir: a.data_dir,
@@ -500,6 +509,18 @@ mod tests {
             command: Command::Serve(a),
         } = Cli::try_parse_from(all)?;
         Ok(a.into())
+    }
+
+    #[test]
+    fn a_bad_metrics_address_is_a_usage_error() {
+        for addr in ["localhost", "127.0.0.1", "1.2.3.4:99999", "nope:9100", ""] {
+            let err = serve(&["--metrics-listen", addr]).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{addr}");
+            assert!(err.to_string().contains("--metrics-listen"), "{err}");
+        }
+        let c = serve(&["--metrics-listen", "0.0.0.0:9100"]).unwrap();
+        assert_eq!(c.metrics_listen, Some("0.0.0.0:9100".parse().unwrap()));
+        assert_eq!(serve(&[]).unwrap().metrics_listen, None);
     }
 
     #[test]

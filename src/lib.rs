@@ -14,6 +14,7 @@ pub mod files;
 pub mod http;
 pub mod logging;
 pub mod messaging;
+pub mod metrics;
 pub mod outbound;
 pub mod qr;
 pub mod session;

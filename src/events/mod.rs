@@ -63,6 +63,8 @@ struct Inner {
     live: broadcast::Sender<Arc<EventRecord>>,
     /// Wakes the webhook dispatcher when a delivery was queued.
     queued: Notify,
+    /// Counted by the places that see the facts, which all hold this bus.
+    metrics: crate::metrics::Metrics,
     /// Set on a node of a cluster: listeners then get every event, this node's too, from
     /// the [`nodes::Follower`], which puts them in id order per tenant.
     nodes: OnceLock<Nodes>,
@@ -84,6 +86,7 @@ impl EventBus {
                 clock,
                 live: broadcast::channel(LIVE_BUFFER).0,
                 queued: Notify::new(),
+                metrics: crate::metrics::Metrics::new(),
                 nodes: OnceLock::new(),
             }),
         }
@@ -116,6 +119,11 @@ impl EventBus {
 
     pub fn clock(&self) -> &SharedClock {
         &self.inner.clock
+    }
+
+    /// This application's metrics.
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.inner.metrics
     }
 
     /// Records the event, then tells listeners. The body every listener and webhook gets is

@@ -292,6 +292,7 @@ impl Dispatcher {
             tracing::error!("❌ Cannot record webhook delivery {}: {e:#}", d.id);
             return false;
         }
+        self.bus.metrics().webhook_attempt(&result);
         true
     }
 

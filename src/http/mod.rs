@@ -13,9 +13,11 @@ mod keys;
 mod linking;
 mod messaging;
 mod nodes;
+pub mod observe;
 pub mod openapi;
 mod params;
 mod schema;
+pub mod scrape;
 pub mod serve;
 mod sessions;
 mod sim;
@@ -172,10 +174,14 @@ pub fn router(state: AppState) -> Router {
     let (public, _) = public.split_for_parts();
     let (secured, _) = secured.split_for_parts();
     // The description sits with the API it describes, behind the same key.
+    // The metrics are text, not JSON, and not part of the API's contract: outside the
+    // document, behind the same key.
     let secured = secured
-        .merge(SwaggerUi::new(DOCS_PATH).external_url_unchecked(OPENAPI_PATH, openapi_json()));
+        .merge(SwaggerUi::new(DOCS_PATH).external_url_unchecked(OPENAPI_PATH, openapi_json()))
+        .route(scrape::METRICS_PATH, axum::routing::get(scrape::with_key));
     let app = public.merge(secured);
     let known = params::KnownParams::from_doc(&openapi());
+    let metrics = state.events.metrics().clone();
     // Innermost: after the key check (a bad key is refused here, never sent on) and the
     // check of the query's names.
     let app = match &state.cluster {
@@ -208,6 +214,9 @@ pub fn router(state: AppState) -> Router {
                 envelope::error(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error")
             },
         ))
+        // Around everything, so a panic's, a timeout's and a refusal's answers carry the
+        // request id and are counted too.
+        .layer(middleware::from_fn_with_state(metrics, observe::observe))
         .with_state(state)
 }
 

@@ -285,6 +285,7 @@ impl Worker {
                     );
                 }
                 tracing::info!("✅ Message {} sent by {}", msg.id, self.pair);
+                self.inner.events.metrics().message("sent");
                 self.tell(
                     session_id,
                     EventKind::MessageSent,
@@ -338,6 +339,7 @@ impl Worker {
             tracing::error!("❌ Cannot record the failure of message {}: {e:#}", msg.id);
         }
         tracing::warn!("⚠️ Message {} of {} failed: {reason}", msg.id, self.pair);
+        self.inner.events.metrics().message("failed");
         self.tell(session_id, EventKind::MessageFailed, data).await;
     }
 

@@ -109,6 +109,16 @@ impl SessionManager {
         self.inner.registry.len()
     }
 
+    /// This node's running sessions by status, read from their published snapshots (no
+    /// actor is asked): cheap enough for every metrics scrape.
+    pub fn status_counts(&self) -> std::collections::BTreeMap<&'static str, u64> {
+        let mut counts = std::collections::BTreeMap::new();
+        for h in self.inner.registry.all().iter().filter(|h| h.is_running()) {
+            *counts.entry(h.snapshot().record.status.as_str()).or_default() += 1;
+        }
+        counts
+    }
+
     pub fn live(&self, pair: Pair) -> Option<SessionHandle> {
         self.inner.registry.get(pair)
     }

@@ -185,6 +185,8 @@ pub trait OutboxStore: Send + Sync + 'static {
     ) -> StoreResult<(Option<i64>, Vec<MessageRecord>)>;
     /// Pairs with messages not yet sent or failed: their workers start with the server.
     async fn pairs_with_pending(&self) -> StoreResult<Vec<Pair>>;
+    /// Messages queued or being sent, of every pair: the outbox depth metric.
+    async fn pending_count(&self) -> StoreResult<i64>;
     /// The oldest message of the pair still to send (queued, or caught mid-send by a stop).
     async fn next_pending(&self, pair: Pair) -> StoreResult<Option<MessageRecord>>;
     async fn mark_sending(&self, id: i64, now_ms: i64) -> StoreResult<()>;
@@ -249,6 +251,8 @@ pub trait EventStore: Send + Sync + 'static {
     /// The oldest pending delivery of every tenant that has one: deliveries of one tenant go
     /// strictly in order, so only the head of each queue may be tried.
     async fn pending_heads(&self) -> StoreResult<Vec<DeliveryRecord>>;
+    /// Deliveries waiting for their (next) attempt, of every tenant: the queue depth metric.
+    async fn pending_delivery_count(&self) -> StoreResult<i64>;
     /// Takes a due pending delivery for one attempt: its next attempt moves to `until_ms`,
     /// so no other dispatcher tries it meanwhile, and one that dies with it lets it go then.
     /// False when it is not due (another dispatcher took it) or no longer pending.

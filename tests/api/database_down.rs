@@ -38,6 +38,9 @@ impl OutboxStore for DownStore {
     async fn pairs_with_pending(&self) -> StoreResult<Vec<Pair>> {
         down()
     }
+    async fn pending_count(&self) -> StoreResult<i64> {
+        down()
+    }
     async fn next_pending(&self, _pair: Pair) -> StoreResult<Option<MessageRecord>> {
         down()
     }
@@ -128,6 +131,9 @@ impl EventStore for DownStore {
         down()
     }
     async fn pending_heads(&self) -> StoreResult<Vec<DeliveryRecord>> {
+        down()
+    }
+    async fn pending_delivery_count(&self) -> StoreResult<i64> {
         down()
     }
     async fn claim_delivery(&self, _id: i64, _now_ms: i64, _until_ms: i64) -> StoreResult<bool> {

@@ -49,11 +49,13 @@ const PASSED_HEADERS: [HeaderName; 5] = [
     header::CONTENT_DISPOSITION,
     header::ALLOW,
 ];
-/// The request headers the owner needs: the body's type and the caller's key.
-const SENT_HEADERS: [HeaderName; 3] = [
+/// The request headers the owner needs: the body's type, the caller's key, and the request
+/// id, so both nodes' log lines of the request carry the same one.
+const SENT_HEADERS: [HeaderName; 4] = [
     header::CONTENT_TYPE,
     header::AUTHORIZATION,
     HeaderName::from_static("x-api-key"),
+    HeaderName::from_static("x-request-id"),
 ];
 
 /// The middleware's state: this node's view of the cluster and its client to the others.

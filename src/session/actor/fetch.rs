@@ -55,6 +55,7 @@ impl Actor {
         };
         self.fetch = Some(RunningFetch {
             serial: self.fetch_serial,
+            started: std::time::Instant::now(),
             cancel,
             task: tokio::spawn(job.run()),
         });
@@ -91,7 +92,8 @@ impl Actor {
                 self.publish();
             }
             FetchUpdate::Done(outcome) => {
-                self.fetch = None;
+                let took = self.fetch.take().map(|f| f.started.elapsed());
+                crate::metrics::count(&self.deps.events, |m| m.fetch_finished(&outcome, took));
                 self.counted_at = None;
                 self.finish_fetch(outcome).await;
             }

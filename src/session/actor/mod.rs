@@ -49,6 +49,7 @@ pub(crate) struct Fence {
 
 struct RunningFetch {
     serial: u64,
+    started: std::time::Instant,
     cancel: CancellationToken,
     task: JoinHandle<()>,
 }
@@ -344,6 +345,7 @@ impl Actor {
             }
             EngineEvent::Ready { phone, push_name } => {
                 tracing::info!("✅ Session ready: {id}");
+                crate::metrics::count(&self.deps.events, |m| m.connected());
                 self.qr = None;
                 if let Some(p) = PhoneNumber::parse_international(&phone) {
                     self.record.phone_number = Some(p);
@@ -366,6 +368,7 @@ impl Actor {
             EngineEvent::Disconnected { reason } => {
                 tracing::warn!("⚠️ Session disconnected: {id} ({reason})");
                 tracing::info!("🔄 Reconnecting session {id} automatically");
+                crate::metrics::count(&self.deps.events, |m| m.disconnected_reconnecting());
                 // A QR code of a connection that is gone can no longer be scanned.
                 self.qr = None;
                 self.record.status = SessionStatus::Disconnected;
@@ -374,6 +377,7 @@ impl Actor {
             }
             EngineEvent::LoggedOut { reason } => {
                 tracing::warn!("⚠️ Session logged out: {id} ({reason})");
+                crate::metrics::count(&self.deps.events, |m| m.disconnected());
                 self.stop_fetch("the session was logged out").await;
                 // Stopped first: a client still running must not write what is deleted.
                 if let Some(c) = self.client.take() {
@@ -502,6 +506,7 @@ impl Actor {
             "⚠️ Client not found in memory for session {}, updating status",
             self.id()
         );
+        crate::metrics::count(&self.deps.events, |m| m.disconnected());
         if let Some(c) = self.client.take() {
             c.stop().await;
         }

@@ -246,6 +246,16 @@ macro_rules! impl_event_store {
                     rows.iter().map(delivery_from_row).collect()
                 }
 
+                async fn pending_delivery_count(&self) -> StoreResult<i64> {
+                    // The partial index `webhook_deliveries_pending` holds exactly these rows.
+                    let n: i64 = sqlx::query_scalar(
+                        "SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'pending'",
+                    )
+                    .fetch_one(&self.pool)
+                    .await?;
+                    Ok(n)
+                }
+
                 async fn claim_delivery(
                     &self,
                     delivery_id: i64,

@@ -158,6 +158,15 @@ macro_rules! impl_outbox_store {
                     rows.iter().map(pair_of).collect()
                 }
 
+                async fn pending_count(&self) -> StoreResult<i64> {
+                    let n: i64 = sqlx::query_scalar(
+                        "SELECT COUNT(*) FROM messages WHERE status IN ('queued', 'sending')",
+                    )
+                    .fetch_one(&self.pool)
+                    .await?;
+                    Ok(n)
+                }
+
                 async fn next_pending(&self, pair: Pair) -> StoreResult<Option<MessageRecord>> {
                     let row = sqlx::query(concat!(
                         "SELECT ",
