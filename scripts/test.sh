@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace. What the tests need beyond the Rust toolchain is
-# installed here, only when it is missing: schemathesis (pinned in .ci/requirements.txt) goes
-# into a virtual environment under target/, since stock Debian and Ubuntu refuse a
-# system-wide `pip install`; PostgreSQL's binaries come from Debian's `postgresql` unless
-# WAM_TEST_POSTGRES names a server (the tests start their own throwaway cluster from the
-# binaries, never the packaged one). Extra arguments go to `cargo test`.
+# installed here, only when it is missing: schemathesis and prometheus_client (pinned in
+# .ci/requirements.txt) go into a virtual environment under target/, since stock Debian and
+# Ubuntu refuse a system-wide `pip install`; PostgreSQL's binaries come from Debian's
+# `postgresql` unless WAM_TEST_POSTGRES names a server (the tests start their own throwaway
+# cluster from the binaries, never the packaged one). Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -51,4 +51,6 @@ if [ -z "${WAM_TEST_POSTGRES:-}" ] && ! have_initdb; then
 fi
 
 export WAM_SCHEMATHESIS="$PWD/$venv/bin/schemathesis"
+# The Python whose prometheus_client parses /metrics in the metrics test.
+export WAM_TEST_PYTHON="$PWD/$venv/bin/python"
 exec cargo test --locked --workspace "$@"

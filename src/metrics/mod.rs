@@ -346,7 +346,10 @@ fn render_gauges(out: &mut String, now: &Snapshot) {
     );
     f.sample(
         "",
-        &[("version", env!("CARGO_PKG_VERSION")), ("engine", now.engine)],
+        &[
+            ("version", env!("CARGO_PKG_VERSION")),
+            ("engine", now.engine),
+        ],
         1.0,
     );
 }

@@ -114,7 +114,9 @@ impl SessionManager {
     pub fn status_counts(&self) -> std::collections::BTreeMap<&'static str, u64> {
         let mut counts = std::collections::BTreeMap::new();
         for h in self.inner.registry.all().iter().filter(|h| h.is_running()) {
-            *counts.entry(h.snapshot().record.status.as_str()).or_default() += 1;
+            *counts
+                .entry(h.snapshot().record.status.as_str())
+                .or_default() += 1;
         }
         counts
     }
@@ -626,7 +628,8 @@ impl Stopped {
 async fn detached<T: Send + 'static>(
     work: impl std::future::Future<Output = SessionResult<T>> + Send + 'static,
 ) -> SessionResult<T> {
-    tokio::spawn(work)
+    // In the caller's span: the request's id stays on the lines the work logs.
+    tokio::spawn(tracing::Instrument::in_current_span(work))
         .await
         .map_err(|e| SessionError::Internal(anyhow::anyhow!("session task failed: {e}")))?
 }

@@ -3,6 +3,7 @@
 
 mod flags;
 mod mid_fetch;
+mod observability;
 mod pg_down;
 mod postgres;
 mod server;

@@ -66,7 +66,7 @@ impl Server {
         Self::spawn(serve(&db, &dir.join("data"), extra))
     }
 
-    fn spawn(mut cmd: Command) -> Server {
+    pub fn spawn(mut cmd: Command) -> Server {
         let (child, logs, port) = spawn_and_wait_port(&mut cmd);
         Server {
             child,
