@@ -145,7 +145,7 @@ impl Metrics {
         self.with(|s| {
             let outcome = match end {
                 FetchOutcome::Completed(summary) => {
-                    s.contacts_imported += summary.imported as u64;
+                    s.contacts_imported += summary.imported;
                     "completed"
                 }
                 FetchOutcome::Failed(_) => "failed",
