@@ -10,4 +10,5 @@ mod events;
 mod flags;
 mod helpers;
 mod leave;
+mod request_ids;
 mod takeover;
