@@ -1,6 +1,7 @@
 //! HTTP: routes, envelopes, and the safety net that keeps every answer in the envelope.
 
 mod contacts;
+mod dashboard;
 pub mod envelope;
 pub mod error;
 pub mod extract;
@@ -174,7 +175,8 @@ pub fn router(state: AppState) -> Router {
     // The description sits with the API it describes, behind the same key.
     let secured = secured
         .merge(SwaggerUi::new(DOCS_PATH).external_url_unchecked(OPENAPI_PATH, openapi_json()));
-    let app = public.merge(secured);
+    // The dashboard's page and files: plain routes, outside the document (they are not API).
+    let app = public.merge(secured).merge(dashboard::router());
     let known = params::KnownParams::from_doc(&openapi());
     // Innermost: after the key check (a bad key is refused here, never sent on) and the
     // check of the query's names.

@@ -7,6 +7,7 @@ mod contact_search;
 mod contacts_earlier_names;
 mod contention;
 mod conventions;
+mod dashboard;
 mod database_busy;
 mod database_down;
 mod fetch;

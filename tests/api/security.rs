@@ -191,7 +191,7 @@ async fn without_a_key_unknown_routes_and_wrong_methods_answer_401_with_one_404_
     let cases = [
         (Method::GET, "/api/nope", 404),
         (Method::GET, "/api/whatsapp/nope", 404),
-        (Method::GET, "/", 404),
+        (Method::GET, "/nope", 404),
         (Method::DELETE, "/api/whatsapp/init", 405),
         (Method::POST, "/api/health", 405),
         (Method::GET, "/api/admin/keys/1", 405),
