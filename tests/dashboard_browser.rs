@@ -349,7 +349,7 @@ async fn a_person_links_a_number_fetches_its_contacts_and_sends_from_the_dashboa
         summary.contains("12"),
         "the summary counts the 12 imported: {summary:?}"
     );
-    browser.screenshot("fetched").await;
+    browser.screenshot_at("#fetch-summary", "fetched").await;
 
     // ---- The groups, with the counts the API gives.
     browser.click("#open-groups").await;
@@ -511,7 +511,9 @@ async fn a_person_links_a_number_fetches_its_contacts_and_sends_from_the_dashboa
     let out = outbox["messages"].as_array().cloned().unwrap_or_default();
     assert_eq!(out.len(), 1, "one message left the phone: {outbox}");
     assert_eq!(out[0]["text"], text, "{outbox}");
-    browser.screenshot("message-sent").await;
+    browser
+        .screenshot_at("#messages-table", "message-sent")
+        .await;
 
     // ---- Another user's pair, and a tenant key for the first user.
     server

@@ -366,6 +366,18 @@ impl Browser {
         path
     }
 
+    /// Scrolls the element `css` into the middle of the window, then [`Browser::screenshot`]:
+    /// for what lies below the fold.
+    pub async fn screenshot_at(&self, css: &str, step: &str) -> PathBuf {
+        self.js(
+            "const e = document.querySelector(arguments[0]); \
+             if (e) e.scrollIntoView({block: 'center'}); return true;",
+            vec![json!(css)],
+        )
+        .await;
+        self.screenshot(step).await
+    }
+
     /// Runs `script` (a function body; `arguments[i]` are `args`) in the page; its result.
     pub async fn js(&self, script: &str, args: Vec<Value>) -> Value {
         self.client
