@@ -77,6 +77,7 @@ pub const DOCS_PATH: &str = "/docs";
 /// check itself is in [`guard`]).
 fn api_parts(with_sim: bool) -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
     let whatsapp = OpenApiRouter::new()
+        .routes(routes!(sessions::list::list))
         .routes(routes!(sessions::init))
         .routes(routes!(sessions::status))
         .routes(routes!(linking::qr))

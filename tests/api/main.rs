@@ -27,6 +27,7 @@ mod outbound;
 mod process;
 mod quotas;
 mod security;
+mod sessions_list;
 mod sim_access;
 mod sim_connections;
 mod unknown_params;
