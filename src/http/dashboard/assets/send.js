@@ -98,7 +98,11 @@ async function validate() {
       ...(r.errors || []).map((e) => el('li', { dataset: { kind: 'error' } }, `${t('send.error')}: ${e}`)),
       ...(r.warnings || []).map((w) => el('li', { dataset: { kind: 'warning' } }, `${t('send.warning')}: ${w}`)),
     );
-    if (typeof r.preview === 'string' && $('#send-kind').value !== 'list') $('#send-preview').textContent = r.preview;
+    // For a recipient the person named, the server's fill is the true one.
+    if (typeof r.preview === 'string' && $('#send-kind').value === 'contact' && $('#send-contact').value.trim()) {
+      $('#send-preview').textContent = r.preview;
+      $('#send-sample').textContent = t('send.sample', { name: r.recipient || $('#send-contact').value.trim() });
+    }
   });
 }
 
@@ -149,7 +153,10 @@ function followJob(job) {
     if (!s.active) return;
     await attempt(formCard(), async () => {
       const j = await get(`${W}/messages/jobs/${s.job.job_id}`, q());
+      const moved = j.sent !== s.job.sent || j.failed !== s.job.failed;
+      s.job = j;
       renderJob(j);
+      if (moved) logSoon();
       if (j.completed) clearInterval(s.jobTimer);
     });
   }, 2000);
