@@ -5,167 +5,16 @@
 //! then a tenant key's narrower view. One test function, so the browser and the server start
 //! once. Screenshots of each step go to `target/dashboard-screenshots/`.
 
-use std::process::{Child, Command};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+mod server;
+
+use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
-use serde_json::{Value, json};
+use serde_json::json;
 use testkit::api::{ALL_GROUP, RECENT_GROUP};
 use testkit::browser::{Browser, ascii_digits};
 
-const BIN: &str = env!("CARGO_BIN_EXE_whatsapp-manager");
-const ADMIN_KEY: &str = "browser-admin-key-7d3e91c4";
-/// Every wait ends as soon as its condition holds; the bound is for a loaded 2-core machine.
-const WAIT: Duration = Duration::from_secs(60);
-/// The pair linked through the page, and another user's pair the tenant must not see.
-const USER: i64 = 7;
-const PLACE: i64 = 1;
-const OTHER_USER: i64 = 8;
-
-/// The server binary as a child process, killed on drop; its logs printed when a test fails.
-struct Server {
-    child: Child,
-    logs: Arc<Mutex<String>>,
-    base: String,
-    http: reqwest::Client,
-    _dir: tempfile::TempDir,
-}
-
-impl Server {
-    /// `serve` on the sim engine and SQLite, with the admin key; QR codes rotate every 2 s
-    /// (so the page's rotation shows within the test), the phone waits long enough for a
-    /// scan, and messages go out without the anti-ban pause.
-    fn start() -> Server {
-        let dir = tempfile::tempdir().expect("a temporary folder");
-        let mut cmd = Command::new(BIN);
-        cmd.arg("serve")
-            .args(["--listen", "127.0.0.1:0", "--engine", "sim"])
-            .arg("--database")
-            .arg(format!("sqlite://{}", dir.path().join("wam.db").display()))
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .args(["--sim-qr-interval", "2", "--sim-qr-attempts", "100"])
-            .args(["--message-interval", "0", "--message-jitter", "0"])
-            .env_remove("WAM_ENGINE")
-            .env_remove("DATABASE_URL")
-            .env("WAM_API_KEY", ADMIN_KEY)
-            .env("RUST_LOG", "info");
-        // SAFETY: only async-signal-safe calls between fork and exec. The server dies with
-        // the test process, however that ends.
-        unsafe {
-            std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let (child, logs, port) = testkit::child::spawn_and_wait_port(&mut cmd);
-        Server {
-            child,
-            logs,
-            base: format!("http://127.0.0.1:{port}"),
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(30))
-                .build()
-                .expect("an HTTP client"),
-            _dir: dir,
-        }
-    }
-
-    async fn call_as(
-        &self,
-        key: &str,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
-        let mut req = self
-            .http
-            .request(method.clone(), format!("{}{path}", self.base))
-            .header("x-api-key", key);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let res = req
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
-        let status = res.status();
-        (status, res.json().await.unwrap_or(Value::Null))
-    }
-
-    /// An admin request that must succeed; its `data`.
-    async fn admin(&self, method: Method, path: &str, body: Option<Value>) -> Value {
-        let (status, v) = self.call_as(ADMIN_KEY, method.clone(), path, body).await;
-        assert!(status.is_success(), "{method} {path}: {status} {v}");
-        v["data"].clone()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking()
-            && let Ok(logs) = self.logs.lock()
-        {
-            let lines: Vec<&str> = logs.lines().collect();
-            let tail = lines[lines.len().saturating_sub(80)..].join("\n");
-            eprintln!("==== the server's last log lines ====\n{tail}");
-        }
-    }
-}
-
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or_default()
-}
-
-/// The phone book of the linked pair: Arabic names, some businesses, some with a chat in the
-/// last days (so the 90-day group holds fewer than all).
-fn phone_book() -> Vec<Value> {
-    let names = [
-        ("أحمد الحربي", false, Some(2)),
-        ("فاطمة الزهراني", false, Some(1)),
-        ("محمد العتيبي", false, None),
-        ("نورة القحطاني", false, Some(400)),
-        ("مطعم الياسمين", true, Some(3)),
-        ("خالد الشمري", false, None),
-        ("سارة الدوسري", false, Some(10)),
-        ("صيدلية النهدي", true, None),
-        ("عبدالله المطيري", false, Some(200)),
-        ("ريم السبيعي", false, None),
-        ("مكتبة جرير", true, Some(5)),
-        ("يوسف الغامدي", false, None),
-    ];
-    names
-        .iter()
-        .enumerate()
-        .map(|(i, (name, business, days))| {
-            json!({
-                "jid": format!("9665000000{:02}@s.whatsapp.net", i + 1),
-                "name": name,
-                "push_name": null,
-                "is_business": business,
-                "last_message_at": days.map(|d: i64| now() - d * 86_400),
-            })
-        })
-        .collect()
-}
-
-/// An id as a page's `data-*` attribute holds it.
-fn id_text(id: &Value) -> String {
-    id.as_str().map_or_else(|| id.to_string(), str::to_string)
-}
-
-/// The `[data-role="error"]` message shown on the page, once one is shown.
-const SHOWN_ERROR: &str = "const es = [...document.querySelectorAll('[data-role=\"error\"]')]
-    .filter(e => e.getClientRects().length > 0 && e.innerText.trim() !== '');
-return es.length ? es.map(e => e.innerText).join('\\n') : null;";
+use server::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_person_links_a_number_fetches_its_contacts_and_sends_from_the_dashboard_in_arabic() {
@@ -202,7 +51,7 @@ async fn a_person_links_a_number_fetches_its_contacts_and_sends_from_the_dashboa
     browser
         .js("window.__wamNoReload = true; return true;", vec![])
         .await;
-    browser.screenshot("signin").await;
+    shot(&browser, "signin").await;
 
     // ---- A wrong key: the API's 401 message, in place.
     let wrong = "not-a-key-of-this-server-000";
@@ -223,7 +72,7 @@ async fn a_person_links_a_number_fetches_its_contacts_and_sends_from_the_dashboa
         shown.as_str().unwrap_or_default().contains(&message),
         "the page shows the API's message {message:?}, not {shown}"
     );
-    browser.screenshot("wrong-key").await;
+    shot(&browser, "wrong-key").await;
 
     // ---- The admin key signs in.
     browser.fill("#api-key", ADMIN_KEY).await;
@@ -231,7 +80,7 @@ async fn a_person_links_a_number_fetches_its_contacts_and_sends_from_the_dashboa
     browser.wait_visible(WAIT, "#whoami").await;
     browser.wait_visible(WAIT, "#signout").await;
     browser.wait_visible(WAIT, "nav a[data-nav=\"keys\"]").await;
-    browser.screenshot("signed-in-admin").await;
+    shot(&browser, "signed-in-admin").await;
 
     // ---- Link a number: init from the page, the QR code shows and rotates.
     browser.click("nav a[data-nav=\"link\"]").await;
@@ -255,7 +104,7 @@ async fn a_person_links_a_number_fetches_its_contacts_and_sends_from_the_dashboa
         countdown.chars().any(|c| c.is_ascii_digit()),
         "a countdown in seconds: {countdown:?}"
     );
-    browser.screenshot("qr-code").await;
+    shot(&browser, "qr-code").await;
     browser
         .wait_js(
             WAIT,
@@ -286,7 +135,7 @@ async fn a_person_links_a_number_fetches_its_contacts_and_sends_from_the_dashboa
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    browser.screenshot("qr-code-rotated").await;
+    shot(&browser, "qr-code-rotated").await;
 
     // ---- The phone scans; the page follows to `ready` by itself.
     server
@@ -303,7 +152,7 @@ async fn a_person_links_a_number_fetches_its_contacts_and_sends_from_the_dashboa
         .js("return window.__wamNoReload === true;", vec![])
         .await;
     assert_eq!(kept, json!(true), "`ready` arrived without a reload");
-    browser.screenshot("linked-ready").await;
+    shot(&browser, "linked-ready").await;
 
     // ---- The session's page: fetch the contacts, the bar reaches 100.
     browser.click("#link-open-session").await;
@@ -311,7 +160,7 @@ async fn a_person_links_a_number_fetches_its_contacts_and_sends_from_the_dashboa
     browser
         .wait_visible(WAIT, "#session-status[data-status=\"ready\"]")
         .await;
-    browser.screenshot("session").await;
+    shot(&browser, "session").await;
     browser.click("#fetch-btn").await;
     browser
         .wait_js(
@@ -349,7 +198,7 @@ async fn a_person_links_a_number_fetches_its_contacts_and_sends_from_the_dashboa
         summary.contains("12"),
         "the summary counts the 12 imported: {summary:?}"
     );
-    browser.screenshot_at("#fetch-summary", "fetched").await;
+    shot_at(&browser, "#fetch-summary", "fetched").await;
 
     // ---- The groups, with the counts the API gives.
     browser.click("#open-groups").await;
@@ -393,7 +242,7 @@ async fn a_person_links_a_number_fetches_its_contacts_and_sends_from_the_dashboa
             g["name"]
         );
     }
-    browser.screenshot("groups").await;
+    shot(&browser, "groups").await;
 
     // ---- A group's contacts: Arabic names right to left, a search narrows the rows.
     let all_id = groups
@@ -434,7 +283,7 @@ async fn a_person_links_a_number_fetches_its_contacts_and_sends_from_the_dashboa
             .contains("966500000002"),
         "{layout}"
     );
-    browser.screenshot("group-contacts").await;
+    shot(&browser, "group-contacts").await;
     browser.fill("#contacts-search", "فاطمة").await;
     let rows = browser
         .wait_js(
@@ -452,7 +301,7 @@ async fn a_person_links_a_number_fetches_its_contacts_and_sends_from_the_dashboa
             .contains("فاطمة الزهراني"),
         "{rows}"
     );
-    browser.screenshot("group-search").await;
+    shot(&browser, "group-search").await;
 
     // ---- Send a message to a contact; it shows as `sent` in the log.
     browser.goto(&format!("{base}/#/send/{USER}/{PLACE}")).await;
@@ -461,7 +310,7 @@ async fn a_person_links_a_number_fetches_its_contacts_and_sends_from_the_dashboa
     browser.fill("#send-contact", "+966500000002").await;
     let text = "مرحبا، وصلت طلبيتك";
     browser.fill("#send-text", text).await;
-    browser.screenshot("send-form").await;
+    shot(&browser, "send-form").await;
     browser.click("#send-submit").await;
     let deadline = tokio::time::Instant::now() + WAIT;
     let shown_id = loop {
@@ -511,9 +360,7 @@ async fn a_person_links_a_number_fetches_its_contacts_and_sends_from_the_dashboa
     let out = outbox["messages"].as_array().cloned().unwrap_or_default();
     assert_eq!(out.len(), 1, "one message left the phone: {outbox}");
     assert_eq!(out[0]["text"], text, "{outbox}");
-    browser
-        .screenshot_at("#messages-table", "message-sent")
-        .await;
+    shot_at(&browser, "#messages-table", "message-sent").await;
 
     // ---- Another user's pair, and a tenant key for the first user.
     server
@@ -534,7 +381,7 @@ async fn a_person_links_a_number_fetches_its_contacts_and_sends_from_the_dashboa
             vec![json!(USER.to_string()), json!(OTHER_USER.to_string())],
         )
         .await;
-    browser.screenshot("sessions-admin").await;
+    shot(&browser, "sessions-admin").await;
     let key = server
         .admin(
             Method::POST,
@@ -582,7 +429,7 @@ async fn a_person_links_a_number_fetches_its_contacts_and_sends_from_the_dashboa
         json!([false, false, false]),
         "admin nav and the user filter hidden for a tenant"
     );
-    browser.screenshot("sessions-tenant").await;
+    shot(&browser, "sessions-tenant").await;
 
     // ---- Switched to English: left to right.
     browser.select("#lang", "en").await;
