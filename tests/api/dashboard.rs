@@ -76,7 +76,12 @@ async fn the_page_answers_html_without_a_key_under_the_csp() {
         assert_eq!(got.header(header::CONTENT_SECURITY_POLICY), CSP);
         assert_eq!(got.header(header::CACHE_CONTROL), "no-cache");
         let html = got.text();
-        for hook in ["id=\"signin\"", "id=\"api-key\"", "id=\"lang\"", "dialog id=\"confirm\""] {
+        for hook in [
+            "id=\"signin\"",
+            "id=\"api-key\"",
+            "id=\"lang\"",
+            "dialog id=\"confirm\"",
+        ] {
             assert!(html.contains(hook), "{hook} missing from the page");
         }
         // Nothing the page loads comes from elsewhere, and no script runs inline.
@@ -115,12 +120,17 @@ async fn every_file_the_page_and_its_modules_reference_loads_without_a_key() {
         );
         if name.ends_with(".js") {
             let text = got.text();
-            assert!(!text.contains("http://") && !text.contains("https://"), "{file}");
+            assert!(
+                !text.contains("http://") && !text.contains("https://"),
+                "{file}"
+            );
             todo.extend(references(&text, "./", '\''));
         }
     }
     // The page's modules reach every view's module.
-    for module in ["app.js", "api.js", "sse.js", "i18n.js", "link.js", "send.js"] {
+    for module in [
+        "app.js", "api.js", "sse.js", "i18n.js", "link.js", "send.js",
+    ] {
         assert!(
             seen.iter().any(|f| f.starts_with(&format!("{module}?"))),
             "{module} never loaded: {seen:?}"
@@ -174,7 +184,10 @@ async fn files_are_gzipped_only_for_a_client_that_accepts_it() {
         let gz = fetch(&app, &path, &[("accept-encoding", "gzip, deflate, br")]).await;
         assert_eq!(gz.status, StatusCode::OK);
         assert_eq!(gz.header(header::CONTENT_ENCODING), "gzip", "{path}");
-        assert!(gz.body.len() < plain.body.len(), "{path} is not smaller gzipped");
+        assert!(
+            gz.body.len() < plain.body.len(),
+            "{path} is not smaller gzipped"
+        );
         let mut unzipped = Vec::new();
         flate2::read::GzDecoder::new(gz.body.as_slice())
             .read_to_end(&mut unzipped)
@@ -218,7 +231,10 @@ async fn without_an_admin_key_the_page_loads_and_the_api_still_refuses_other_sit
     assert_eq!(got.status, StatusCode::OK);
     let res = app
         .client
-        .get(format!("{}/api/whatsapp/status?user_id=1&place_id=1", app.base))
+        .get(format!(
+            "{}/api/whatsapp/status?user_id=1&place_id=1",
+            app.base
+        ))
         .header("origin", "http://evil.example")
         .send()
         .await

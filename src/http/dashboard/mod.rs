@@ -37,7 +37,11 @@ const JS: &str = "text/javascript; charset=utf-8";
 /// page references them as `"./assets/<name>"`: those are the spellings rewritten with the
 /// version.
 const FILES: &[(&str, &str, &str)] = &[
-    ("app.css", "text/css; charset=utf-8", include_str!("assets/app.css")),
+    (
+        "app.css",
+        "text/css; charset=utf-8",
+        include_str!("assets/app.css"),
+    ),
     ("app.js", JS, include_str!("assets/app.js")),
     ("api.js", JS, include_str!("assets/api.js")),
     ("ui.js", JS, include_str!("assets/ui.js")),
@@ -158,7 +162,11 @@ async fn asset(
     // Another version's URL must not be cached forever with this version's bytes.
     let current = form_urlencoded::parse(query.unwrap_or_default().as_bytes())
         .any(|(k, v)| k == "v" && v == d.version);
-    let cache = if current { VERSIONED_CACHE } else { INDEX_CACHE };
+    let cache = if current {
+        VERSIONED_CACHE
+    } else {
+        INDEX_CACHE
+    };
     answer(p, &headers, cache)
 }
 
@@ -244,7 +252,13 @@ mod tests {
 
     #[test]
     fn gzip_is_sent_only_when_accepted_with_a_quality() {
-        let yes = ["gzip", "br, gzip, deflate", "gzip;q=0.5", "*", "identity, *;q=1"];
+        let yes = [
+            "gzip",
+            "br, gzip, deflate",
+            "gzip;q=0.5",
+            "*",
+            "identity, *;q=1",
+        ];
         for v in yes {
             assert!(accepts_gzip(&with(header::ACCEPT_ENCODING, v)), "{v}");
         }

@@ -3,7 +3,7 @@
 // once typing pauses), the job's progress, and the message log with retry.
 import { get, post, W } from './api.js';
 import { t } from './i18n.js';
-import { $, $$, el, attempt, busy, fill, pager, fmtTime, statusBadge, debounce, throttle } from './ui.js';
+import { $, $$, el, attempt, busy, fill, pager, fmtTime, debounce, throttle } from './ui.js';
 import { onEvent } from './sse.js';
 
 const BUILT_IN = new Set(['name', 'first_name', 'push_name', 'phone']);
@@ -111,7 +111,7 @@ const validateSoon = debounce(validate, 600);
 function showKind() {
   const kind = $('#send-kind').value;
   for (const label of $$('#view-send [data-kind]')) label.hidden = label.dataset.kind !== kind;
-  validateSoon();
+  preview();
 }
 
 async function submit() {
@@ -126,7 +126,7 @@ async function submit() {
       const job = kind === 'group'
         ? await post(`${W}/groups/${$('#send-group').value}/send-message`, message())
         : await post(`${W}/send-bulk-messages`, { ...message(), recipients: listLines() });
-      done.textContent = t('send.jobQueued', { n: job.queued ?? job.total });
+      done.textContent = t('send.jobQueued', { n: job.total });
       followJob(job);
     }
     loadLog();
@@ -170,7 +170,7 @@ function logRow(m) {
     el('td', { class: 'num' }, m.id),
     el('td', {}, el('span', { dir: 'ltr' }, m.recipient), m.recipient_name ? el('div', { dir: 'auto', class: 'muted' }, m.recipient_name) : null),
     el('td', { class: 'text', dir: 'auto', title: m.text || '' }, m.text || m.image_url || ''),
-    el('td', {}, statusBadge(m.status), m.error ? el('div', { class: 'muted', dir: 'auto' }, m.error) : null),
+    el('td', {}, el('span', { class: 'badge', dataset: { s: m.status } }, t(`msg.${m.status}`)), m.error ? el('div', { class: 'muted', dir: 'auto' }, m.error) : null),
     el('td', {}, fmtTime(m.sent_at || m.failed_at || m.created_at)),
     el('td', {}, retry));
 }
