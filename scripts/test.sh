@@ -4,7 +4,9 @@
 # .ci/requirements.txt) go into a virtual environment under target/, since stock Debian and
 # Ubuntu refuse a system-wide `pip install`; PostgreSQL's binaries come from Debian's
 # `postgresql` unless WAM_TEST_POSTGRES names a server (the tests start their own throwaway
-# cluster from the binaries, never the packaged one). Extra arguments go to `cargo test`.
+# cluster from the binaries, never the packaged one); the dashboard's browser test drives
+# Debian's `chromium` through `chromium-driver`, installed when `chromium` or `chromedriver`
+# is missing. Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -48,6 +50,14 @@ if [ -z "${WAM_TEST_POSTGRES:-}" ] && ! have_initdb; then
     # The package's own cluster is neither needed nor started by the tests; where the
     # package starts it (a machine with systemd), it just sits beside them.
     $sudo apt-get install -y -qq postgresql
+fi
+
+if ! command -v chromedriver >/dev/null 2>&1 || ! command -v chromium >/dev/null 2>&1; then
+    echo "no chromium/chromedriver found; installing chromium and chromium-driver" >&2
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    $sudo apt-get install -y -qq chromium chromium-driver
 fi
 
 export WAM_SCHEMATHESIS="$PWD/$venv/bin/schemathesis"

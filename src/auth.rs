@@ -132,6 +132,16 @@ impl Caller {
         }
     }
 
+    /// A listing across users: the admin sees the user it names or every user (`None`); a
+    /// tenant sees its own user whether it names it or not.
+    pub fn scope_listing(&self, user: Option<UserId>) -> AuthResult<Option<UserId>> {
+        match (*self, user) {
+            (Self::Admin, user) => Ok(user),
+            (Self::Tenant { user_id, .. }, None) => Ok(Some(user_id)),
+            (_, Some(user)) => self.scope_user(user).map(Some),
+        }
+    }
+
     pub fn require_admin(&self, what: &str) -> AuthResult<()> {
         match self {
             Self::Admin => Ok(()),

@@ -1,6 +1,6 @@
-//! What every request passes before routing: in keyless mode the browser check, then the
-//! key check (every route but health needs a key, so unknown routes tell nothing without
-//! one), the failed-key throttle and the rate limit.
+//! What every request but the dashboard's static files passes before routing: in keyless mode
+//! the browser check, then the key check (every route but health needs a key, so unknown
+//! routes tell nothing without one), the failed-key throttle and the rate limit.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -19,6 +19,10 @@ use crate::http::error::AppError;
 pub const HEALTH_PATH: &str = "/api/health";
 
 pub async fn guard(State(st): State<AppState>, mut req: Request, next: Next) -> Response {
+    // The dashboard's files hold no data: the page asks for the key, then sends it itself.
+    if super::dashboard::is_public(req.method(), req.uri().path()) {
+        return next.run(req).await;
+    }
     if !st.keys.enforced()
         && let Err(why) = browser_check(req.uri(), req.headers())
     {

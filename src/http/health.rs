@@ -35,6 +35,30 @@ pub struct HealthData {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     engine: Option<EngineName>,
+    /// Who the key presented belongs to: what a dashboard shows once signed in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    caller: Option<CallerInfo>,
+}
+
+/// The admin key (or anyone, on a server without one), or a tenant key and its user.
+#[derive(Serialize, ToSchema)]
+#[serde(tag = "role", rename_all = "snake_case")]
+pub enum CallerInfo {
+    Admin,
+    Tenant {
+        #[schema(value_type = i64)]
+        user_id: crate::domain::UserId,
+    },
+}
+
+impl From<Caller> for CallerInfo {
+    fn from(c: Caller) -> Self {
+        match c {
+            Caller::Admin => Self::Admin,
+            Caller::Tenant { user_id, .. } => Self::Tenant { user_id },
+        }
+    }
 }
 
 /// Which engine the server runs (`--engine`).
@@ -77,7 +101,7 @@ success!(HealthResponse, HealthData);
     summary = "Whether the service and its database answer",
     description = "Needs no API key. Without one (or with a wrong one) the answer holds only \
         `status`, `database` and `features`; with a valid key, or on a server without an \
-        admin key, it also tells `version`, `uptime_seconds`, `active_sessions` and `engine`.",
+        admin key, it also tells `version`, `uptime_seconds`, `active_sessions`, `engine` and `caller` (whose key it is).",
     responses(
         (status = 200, description = "Healthy", body = HealthResponse),
         (status = 403, description = "Without an admin key only: the request came from a web page of another origin, or named a host that is not this machine", body = ErrorEnvelope),
@@ -117,6 +141,7 @@ pub async fn health(
         uptime_seconds: known.then(|| st.started.elapsed().as_secs()),
         active_sessions: known.then(|| st.manager.live_count() as u64),
         engine: known.then(|| EngineName::of(st.engine)),
+        caller: caller.map(|Extension(c)| CallerInfo::from(c)),
     };
     Ok(HealthResponse::new(data, "Service is healthy"))
 }

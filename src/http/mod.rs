@@ -1,6 +1,7 @@
 //! HTTP: routes, envelopes, and the safety net that keeps every answer in the envelope.
 
 mod contacts;
+mod dashboard;
 pub mod envelope;
 pub mod error;
 pub mod extract;
@@ -78,6 +79,7 @@ pub const DOCS_PATH: &str = "/docs";
 /// check itself is in [`guard`]).
 fn api_parts(with_sim: bool) -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
     let whatsapp = OpenApiRouter::new()
+        .routes(routes!(sessions::list::list))
         .routes(routes!(sessions::init))
         .routes(routes!(sessions::status))
         .routes(routes!(linking::qr))
@@ -179,7 +181,8 @@ pub fn router(state: AppState) -> Router {
     let secured = secured
         .merge(SwaggerUi::new(DOCS_PATH).external_url_unchecked(OPENAPI_PATH, openapi_json()))
         .route(scrape::METRICS_PATH, axum::routing::get(scrape::with_key));
-    let app = public.merge(secured);
+    // The dashboard's page and files: plain routes, outside the document (they are not API).
+    let app = public.merge(secured).merge(dashboard::router());
     let known = params::KnownParams::from_doc(&openapi());
     let metrics = state.events.metrics().clone();
     // Innermost: after the key check (a bad key is refused here, never sent on) and the

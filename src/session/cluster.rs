@@ -1,7 +1,7 @@
 //! The session manager's side of a cluster: sessions start only under a lease this node
 //! took, and the lease loop ([`crate::cluster::leases`]) hands sessions in and out here.
 
-use super::manager::Stopped;
+use super::restore::Stopped;
 use super::{Command, SessionError, SessionManager, SessionResult};
 use crate::cluster::{Cluster, LEASES_CHANNEL};
 use crate::domain::{Pair, SessionStatus};

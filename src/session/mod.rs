@@ -7,6 +7,7 @@ mod error;
 pub mod health;
 mod manager;
 mod registry;
+mod restore;
 
 use std::sync::Arc;
 

@@ -64,7 +64,7 @@ where
 }
 
 /// Somewhere in `[d/2, d]`, so work that failed together does not come back together.
-fn jitter(d: Duration) -> Duration {
+pub(crate) fn jitter(d: Duration) -> Duration {
     let mut b = [0u8; 4];
     if getrandom::fill(&mut b).is_err() {
         return d;

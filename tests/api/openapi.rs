@@ -61,6 +61,17 @@ async fn every_documented_operation_is_routed() {
     for (method, path) in &ops {
         let url = fill_params(path);
         let m = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        if url.starts_with("/api/whatsapp/events") {
+            // A stream never ends by itself: its status and headers are the answer.
+            let res = app
+                .client
+                .request(m, format!("{}{url}", app.base))
+                .send()
+                .await
+                .expect("stream");
+            assert_eq!(res.status(), StatusCode::OK, "{method} {path}");
+            continue;
+        }
         let body = matches!(method.as_str(), "POST" | "PUT" | "PATCH").then(|| json!({}));
         let (s, v) = app.request(m, &url, body).await;
         assert_ne!(s, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}: {v}");

@@ -23,15 +23,6 @@ async fn init_as(app: &TestApp, key: Option<&str>, user: i64, place: i64) -> (St
     .await
 }
 
-async fn create_key(app: &TestApp, body: Value) -> (String, Value) {
-    let (s, v) = app.post("/api/admin/keys", body).await;
-    assert_eq!(s, StatusCode::CREATED, "{v}");
-    (
-        v["data"]["key"].as_str().unwrap().to_string(),
-        v["data"].clone(),
-    )
-}
-
 /// `n` inits of `user` at places `first..first + n`, all at once; their statuses and bodies.
 async fn racing_inits(app: &TestApp, user: i64, first: i64, n: i64) -> Vec<(StatusCode, Value)> {
     futures::future::join_all((first..first + n).map(|place| init_status(app, user, place))).await
@@ -115,11 +106,15 @@ async fn racing_inits_never_end_above_the_limit_and_a_logout_frees_a_slot() {
 #[tokio::test]
 async fn zero_means_no_limit_and_a_keys_own_quota_replaces_the_servers() {
     let app = spawn_app_with_admin_key_and(|c| c.limits.max_sessions_per_user = Some(1)).await;
-    let (three, shown) = create_key(&app, json!({"user_id": 3, "max_sessions": 3})).await;
+    let (three, shown) = app
+        .create_key(json!({"user_id": 3, "max_sessions": 3}))
+        .await;
     assert_eq!(shown["max_sessions"], 3, "{shown}");
     assert_eq!(shown["rate_limit"], Value::Null, "{shown}");
     assert_eq!(shown["rate_limit_burst"], Value::Null, "{shown}");
-    let (unlimited, _) = create_key(&app, json!({"user_id": 4, "max_sessions": 0})).await;
+    let (unlimited, _) = app
+        .create_key(json!({"user_id": 4, "max_sessions": 0}))
+        .await;
     for place in 1..=3 {
         let (s, v) = init_as(&app, Some(&three), 3, place).await;
         assert_eq!(s, StatusCode::OK, "{v}");
@@ -168,12 +163,13 @@ async fn key_quotas_are_validated_stored_and_listed() {
     }
     let (_, v) = app.get("/api/admin/keys").await;
     assert_eq!(v["data"]["pagination"]["total"], 0, "{v}");
-    let (_, created) = create_key(
-        &app,
-        json!({"user_id": 1, "max_sessions": 7, "rate_limit": 2.5, "rate_limit_burst": 9}),
-    )
-    .await;
-    create_key(&app, json!({"user_id": 2, "max_sessions": null})).await;
+    let (_, created) = app
+        .create_key(
+            json!({"user_id": 1, "max_sessions": 7, "rate_limit": 2.5, "rate_limit_burst": 9}),
+        )
+        .await;
+    app.create_key(json!({"user_id": 2, "max_sessions": null}))
+        .await;
     let (_, v) = app.get("/api/admin/keys").await;
     let keys = v["data"]["keys"].as_array().unwrap();
     assert_eq!(keys[0]["id"], created["id"]);
@@ -237,14 +233,12 @@ async fn the_rate_limit_lets_a_burst_through_then_429_until_it_refills() {
 #[tokio::test]
 async fn each_tenant_key_has_its_own_bucket_and_its_own_rate() {
     let app = spawn_app_with_admin_key().await;
-    let (slow, shown) = create_key(
-        &app,
-        json!({"user_id": 1, "rate_limit": SLOW, "rate_limit_burst": 2}),
-    )
-    .await;
+    let (slow, shown) = app
+        .create_key(json!({"user_id": 1, "rate_limit": SLOW, "rate_limit_burst": 2}))
+        .await;
     assert_eq!(shown["rate_limit"], SLOW);
     assert_eq!(shown["rate_limit_burst"], 2);
-    let (free, _) = create_key(&app, json!({"user_id": 1})).await;
+    let (free, _) = app.create_key(json!({"user_id": 1})).await;
     let status = "/api/whatsapp/status?user_id=1&place_id=2";
     for _ in 0..2 {
         let (s, _) = app.request_as(Some(&slow), Method::GET, status, None).await;

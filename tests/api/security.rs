@@ -191,7 +191,7 @@ async fn without_a_key_unknown_routes_and_wrong_methods_answer_401_with_one_404_
     let cases = [
         (Method::GET, "/api/nope", 404),
         (Method::GET, "/api/whatsapp/nope", 404),
-        (Method::GET, "/", 404),
+        (Method::GET, "/nope", 404),
         (Method::DELETE, "/api/whatsapp/init", 405),
         (Method::POST, "/api/health", 405),
         (Method::GET, "/api/admin/keys/1", 405),
@@ -253,7 +253,7 @@ async fn health_without_a_valid_key_shows_no_counts_engine_or_version() {
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_full(&v);
     assert_eq!(v["data"]["active_sessions"], 1, "{v}");
-    let (tenant, _) = create_key(&app, json!({"user_id": 9})).await;
+    let (tenant, _) = app.create_key(json!({"user_id": 9})).await;
     let (_, v) = app
         .request_as(Some(&tenant), Method::GET, "/api/health", None)
         .await;
@@ -286,7 +286,7 @@ async fn the_21st_failed_key_from_one_address_is_429_but_good_keys_and_other_add
     // The right key from the same address is neither slowed nor refused.
     let (s, v) = app.get(status).await;
     assert_eq!(s, StatusCode::OK, "{v}");
-    let (tenant, _) = create_key(&app, json!({"user_id": 1})).await;
+    let (tenant, _) = app.create_key(json!({"user_id": 1})).await;
     let (s, _) = app
         .request_as(Some(&tenant), Method::GET, status, None)
         .await;
@@ -308,20 +308,11 @@ async fn the_21st_failed_key_from_one_address_is_429_but_good_keys_and_other_add
 
 // ------------------------------------------------------------ revocation
 
-async fn create_key(app: &TestApp, body: Value) -> (String, Value) {
-    let (s, v) = app.post("/api/admin/keys", body).await;
-    assert_eq!(s, StatusCode::CREATED, "{v}");
-    (
-        v["data"]["key"].as_str().unwrap().to_string(),
-        v["data"].clone(),
-    )
-}
-
 #[tokio::test]
 async fn revoking_a_key_ends_its_open_event_streams_at_once_and_no_other() {
     let app = spawn_app_with_admin_key().await;
-    let (doomed, created) = create_key(&app, json!({"user_id": 4})).await;
-    let (kept, _) = create_key(&app, json!({"user_id": 4})).await;
+    let (doomed, created) = app.create_key(json!({"user_id": 4})).await;
+    let (kept, _) = app.create_key(json!({"user_id": 4})).await;
     let open = |key: String| {
         let client = app.client.clone();
         let url = format!("{}/api/whatsapp/events?user_id=4", app.base);

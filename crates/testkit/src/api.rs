@@ -414,6 +414,17 @@ impl TestApp {
         out.sort();
         out
     }
+
+    /// A new API key (admin call): the key itself and the created record.
+    pub async fn create_key(&self, body: Value) -> (String, Value) {
+        let (s, v) = self.post("/api/admin/keys", body).await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        let key = v["data"]["key"]
+            .as_str()
+            .expect("key shown once")
+            .to_string();
+        (key, v["data"].clone())
+    }
 }
 
 /// A person entry of a simulated phone book.

@@ -5,9 +5,11 @@
 //! [`api`] drives the simulated engine through HTTP; [`wa`] the real WhatsApp client against
 //! an in-process fake WhatsApp server. [`db`] hands each test a fresh database of either
 //! backend; [`pg`] is the throwaway PostgreSQL behind it. [`cluster`] runs several server
-//! processes as the nodes of one cluster on a PostgreSQL database.
+//! processes as the nodes of one cluster on a PostgreSQL database. [`browser`] drives a
+//! headless Chromium over WebDriver.
 
 pub mod api;
+pub mod browser;
 pub mod child;
 pub mod cluster;
 pub mod db;

@@ -101,7 +101,7 @@ fn qr_format() -> Object {
 // ----- Answers -----
 
 /// The session's status, from the domain's list.
-fn session_status() -> Object {
+pub(super) fn session_status() -> Object {
     ObjectBuilder::new()
         .schema_type(Type::String)
         .enum_values(Some(SessionStatus::ALL.map(SessionStatus::as_str)))

@@ -17,6 +17,7 @@ use crate::session::{SessionError, SessionSnapshot};
 use crate::store::AutoRule;
 
 pub mod dto;
+pub mod list;
 
 fn status_message(s: &SessionSnapshot) -> String {
     match s.record.status {

@@ -89,6 +89,25 @@ impl UserQuery {
     }
 }
 
+/// The tenant whose events a stream carries: optional for the admin key (every tenant's
+/// events), a tenant key's own user when it names none.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct StreamUserQuery {
+    /// The tenant; the admin key may leave it out to hear every tenant.
+    #[param(value_type = Option<i64>, minimum = 1, example = 1)]
+    pub user_id: Option<String>,
+}
+
+impl StreamUserQuery {
+    pub fn user(&self) -> Result<Option<UserId>, Invalid> {
+        match self.user_id.as_deref() {
+            None => Ok(None),
+            some => UserId::from_text(some).map(Some),
+        }
+    }
+}
+
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct DeliveryFilterQuery {

@@ -275,22 +275,28 @@ pub async fn deliveries(
     description = "Each event's `id` is its event id and its `event` the type; `data` is the \
         same JSON a webhook gets. A listener that reconnects with `Last-Event-ID` (or \
         `last_event_id`) first gets what it missed. The stream ends when the tenant key it \
-        was opened with is revoked.",
-    params(UserQuery, EventStreamQuery),
+        was opened with is revoked. The admin key may leave `user_id` out to hear every \
+        tenant's events; a tenant key hears its own user's.",
+    params(StreamUserQuery, EventStreamQuery),
     responses(
         (status = 200, description = "The stream", content_type = "text/event-stream", body = String),
-        (status = 400, description = "Bad `user_id`, `place_id` or `last_event_id`", body = ErrorEnvelope),
+        (status = 400, description = "Bad `user_id`, `place_id` or `last_event_id`, or `place_id` without `user_id`", body = ErrorEnvelope),
     )
 )]
 pub async fn stream(
     State(st): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
-    Params(q): Params<UserQuery>,
+    Params(q): Params<StreamUserQuery>,
     Params(filter): Params<EventStreamQuery>,
 ) -> AppResult<Response> {
-    let user = caller.scope_user(q.user()?)?;
+    let user = caller.scope_listing(q.user()?)?;
     let place = filter.place()?;
+    if place.is_some() && user.is_none() {
+        return Err(AppError::BadRequest(
+            "place_id needs user_id: a place is only known within its user".into(),
+        ));
+    }
     let last = filter.last_event_id(headers.get("last-event-id").and_then(|v| v.to_str().ok()))?;
     // Watched from before the replay, so a revocation while it is read is not missed.
     let revoked = match caller {
@@ -299,14 +305,15 @@ pub async fn stream(
     };
     // Subscribed before the replay is read, so nothing falls between the two.
     let mut live = st.events.subscribe();
-    let replay = match last {
-        Some(after) => {
+    let replay = match (last, user) {
+        (Some(after), Some(user)) => {
             st.events
                 .store()
                 .events_after(user, place, after, REPLAY_LIMIT)
                 .await?
         }
-        None => Vec::new(),
+        (Some(after), None) => st.events.store().events_since(after, REPLAY_LIMIT).await?,
+        (None, _) => Vec::new(),
     };
     let mut seen = replay.last().map_or(last.unwrap_or(0), |e| e.id);
     let to_sse = |id: i64, kind: &str, payload: &str| {
@@ -332,14 +339,14 @@ pub async fn stream(
                 // First: once revoked, not one event more.
                 biased;
                 () = &mut revoked => {
-                    tracing::info!("ℹ️ Event stream of user {user} closed: its API key was revoked");
+                    tracing::info!("ℹ️ An event stream closed: its API key was revoked");
                     return;
                 }
                 r = live.recv() => r,
             };
             match received {
                 Ok(e) => {
-                    if e.pair.user_id != user
+                    if user.is_some_and(|u| e.pair.user_id != u)
                         || place.is_some_and(|p| p != e.pair.place_id)
                         || e.id <= seen
                     {

@@ -1,6 +1,8 @@
 //! The session actor: the only owner of a session's engine client and record.
 
+mod fence;
 mod fetch;
+mod groups;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,6 +10,8 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+
+pub(crate) use self::fence::Fence;
 
 use super::error::{SessionError, SessionResult};
 use super::registry::Registry;
@@ -22,11 +26,6 @@ use crate::store::{SessionRecord, keep_trying};
 
 /// How often a client that is not linked yet is checked for having silently died.
 const LIVENESS_CHECK: Duration = Duration::from_secs(2);
-const DEFAULT_GROUP_ATTEMPTS: u32 = 3;
-/// The longest a save waits to learn whether this node still holds the session's lease; a
-/// node cut off from its database must still stop its clients promptly.
-const LEASE_CHECK: Duration = Duration::from_secs(2);
-
 pub(super) struct Deps {
     pub engine: Arc<dyn Engine>,
     pub store: Arc<dyn Database>,
@@ -39,12 +38,6 @@ pub(super) struct Deps {
     /// held; a node that lost it (another node took the session over) stops the client
     /// without writing, so two nodes never drive one device.
     pub fence: Option<Fence>,
-}
-
-pub(crate) struct Fence {
-    pub store: Arc<dyn crate::store::traits::ClusterStore>,
-    pub node_id: String,
-    pub lease: crate::store::traits::Lease,
 }
 
 struct RunningFetch {
@@ -216,41 +209,6 @@ impl Actor {
             total_groups: self.counts.1,
         };
         self.state.send_replace(Arc::new(snap));
-    }
-
-    /// Whether this node may still write the session: always off a cluster; on one, while
-    /// it holds the lease under the actor's epoch. A database that cannot say is a no: the
-    /// write could not land anyway, and the lease loop stops the clients of a node cut off
-    /// from its database.
-    async fn still_holds(&mut self) -> bool {
-        let Some(f) = &self.deps.fence else {
-            return true;
-        };
-        if self.fenced {
-            return false;
-        }
-        match tokio::time::timeout(LEASE_CHECK, f.store.holds(f.lease, &f.node_id)).await {
-            Ok(Ok(true)) => true,
-            Ok(Ok(false)) => {
-                self.fenced = true;
-                false
-            }
-            Ok(Err(e)) => {
-                tracing::warn!(
-                    "⚠️ Cannot check the lease of session {}; not saving: {e}",
-                    self.record.session_id
-                );
-                false
-            }
-            Err(_) => {
-                tracing::warn!(
-                    "⚠️ The database did not say in time whether this node still runs session \
-                     {}; not saving",
-                    self.record.session_id
-                );
-                false
-            }
-        }
     }
 
     /// Writes the record through and publishes it.
@@ -426,50 +384,6 @@ impl Actor {
             }
         }
         Flow::Continue
-    }
-
-    async fn create_default_groups(&mut self) {
-        let id = self.id().clone();
-        let user = self.record.pair.user_id;
-        tracing::info!("🏗️ Creating default groups for session: {id}");
-        let mut attempt = 1;
-        let result = loop {
-            let r = self
-                .deps
-                .store
-                .ensure_default_groups(self.record.pair, self.now_ms())
-                .await;
-            match r {
-                Err(e) if attempt < DEFAULT_GROUP_ATTEMPTS => {
-                    tracing::warn!(
-                        "⚠️ Creating default groups for session {id} failed (attempt {attempt}), retrying: {e:#}"
-                    );
-                    tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
-                    attempt += 1;
-                }
-                other => break other,
-            }
-        };
-        match result {
-            Ok(outcome) => {
-                tracing::info!(
-                    "ℹ️ Found {} existing auto groups: {}",
-                    outcome.existing.len(),
-                    outcome.existing.join(", ")
-                );
-                tracing::info!(
-                    "✅ Created {} new default groups for user {user}",
-                    outcome.created
-                );
-                tracing::info!(
-                    "✅ Created {} default groups for session: {id}",
-                    outcome.created
-                );
-            }
-            Err(e) => {
-                tracing::error!("❌ Error creating default groups for session {id}: {e:#}");
-            }
-        }
     }
 
     /// The event channel closed: the client task is gone although nobody stopped it.

@@ -22,6 +22,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Postgres, QueryBuilder};
 use tokio::time::Instant;
 
+use crate::store::retry::jitter;
 use crate::store::sql::{Arg, Dialect};
 use crate::store::traits::Health;
 use crate::store::{DatabaseOptions, StoreResult};
@@ -180,16 +181,6 @@ impl Attempts {
         self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
         None
     }
-}
-
-/// Somewhere in `[d/2, d]`, so transactions that collided do not collide again.
-fn jitter(d: Duration) -> Duration {
-    let mut b = [0u8; 4];
-    if getrandom::fill(&mut b).is_err() {
-        return d;
-    }
-    let half = d / 2;
-    half + half.mul_f64(f64::from(u32::from_le_bytes(b)) / f64::from(u32::MAX))
 }
 
 /// Text PostgreSQL can store: it refuses NUL in `TEXT`, where SQLite keeps it, and one such

@@ -26,6 +26,7 @@ use tokio::sync::{Mutex, MutexGuard};
 use tokio::time::Instant;
 
 use super::SqliteStore;
+use crate::store::retry::jitter;
 use crate::store::{StoreError, StoreResult};
 
 /// How long a write may wait for its turn, in all, before the caller is told the database is
@@ -165,16 +166,6 @@ impl<'s> Attempts<'s> {
             .to_string(),
         )
     }
-}
-
-/// Somewhere in `[d/2, d]`, so writers that failed together do not come back together.
-fn jitter(d: Duration) -> Duration {
-    let mut b = [0u8; 4];
-    if getrandom::fill(&mut b).is_err() {
-        return d;
-    }
-    let half = d / 2;
-    half + half.mul_f64(f64::from(u32::from_le_bytes(b)) / f64::from(u32::MAX))
 }
 
 /// A real [`StoreBusy`]: a write queued behind one that holds the database past the limit.
