@@ -10,17 +10,22 @@
 //! Labels never carry a user, place, session or phone number: only small fixed sets (a
 //! route template, a status code, an outcome), so the number of series stays bounded.
 
-mod text;
+mod gauges;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-pub use text::CONTENT_TYPE;
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry, TextEncoder,
+};
 
 use crate::contacts::fetch::FetchOutcome;
 use crate::events::EventBus;
 use crate::store::AttemptResult;
+
+/// The classic text format, which Prometheus scrapes by default (not OpenMetrics).
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// A hook for code that may run without an event bus (a manager built bare, in tests).
 pub fn count(bus: &Option<EventBus>, f: impl FnOnce(&Metrics)) {
@@ -28,7 +33,6 @@ pub fn count(bus: &Option<EventBus>, f: impl FnOnce(&Metrics)) {
         f(bus.metrics());
     }
 }
-use text::{Family, Kind};
 
 /// Latency buckets, in seconds, of HTTP requests: most answers take milliseconds, a fetch
 /// start or a send waits on the database.
@@ -39,48 +43,60 @@ const HTTP_BUCKETS: [f64; 12] = [
 const FETCH_BUCKETS: [f64; 10] = [0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0];
 
 /// The application's metrics; cheap to clone.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Metrics {
     inner: Arc<Inner>,
 }
 
-#[derive(Default)]
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Each application's own registry, never the crate's global one: the tests run several
+/// applications in one process, and each one's `/metrics` must tell only its own work.
 struct Inner {
-    /// Never held across an `.await`.
-    state: Mutex<State>,
-}
-
-#[derive(Default)]
-struct State {
-    http_requests: BTreeMap<(String, String, u16), u64>,
-    http_duration: BTreeMap<(String, String), Histogram>,
-    fetches: BTreeMap<&'static str, u64>,
+    registry: Registry,
+    http_requests: IntCounterVec,
+    http_duration: HistogramVec,
+    fetches: Fixed,
     fetch_duration: Histogram,
-    contacts_imported: u64,
-    messages: BTreeMap<&'static str, u64>,
-    webhook_deliveries: BTreeMap<&'static str, u64>,
-    connections: BTreeMap<&'static str, u64>,
+    contacts_imported: IntCounter,
+    messages: Fixed,
+    webhook_deliveries: Fixed,
+    connections: Fixed,
+    gauges: gauges::Gauges,
 }
 
-/// Cumulative bucket counts as Prometheus wants them are computed at render time; here each
-/// observation lands in its first bucket only.
-#[derive(Clone, Default)]
-struct Histogram {
-    buckets: Vec<u64>,
-    count: u64,
-    sum: f64,
+/// A counter family over a fixed set of label values. Each child is resolved once, so
+/// counting is one atomic add without the family's label map, and every value is rendered
+/// from the first scrape on, at 0 until it happens.
+struct Fixed {
+    children: Vec<(&'static str, IntCounter)>,
 }
 
-impl Histogram {
-    fn observe(&mut self, bounds: &[f64], v: f64) {
-        if self.buckets.len() != bounds.len() {
-            self.buckets = vec![0; bounds.len()];
+impl Fixed {
+    fn register(
+        registry: &Registry,
+        opts: Opts,
+        label: &str,
+        values: &[&'static str],
+    ) -> prometheus::Result<Self> {
+        let family = IntCounterVec::new(opts, &[label])?;
+        registry.register(Box::new(family.clone()))?;
+        let children = values
+            .iter()
+            .map(|v| Ok((*v, family.get_metric_with_label_values(&[*v])?)))
+            .collect::<prometheus::Result<_>>()?;
+        Ok(Self { children })
+    }
+
+    /// A value outside the set is not counted: it would never be rendered anyway.
+    fn inc(&self, value: &str) {
+        if let Some((_, c)) = self.children.iter().find(|(v, _)| *v == value) {
+            c.inc();
         }
-        if let Some(i) = bounds.iter().position(|b| v <= *b) {
-            self.buckets[i] += 1;
-        }
-        self.count += 1;
-        self.sum += v;
     }
 }
 
@@ -116,51 +132,144 @@ pub struct Snapshot {
     pub start_time_seconds: f64,
 }
 
-impl Metrics {
-    pub fn new() -> Self {
-        Self::default()
+impl Inner {
+    fn build() -> prometheus::Result<Self> {
+        let registry = Registry::new();
+        let http_requests = IntCounterVec::new(
+            Opts::new(
+                "wam_http_requests_total",
+                "HTTP requests answered, by method, route template and status code.",
+            ),
+            &["method", "route", "status"],
+        )?;
+        registry.register(Box::new(http_requests.clone()))?;
+        let http_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "wam_http_request_duration_seconds",
+                "Time from a request's arrival to its answer's head, by method and route \
+                 template.",
+            )
+            .buckets(HTTP_BUCKETS.to_vec()),
+            &["method", "route"],
+        )?;
+        registry.register(Box::new(http_duration.clone()))?;
+        let fetches = Fixed::register(
+            &registry,
+            Opts::new(
+                "wam_contact_fetches_total",
+                "Contact fetches that ended, by outcome (completed, failed, cancelled).",
+            ),
+            "outcome",
+            &["completed", "failed", "cancelled"],
+        )?;
+        let fetch_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "wam_contact_fetch_duration_seconds",
+                "Time a contact fetch ran, from its start to its end, whatever the outcome.",
+            )
+            .buckets(FETCH_BUCKETS.to_vec()),
+        )?;
+        registry.register(Box::new(fetch_duration.clone()))?;
+        let contacts_imported = IntCounter::new(
+            "wam_contacts_imported_total",
+            "Contacts saved by completed contact fetches.",
+        )?;
+        registry.register(Box::new(contacts_imported.clone()))?;
+        let messages = Fixed::register(
+            &registry,
+            Opts::new(
+                "wam_messages_total",
+                "Messages that left the outbox for good, by outcome (sent, failed).",
+            ),
+            "outcome",
+            &["sent", "failed"],
+        )?;
+        let webhook_deliveries = Fixed::register(
+            &registry,
+            Opts::new(
+                "wam_webhook_deliveries_total",
+                "Webhook delivery attempts, by outcome (delivered; retrying: failed, tried \
+                 again later; failed: given up).",
+            ),
+            "outcome",
+            &["delivered", "retrying", "failed"],
+        )?;
+        let connections = Fixed::register(
+            &registry,
+            Opts::new(
+                "wam_engine_connections_total",
+                "Sessions' connections to WhatsApp, by event (connected, disconnected, \
+                 reconnecting).",
+            ),
+            "event",
+            &["connected", "disconnected", "reconnecting"],
+        )?;
+        Ok(Self {
+            registry,
+            http_requests,
+            http_duration,
+            fetches,
+            fetch_duration,
+            contacts_imported,
+            messages,
+            webhook_deliveries,
+            connections,
+            gauges: gauges::Gauges::new()?,
+        })
     }
+}
 
-    fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
-        let mut state = self.inner.state.lock().unwrap_or_else(|e| e.into_inner());
-        f(&mut state)
+impl Metrics {
+    /// Called once per application, at its start.
+    pub fn new() -> Self {
+        // The definitions are constants (valid names, no duplicate): only a programming
+        // error fails here, which the unit tests catch.
+        let inner = Inner::build().expect("the metric definitions are valid");
+        Self {
+            inner: Arc::new(inner),
+        }
     }
 
     /// One answered HTTP request. `route` is the route's template (or a fixed word for an
     /// unknown route), never the raw path.
     pub fn http_request(&self, method: &str, route: &str, status: u16, took: Duration) {
-        self.with(|s| {
-            *s.http_requests
-                .entry((method.to_owned(), route.to_owned(), status))
-                .or_default() += 1;
-            s.http_duration
-                .entry((method.to_owned(), route.to_owned()))
-                .or_default()
-                .observe(&HTTP_BUCKETS, took.as_secs_f64());
-        });
+        let i = &self.inner;
+        let mut buf = [0u8; 5];
+        let status = status_str(status, &mut buf);
+        if let Ok(c) = i
+            .http_requests
+            .get_metric_with_label_values(&[method, route, status])
+        {
+            c.inc();
+        }
+        if let Ok(h) = i
+            .http_duration
+            .get_metric_with_label_values(&[method, route])
+        {
+            h.observe(took.as_secs_f64());
+        }
     }
 
     /// A contact fetch ended; `took` from its start, when known.
     pub fn fetch_finished(&self, end: &FetchOutcome, took: Option<Duration>) {
-        self.with(|s| {
-            let outcome = match end {
-                FetchOutcome::Completed(summary) => {
-                    s.contacts_imported += summary.imported;
-                    "completed"
-                }
-                FetchOutcome::Failed(_) => "failed",
-                FetchOutcome::Cancelled => "cancelled",
-            };
-            *s.fetches.entry(outcome).or_default() += 1;
-            if let Some(took) = took {
-                s.fetch_duration.observe(&FETCH_BUCKETS, took.as_secs_f64());
+        let i = &self.inner;
+        let outcome = match end {
+            FetchOutcome::Completed(summary) => {
+                i.contacts_imported.inc_by(summary.imported);
+                "completed"
             }
-        });
+            FetchOutcome::Failed(_) => "failed",
+            FetchOutcome::Cancelled => "cancelled",
+        };
+        i.fetches.inc(outcome);
+        if let Some(took) = took {
+            i.fetch_duration.observe(took.as_secs_f64());
+        }
     }
 
     /// A message left the outbox for good: `sent` or `failed`.
     pub fn message(&self, outcome: &'static str) {
-        self.with(|s| *s.messages.entry(outcome).or_default() += 1);
+        self.inner.messages.inc(outcome);
     }
 
     /// One recorded webhook delivery attempt.
@@ -172,11 +281,11 @@ impl Metrics {
             } => "retrying",
             AttemptResult::Failed { retry_at: None, .. } => "failed",
         };
-        self.with(|s| *s.webhook_deliveries.entry(outcome).or_default() += 1);
+        self.inner.webhook_deliveries.inc(outcome);
     }
 
     fn connection(&self, event: ConnectionEvent) {
-        self.with(|s| *s.connections.entry(event.as_str()).or_default() += 1);
+        self.inner.connections.inc(event.as_str());
     }
 
     /// A session's client is connected and ready.
@@ -197,161 +306,31 @@ impl Metrics {
 
     /// The exposition text: the counters as they stand, with the scrape-time values.
     pub fn render(&self, now: &Snapshot) -> String {
+        let mut families = self.inner.registry.gather();
+        families.extend(self.inner.gauges.collect(now));
         let mut out = String::with_capacity(8 * 1024);
-        self.with(|s| render_counters(&mut out, s));
-        render_gauges(&mut out, now);
+        // Only an empty or nameless family fails, which neither the registry nor the gauges
+        // hand over; a scrape still gets what was written before it.
+        if let Err(e) = TextEncoder::new().encode_utf8(&families, &mut out) {
+            tracing::warn!("⚠️ Metrics: cannot render: {e}");
+        }
         out
     }
 }
 
-fn render_counters(out: &mut String, s: &State) {
-    let mut f = Family::new(
-        out,
-        "wam_http_requests_total",
-        Kind::Counter,
-        "HTTP requests answered, by method, route template and status code.",
-    );
-    for ((method, route, status), n) in &s.http_requests {
-        let status = status.to_string();
-        f.sample(
-            "",
-            &[("method", method), ("route", route), ("status", &status)],
-            *n as f64,
-        );
+/// A status code's digits without allocating on each request.
+fn status_str(status: u16, buf: &mut [u8; 5]) -> &str {
+    let mut n = status;
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
     }
-    let mut f = Family::new(
-        out,
-        "wam_http_request_duration_seconds",
-        Kind::Histogram,
-        "Time from a request's arrival to its answer's head, by method and route template.",
-    );
-    for ((method, route), h) in &s.http_duration {
-        f.histogram(&[("method", method), ("route", route)], &HTTP_BUCKETS, h);
-    }
-    let mut f = Family::new(
-        out,
-        "wam_contact_fetches_total",
-        Kind::Counter,
-        "Contact fetches that ended, by outcome (completed, failed, cancelled).",
-    );
-    for outcome in ["completed", "failed", "cancelled"] {
-        let n = s.fetches.get(outcome).copied().unwrap_or(0);
-        f.sample("", &[("outcome", outcome)], n as f64);
-    }
-    let mut f = Family::new(
-        out,
-        "wam_contact_fetch_duration_seconds",
-        Kind::Histogram,
-        "Time a contact fetch ran, from its start to its end, whatever the outcome.",
-    );
-    f.histogram(&[], &FETCH_BUCKETS, &s.fetch_duration);
-    let mut f = Family::new(
-        out,
-        "wam_contacts_imported_total",
-        Kind::Counter,
-        "Contacts saved by completed contact fetches.",
-    );
-    f.sample("", &[], s.contacts_imported as f64);
-    let mut f = Family::new(
-        out,
-        "wam_messages_total",
-        Kind::Counter,
-        "Messages that left the outbox for good, by outcome (sent, failed).",
-    );
-    for outcome in ["sent", "failed"] {
-        let n = s.messages.get(outcome).copied().unwrap_or(0);
-        f.sample("", &[("outcome", outcome)], n as f64);
-    }
-    let mut f = Family::new(
-        out,
-        "wam_webhook_deliveries_total",
-        Kind::Counter,
-        "Webhook delivery attempts, by outcome (delivered; retrying: failed, tried again \
-         later; failed: given up).",
-    );
-    for outcome in ["delivered", "retrying", "failed"] {
-        let n = s.webhook_deliveries.get(outcome).copied().unwrap_or(0);
-        f.sample("", &[("outcome", outcome)], n as f64);
-    }
-    let mut f = Family::new(
-        out,
-        "wam_engine_connections_total",
-        Kind::Counter,
-        "Sessions' connections to WhatsApp, by event (connected, disconnected, reconnecting).",
-    );
-    for event in ["connected", "disconnected", "reconnecting"] {
-        let n = s.connections.get(event).copied().unwrap_or(0);
-        f.sample("", &[("event", event)], n as f64);
-    }
-}
-
-fn render_gauges(out: &mut String, now: &Snapshot) {
-    let mut f = Family::new(
-        out,
-        "wam_sessions",
-        Kind::Gauge,
-        "Sessions this node runs, by status.",
-    );
-    for status in crate::domain::SessionStatus::ALL {
-        let status = status.as_str();
-        let n = now.sessions.get(status).copied().unwrap_or(0);
-        f.sample("", &[("status", status)], n as f64);
-    }
-    let mut f = Family::new(
-        out,
-        "wam_live_clients",
-        Kind::Gauge,
-        "Sessions with a live WhatsApp client in this process.",
-    );
-    f.sample("", &[], now.live_clients as f64);
-    if let Some(n) = now.outbox_pending {
-        let mut f = Family::new(
-            out,
-            "wam_outbox_pending",
-            Kind::Gauge,
-            "Messages queued or being sent, of every node.",
-        );
-        f.sample("", &[], n as f64);
-    }
-    if let Some(n) = now.webhook_queue {
-        let mut f = Family::new(
-            out,
-            "wam_webhook_queue",
-            Kind::Gauge,
-            "Webhook deliveries waiting for their (next) attempt, of every node.",
-        );
-        f.sample("", &[], n as f64);
-    }
-    if let Some(bytes) = resident_memory_bytes() {
-        let mut f = Family::new(
-            out,
-            "process_resident_memory_bytes",
-            Kind::Gauge,
-            "Resident memory size in bytes.",
-        );
-        f.sample("", &[], bytes as f64);
-    }
-    let mut f = Family::new(
-        out,
-        "process_start_time_seconds",
-        Kind::Gauge,
-        "Start time of the process since unix epoch in seconds.",
-    );
-    f.sample("", &[], now.start_time_seconds);
-    let mut f = Family::new(
-        out,
-        "wam_build_info",
-        Kind::Gauge,
-        "Always 1: the version of the server and the engine it runs.",
-    );
-    f.sample(
-        "",
-        &[
-            ("version", env!("CARGO_PKG_VERSION")),
-            ("engine", now.engine),
-        ],
-        1.0,
-    );
+    std::str::from_utf8(&buf[i..]).unwrap_or("0")
 }
 
 /// From `/proc/self/statm` (Linux); `None` elsewhere, and the gauge is left out.
@@ -360,4 +339,103 @@ pub fn resident_memory_bytes() -> Option<u64> {
     let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
     // The page size is 4 KiB on every Linux this runs on (x86-64 and arm64 defaults).
     Some(pages * 4096)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snapshot() -> Snapshot {
+        Snapshot {
+            engine: "sim",
+            start_time_seconds: 1_700_000_000.5,
+            ..Snapshot::default()
+        }
+    }
+
+    #[test]
+    fn histogram_buckets_are_cumulative() {
+        let m = Metrics::new();
+        for secs in [0.3, 0.7, 2.0, 1000.0] {
+            m.fetch_finished(
+                &FetchOutcome::Cancelled,
+                Some(Duration::from_secs_f64(secs)),
+            );
+        }
+        let out = m.render(&snapshot());
+        let h = "wam_contact_fetch_duration_seconds";
+        for line in [
+            format!("{h}_bucket{{le=\"0.5\"}} 1\n"),
+            format!("{h}_bucket{{le=\"1\"}} 2\n"),
+            format!("{h}_bucket{{le=\"2.5\"}} 3\n"),
+            format!("{h}_bucket{{le=\"900\"}} 3\n"),
+            format!("{h}_bucket{{le=\"+Inf\"}} 4\n"),
+            format!("{h}_sum 1003\n"),
+            format!("{h}_count 4\n"),
+            "wam_contact_fetches_total{outcome=\"cancelled\"} 4\n".to_owned(),
+            "wam_contact_fetches_total{outcome=\"completed\"} 0\n".to_owned(),
+        ] {
+            assert!(out.contains(&line), "no {line:?} in\n{out}");
+        }
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        let m = Metrics::new();
+        m.http_request("GET", "a\"b\\c\nd", 200, Duration::from_millis(3));
+        let out = m.render(&snapshot());
+        let line =
+            "wam_http_requests_total{method=\"GET\",route=\"a\\\"b\\\\c\\nd\",status=\"200\"} 1\n";
+        assert!(out.contains(line), "no {line:?} in\n{out}");
+    }
+
+    #[test]
+    fn each_app_counts_only_its_own_work() {
+        let a = Metrics::new();
+        let b = Metrics::new();
+        a.message("sent");
+        assert!(
+            a.render(&snapshot())
+                .contains("wam_messages_total{outcome=\"sent\"} 1\n")
+        );
+        assert!(
+            b.render(&snapshot())
+                .contains("wam_messages_total{outcome=\"sent\"} 0\n")
+        );
+    }
+
+    #[test]
+    fn unknown_gauges_are_left_out_and_every_status_is_present() {
+        let m = Metrics::new();
+        let mut now = snapshot();
+        now.sessions.insert("ready", 2);
+        now.webhook_queue = Some(7);
+        let out = m.render(&now);
+        assert!(!out.contains("wam_outbox_pending"), "{out}");
+        assert!(out.contains("wam_webhook_queue 7\n"), "{out}");
+        assert!(out.contains("wam_sessions{status=\"ready\"} 2\n"), "{out}");
+        for status in crate::domain::SessionStatus::ALL {
+            let line = format!("wam_sessions{{status=\"{}\"}} ", status.as_str());
+            assert!(out.contains(&line), "no {line:?} in\n{out}");
+        }
+        assert!(
+            out.contains("process_start_time_seconds 1700000000.5\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("wam_build_info{engine=\"sim\",version=\""),
+            "{out}"
+        );
+        // A later scrape without the database keeps the gauge out, not its last value.
+        now.webhook_queue = None;
+        assert!(!m.render(&now).contains("wam_webhook_queue"));
+    }
+
+    #[test]
+    fn status_codes_are_spelled_in_full() {
+        let mut buf = [0u8; 5];
+        assert_eq!(status_str(200, &mut buf), "200");
+        assert_eq!(status_str(0, &mut buf), "0");
+        assert_eq!(status_str(65535, &mut buf), "65535");
+    }
 }
