@@ -34,6 +34,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
 use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
@@ -217,6 +218,13 @@ pub fn router(state: AppState) -> Router {
                 envelope::error(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error")
             },
         ))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(observe::span_for)
+                .on_request(())
+                .on_response(observe::log_response)
+                .on_failure(()),
+        )
         // Around everything, so a panic's, a timeout's and a refusal's answers carry the
         // request id and are counted too.
         .layer(middleware::from_fn_with_state(metrics, observe::observe))

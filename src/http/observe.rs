@@ -1,14 +1,15 @@
-//! The outermost layer: every request gets an id (`X-Request-Id`, the caller's when sane),
-//! runs inside a span that carries it with the method and the route template, is counted
-//! and timed for the metrics, and ends with one log line of its status and latency.
+//! The outermost layers: every request gets an id (`X-Request-Id`, the caller's when sane)
+//! and is counted and timed for the metrics here; tower-http's trace layer, just inside, runs
+//! it in a span that carries the id, the method and the route template, and ends it with one
+//! log line of its status and latency.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
-use tracing::Instrument;
+use tracing::Span;
 
 use crate::metrics::Metrics;
 
@@ -27,39 +28,57 @@ pub async fn observe(State(metrics): State<Metrics>, mut req: Request, next: Nex
         Some(id) => id,
         None => new_id(),
     };
-    // Handlers and the forwarding layer (which passes it to the owner node) read it here.
+    // The trace layer, handlers and the forwarding layer (which passes it on to the owner
+    // node) read it here.
     if let Ok(v) = HeaderValue::from_str(&id) {
         req.headers_mut().insert(REQUEST_ID.clone(), v);
     }
     let method = req.method().clone();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or(UNMATCHED_ROUTE, |m| m.as_str())
-        .to_owned();
-    let span = tracing::info_span!(
-        "request",
-        request_id = %id,
-        method = %method,
-        route = %route,
-    );
-    let mut res = next.run(req).instrument(span.clone()).await;
-    let took = started.elapsed();
-    let status = res.status().as_u16();
+    let route = route_of(&req).to_owned();
+    let mut res = next.run(req).await;
     if let Ok(v) = HeaderValue::from_str(&id) {
         res.headers_mut().insert(REQUEST_ID.clone(), v);
     }
-    metrics.http_request(method.as_str(), &route, status, took);
-    let ms = took.as_secs_f64() * 1000.0;
-    span.in_scope(|| {
-        // Successes only at debug: under load the default level must not log every call.
-        match status {
-            500.. => tracing::warn!("⚠️ {method} {route} answered {status} in {ms:.1} ms"),
-            400..=499 => tracing::info!("ℹ️ {method} {route} answered {status} in {ms:.1} ms"),
-            _ => tracing::debug!("✅ {method} {route} answered {status} in {ms:.1} ms"),
-        }
-    });
+    metrics.http_request(
+        method.as_str(),
+        &route,
+        res.status().as_u16(),
+        started.elapsed(),
+    );
     res
+}
+
+fn route_of(req: &Request) -> &str {
+    req.extensions()
+        .get::<MatchedPath>()
+        .map_or(UNMATCHED_ROUTE, |m| m.as_str())
+}
+
+/// The trace layer's span of a request; [`observe`] has already put the id in the headers.
+pub fn span_for(req: &Request) -> Span {
+    let id = req
+        .headers()
+        .get(&REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    tracing::info_span!(
+        "request",
+        request_id = %id,
+        method = %req.method(),
+        route = %route_of(req),
+    )
+}
+
+/// The trace layer's closing line, inside the request's span. Successes only at debug: under
+/// load the default level must not log every call.
+pub fn log_response(res: &Response, took: Duration, _span: &Span) {
+    let status = res.status().as_u16();
+    let ms = took.as_secs_f64() * 1000.0;
+    match status {
+        500.. => tracing::warn!("⚠️ answered {status} in {ms:.1} ms"),
+        400..=499 => tracing::info!("ℹ️ answered {status} in {ms:.1} ms"),
+        _ => tracing::debug!("✅ answered {status} in {ms:.1} ms"),
+    }
 }
 
 /// The caller's id when it is 1 to 128 characters of letters, digits and `-_.:+/=@`: safe

@@ -120,8 +120,8 @@ impl SimNetwork {
             .map_err(|e| EngineError::Failed(format!("the simulated network is down: {e}")))
     }
 
-    /// Everything the pair's phone sent, oldest first; a repeated id means the same
-    /// message reached WhatsApp twice.
+    /// Everything the pair's phone sent, oldest first; a repeated id means a send was
+    /// repeated under the same WhatsApp id (a node died between sending and recording it).
     pub async fn outbox(&self, pair: Pair) -> anyhow::Result<Vec<SimSent>> {
         self.inner
             .store
