@@ -1,19 +1,21 @@
 //! Linking a phone: the QR code as an image or text, and the phone-number pairing code.
 
 use axum::extract::State;
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::AppState;
 use super::envelope::ErrorEnvelope;
+use super::envelope::success;
 use super::extract::{Body, PairQuery, Params};
 use super::openapi::tags;
-use super::sessions::dto::{
-    PairCode, PairCodeRequest, PairCodeResponse, PngImage, QrFormat, QrQuery, QrText,
-};
+use super::sessions::dto::{PairCodeRequest, QrFormat, QrQuery, session_status};
 use crate::auth::Caller;
-use crate::domain::SessionStatus;
+use crate::domain::{PhoneNumber, SessionId, SessionStatus};
 use crate::http::error::{AppError, AppResult};
-use crate::session::SessionError;
+use crate::session::{SessionError, SessionSnapshot};
 
 /// # `GET /api/whatsapp/qr?user_id&place_id&format=png|raw`
 #[utoipa::path(
@@ -91,4 +93,65 @@ pub async fn pair_code(
         "Pairing code generated. On the phone open WhatsApp > Linked devices > Link a device > \
          Link with phone number instead, and enter the code.",
     ))
+}
+
+// ----- Answers -----
+
+success!(PairCodeResponse, PairCode);
+
+#[derive(Serialize, ToSchema)]
+pub struct PairCode {
+    #[schema(value_type = String)]
+    session_id: SessionId,
+    #[schema(schema_with = session_status)]
+    status: SessionStatus,
+    /// The number the code is for, E.164.
+    #[schema(value_type = String, examples("+966501234567"))]
+    phone_number: PhoneNumber,
+    /// Eight characters to type on the phone.
+    #[schema(examples("ABCD1234"))]
+    code: String,
+    /// The same code, under the name the earlier service used.
+    pairing_code: String,
+}
+
+impl PairCode {
+    pub fn new(s: &SessionSnapshot, phone: PhoneNumber, code: String) -> Self {
+        Self {
+            session_id: s.record.session_id.clone(),
+            status: s.record.status,
+            phone_number: phone,
+            pairing_code: code.clone(),
+            code,
+        }
+    }
+}
+
+/// The QR code as an image. Not in the envelope: an `<img>` can show it as it comes.
+#[derive(ToSchema)]
+#[schema(value_type = String, format = Binary)]
+pub struct PngImage(pub Vec<u8>);
+
+/// The text the QR code encodes.
+#[derive(ToSchema)]
+pub struct QrText(pub String);
+
+// A QR code is a credential for a few seconds: never let a proxy keep one.
+const NO_STORE: [(header::HeaderName, &str); 1] = [(header::CACHE_CONTROL, "no-store")];
+
+impl IntoResponse for PngImage {
+    fn into_response(self) -> Response {
+        (NO_STORE, [(header::CONTENT_TYPE, "image/png")], self.0).into_response()
+    }
+}
+
+impl IntoResponse for QrText {
+    fn into_response(self) -> Response {
+        (
+            NO_STORE,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            self.0,
+        )
+            .into_response()
+    }
 }

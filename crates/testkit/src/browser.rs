@@ -449,14 +449,18 @@ impl Browser {
         .await;
     }
 
-    /// Clicks the element `css` once it is shown.
-    pub async fn click(&self, css: &str) {
+    /// The element `css`, once it is shown.
+    async fn shown(&self, css: &str) -> fantoccini::elements::Element {
         self.wait_visible(Duration::from_secs(30), css).await;
-        let e = self
-            .client
+        self.client
             .find(Locator::Css(css))
             .await
-            .unwrap_or_else(|e| panic!("find {css}: {e}"));
+            .unwrap_or_else(|e| panic!("find {css}: {e}"))
+    }
+
+    /// Clicks the element `css` once it is shown.
+    pub async fn click(&self, css: &str) {
+        let e = self.shown(css).await;
         e.click()
             .await
             .unwrap_or_else(|e| panic!("click {css}: {e}"));
@@ -464,12 +468,7 @@ impl Browser {
 
     /// Clears the input `css` and types `text` into it, as a person would.
     pub async fn fill(&self, css: &str, text: &str) {
-        self.wait_visible(Duration::from_secs(30), css).await;
-        let e = self
-            .client
-            .find(Locator::Css(css))
-            .await
-            .unwrap_or_else(|e| panic!("find {css}: {e}"));
+        let e = self.shown(css).await;
         e.clear()
             .await
             .unwrap_or_else(|e| panic!("clear {css}: {e}"));
@@ -480,12 +479,7 @@ impl Browser {
 
     /// Picks the option `value` of the `<select>` `css`, as a person would.
     pub async fn select(&self, css: &str, value: &str) {
-        self.wait_visible(Duration::from_secs(30), css).await;
-        let e = self
-            .client
-            .find(Locator::Css(css))
-            .await
-            .unwrap_or_else(|e| panic!("find {css}: {e}"));
+        let e = self.shown(css).await;
         e.select_by_value(value)
             .await
             .unwrap_or_else(|e| panic!("select {value} in {css}: {e}"));

@@ -4,8 +4,6 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use axum::http::header;
-use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
@@ -101,7 +99,7 @@ fn qr_format() -> Object {
 // ----- Answers -----
 
 /// The session's status, from the domain's list.
-pub(super) fn session_status() -> Object {
+pub(crate) fn session_status() -> Object {
     ObjectBuilder::new()
         .schema_type(Type::String)
         .enum_values(Some(SessionStatus::ALL.map(SessionStatus::as_str)))
@@ -135,7 +133,6 @@ success!(InfoResponse, SessionInfo);
 success!(ProgressResponse, FetchProgress);
 success!(FetchStartedResponse, FetchStarted);
 success!(StatsResponse, ServiceStats);
-success!(PairCodeResponse, PairCode);
 
 #[derive(Serialize, ToSchema)]
 #[serde(untagged)]
@@ -543,62 +540,5 @@ impl MemoryUsage {
             rss_bytes,
             rss_mb: rss_bytes.map(|b| (b as f64 / 1_048_576.0 * 10.0).round() / 10.0),
         }
-    }
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct PairCode {
-    #[schema(value_type = String)]
-    session_id: SessionId,
-    #[schema(schema_with = session_status)]
-    status: SessionStatus,
-    /// The number the code is for, E.164.
-    #[schema(value_type = String, examples("+966501234567"))]
-    phone_number: PhoneNumber,
-    /// Eight characters to type on the phone.
-    #[schema(examples("ABCD1234"))]
-    code: String,
-    /// The same code, under the name the earlier service used.
-    pairing_code: String,
-}
-
-impl PairCode {
-    pub fn new(s: &SessionSnapshot, phone: PhoneNumber, code: String) -> Self {
-        Self {
-            session_id: s.record.session_id.clone(),
-            status: s.record.status,
-            phone_number: phone,
-            pairing_code: code.clone(),
-            code,
-        }
-    }
-}
-
-/// The QR code as an image. Not in the envelope: an `<img>` can show it as it comes.
-#[derive(ToSchema)]
-#[schema(value_type = String, format = Binary)]
-pub struct PngImage(pub Vec<u8>);
-
-/// The text the QR code encodes.
-#[derive(ToSchema)]
-pub struct QrText(pub String);
-
-// A QR code is a credential for a few seconds: never let a proxy keep one.
-const NO_STORE: [(header::HeaderName, &str); 1] = [(header::CACHE_CONTROL, "no-store")];
-
-impl IntoResponse for PngImage {
-    fn into_response(self) -> Response {
-        (NO_STORE, [(header::CONTENT_TYPE, "image/png")], self.0).into_response()
-    }
-}
-
-impl IntoResponse for QrText {
-    fn into_response(self) -> Response {
-        (
-            NO_STORE,
-            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-            self.0,
-        )
-            .into_response()
     }
 }
