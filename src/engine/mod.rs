@@ -36,6 +36,70 @@ pub enum EngineEvent {
     Failed { message: String },
     /// A person wrote to the account (chats with one number only; groups are ignored).
     MessageReceived(IncomingMessage),
+    /// The other party's phone reports on messages the account sent.
+    Receipt(Receipt),
+}
+
+/// A delivery, read or played receipt for one or more messages the account sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    /// WhatsApp's ids of the messages (ours, chosen when queued).
+    pub ids: Vec<String>,
+    /// Whose phone sent the receipt: digits as WhatsApp writes them.
+    pub from: String,
+    pub kind: ReceiptKind,
+    /// Unix seconds.
+    pub timestamp: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReceiptKind {
+    Delivered,
+    Read,
+    /// A voice note (or video) was played; implies read.
+    Played,
+}
+
+impl ReceiptKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Delivered => "delivered",
+            Self::Read => "read",
+            Self::Played => "played",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "delivered" => Some(Self::Delivered),
+            "read" => Some(Self::Read),
+            "played" => Some(Self::Played),
+            _ => None,
+        }
+    }
+}
+
+/// The file of an incoming message: what the inbox shows, and what the engine needs to
+/// download it later.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncomingMedia {
+    pub mime: Option<String>,
+    pub size: Option<i64>,
+    pub file_name: Option<String>,
+    pub voice_note: bool,
+    /// Opaque to everything but the engine that made it (JSON): handed back to
+    /// [`EngineClient::download_media`].
+    pub media_ref: String,
+}
+
+/// Whether a number is on WhatsApp, as WhatsApp answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NumberInfo {
+    pub phone: PhoneNumber,
+    pub on_whatsapp: bool,
+    pub is_business: bool,
+    /// The account's jid when it is on WhatsApp.
+    pub jid: Option<String>,
 }
 
 /// A message that reached the linked account from another number.
@@ -46,12 +110,15 @@ pub struct IncomingMessage {
     /// The sender's number, digits only as WhatsApp writes it.
     pub from: String,
     pub push_name: Option<String>,
-    /// The text, or an image's caption.
+    /// The text, or a media's caption.
     pub text: Option<String>,
-    /// `text` or `image` (anything else is reported as `other`).
+    /// `text`, `image`, `document`, `video`, `audio`, `sticker` (anything else is `other`):
+    /// a [`crate::store::MessageKind`] name.
     pub kind: String,
     /// Unix seconds, as the sender's phone stamped it.
     pub timestamp: i64,
+    /// The file, for a media message.
+    pub media: Option<IncomingMedia>,
 }
 
 /// What the outbox hands an engine to send.
@@ -149,6 +216,28 @@ pub trait EngineClient: Send + Sync {
     /// Sends one message; answers WhatsApp's id for it (the one in `message.id`).
     /// `Invalid` means the recipient or content will never go (not on WhatsApp, ...).
     async fn send(&self, message: &OutgoingMessage) -> Result<String, EngineError>;
+    /// Asks WhatsApp which of these numbers have an account, all in one query; answers one
+    /// entry per number, in order.
+    async fn check_numbers(&self, numbers: &[PhoneNumber]) -> Result<Vec<NumberInfo>, EngineError> {
+        let _ = numbers;
+        Err(EngineError::Failed(
+            "this engine cannot check numbers".into(),
+        ))
+    }
+    /// Sends read receipts for these incoming messages of one chat.
+    async fn mark_read(&self, chat: &PhoneNumber, ids: &[String]) -> Result<(), EngineError> {
+        let _ = (chat, ids);
+        Err(EngineError::Failed(
+            "this engine cannot send read receipts".into(),
+        ))
+    }
+    /// Downloads (and decrypts) an incoming message's file from its `media_ref`.
+    async fn download_media(&self, media_ref: &str) -> Result<Vec<u8>, EngineError> {
+        let _ = media_ref;
+        Err(EngineError::Failed(
+            "this engine cannot download media".into(),
+        ))
+    }
 }
 
 #[async_trait]

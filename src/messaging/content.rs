@@ -274,6 +274,10 @@ impl Content {
             template_id: self.template_id.clone(),
             wa_message_id: new_message_id(),
             min_gap_ms,
+            media: crate::store::MediaFields {
+                url: self.image_url.clone(),
+                ..Default::default()
+            },
         }
     }
 }

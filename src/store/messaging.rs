@@ -7,18 +7,54 @@ pub enum MessageStatus {
     Queued,
     Sending,
     Sent,
+    /// The recipient's phone got it (a receipt).
+    Delivered,
+    /// The recipient opened it; an incoming message we marked read.
+    Read,
+    /// The recipient played a voice note.
+    Played,
     Failed,
+    /// An incoming message nobody has read yet.
+    Received,
 }
 
 impl MessageStatus {
-    pub const ALL: [Self; 4] = [Self::Queued, Self::Sending, Self::Sent, Self::Failed];
+    pub const ALL: [Self; 8] = [
+        Self::Queued,
+        Self::Sending,
+        Self::Sent,
+        Self::Delivered,
+        Self::Read,
+        Self::Played,
+        Self::Failed,
+        Self::Received,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Queued => "queued",
             Self::Sending => "sending",
             Self::Sent => "sent",
+            Self::Delivered => "delivered",
+            Self::Read => "read",
+            Self::Played => "played",
             Self::Failed => "failed",
+            Self::Received => "received",
+        }
+    }
+
+    /// How far an outgoing message has come: a receipt moves a message only to a higher
+    /// rank, never back (receipts arrive out of order, and twice).
+    pub fn rank(self) -> u8 {
+        match self {
+            Self::Queued => 0,
+            Self::Sending => 1,
+            Self::Failed => 2,
+            Self::Sent => 3,
+            Self::Received => 3,
+            Self::Delivered => 4,
+            Self::Read => 5,
+            Self::Played => 6,
         }
     }
 
@@ -31,23 +67,85 @@ impl MessageStatus {
 pub enum MessageKind {
     Text,
     Image,
+    Document,
+    Video,
+    Audio,
+    /// Incoming only.
+    Sticker,
+    /// Incoming only: a location, a contact card, a poll... kept as a line in the inbox.
+    Other,
 }
 
 impl MessageKind {
+    pub const ALL: [Self; 7] = [
+        Self::Text,
+        Self::Image,
+        Self::Document,
+        Self::Video,
+        Self::Audio,
+        Self::Sticker,
+        Self::Other,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Text => "text",
             Self::Image => "image",
+            Self::Document => "document",
+            Self::Video => "video",
+            Self::Audio => "audio",
+            Self::Sticker => "sticker",
+            Self::Other => "other",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+
+    /// Whether a message of this kind carries a file.
+    pub fn is_media(self) -> bool {
+        !matches!(self, Self::Text | Self::Other)
+    }
+}
+
+/// Who wrote a message: we (`out`, to `recipient`) or the other party (`in`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Direction {
+    In,
+    #[default]
+    Out,
+}
+
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::In => "in",
+            Self::Out => "out",
         }
     }
 
     pub fn parse(s: &str) -> Option<Self> {
         match s {
-            "text" => Some(Self::Text),
-            "image" => Some(Self::Image),
+            "in" => Some(Self::In),
+            "out" => Some(Self::Out),
             _ => None,
         }
     }
+}
+
+/// The file a message carries, as the log shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MediaFields {
+    /// Downloaded when the message is sent.
+    pub url: Option<String>,
+    /// An upload (`POST /api/whatsapp/media`), read when the message is sent.
+    pub media_id: Option<String>,
+    pub mime: Option<String>,
+    pub size: Option<i64>,
+    pub file_name: Option<String>,
+    /// An audio sent (or received) as a voice note (`ptt`).
+    pub voice_note: bool,
 }
 
 /// One message to queue.
@@ -63,6 +161,7 @@ pub struct NewMessage {
     pub template_id: Option<String>,
     pub wa_message_id: String,
     pub min_gap_ms: i64,
+    pub media: MediaFields,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,6 +200,13 @@ pub struct MessageRecord {
     pub updated_at: i64,
     pub sent_at: Option<i64>,
     pub failed_at: Option<i64>,
+    pub direction: Direction,
+    pub media: MediaFields,
+    /// Incoming media: what the engine needs to download it (JSON, engine-specific).
+    pub media_ref: Option<String>,
+    pub delivered_at: Option<i64>,
+    pub read_at: Option<i64>,
+    pub played_at: Option<i64>,
 }
 
 /// Which messages a log listing or the stats read; every filter narrows.

@@ -171,6 +171,7 @@ macro_rules! suite {
                 message_filters_narrow_and_a_foreign_group_matches_nothing,
                 jobs_count_their_messages_by_status,
                 pairs_with_pending_lists_each_pair_once,
+                media_of_every_kind_is_kept_with_its_file_details,
             ]
         );
         instantiate!(

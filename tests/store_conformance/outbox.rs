@@ -2,8 +2,8 @@
 //! queued with, and counted for the cap.
 
 use whatsapp_manager::store::{
-    JobKind, MessageCounts, MessageFilter, MessageKind, MessageRecord, MessageStatus, NewMessage,
-    RetryOutcome,
+    Direction, JobKind, MediaFields, MessageCounts, MessageFilter, MessageKind, MessageRecord,
+    MessageStatus, NewMessage, RetryOutcome,
 };
 
 use crate::{Db, Fixture, pair};
@@ -19,6 +19,7 @@ fn text(recipient: &str, wa_id: &str) -> NewMessage {
         template_id: None,
         wa_message_id: wa_id.into(),
         min_gap_ms: 0,
+        media: Default::default(),
     }
 }
 
@@ -400,4 +401,42 @@ pub async fn pairs_with_pending_lists_each_pair_once(f: Fixture) {
         f.db.mark_failed(m.id, "x", 3).await.unwrap();
     }
     assert_eq!(f.db.pairs_with_pending().await.unwrap(), vec![pair(1, 2)]);
+}
+
+pub async fn media_of_every_kind_is_kept_with_its_file_details(f: Fixture) {
+    let p = pair(1, 2);
+    let kinds = [
+        (MessageKind::Document, Some("invoice.pdf"), false),
+        (MessageKind::Video, None, false),
+        (MessageKind::Audio, None, true),
+    ];
+    let msgs: Vec<NewMessage> = kinds
+        .iter()
+        .enumerate()
+        .map(|(i, (kind, name, voice))| NewMessage {
+            kind: *kind,
+            body: None,
+            media: MediaFields {
+                url: (i == 0).then(|| "https://example.com/invoice.pdf".into()),
+                media_id: (i > 0).then(|| format!("upload{i}")),
+                mime: Some(format!("application/x-{i}")),
+                size: Some(1_000 + i as i64),
+                file_name: name.map(str::to_owned),
+                voice_note: *voice,
+            },
+            ..text(&format!("+96650000000{i}"), &format!("WAM{i}"))
+        })
+        .collect();
+    let queued = queue(&f.db, p, &msgs, 5).await;
+    for (m, rec) in msgs.iter().zip(&queued) {
+        assert_eq!(rec.kind, m.kind);
+        assert_eq!(rec.media, m.media);
+        assert_eq!(rec.direction, Direction::Out);
+        assert_eq!(
+            (rec.delivered_at, rec.read_at, rec.played_at),
+            (None, None, None)
+        );
+        let again = f.db.message(p, rec.id).await.unwrap().expect("stored");
+        assert_eq!(&again, rec);
+    }
 }

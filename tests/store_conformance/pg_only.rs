@@ -289,6 +289,7 @@ async fn racing_retries_queue_a_failed_message_once() {
         template_id: None,
         wa_message_id: "3EB0".into(),
         min_gap_ms: 0,
+        media: Default::default(),
     };
     let (_, queued) = f.db.enqueue(p, None, &[message], 1).await.unwrap();
     let id = queued[0].id;

@@ -150,6 +150,7 @@ impl SimNetwork {
             text: Some(msg.text),
             kind: "text".into(),
             timestamp: self.inner.clock.now().timestamp(),
+            media: None,
         });
         client
             .events

@@ -140,6 +140,7 @@ impl Pump {
             text,
             kind: kind.to_string(),
             timestamp: m.info.timestamp.timestamp(),
+            media: None,
         })
     }
 

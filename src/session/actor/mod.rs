@@ -366,6 +366,13 @@ impl Actor {
                 self.save().await;
                 return Flow::Stop;
             }
+            EngineEvent::Receipt(r) => {
+                tracing::debug!(
+                    "Session {id}: {} receipt for {} message(s)",
+                    r.kind.as_str(),
+                    r.ids.len()
+                );
+            }
             EngineEvent::MessageReceived(m) => {
                 tracing::info!("ℹ️ Message {} received by session {id}", m.id);
                 let from = PhoneNumber::parse_international(&m.from);

@@ -15,7 +15,8 @@ macro_rules! message_columns {
     () => {
         "id, user_id, place_id, job_id, contact_id, recipient, recipient_name, kind, body, \
          image_url, template_id, status, wa_message_id, error, attempts, min_gap_ms, \
-         created_at, updated_at, sent_at, failed_at"
+         created_at, updated_at, sent_at, failed_at, direction, media_url, media_id, media_mime, \
+         media_size, media_file_name, voice_note, media_ref, delivered_at, read_at, played_at"
     };
 }
 pub(crate) use message_columns;
@@ -23,6 +24,7 @@ pub(crate) use message_columns;
 pub(crate) fn message_from_row(row: &impl StoreRow) -> StoreResult<MessageRecord> {
     let kind: String = row.col("kind")?;
     let status: String = row.col("status")?;
+    let direction: String = row.col("direction")?;
     Ok(MessageRecord {
         id: row.col("id")?,
         pair: pair_of(row)?,
@@ -44,6 +46,20 @@ pub(crate) fn message_from_row(row: &impl StoreRow) -> StoreResult<MessageRecord
         updated_at: row.col("updated_at")?,
         sent_at: row.col("sent_at")?,
         failed_at: row.col("failed_at")?,
+        direction: Direction::parse(&direction)
+            .with_context(|| format!("unknown message direction {direction:?} in database"))?,
+        media: MediaFields {
+            url: row.col("media_url")?,
+            media_id: row.col("media_id")?,
+            mime: row.col("media_mime")?,
+            size: row.col("media_size")?,
+            file_name: row.col("media_file_name")?,
+            voice_note: row.col("voice_note")?,
+        },
+        media_ref: row.col("media_ref")?,
+        delivered_at: row.col("delivered_at")?,
+        read_at: row.col("read_at")?,
+        played_at: row.col("played_at")?,
     })
 }
 

@@ -10,7 +10,7 @@ use crate::store::messaging::*;
 use crate::store::sql::outbox::{impl_outbox_store, message_columns, message_from_row};
 
 /// SQLite allows 32,766 bound parameters per statement; 12 per message row.
-const MESSAGES_PER_STATEMENT: usize = 2_000;
+const MESSAGES_PER_STATEMENT: usize = 1_000;
 
 impl SqliteStore {
     /// Multi-row `VALUES`, in chunks under SQLite's limit of parameters; the rows as queued.
@@ -26,7 +26,8 @@ impl SqliteStore {
             let mut q = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO messages (user_id, place_id, job_id, contact_id, recipient, \
                  recipient_name, kind, body, image_url, template_id, status, wa_message_id, \
-                 min_gap_ms, created_at, updated_at) ",
+                 min_gap_ms, created_at, updated_at, media_url, media_id, media_mime, media_size, \
+                 media_file_name, voice_note) ",
             );
             q.push_values(chunk, |mut b, m| {
                 b.push_bind(pair.user_id.get())
@@ -43,7 +44,13 @@ impl SqliteStore {
                     .push_bind(m.wa_message_id.clone())
                     .push_bind(m.min_gap_ms)
                     .push_bind(now_ms)
-                    .push_bind(now_ms);
+                    .push_bind(now_ms)
+                    .push_bind(m.media.url.clone())
+                    .push_bind(m.media.media_id.clone())
+                    .push_bind(m.media.mime.clone())
+                    .push_bind(m.media.size)
+                    .push_bind(m.media.file_name.clone())
+                    .push_bind(m.media.voice_note);
             });
             q.push(concat!(" RETURNING ", message_columns!()));
             let rows = q.build().fetch_all(&mut *tx).await?;
