@@ -217,6 +217,9 @@ pub struct ContactRecord {
     pub tags: Vec<String>,
     /// Set by the back office; fetches never touch them. Empty where not selected.
     pub custom_fields: serde_json::Map<String, serde_json::Value>,
+    /// Wrote an opt-out word: nothing is sent to them until it is cleared.
+    pub opted_out: bool,
+    pub opted_out_at: Option<i64>,
 }
 
 /// A change to a contact's own data: tags replaced, custom fields merged (`null` removes).
@@ -224,6 +227,8 @@ pub struct ContactRecord {
 pub struct ContactPatch {
     pub tags: Option<Vec<String>>,
     pub custom_fields: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Sets (an opt-out word came in) or clears (the back office) the opt-out.
+    pub opted_out: Option<bool>,
 }
 
 /// What a change to a manual group came to.

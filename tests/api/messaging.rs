@@ -496,7 +496,7 @@ async fn logs_filter_by_status_type_dates_and_recipient_and_stats_count_them() {
     assert_eq!(count("date_to=2000-01-01").await, 0);
     for (q, field) in [
         ("status=done", "status"),
-        ("type=video", "type"),
+        ("type=gif", "type"),
         ("date_from=yesterday", "date_from"),
         ("recipient=abc", "recipient"),
         ("job_id=0", "job_id"),

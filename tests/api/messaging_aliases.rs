@@ -162,7 +162,7 @@ async fn the_message_log_takes_the_earlier_service_filter_names_and_a_group_id()
     assert!(found(&app, "&message_type=image").await.0.is_empty());
     assert_eq!(stats_total(&app, "&message_type=image").await, 0);
     assert!(
-        refused(&app, "&message_type=video")
+        refused(&app, "&message_type=gif")
             .await
             .contains("message_type")
     );

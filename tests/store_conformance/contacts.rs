@@ -77,6 +77,7 @@ pub async fn an_upsert_keeps_tags_and_custom_fields(f: Fixture) {
     import(&f.db, p, &[contact("+966500000001", Some(5), Some("A"))]).await;
     let id = only(&f.db, p).await.id;
     let patch = ContactPatch {
+        opted_out: None,
         tags: Some(vec!["vip".into(), "riyadh".into()]),
         custom_fields: Some(json!({"tier": "gold", "n": 3}).as_object().unwrap().clone()),
     };
@@ -158,6 +159,7 @@ pub async fn every_filter_narrows_the_listing(f: Fixture) {
     let all = ids(&f.db, p).await;
     let id_of = |phone: &str| all.iter().find(|(n, _)| n == phone).unwrap().1;
     let tag = |tags: &[&str]| ContactPatch {
+        opted_out: None,
         tags: Some(tags.iter().map(|t| t.to_string()).collect()),
         custom_fields: None,
     };
@@ -309,6 +311,7 @@ pub async fn contacts_after_reads_everything_by_id_in_pages(f: Fixture) {
     let first = all[0];
     let fields = json!({"k": "v"}).as_object().unwrap().clone();
     let patch = ContactPatch {
+        opted_out: None,
         tags: None,
         custom_fields: Some(fields.clone()),
     };
@@ -373,6 +376,7 @@ pub async fn a_patch_replaces_tags_and_merges_fields_where_null_removes(f: Fixtu
     let id = only(&f.db, p).await.id;
     let fields = |v: serde_json::Value| Some(v.as_object().unwrap().clone());
     let first = ContactPatch {
+        opted_out: None,
         tags: Some(vec!["x".into(), "y".into()]),
         custom_fields: fields(json!({"a": 1, "b": "two", "c": [1, 2]})),
     };
@@ -383,6 +387,7 @@ pub async fn a_patch_replaces_tags_and_merges_fields_where_null_removes(f: Fixtu
             .unwrap();
     assert_eq!(c.tags, vec!["x", "y"]);
     let second = ContactPatch {
+        opted_out: None,
         tags: Some(vec!["z".into()]),
         custom_fields: fields(json!({"a": null, "b": "deux", "d": {"e": true}})),
     };
@@ -396,6 +401,7 @@ pub async fn a_patch_replaces_tags_and_merges_fields_where_null_removes(f: Fixtu
     assert_eq!(serde_json::Value::Object(c.custom_fields.clone()), want);
     // Only tags: fields stay; only fields: tags stay.
     let tags_only = ContactPatch {
+        opted_out: None,
         tags: Some(vec![]),
         custom_fields: None,
     };
@@ -490,4 +496,38 @@ pub async fn stats_count_names_business_and_activity(f: Fixture) {
             with_known_activity: 2,
         }
     );
+}
+
+pub async fn an_opt_out_is_stamped_once_kept_by_a_fetch_and_cleared(f: Fixture) {
+    let p = pair(1, 2);
+    import(&f.db, p, &[contact("+966500000001", Some(1), None)]).await;
+    let c = only(&f.db, p).await;
+    assert!(!c.opted_out && c.opted_out_at.is_none(), "{c:?}");
+    let set = ContactPatch {
+        opted_out: Some(true),
+        ..Default::default()
+    };
+    let got =
+        f.db.update_contact(p, c.id, &set, 50)
+            .await
+            .unwrap()
+            .unwrap();
+    assert_eq!((got.opted_out, got.opted_out_at), (true, Some(50)));
+    // A second opt-out word keeps the first time.
+    f.db.update_contact(p, c.id, &set, 60).await.unwrap();
+    // A fetch updates names, never the opt-out.
+    import(&f.db, p, &[contact("+966500000001", Some(2), None)]).await;
+    let again = only(&f.db, p).await;
+    assert_eq!((again.opted_out, again.opted_out_at), (true, Some(50)));
+    let clear = ContactPatch {
+        opted_out: Some(false),
+        ..Default::default()
+    };
+    let got =
+        f.db.update_contact(p, c.id, &clear, 70)
+            .await
+            .unwrap()
+            .unwrap();
+    assert_eq!((got.opted_out, got.opted_out_at), (false, None));
+    assert!(!only(&f.db, p).await.opted_out);
 }

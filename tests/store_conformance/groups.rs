@@ -335,6 +335,7 @@ pub async fn groups_and_contacts_of_one_tenant_are_invisible_to_another(f: Fixtu
             GroupChange::NotFound
         );
         let patch = whatsapp_manager::store::ContactPatch {
+            opted_out: None,
             tags: Some(vec!["x".into()]),
             custom_fields: None,
         };

@@ -124,6 +124,7 @@ macro_rules! suite {
                 every_filter_narrows_the_listing,
                 listings_order_by_activity_then_id_and_page,
                 contacts_after_reads_everything_by_id_in_pages,
+                an_opt_out_is_stamped_once_kept_by_a_fetch_and_cleared,
                 a_patch_replaces_tags_and_merges_fields_where_null_removes,
                 search_matches_non_ascii_names_case_insensitively,
                 stats_count_names_business_and_activity,

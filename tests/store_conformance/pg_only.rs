@@ -251,6 +251,7 @@ async fn racing_patches_of_one_contact_lose_nothing() {
             let mut fields = serde_json::Map::new();
             fields.insert(format!("k{i}"), json!(i));
             let patch = ContactPatch {
+                opted_out: None,
                 tags: None,
                 custom_fields: Some(fields),
             };

@@ -135,6 +135,7 @@ impl ContactPatchRequest {
                 .as_ref()
                 .map(fields::custom_fields)
                 .transpose()?,
+            opted_out: None,
         };
         if patch.tags.is_none() && patch.custom_fields.is_none() {
             return Err(Invalid("Give tags, custom_fields, or both".into()));

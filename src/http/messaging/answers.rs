@@ -9,7 +9,7 @@ use crate::clock::rfc3339_ms;
 use crate::http::envelope::success;
 use crate::http::extract::Pagination;
 use crate::messaging::templates::{self, Category, RECIPIENT_VARIABLES, Template};
-use crate::store::{JobRecord, MessageRecord, MessageStatus};
+use crate::store::{Direction, JobRecord, MessageKind, MessageRecord, MessageStatus};
 
 success!(MessageResponse, Message);
 success!(QueuedMessageResponse, QueuedMessage);
@@ -25,14 +25,14 @@ success!(TemplateListResponse, TemplateList);
 pub fn message_status() -> Object {
     ObjectBuilder::new()
         .schema_type(Type::String)
-        .enum_values(Some(["queued", "sending", "sent", "failed"]))
+        .enum_values(Some(MessageStatus::ALL.map(MessageStatus::as_str)))
         .build()
 }
 
 pub fn message_type() -> Object {
     ObjectBuilder::new()
         .schema_type(Type::String)
-        .enum_values(Some(["text", "image"]))
+        .enum_values(Some(MessageKind::ALL.map(MessageKind::as_str)))
         .build()
 }
 
@@ -75,6 +75,64 @@ pub struct Message {
     sent_at: Option<String>,
     #[schema(required = true, format = DateTime)]
     failed_at: Option<String>,
+    /// `out`: sent by the linked number to `recipient`; `in`: written by `recipient` to it.
+    #[schema(schema_with = message_direction)]
+    direction: &'static str,
+    /// The file a media message carries.
+    #[schema(required = true)]
+    media: Option<MediaInfo>,
+    /// When the recipient's phone got it (a receipt).
+    #[schema(required = true, format = DateTime)]
+    delivered_at: Option<String>,
+    /// When the recipient read it; for an incoming message, when it was marked read.
+    #[schema(required = true, format = DateTime)]
+    read_at: Option<String>,
+    /// When the recipient played a voice note.
+    #[schema(required = true, format = DateTime)]
+    played_at: Option<String>,
+}
+
+pub fn message_direction() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(["in", "out"]))
+        .build()
+}
+
+/// A media message's file, as sent or received.
+#[derive(Serialize, ToSchema)]
+pub struct MediaInfo {
+    /// `image`, `document`, `video`, `audio` (or `sticker`, incoming).
+    r#type: &'static str,
+    #[schema(required = true)]
+    mime_type: Option<String>,
+    #[schema(required = true)]
+    size_bytes: Option<i64>,
+    /// The name the recipient sees for a document.
+    #[schema(required = true)]
+    file_name: Option<String>,
+    /// An audio sent or received as a voice note.
+    voice_note: bool,
+    /// Downloaded from here when the message is sent.
+    #[schema(required = true)]
+    url: Option<String>,
+    /// The upload (`POST /api/whatsapp/media`) it was sent from.
+    #[schema(required = true)]
+    media_id: Option<String>,
+}
+
+impl MediaInfo {
+    fn of(m: &MessageRecord) -> Option<Self> {
+        m.kind.is_media().then(|| Self {
+            r#type: m.kind.as_str(),
+            mime_type: m.media.mime.clone(),
+            size_bytes: m.media.size,
+            file_name: m.media.file_name.clone(),
+            voice_note: m.media.voice_note,
+            url: m.media.url.clone(),
+            media_id: m.media.media_id.clone(),
+        })
+    }
 }
 
 impl From<&MessageRecord> for Message {
@@ -91,13 +149,19 @@ impl From<&MessageRecord> for Message {
             template_id: m.template_id.clone(),
             status: m.status.as_str(),
             // Not WhatsApp's until it has taken the message.
-            whatsapp_message_id: (m.status == MessageStatus::Sent).then(|| m.wa_message_id.clone()),
+            whatsapp_message_id: (m.direction == Direction::In || m.sent_at.is_some())
+                .then(|| m.wa_message_id.clone()),
             error: m.error.clone(),
             attempts: m.attempts,
             created_at: rfc3339_ms(m.created_at),
             updated_at: rfc3339_ms(m.updated_at),
             sent_at: m.sent_at.and_then(rfc3339_ms),
             failed_at: m.failed_at.and_then(rfc3339_ms),
+            direction: m.direction.as_str(),
+            media: MediaInfo::of(m),
+            delivered_at: m.delivered_at.and_then(rfc3339_ms),
+            read_at: m.read_at.and_then(rfc3339_ms),
+            played_at: m.played_at.and_then(rfc3339_ms),
         }
     }
 }

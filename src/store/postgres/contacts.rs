@@ -70,7 +70,8 @@ impl PgStore {
     const CONTACT_FOR_CHANGE: &str = concat!(one_contact!(), " FOR UPDATE");
     /// Tags and custom fields are JSONB: the JSON text is cast.
     const SET_CONTACT_DATA: &str = "UPDATE contacts SET tags = $1::jsonb, \
-         custom_fields = $2::jsonb, updated_at = $3 WHERE id = $4";
+         custom_fields = $2::jsonb, updated_at = $3, opted_out = $5, opted_out_at = $6 \
+         WHERE id = $4";
 
     fn prepare_contacts(batch: &[ImportContact]) -> Columns {
         Columns::of(batch)

@@ -14,7 +14,8 @@ use crate::store::{AutoRule, ContactFilter, ContactRecord, GroupRecord, SearchTy
 macro_rules! contact_columns {
     () => {
         "c.id, c.phone_number, c.name, c.push_name, c.is_business, c.last_message_at, \
-         CAST(c.tags AS TEXT) AS tags, CAST(c.custom_fields AS TEXT) AS custom_fields"
+         CAST(c.tags AS TEXT) AS tags, CAST(c.custom_fields AS TEXT) AS custom_fields, \
+         c.opted_out, c.opted_out_at"
     };
 }
 pub(crate) use contact_columns;
@@ -35,7 +36,8 @@ pub(crate) use one_contact;
 /// The columns of a page of contacts: custom fields are left out (they are read one contact
 /// or one export at a time).
 pub(crate) const PAGE_COLUMNS: &str = "SELECT c.id, c.phone_number, c.name, c.push_name, \
-     c.is_business, c.last_message_at, CAST(c.tags AS TEXT) AS tags";
+     c.is_business, c.last_message_at, CAST(c.tags AS TEXT) AS tags, c.opted_out, \
+     c.opted_out_at";
 
 pub(crate) fn contact_from_row(row: &impl StoreRow) -> StoreResult<ContactRecord> {
     let tags: String = row.col("tags")?;
@@ -52,6 +54,8 @@ pub(crate) fn contact_from_row(row: &impl StoreRow) -> StoreResult<ContactRecord
             .ok()
             .and_then(|f| serde_json::from_str(&f).ok())
             .unwrap_or_default(),
+        opted_out: row.col("opted_out")?,
+        opted_out_at: row.col("opted_out_at")?,
     })
 }
 
@@ -320,6 +324,12 @@ macro_rules! impl_contact_store {
                                 }
                             }
                         }
+                        if let Some(opted_out) = patch.opted_out
+                            && opted_out != contact.opted_out
+                        {
+                            contact.opted_out = opted_out;
+                            contact.opted_out_at = opted_out.then_some(now_ms);
+                        }
                         sqlx::query(Self::SET_CONTACT_DATA)
                             .bind(serde_json::to_string(&contact.tags).context("encode tags")?)
                             .bind(
@@ -328,6 +338,8 @@ macro_rules! impl_contact_store {
                             )
                             .bind(now_ms)
                             .bind(contact_id)
+                            .bind(contact.opted_out)
+                            .bind(contact.opted_out_at)
                             .execute(&mut *tx)
                             .await?;
                         Ok(Some(contact))

@@ -257,6 +257,7 @@ mod tests {
 
     fn tag_patch() -> ContactPatch {
         ContactPatch {
+            opted_out: None,
             tags: Some(vec!["vip".into()]),
             custom_fields: None,
         }

@@ -16,8 +16,8 @@ impl SqliteStore {
     /// No row lock in SQLite: its single writer already makes two patches take turns.
     const CONTACT_FOR_CHANGE: &str = one_contact!();
     /// Tags and custom fields are JSON in `TEXT`.
-    const SET_CONTACT_DATA: &str =
-        "UPDATE contacts SET tags = $1, custom_fields = $2, updated_at = $3 WHERE id = $4";
+    const SET_CONTACT_DATA: &str = "UPDATE contacts SET tags = $1, custom_fields = $2, updated_at = $3, opted_out = $5, \
+         opted_out_at = $6 WHERE id = $4";
 
     /// Nothing to prepare: the rows are bound as they come.
     fn prepare_contacts(batch: &[ImportContact]) -> &[ImportContact] {
