@@ -22,15 +22,21 @@ pub enum EventKind {
     MessageReceived,
     MessageSent,
     MessageFailed,
+    /// The recipient's phone got a sent message.
+    MessageDelivered,
+    /// The recipient opened a sent message, or played a voice note (`status: played`).
+    MessageRead,
 }
 
 impl EventKind {
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 7] = [
         Self::SessionStatus,
         Self::ContactsFetchCompleted,
         Self::MessageReceived,
         Self::MessageSent,
         Self::MessageFailed,
+        Self::MessageDelivered,
+        Self::MessageRead,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -40,6 +46,8 @@ impl EventKind {
             Self::MessageReceived => "message.received",
             Self::MessageSent => "message.sent",
             Self::MessageFailed => "message.failed",
+            Self::MessageDelivered => "message.delivered",
+            Self::MessageRead => "message.read",
         }
     }
 

@@ -129,7 +129,8 @@ fn api_parts(with_sim: bool) -> (OpenApiRouter<AppState>, OpenApiRouter<AppState
             .routes(routes!(sim::fault))
             .routes(routes!(sim::outbox))
             .routes(routes!(sim::connections))
-            .routes(routes!(sim::incoming));
+            .routes(routes!(sim::incoming))
+            .routes(routes!(sim::receipt::receipt));
         app = app.nest("/api/sim", sim);
     }
     (public, app)

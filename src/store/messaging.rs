@@ -229,7 +229,14 @@ pub struct MessageFilter {
 pub struct MessageCounts {
     pub queued: i64,
     pub sending: i64,
+    /// Outgoing messages WhatsApp took: `sent` and those that went on to a receipt.
     pub sent: i64,
+    /// Of `sent`, those the recipient's phone got (`delivered`, `read` or `played`).
+    pub delivered: i64,
+    /// Of `delivered`, those the recipient opened (`read` or `played`).
+    pub read: i64,
+    /// Of `read`, the voice notes played.
+    pub played: i64,
     pub failed: i64,
     pub text: i64,
     pub image: i64,

@@ -213,6 +213,19 @@ pub trait OutboxStore: Send + Sync + 'static {
     /// A failed message goes back to the queue with its error cleared.
     async fn retry_message(&self, pair: Pair, id: i64, now_ms: i64) -> StoreResult<RetryOutcome>;
     async fn job(&self, pair: Pair, id: i64) -> StoreResult<Option<JobRecord>>;
+    /// A receipt from the recipient's phone for the pair's outgoing messages with these
+    /// WhatsApp ids: each moves to `to` (`delivered`, `read` or `played`; any other changes
+    /// nothing) when that is further than it is (`MessageStatus::rank`), from `sending` on
+    /// (`queued` and `failed` stay). The times of `to` and of the steps it implies (a read
+    /// message was delivered) are stamped `now_ms` where not stamped yet. Returns the
+    /// messages that moved, as they are now.
+    async fn apply_receipt(
+        &self,
+        pair: Pair,
+        wa_message_ids: &[String],
+        to: MessageStatus,
+        now_ms: i64,
+    ) -> StoreResult<Vec<MessageRecord>>;
 }
 
 /// The event log and the webhook delivery queue.

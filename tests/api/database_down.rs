@@ -92,6 +92,15 @@ impl OutboxStore for DownStore {
     async fn job(&self, _pair: Pair, _id: i64) -> StoreResult<Option<JobRecord>> {
         down()
     }
+    async fn apply_receipt(
+        &self,
+        _pair: Pair,
+        _wa_message_ids: &[String],
+        _to: MessageStatus,
+        _now_ms: i64,
+    ) -> StoreResult<Vec<MessageRecord>> {
+        down()
+    }
 }
 
 #[async_trait]

@@ -15,6 +15,7 @@ mod outbox;
 /// PostgreSQL's own tests: concurrency from several pools, and its statements over arrays
 /// compared with SQLite's.
 mod pg_only;
+mod receipts;
 mod sessions;
 mod sim;
 
@@ -173,6 +174,16 @@ macro_rules! suite {
                 jobs_count_their_messages_by_status,
                 pairs_with_pending_lists_each_pair_once,
                 media_of_every_kind_is_kept_with_its_file_details,
+            ]
+        );
+        instantiate!(
+            $backend,
+            receipts,
+            [
+                receipts_move_a_message_forward_only_and_stamp_each_time_once,
+                a_read_first_stamps_delivered_too_and_a_receipt_before_the_send_is_recorded_holds,
+                receipts_touch_only_the_pairs_outgoing_messages_from_sending_on,
+                counts_follow_receipts_and_a_job_stays_done,
             ]
         );
         instantiate!(

@@ -111,6 +111,7 @@ mod noise;
 mod outbox;
 mod paircode;
 pub mod phone;
+mod receipts;
 mod signal;
 mod transport;
 
@@ -118,6 +119,7 @@ pub use contacts::PhoneContact;
 pub use history::{History, HistoryChat};
 pub use media::FakeMediaServer;
 pub use outbox::SentMessage;
+pub use receipts::ReceiptKind;
 pub use transport::FakeTransportFactory;
 
 /// How long [`FakeWhatsApp::scan`] waits for the client's `pair-device-sign`.

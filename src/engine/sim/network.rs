@@ -160,6 +160,32 @@ impl SimNetwork {
         Ok(id)
     }
 
+    /// The recipient of a message the pair's phone sent (`to`, E.164) reports on it: the
+    /// linked client hears the receipt as WhatsApp would pass it on.
+    pub async fn receipt(
+        &self,
+        pair: Pair,
+        to: &str,
+        wa_message_id: &str,
+        kind: crate::engine::ReceiptKind,
+    ) -> Result<(), SimError> {
+        let client = self.live_client(pair).ok_or(SimError::NoClient(pair))?;
+        if !client.connected.load(Ordering::SeqCst) {
+            return Err(SimError::NotConnected(pair));
+        }
+        let event = EngineEvent::Receipt(crate::engine::Receipt {
+            ids: vec![wa_message_id.to_owned()],
+            from: to.trim_start_matches('+').to_owned(),
+            kind,
+            timestamp: self.inner.clock.now().timestamp(),
+        });
+        client
+            .events
+            .send(event)
+            .await
+            .map_err(|_| SimError::NoClient(pair))
+    }
+
     /// Sets what the pair's phone holds; it outlives restarts like a real phone would.
     pub async fn set_phonebook(&self, pair: Pair, book: PhoneBook) -> anyhow::Result<()> {
         let book = Arc::new(book);

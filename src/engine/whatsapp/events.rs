@@ -360,6 +360,7 @@ impl Pump {
                 tracing::warn!("⚠️ Session {id}: unexpected stream error {}", e.code);
             }
             Event::HistorySync(h) => self.on_history(h).await,
+            Event::Receipt(r) => self.on_receipt(r).await,
             Event::ContactUpdate(c) => {
                 let (entry, pair) = contact_action_fact(c.jid.to_string(), &c.action);
                 self.cache(vec![entry], pair.into_iter().collect()).await;

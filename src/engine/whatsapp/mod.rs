@@ -15,6 +15,7 @@ mod events;
 mod history;
 mod legacy;
 mod options;
+mod receipts;
 mod run;
 mod send;
 

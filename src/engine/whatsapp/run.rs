@@ -56,6 +56,8 @@ pub(super) const LIFECYCLE: &[EventKind] = &[
     EventKind::Messages,
     // WhatsApp took (or refused) a message we sent.
     EventKind::ServerAck,
+    // The recipient's phone got, read or played a message we sent.
+    EventKind::Receipt,
 ];
 
 impl EventHandler for Forwarder {

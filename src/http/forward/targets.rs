@@ -88,7 +88,7 @@ pub fn find(method: &Method, path: &str) -> Option<Target> {
         };
     }
     match path {
-        "/api/sim/scan" | "/api/sim/fault" | "/api/sim/incoming" => {
+        "/api/sim/scan" | "/api/sim/fault" | "/api/sim/incoming" | "/api/sim/receipt" => {
             target(Act, Body, COMMAND_TIMEOUT)
         }
         _ => None,
@@ -158,6 +158,7 @@ mod tests {
             "/api/sim/scan",
             "/api/sim/fault",
             "/api/sim/incoming",
+            "/api/sim/receipt",
         ] {
             assert_eq!(post(p), Some(RouteKind::Act), "{p}");
         }

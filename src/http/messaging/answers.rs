@@ -196,7 +196,14 @@ pub struct Job {
     total: i64,
     queued: i64,
     sending: i64,
+    /// WhatsApp took them: `sent`, and those that went on to `delivered`, `read` or `played`.
     sent: i64,
+    /// Of `sent`, those the recipients' phones got (`delivered`, `read` or `played`).
+    delivered: i64,
+    /// Of `delivered`, those the recipients opened (`read` or `played`).
+    read: i64,
+    /// Of `read`, the voice notes played.
+    played: i64,
     failed: i64,
     /// Percent of the messages sent or failed.
     #[schema(minimum = 0, maximum = 100)]
@@ -217,6 +224,9 @@ impl From<&JobRecord> for Job {
             queued: j.counts.queued,
             sending: j.counts.sending,
             sent: j.counts.sent,
+            delivered: j.counts.delivered,
+            read: j.counts.read,
+            played: j.counts.played,
             failed: j.counts.failed,
             progress: if j.total > 0 {
                 done * 100 / j.total
@@ -297,7 +307,15 @@ pub struct MessageStats {
     pub total: i64,
     pub queued: i64,
     pub sending: i64,
+    /// Outgoing messages WhatsApp took: `sent`, and those that went on to `delivered`,
+    /// `read` or `played` (so `total` = `queued` + `sending` + `sent` + `failed`).
     pub sent: i64,
+    /// Of `sent`, those the recipients' phones got (`delivered`, `read` or `played`).
+    pub delivered: i64,
+    /// Of `delivered`, those the recipients opened (`read` or `played`).
+    pub read: i64,
+    /// Of `read`, the voice notes played.
+    pub played: i64,
     pub failed: i64,
     pub by_type: ByType,
     /// Sends in the last 24 hours against the daily cap.

@@ -26,8 +26,8 @@ pub const MAX_BULK_DELAY_SECONDS: f64 = 3_600.0;
 #[derive(Deserialize, IntoParams, Default)]
 #[into_params(parameter_in = Query)]
 pub struct MessageFilterQuery {
-    /// `queued`, `sending`, `sent` or `failed`; `pending` is the earlier service's name for
-    /// `queued`.
+    /// The status a message has now: `queued`, `sending`, `sent`, `delivered`, `read`,
+    /// `played` or `failed`; `pending` is the earlier service's name for `queued`.
     #[param(schema_with = message_status_filter)]
     pub status: Option<String>,
     /// `text` or `image`.
@@ -61,7 +61,16 @@ pub struct MessageFilterQuery {
 fn message_status_filter() -> Object {
     ObjectBuilder::new()
         .schema_type(Type::String)
-        .enum_values(Some(["queued", "sending", "sent", "failed", "pending"]))
+        .enum_values(Some([
+            "queued",
+            "sending",
+            "sent",
+            "delivered",
+            "read",
+            "played",
+            "failed",
+            "pending",
+        ]))
         .build()
 }
 

@@ -61,7 +61,10 @@ fn message_filter(q: &MessageFilterQuery) -> AppResult<MessageFilter> {
         // The earlier service's name for a message not sent yet.
         Some("pending") => Some(MessageStatus::Queued),
         Some(s) => Some(MessageStatus::parse(s).ok_or_else(|| {
-            AppError::BadRequest("status must be one of: queued, sending, sent, failed".into())
+            AppError::BadRequest(
+                "status must be one of: queued, sending, sent, delivered, read, played, failed"
+                    .into(),
+            )
         })?),
     };
     let kind =
@@ -193,6 +196,9 @@ pub async fn stats(
             queued: counts.queued,
             sending: counts.sending,
             sent: counts.sent,
+            delivered: counts.delivered,
+            read: counts.read,
+            played: counts.played,
             failed: counts.failed,
             by_type: ByType {
                 text: counts.text,

@@ -1,6 +1,7 @@
 //! The simulated phone network's controls (`--engine sim` only).
 
 mod dto;
+pub mod receipt;
 
 use axum::extract::State;
 use serde_json::Value;

@@ -3,6 +3,7 @@
 mod fence;
 mod fetch;
 mod groups;
+mod receipts;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -366,13 +367,7 @@ impl Actor {
                 self.save().await;
                 return Flow::Stop;
             }
-            EngineEvent::Receipt(r) => {
-                tracing::debug!(
-                    "Session {id}: {} receipt for {} message(s)",
-                    r.kind.as_str(),
-                    r.ids.len()
-                );
-            }
+            EngineEvent::Receipt(r) => self.on_receipt(r).await,
             EngineEvent::MessageReceived(m) => {
                 tracing::info!("ℹ️ Message {} received by session {id}", m.id);
                 let from = PhoneNumber::parse_international(&m.from);

@@ -63,6 +63,26 @@ pub(crate) fn message_from_row(row: &impl StoreRow) -> StoreResult<MessageRecord
     })
 }
 
+/// The rank (`MessageStatus::rank`) of a message a receipt may still move forward; 99 for
+/// the rest. `queued` and `failed` are left alone: nothing of theirs reached WhatsApp as far
+/// as we told anyone (a `failed` message was reported failed and counted so; a retry sends it
+/// again under the same id, and the receipts of that send move it).
+macro_rules! receipt_rank_sql {
+    () => {
+        "(CASE status WHEN 'sending' THEN 1 WHEN 'sent' THEN 3 WHEN 'delivered' THEN 4 \
+         WHEN 'read' THEN 5 ELSE 99 END)"
+    };
+}
+pub(crate) use receipt_rank_sql;
+
+/// The statuses a receipt moves a message to.
+pub(crate) fn is_receipt_status(s: MessageStatus) -> bool {
+    matches!(
+        s,
+        MessageStatus::Delivered | MessageStatus::Read | MessageStatus::Played
+    )
+}
+
 pub(crate) fn parse_status(status: &str) -> StoreResult<MessageStatus> {
     MessageStatus::parse(status)
         .with_context(|| format!("unknown message status {status:?} in database"))
@@ -125,7 +145,8 @@ macro_rules! impl_outbox_store {
             use $crate::domain::Pair;
             use $crate::store::messaging::*;
             use $crate::store::sql::outbox::{
-                message_columns, message_from_row, parse_status, push_message_filter,
+                is_receipt_status, message_columns, message_from_row, parse_status,
+                push_message_filter, receipt_rank_sql,
             };
             use $crate::store::sql::{Dialect, StoreRow, pair_of};
             use $crate::store::StoreResult;
@@ -201,7 +222,7 @@ macro_rules! impl_outbox_store {
                     $write!(self, "mark a message as sending", |conn| {
                         sqlx::query(
                             "UPDATE messages SET status = 'sending', attempts = attempts + 1, \
-                             updated_at = $1 WHERE id = $2",
+                             updated_at = $1 WHERE id = $2 AND status IN ('queued', 'sending')",
                         )
                         .bind(now_ms)
                         .bind(id)
@@ -219,8 +240,10 @@ macro_rules! impl_outbox_store {
                 ) -> StoreResult<()> {
                     $write!(self, "mark a message as sent", |conn| {
                         sqlx::query(
-                            "UPDATE messages SET status = 'sent', wa_message_id = $1, \
-                             error = NULL, sent_at = $2, updated_at = $2 WHERE id = $3",
+                            "UPDATE messages SET status = CASE WHEN status IN \
+                             ('delivered', 'read', 'played') THEN status ELSE 'sent' END, \
+                             wa_message_id = $1, error = NULL, sent_at = $2, updated_at = $2 \
+                             WHERE id = $3",
                         )
                         .bind(wa_message_id)
                         .bind(now_ms)
@@ -235,7 +258,7 @@ macro_rules! impl_outbox_store {
                     $write!(self, "mark a message as failed", |conn| {
                         sqlx::query(
                             "UPDATE messages SET status = 'failed', error = $1, failed_at = $2, \
-                             updated_at = $2 WHERE id = $3",
+                             updated_at = $2 WHERE id = $3 AND status IN ('queued', 'sending')",
                         )
                         .bind(<$db as Dialect>::text(Some(error)))
                         .bind(now_ms)
@@ -249,7 +272,8 @@ macro_rules! impl_outbox_store {
                 async fn requeue(&self, id: i64, now_ms: i64) -> StoreResult<()> {
                     $write!(self, "put a message back in the queue", |conn| {
                         sqlx::query(
-                            "UPDATE messages SET status = 'queued', updated_at = $1 WHERE id = $2",
+                            "UPDATE messages SET status = 'queued', updated_at = $1 \
+                             WHERE id = $2 AND status IN ('queued', 'sending')",
                         )
                         .bind(now_ms)
                         .bind(id)
@@ -333,7 +357,14 @@ macro_rules! impl_outbox_store {
                         "SELECT \
                          COUNT(*) FILTER (WHERE status = 'queued') AS queued, \
                          COUNT(*) FILTER (WHERE status = 'sending') AS sending, \
-                         COUNT(*) FILTER (WHERE status = 'sent') AS sent, \
+                         COUNT(*) FILTER (WHERE direction = 'out' AND status IN \
+                         ('sent', 'delivered', 'read', 'played')) AS sent, \
+                         COUNT(*) FILTER (WHERE direction = 'out' AND status IN \
+                         ('delivered', 'read', 'played')) AS delivered, \
+                         COUNT(*) FILTER (WHERE direction = 'out' AND status IN \
+                         ('read', 'played')) AS read, \
+                         COUNT(*) FILTER (WHERE direction = 'out' AND status = 'played') \
+                         AS played, \
                          COUNT(*) FILTER (WHERE status = 'failed') AS failed, \
                          COUNT(*) FILTER (WHERE kind = 'text') AS text, \
                          COUNT(*) FILTER (WHERE kind = 'image') AS image",
@@ -344,6 +375,9 @@ macro_rules! impl_outbox_store {
                         queued: row.col("queued")?,
                         sending: row.col("sending")?,
                         sent: row.col("sent")?,
+                        delivered: row.col("delivered")?,
+                        read: row.col("read")?,
+                        played: row.col("played")?,
                         failed: row.col("failed")?,
                         text: row.col("text")?,
                         image: row.col("image")?,
@@ -389,6 +423,51 @@ macro_rules! impl_outbox_store {
                             None => RetryOutcome::NotFound,
                             Some(status) => RetryOutcome::NotFailed(parse_status(&status)?),
                         })
+                    })
+                }
+
+                async fn apply_receipt(
+                    &self,
+                    pair: Pair,
+                    wa_message_ids: &[String],
+                    to: MessageStatus,
+                    now_ms: i64,
+                ) -> StoreResult<Vec<MessageRecord>> {
+                    if !is_receipt_status(to) || wa_message_ids.is_empty() {
+                        return Ok(Vec::new());
+                    }
+                    $write!(self, "apply a receipt", |tx| {
+                        let mut changed = Vec::new();
+                        for wa_id in wa_message_ids {
+                            // The rank test is the UPDATE's own condition: of two receipts
+                            // racing, the later rank wins whatever order they are written in.
+                            let rows = sqlx::query(concat!(
+                                "UPDATE messages SET status = $1, \
+                                 delivered_at = COALESCE(delivered_at, $2), \
+                                 read_at = CASE WHEN $3 >= 5 THEN COALESCE(read_at, $2) \
+                                 ELSE read_at END, \
+                                 played_at = CASE WHEN $3 >= 6 THEN COALESCE(played_at, $2) \
+                                 ELSE played_at END, \
+                                 updated_at = $2 \
+                                 WHERE user_id = $4 AND place_id = $5 AND wa_message_id = $6 \
+                                 AND direction = 'out' AND ",
+                                receipt_rank_sql!(),
+                                " < $3 RETURNING ",
+                                message_columns!()
+                            ))
+                            .bind(to.as_str())
+                            .bind(now_ms)
+                            .bind(i64::from(to.rank()))
+                            .bind(pair.user_id.get())
+                            .bind(pair.place_id.get())
+                            .bind(wa_id.as_str())
+                            .fetch_all(&mut *tx)
+                            .await?;
+                            for row in &rows {
+                                changed.push(message_from_row(row)?);
+                            }
+                        }
+                        Ok(changed)
                     })
                 }
 

@@ -4,7 +4,7 @@ import { get, api, post, W } from './api.js';
 import { t } from './i18n.js';
 import { $, $$, el, attempt, busy, fill, pager, fmtTime, confirmDialog, positiveInt, showError } from './ui.js';
 
-const EVENTS = ['session.status', 'contacts.fetch.completed', 'message.received', 'message.sent', 'message.failed'];
+const EVENTS = ['session.status', 'contacts.fetch.completed', 'message.received', 'message.sent', 'message.failed', 'message.delivered', 'message.read'];
 const LIMIT = 20;
 
 const badge = (status, label) => el('span', { class: 'badge', dataset: { s: status } }, label);
