@@ -27,6 +27,7 @@ mod openapi;
 mod outbound;
 mod process;
 mod quotas;
+mod receipts;
 mod request_ids;
 mod security;
 mod sessions_list;

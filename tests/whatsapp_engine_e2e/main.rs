@@ -14,6 +14,7 @@
 mod failures;
 mod linking;
 mod nodes;
+mod receipts;
 mod send;
 
 /// Instantiates each listed `async fn name(backend: TestBackend)` once per backend:
