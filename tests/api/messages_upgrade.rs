@@ -1,20 +1,27 @@
-//! A SQLite database written before issue 19 (its `messages` table is rebuilt to take the new
-//! types and statuses) starts with every message as it was: same ids, same statuses, outgoing.
+//! A database written before issue 19 starts with every message as it was: same ids, same
+//! statuses, outgoing. SQLite rebuilds its `messages` table to take the new types and
+//! statuses; PostgreSQL swaps the table's checks.
 
 use crate::helpers::*;
 
-/// The migrations of the server before issue 19, applied by hand.
-async fn database_before_rich_messaging(path: &std::path::Path) -> sqlx::SqlitePool {
+/// A copy of one backend's migrations up to `last`: the server before issue 19.
+fn migrations_until(backend: &str, last: u32) -> tempfile::TempDir {
     let old = tempfile::tempdir().unwrap();
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite");
+    let dir = format!("{}/migrations/{backend}", env!("CARGO_MANIFEST_DIR"));
     for entry in std::fs::read_dir(dir).unwrap() {
         let entry = entry.unwrap();
         let name = entry.file_name().into_string().unwrap();
         let version: u32 = name[..4].parse().unwrap();
-        if version <= 9 {
+        if version <= last {
             std::fs::copy(entry.path(), old.path().join(&name)).unwrap();
         }
     }
+    old
+}
+
+/// The migrations of the server before issue 19, applied by hand.
+async fn database_before_rich_messaging(path: &std::path::Path) -> sqlx::SqlitePool {
+    let old = migrations_until("sqlite", 9);
     let opts = sqlx::sqlite::SqliteConnectOptions::new()
         .filename(path)
         .create_if_missing(true)
@@ -34,11 +41,54 @@ async fn messages_from_before_rich_messaging_keep_their_ids_statuses_and_images(
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("old.db");
     let pool = database_before_rich_messaging(&db).await;
+    insert_old_messages(&pool).await;
+    pool.close().await;
+    let url = format!("sqlite://{}", db.display());
+    let app = spawn_app_with(|c| c.database_url = url).await;
+    assert_kept(&app).await;
+}
+
+#[tokio::test]
+async fn messages_from_before_rich_messaging_keep_them_on_postgres_too() {
+    let db = testkit::pg::database().await;
+    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+    let old = migrations_until("postgres", 4);
+    sqlx::migrate::Migrator::new(old.path())
+        .await
+        .unwrap()
+        .run(&pool)
+        .await
+        .unwrap();
+    insert_old_messages(&pool).await;
+    // The rows were written with their ids; a real database's sequences are past them.
+    for statement in [
+        "SELECT setval(pg_get_serial_sequence('messages', 'id'), (SELECT max(id) FROM messages))",
+        "SELECT setval(pg_get_serial_sequence('message_jobs', 'id'), 3)",
+    ] {
+        sqlx::query(statement).execute(&pool).await.unwrap();
+    }
+    pool.close().await;
+    let url = db.url.clone();
+    let app = spawn_app_with(|c| c.database_url = url).await;
+    assert_kept(&app).await;
+}
+
+/// Written with the old columns only; `?` and `$n` both read as the n-th bind on each.
+async fn insert_old_messages<DB: sqlx::Database>(pool: &sqlx::Pool<DB>)
+where
+    for<'c> &'c sqlx::Pool<DB>: sqlx::Executor<'c, Database = DB>,
+    for<'q> <DB as sqlx::Database>::Arguments: sqlx::IntoArguments<DB>,
+    i64: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Option<i64>: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    String: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Option<&'static str>: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    &'static str: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
     sqlx::query(
         "INSERT INTO message_jobs (id, user_id, place_id, kind, group_id, total, created_at) \
          VALUES (3, 1, 2, 'bulk', NULL, 2, 1000)",
     )
-    .execute(&pool)
+    .execute(pool)
     .await
     .unwrap();
     let rows = [
@@ -57,7 +107,7 @@ async fn messages_from_before_rich_messaging_keep_their_ids_statuses_and_images(
         sqlx::query(
             "INSERT INTO messages (id, user_id, place_id, job_id, recipient, kind, body, \
              image_url, status, wa_message_id, created_at, updated_at, sent_at) \
-             VALUES (?, 1, 2, ?, '+966500000001', ?, 'hi', ?, ?, ?, 1000, 1000, ?)",
+             VALUES ($1, 1, 2, $2, '+966500000001', $3, 'hi', $4, $5, $6, 1000, 1000, $7)",
         )
         .bind(id)
         .bind(job)
@@ -66,14 +116,13 @@ async fn messages_from_before_rich_messaging_keep_their_ids_statuses_and_images(
         .bind(status)
         .bind(format!("3EB0OLD{id}"))
         .bind(sent_at)
-        .execute(&pool)
+        .execute(pool)
         .await
         .unwrap();
     }
-    pool.close().await;
+}
 
-    let url = format!("sqlite://{}", db.display());
-    let app = spawn_app_with(|c| c.database_url = url).await;
+async fn assert_kept(app: &TestApp) {
     let (status, body) = app
         .get("/api/whatsapp/messages?user_id=1&place_id=2&limit=10")
         .await;
@@ -111,7 +160,7 @@ async fn messages_from_before_rich_messaging_keep_their_ids_statuses_and_images(
     assert_eq!(sent["whatsapp_message_id"], "3EB0OLD40");
 
     // The ids go on from where they were.
-    crate::messaging::pair_with_contacts(&app, 1, 2, 1).await;
+    crate::messaging::pair_with_contacts(app, 1, 2, 1).await;
     let (status, body) = app
         .post(
             "/api/whatsapp/send-message",
