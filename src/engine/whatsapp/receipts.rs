@@ -42,7 +42,7 @@ impl Pump {
 
     fn is_own(&self, jid: &whatsapp_rust::Jid) -> bool {
         let user = &jid.user;
-        self.lib.pn().is_some_and(|j| &j.user == user)
-            || self.lib.lid().is_some_and(|j| &j.user == user)
+        self.lib.pn().is_some_and(|j| j.user == *user)
+            || self.lib.lid().is_some_and(|j| j.user == *user)
     }
 }
