@@ -54,6 +54,8 @@ mod nodes_events;
 mod outbound;
 #[path = "../api/quotas.rs"]
 mod quotas;
+#[path = "../api/receipts.rs"]
+mod receipts;
 #[path = "../api/security.rs"]
 mod security;
 #[path = "../api/sim_access.rs"]
