@@ -4,6 +4,7 @@
 pub mod device;
 mod error;
 pub mod messaging;
+pub mod number_checks;
 mod postgres;
 mod retry;
 mod sim;
@@ -20,6 +21,7 @@ use crate::domain::{Pair, PhoneNumber, SessionId, SessionStatus, UserId};
 
 pub use error::{StoreContext, StoreError, StoreResult, Unavailable, is_busy};
 pub use messaging::*;
+pub use number_checks::{NumberCheckRecord, NumberCheckStore};
 pub use postgres::{PgStore, redact};
 pub use retry::{BACKGROUND_RETRY_FOR, keep_trying};
 #[cfg(test)]
@@ -34,6 +36,7 @@ pub mod prelude {
         ClusterStore, ContactCacheStore, ContactStore, Database, EventStore, GroupStore, Health,
         KeyStore, OutboxStore, SessionStore, Signals, SimStore,
     };
+    pub use super::number_checks::NumberCheckStore;
 }
 
 /// The database every part of the server shares.

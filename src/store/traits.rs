@@ -7,6 +7,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 pub use super::device::CredentialStore;
+pub use super::number_checks::NumberCheckStore;
 use super::messaging::*;
 use super::*;
 use crate::domain::{Pair, PlaceId, SessionId, UserId};
@@ -213,6 +214,8 @@ pub trait OutboxStore: Send + Sync + 'static {
     /// A failed message goes back to the queue with its error cleared.
     async fn retry_message(&self, pair: Pair, id: i64, now_ms: i64) -> StoreResult<RetryOutcome>;
     async fn job(&self, pair: Pair, id: i64) -> StoreResult<Option<JobRecord>>;
+    /// Records what a job's send left out (after [`Self::enqueue`] made the job).
+    async fn record_job_skips(&self, pair: Pair, id: i64, skipped: JobSkips) -> StoreResult<()>;
 }
 
 /// The event log and the webhook delivery queue.
@@ -302,6 +305,11 @@ pub trait SimStore: Send + Sync + 'static {
     async fn forget_sim_device(&self, session: &SessionId) -> StoreResult<bool>;
     async fn sim_phonebook(&self, pair: Pair) -> StoreResult<Option<Vec<u8>>>;
     async fn set_sim_phonebook(&self, pair: Pair, book: &[u8], now_ms: i64) -> StoreResult<()>;
+    /// The simulated network's list of numbers on WhatsApp (a phone book's JSON).
+    async fn sim_network(&self) -> StoreResult<Option<Vec<u8>>>;
+    async fn set_sim_network(&self, book: &[u8], now_ms: i64) -> StoreResult<()>;
+    /// Every stored phone book, the network's list among them.
+    async fn all_sim_phonebooks(&self) -> StoreResult<Vec<Vec<u8>>>;
     async fn record_sim_sent(&self, pair: Pair, sent: &str, now_ms: i64) -> StoreResult<()>;
     /// Everything the pair's phone sent, oldest first.
     async fn sim_outbox(&self, pair: Pair) -> StoreResult<Vec<String>>;
@@ -403,6 +411,7 @@ pub trait Database:
     + OutboxStore
     + EventStore
     + SimStore
+    + NumberCheckStore
     + CredentialStore
 {
 }
@@ -417,6 +426,7 @@ impl<T> Database for T where
         + OutboxStore
         + EventStore
         + SimStore
+        + NumberCheckStore
         + CredentialStore
 {
 }

@@ -19,6 +19,7 @@ mod connections;
 mod legacy;
 mod network;
 mod source;
+mod whois;
 #[cfg(test)]
 mod tests;
 
