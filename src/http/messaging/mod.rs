@@ -6,10 +6,12 @@ mod answers;
 mod checks;
 pub mod dto;
 mod logs;
+mod numbers;
 mod send;
 
 pub use checks::*;
 pub use logs::*;
+pub use numbers::*;
 pub use send::*;
 
 use serde_json::Value;
