@@ -269,6 +269,8 @@ pub struct ContactFilter {
     pub inactive_since: Option<i64>,
     /// Contacts carrying every one of these tags.
     pub tags: Vec<String>,
+    /// Only contacts who opted out (`true`), or only the others.
+    pub opted_out: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default)]

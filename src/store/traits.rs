@@ -122,6 +122,8 @@ pub trait ContactStore: Send + Sync + 'static {
     ) -> StoreResult<Vec<ContactRecord>>;
     /// One active contact of the pair.
     async fn contact(&self, pair: Pair, contact_id: i64) -> StoreResult<Option<ContactRecord>>;
+    /// Which of these numbers (E.164) belong to a contact of the pair who opted out.
+    async fn opted_out_numbers(&self, pair: Pair, numbers: &[String]) -> StoreResult<Vec<String>>;
     /// Applies the patch to one active contact of the pair; `None` when there is none.
     async fn update_contact(
         &self,

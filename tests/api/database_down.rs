@@ -388,6 +388,9 @@ impl GroupStore for DownStore {
 
 #[async_trait]
 impl ContactStore for DownStore {
+    async fn opted_out_numbers(&self, _: Pair, _: &[String]) -> StoreResult<Vec<String>> {
+        down()
+    }
     async fn import_contacts(
         &self,
         _: Pair,

@@ -3,6 +3,7 @@
 //! What a message may say is [`crate::messaging::content`]'s to decide; here are the routes.
 
 mod answers;
+mod audience;
 mod checks;
 pub mod dto;
 mod logs;
