@@ -2,6 +2,7 @@
 
 mod helpers;
 
+mod check_numbers;
 mod connections;
 mod contact_search;
 mod contacts_earlier_names;
@@ -23,6 +24,7 @@ mod messaging_aliases;
 mod metrics;
 mod names;
 mod names_upgrade;
+mod opt_out;
 mod openapi;
 mod outbound;
 mod process;
