@@ -32,11 +32,11 @@ pub use traits::Database;
 /// Every trait of the store, for code that calls store methods.
 pub mod prelude {
     pub use super::device::CredentialStore;
+    pub use super::number_checks::NumberCheckStore;
     pub use super::traits::{
         ClusterStore, ContactCacheStore, ContactStore, Database, EventStore, GroupStore, Health,
         KeyStore, OutboxStore, SessionStore, Signals, SimStore,
     };
-    pub use super::number_checks::NumberCheckStore;
 }
 
 /// The database every part of the server shares.

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 pub use super::device::CredentialStore;
-pub use super::number_checks::NumberCheckStore;
 use super::messaging::*;
+pub use super::number_checks::NumberCheckStore;
 use super::*;
 use crate::domain::{Pair, PlaceId, SessionId, UserId};
 use crate::engine::RawContact;

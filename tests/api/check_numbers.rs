@@ -28,7 +28,13 @@ async fn numbers_are_answered_in_order_and_asked_once_a_day() {
     // The phone book's first contact is on WhatsApp; this number is in no book.
     let (status, body) = check(
         &app,
-        json!(["+966 51 000 1000", "not a number", "+966551234567", 966510001000u64, "+966510001000"]),
+        json!([
+            "+966 51 000 1000",
+            "not a number",
+            "+966551234567",
+            966510001000u64,
+            "+966510001000"
+        ]),
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -72,7 +78,10 @@ async fn the_network_list_puts_numbers_on_whatsapp_and_clears_the_cache() {
     let (_, body) = check(&app, json!(["+966557654321"])).await;
     assert_eq!(body["data"]["results"][0]["on_whatsapp"], false);
     let (status, body) = app
-        .put("/api/sim/network", json!({"numbers": ["+966 55 765 4321", "+966557654321"]}))
+        .put(
+            "/api/sim/network",
+            json!({"numbers": ["+966 55 765 4321", "+966557654321"]}),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["data"]["numbers"], json!(["+966557654321"]));
@@ -95,9 +104,21 @@ async fn bad_requests_are_refused_and_a_session_must_be_ready() {
     app.init(1, 2).await;
     let (status, body) = check(&app, json!(["+966551234567"])).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-    assert!(body["message"].as_str().unwrap_or_default().contains("not ready"), "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("not ready"),
+        "{body}"
+    );
     pair_with_contacts(&app, 1, 2, 1).await;
-    for bad in [json!([]), json!("+966551234567"), json!([true]), json!([null]), json!([{"n": 1}])] {
+    for bad in [
+        json!([]),
+        json!("+966551234567"),
+        json!([true]),
+        json!([null]),
+        json!([{"n": 1}]),
+    ] {
         let (status, body) = check(&app, bad.clone()).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
     }

@@ -209,7 +209,12 @@ fn usync_user(user: &Node, protocols: &[String], dir: &Directory) -> Option<Node
                     .attr("type", if registered { "in" } else { "out" })
                     .build(),
             ),
-            "business" if registered && number.as_deref().is_some_and(|n| dir.businesses.contains(n)) => {
+            "business"
+                if registered
+                    && number
+                        .as_deref()
+                        .is_some_and(|n| dir.businesses.contains(n)) =>
+            {
                 children.push(NodeBuilder::new("business").build());
             }
             "lid" if jid.is_pn() && registered => {

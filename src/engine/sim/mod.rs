@@ -19,9 +19,9 @@ mod connections;
 mod legacy;
 mod network;
 mod source;
-mod whois;
 #[cfg(test)]
 mod tests;
+mod whois;
 
 use crate::domain::{Pair, PhoneNumber};
 pub use book::{PhoneBook, SimEntry, default_me_digits};

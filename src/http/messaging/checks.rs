@@ -6,8 +6,8 @@ use super::answers::{
     ImageInfo, ImageProbe, ImageProbeResponse, TemplateList, TemplateListResponse, Validation,
     ValidationResponse,
 };
-use super::dto::{TestImageRequest, ValidateMessageRequest};
 use super::audience::refuse_opted_out;
+use super::dto::{TestImageRequest, ValidateMessageRequest};
 use super::{resolve, sendable, single_target};
 use crate::auth::Caller;
 use crate::http::AppState;

@@ -50,7 +50,11 @@ pub struct CheckNumbersRequest {
 fn numbers_schema() -> Schema {
     let item = OneOfBuilder::new()
         .item(ObjectBuilder::new().schema_type(Type::String))
-        .item(ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(0)));
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(0)),
+        );
     ArrayBuilder::new()
         .items(item)
         .min_items(Some(1))

@@ -210,7 +210,10 @@ async fn record_skips(
     if let Some(id) = job_id
         && skipped != JobSkips::default()
     {
-        st.outbox.store().record_job_skips(pair, id, skipped).await?;
+        st.outbox
+            .store()
+            .record_job_skips(pair, id, skipped)
+            .await?;
     }
     Ok(())
 }
