@@ -70,6 +70,7 @@ impl From<SessionError> for AppError {
                 Self::Unavailable(message)
             }
             SessionError::NotReady { .. }
+            | SessionError::NotReadyToCheck { .. }
             | SessionError::NotLinking { .. }
             | SessionError::CannotSend { .. } => Self::BadRequest(message),
             SessionError::FetchRunning

@@ -108,6 +108,7 @@ fn api_parts(with_sim: bool) -> (OpenApiRouter<AppState>, OpenApiRouter<AppState
         .routes(routes!(messaging::validate))
         .routes(routes!(messaging::test_image_url))
         .routes(routes!(messaging::list_templates))
+        .routes(routes!(messaging::check_numbers))
         .routes(routes!(webhooks::set, webhooks::get, webhooks::delete))
         .routes(routes!(webhooks::deliveries))
         .routes(routes!(webhooks::stream));
@@ -130,7 +131,8 @@ fn api_parts(with_sim: bool) -> (OpenApiRouter<AppState>, OpenApiRouter<AppState
             .routes(routes!(sim::outbox))
             .routes(routes!(sim::connections))
             .routes(routes!(sim::incoming))
-            .routes(routes!(sim::receipt::receipt));
+            .routes(routes!(sim::receipt::receipt))
+            .routes(routes!(sim::set_network, sim::get_network));
         app = app.nest("/api/sim", sim);
     }
     (public, app)

@@ -13,6 +13,7 @@
 
 pub mod content;
 pub mod image;
+pub mod numbers;
 pub mod pacing;
 pub mod templates;
 mod worker;

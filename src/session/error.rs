@@ -24,6 +24,12 @@ pub enum SessionError {
          session to be ready or restart the session."
     )]
     NotReady { status: SessionStatus },
+    /// Asking WhatsApp about numbers needs a linked, connected session.
+    #[error(
+        "Session is not ready to check numbers. Current status: {status}. Please wait for \
+         the session to be ready or restart the session."
+    )]
+    NotReadyToCheck { status: SessionStatus },
     #[error(
         "A contact fetch is already running for this session. Follow it at GET \
          /api/whatsapp/contacts/progress."

@@ -257,6 +257,14 @@ pub struct JobRecord {
     pub total: i64,
     pub created_at: i64,
     pub counts: MessageCounts,
+    pub skipped: JobSkips,
+}
+
+/// Recipients a group or bulk send left out before queueing, by reason.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JobSkips {
+    pub opted_out: i64,
+    pub not_on_whatsapp: i64,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -4,6 +4,7 @@
 pub mod device;
 mod error;
 pub mod messaging;
+pub mod number_checks;
 mod postgres;
 mod retry;
 mod sim;
@@ -20,6 +21,7 @@ use crate::domain::{Pair, PhoneNumber, SessionId, SessionStatus, UserId};
 
 pub use error::{StoreContext, StoreError, StoreResult, Unavailable, is_busy};
 pub use messaging::*;
+pub use number_checks::{NumberCheckRecord, NumberCheckStore};
 pub use postgres::{PgStore, redact};
 pub use retry::{BACKGROUND_RETRY_FOR, keep_trying};
 #[cfg(test)]
@@ -30,6 +32,7 @@ pub use traits::Database;
 /// Every trait of the store, for code that calls store methods.
 pub mod prelude {
     pub use super::device::CredentialStore;
+    pub use super::number_checks::NumberCheckStore;
     pub use super::traits::{
         ClusterStore, ContactCacheStore, ContactStore, Database, EventStore, GroupStore, Health,
         KeyStore, OutboxStore, SessionStore, Signals, SimStore,
@@ -266,6 +269,8 @@ pub struct ContactFilter {
     pub inactive_since: Option<i64>,
     /// Contacts carrying every one of these tags.
     pub tags: Vec<String>,
+    /// Only contacts who opted out (`true`), or only the others.
+    pub opted_out: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default)]

@@ -76,6 +76,39 @@ macro_rules! impl_sim_store {
                 })
             }
 
+            async fn sim_network(&self) -> $crate::store::StoreResult<Option<Vec<u8>>> {
+                // Pair (0, 0), which no session has (ids are positive): the network's list
+                // lives beside the phone books, and every node of a cluster reads it.
+                let row = sqlx::query(
+                    "SELECT book FROM sim_phonebooks WHERE user_id = 0 AND place_id = 0",
+                )
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(row.map(|r| r.try_get("book")).transpose()?)
+            }
+
+            async fn set_sim_network(&self, book: &[u8], now_ms: i64) -> $crate::store::StoreResult<()> {
+                $write!(self, "store the simulated network", |tx| {
+                    sqlx::query(
+                        "INSERT INTO sim_phonebooks (user_id, place_id, book, updated_at) \
+                         VALUES (0, 0, $1, $2) ON CONFLICT (user_id, place_id) DO UPDATE SET \
+                         book = excluded.book, updated_at = excluded.updated_at",
+                    )
+                    .bind(book)
+                    .bind(now_ms)
+                    .execute(&mut *tx)
+                    .await?;
+                    Ok(())
+                })
+            }
+
+            async fn all_sim_phonebooks(&self) -> $crate::store::StoreResult<Vec<Vec<u8>>> {
+                let rows = sqlx::query("SELECT book FROM sim_phonebooks ORDER BY user_id, place_id")
+                    .fetch_all(&self.pool)
+                    .await?;
+                Ok(rows.iter().map(|r| r.try_get("book")).collect::<Result<_, _>>()?)
+            }
+
             async fn record_sim_sent(&self, pair: $crate::domain::Pair, sent: &str, now_ms: i64) -> $crate::store::StoreResult<()> {
                 $write!(self, "record a simulated send", |tx| {
                     sqlx::query(

@@ -8,6 +8,7 @@ use async_trait::async_trait;
 
 pub use super::device::CredentialStore;
 use super::messaging::*;
+pub use super::number_checks::NumberCheckStore;
 use super::*;
 use crate::domain::{Pair, PlaceId, SessionId, UserId};
 use crate::engine::RawContact;
@@ -121,6 +122,8 @@ pub trait ContactStore: Send + Sync + 'static {
     ) -> StoreResult<Vec<ContactRecord>>;
     /// One active contact of the pair.
     async fn contact(&self, pair: Pair, contact_id: i64) -> StoreResult<Option<ContactRecord>>;
+    /// Which of these numbers (E.164) belong to a contact of the pair who opted out.
+    async fn opted_out_numbers(&self, pair: Pair, numbers: &[String]) -> StoreResult<Vec<String>>;
     /// Applies the patch to one active contact of the pair; `None` when there is none.
     async fn update_contact(
         &self,
@@ -226,6 +229,8 @@ pub trait OutboxStore: Send + Sync + 'static {
         to: MessageStatus,
         now_ms: i64,
     ) -> StoreResult<Vec<MessageRecord>>;
+    /// Records what a job's send left out (after [`Self::enqueue`] made the job).
+    async fn record_job_skips(&self, pair: Pair, id: i64, skipped: JobSkips) -> StoreResult<()>;
 }
 
 /// The event log and the webhook delivery queue.
@@ -315,6 +320,11 @@ pub trait SimStore: Send + Sync + 'static {
     async fn forget_sim_device(&self, session: &SessionId) -> StoreResult<bool>;
     async fn sim_phonebook(&self, pair: Pair) -> StoreResult<Option<Vec<u8>>>;
     async fn set_sim_phonebook(&self, pair: Pair, book: &[u8], now_ms: i64) -> StoreResult<()>;
+    /// The simulated network's list of numbers on WhatsApp (a phone book's JSON).
+    async fn sim_network(&self) -> StoreResult<Option<Vec<u8>>>;
+    async fn set_sim_network(&self, book: &[u8], now_ms: i64) -> StoreResult<()>;
+    /// Every stored phone book, the network's list among them.
+    async fn all_sim_phonebooks(&self) -> StoreResult<Vec<Vec<u8>>>;
     async fn record_sim_sent(&self, pair: Pair, sent: &str, now_ms: i64) -> StoreResult<()>;
     /// Everything the pair's phone sent, oldest first.
     async fn sim_outbox(&self, pair: Pair) -> StoreResult<Vec<String>>;
@@ -416,6 +426,7 @@ pub trait Database:
     + OutboxStore
     + EventStore
     + SimStore
+    + NumberCheckStore
     + CredentialStore
 {
 }
@@ -430,6 +441,7 @@ impl<T> Database for T where
         + OutboxStore
         + EventStore
         + SimStore
+        + NumberCheckStore
         + CredentialStore
 {
 }

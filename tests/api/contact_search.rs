@@ -211,7 +211,9 @@ async fn csv_export_streams_every_contact_with_a_bom_quoting_and_defused_formula
             "is_business",
             "last_interaction",
             "tags",
-            "custom_fields"
+            "custom_fields",
+            "opted_out",
+            "opted_out_at"
         ]
     );
     assert_eq!(table.len(), 6);

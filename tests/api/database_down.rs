@@ -101,6 +101,9 @@ impl OutboxStore for DownStore {
     ) -> StoreResult<Vec<MessageRecord>> {
         down()
     }
+    async fn record_job_skips(&self, _pair: Pair, _id: i64, _s: JobSkips) -> StoreResult<()> {
+        down()
+    }
 }
 
 #[async_trait]
@@ -171,6 +174,19 @@ impl EventStore for DownStore {
 }
 
 #[async_trait]
+impl NumberCheckStore for DownStore {
+    async fn number_checks(&self, _: &[String], _: i64) -> StoreResult<Vec<NumberCheckRecord>> {
+        down()
+    }
+    async fn save_number_checks(&self, _: &[NumberCheckRecord]) -> StoreResult<()> {
+        down()
+    }
+    async fn clear_number_checks(&self) -> StoreResult<u64> {
+        down()
+    }
+}
+
+#[async_trait]
 impl SimStore for DownStore {
     async fn sim_device(&self, _: &SessionId) -> StoreResult<Option<String>> {
         down()
@@ -188,6 +204,15 @@ impl SimStore for DownStore {
         down()
     }
     async fn record_sim_sent(&self, _: Pair, _: &str, _: i64) -> StoreResult<()> {
+        down()
+    }
+    async fn sim_network(&self) -> StoreResult<Option<Vec<u8>>> {
+        down()
+    }
+    async fn set_sim_network(&self, _: &[u8], _: i64) -> StoreResult<()> {
+        down()
+    }
+    async fn all_sim_phonebooks(&self) -> StoreResult<Vec<Vec<u8>>> {
         down()
     }
     async fn sim_outbox(&self, _: Pair) -> StoreResult<Vec<String>> {
@@ -372,6 +397,9 @@ impl GroupStore for DownStore {
 
 #[async_trait]
 impl ContactStore for DownStore {
+    async fn opted_out_numbers(&self, _: Pair, _: &[String]) -> StoreResult<Vec<String>> {
+        down()
+    }
     async fn import_contacts(
         &self,
         _: Pair,

@@ -2,6 +2,7 @@
 
 mod helpers;
 
+mod check_numbers;
 mod connections;
 mod contact_search;
 mod contacts_earlier_names;
@@ -25,6 +26,7 @@ mod metrics;
 mod names;
 mod names_upgrade;
 mod openapi;
+mod opt_out;
 mod outbound;
 mod process;
 mod quotas;

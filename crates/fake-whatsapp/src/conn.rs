@@ -589,6 +589,7 @@ impl Conn {
                 account: acc.phone.clone(),
                 lid_pn,
                 unregistered: st.unregistered.clone(),
+                businesses: st.businesses.clone(),
             },
             acc.signal.clone(),
         ))
@@ -607,6 +608,9 @@ impl Conn {
         match (xmlns.as_str(), kind.as_str(), child.as_str()) {
             ("usync", "get", "usync") => {
                 let (dir, _) = self.directory()?;
+                if let Some(numbers) = crate::outbox::number_check(node) {
+                    self.inner.lock().number_checks.push(numbers);
+                }
                 Some(iq::result_for(
                     node,
                     crate::outbox::usync_answer(node, &dir),

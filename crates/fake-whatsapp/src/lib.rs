@@ -184,6 +184,11 @@ pub(crate) struct State {
     pub contacts: HashMap<String, Vec<Vec<PhoneContact>>>,
     /// Numbers without a WhatsApp account ([`FakeWhatsApp::set_not_on_whatsapp`]).
     pub unregistered: HashSet<String>,
+    /// Numbers with a WhatsApp Business account ([`FakeWhatsApp::set_business`]).
+    pub businesses: HashSet<String>,
+    /// The numbers of each "is this number on WhatsApp" query (`usync` with the `contact`
+    /// protocol), in arrival order.
+    pub number_checks: Vec<Vec<String>>,
     /// Every `<message>` clients sent, in arrival order.
     pub sent: Vec<SentMessage>,
     /// Encrypted media uploaded to the fake media server, by direct path.
@@ -315,6 +320,8 @@ impl FakeWhatsApp {
                     histories: HashMap::new(),
                     contacts: HashMap::new(),
                     unregistered: HashSet::new(),
+                    businesses: HashSet::new(),
+                    number_checks: Vec::new(),
                     sent: Vec::new(),
                     uploads: HashMap::new(),
                     uploads_refused: false,
@@ -1052,6 +1059,21 @@ impl FakeWhatsApp {
             .lock()
             .unregistered
             .insert(phone_digits.to_string());
+    }
+
+    /// Makes `phone_digits` a WhatsApp Business account: `usync` answers carry
+    /// `<business/>` for it.
+    pub fn set_business(&self, phone_digits: &str) {
+        self.inner
+            .lock()
+            .businesses
+            .insert(phone_digits.to_string());
+    }
+
+    /// The numbers (digits) of every "is this number on WhatsApp" query clients sent
+    /// (`usync` with the `contact` protocol), one list per query, in arrival order.
+    pub fn number_checks(&self) -> Vec<Vec<String>> {
+        self.inner.lock().number_checks.clone()
     }
 
     /// Every `<message>` stanza clients sent so far, in arrival order (each

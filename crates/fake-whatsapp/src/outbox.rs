@@ -84,6 +84,8 @@ pub(crate) struct Directory {
     pub lid_pn: Vec<(String, String)>,
     /// Numbers (digits) without a WhatsApp account.
     pub unregistered: HashSet<String>,
+    /// Numbers (digits) with a WhatsApp Business account.
+    pub businesses: HashSet<String>,
 }
 
 impl Directory {
@@ -126,6 +128,26 @@ impl Directory {
 /// The `<usync>` answer: for each user asked about, each protocol asked for
 /// (devices, contact, lid); other protocols are left out, which the client
 /// reads as "nothing known".
+/// The numbers (digits) of a `usync` query that asks whether they are on WhatsApp (the
+/// `contact` protocol); `None` for other queries (device lists).
+pub(crate) fn number_check(req: &Node) -> Option<Vec<String>> {
+    let usync = req.get_optional_child("usync")?;
+    usync
+        .get_optional_child("query")?
+        .get_optional_child("contact")?;
+    Some(
+        usync
+            .get_optional_child("list")
+            .map(|l| l.get_children_by_tag("user").collect::<Vec<_>>())
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|u| u.get_optional_child("contact").and_then(content_bytes))
+            .filter_map(|b| std::str::from_utf8(b).ok())
+            .map(|p| p.trim_start_matches('+').to_string())
+            .collect(),
+    )
+}
+
 pub(crate) fn usync_answer(req: &Node, dir: &Directory) -> Vec<Node> {
     let Some(usync) = req.get_optional_child("usync") else {
         return Vec::new();
@@ -187,6 +209,14 @@ fn usync_user(user: &Node, protocols: &[String], dir: &Directory) -> Option<Node
                     .attr("type", if registered { "in" } else { "out" })
                     .build(),
             ),
+            "business"
+                if registered
+                    && number
+                        .as_deref()
+                        .is_some_and(|n| dir.businesses.contains(n)) =>
+            {
+                children.push(NodeBuilder::new("business").build());
+            }
             "lid" if jid.is_pn() && registered => {
                 if let Some(lid) = number.as_deref().and_then(|n| dir.lid_of(n)) {
                     children.push(

@@ -156,6 +156,19 @@ impl EngineClient for SimClient {
         self.net.record_sent(self.shared.pair, &sent).await?;
         Ok(message.id.clone())
     }
+
+    async fn check_numbers(
+        &self,
+        numbers: &[PhoneNumber],
+    ) -> Result<Vec<crate::engine::NumberInfo>, EngineError> {
+        if !self.is_alive() {
+            return Err(EngineError::ClientGone);
+        }
+        if !self.shared.connected.load(Ordering::SeqCst) {
+            return Err(EngineError::NotConnected);
+        }
+        self.net.check_numbers(self.shared.pair, numbers).await
+    }
 }
 
 enum Linking {

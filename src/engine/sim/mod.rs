@@ -21,6 +21,7 @@ mod network;
 mod source;
 #[cfg(test)]
 mod tests;
+mod whois;
 
 use crate::domain::{Pair, PhoneNumber};
 pub use book::{PhoneBook, SimEntry, default_me_digits};

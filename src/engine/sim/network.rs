@@ -52,6 +52,8 @@ pub(super) struct Inner {
     pub(super) open: Mutex<HashMap<i64, Arc<ClientShared>>>,
     pub(super) qr_counter: AtomicU64,
     pub(super) incoming_counter: AtomicU64,
+    /// Numbers asked about since start ([`SimNetwork::numbers_checked`]).
+    pub(super) numbers_checked: AtomicU64,
     /// One phone-book upload read and parsed at a time: a large book costs several times its
     /// size in memory while parsed, and four at once must not add up.
     pub(super) uploads: tokio::sync::Semaphore,
@@ -84,6 +86,7 @@ impl SimNetwork {
                 open: Mutex::default(),
                 qr_counter: AtomicU64::new(0),
                 incoming_counter: AtomicU64::new(0),
+                numbers_checked: AtomicU64::new(0),
                 uploads: tokio::sync::Semaphore::new(1),
             }),
         }

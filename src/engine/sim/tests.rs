@@ -25,6 +25,7 @@ fn pair() -> Pair {
 pub(super) struct MemoryStore {
     devices: Mutex<HashMap<SessionId, String>>,
     books: Mutex<HashMap<Pair, Vec<u8>>>,
+    network: Mutex<Option<Vec<u8>>>,
     sent: Mutex<Vec<(Pair, String)>>,
     connections: Mutex<Vec<SimConnection>>,
 }
@@ -47,6 +48,18 @@ impl SimStore for MemoryStore {
     async fn set_sim_phonebook(&self, pair: Pair, book: &[u8], _: i64) -> StoreResult<()> {
         lock(&self.books).insert(pair, book.to_vec());
         Ok(())
+    }
+    async fn sim_network(&self) -> StoreResult<Option<Vec<u8>>> {
+        Ok(lock(&self.network).clone())
+    }
+    async fn set_sim_network(&self, book: &[u8], _: i64) -> StoreResult<()> {
+        *lock(&self.network) = Some(book.to_vec());
+        Ok(())
+    }
+    async fn all_sim_phonebooks(&self) -> StoreResult<Vec<Vec<u8>>> {
+        let mut all: Vec<Vec<u8>> = lock(&self.books).values().cloned().collect();
+        all.extend(lock(&self.network).clone());
+        Ok(all)
     }
     async fn record_sim_sent(&self, pair: Pair, sent: &str, _: i64) -> StoreResult<()> {
         lock(&self.sent).push((pair, sent.to_owned()));

@@ -216,6 +216,13 @@ impl EngineClient for WaClient {
     async fn send(&self, message: &OutgoingMessage) -> Result<String, EngineError> {
         self.send_message(message).await
     }
+
+    async fn check_numbers(
+        &self,
+        numbers: &[PhoneNumber],
+    ) -> Result<Vec<crate::engine::NumberInfo>, EngineError> {
+        self.lookup_numbers(numbers).await
+    }
 }
 
 /// The cache of a session, read in chunks like any contact source.

@@ -14,6 +14,7 @@ mod client;
 mod events;
 mod history;
 mod legacy;
+mod numbers;
 mod options;
 mod receipts;
 mod run;

@@ -41,6 +41,11 @@ pub struct Contact {
     #[schema(required = true, format = DateTime)]
     last_interaction: Option<String>,
     tags: Vec<String>,
+    /// Asked not to be messaged: sends to it are refused, group and bulk sends skip it.
+    opted_out: bool,
+    /// When it opted out.
+    #[schema(required = true, format = DateTime)]
+    opted_out_at: Option<String>,
 }
 
 impl From<&ContactRecord> for Contact {
@@ -53,6 +58,8 @@ impl From<&ContactRecord> for Contact {
             is_business: c.is_business,
             last_interaction: c.last_message_at.and_then(rfc3339_secs),
             tags: c.tags.clone(),
+            opted_out: c.opted_out,
+            opted_out_at: c.opted_out_at.and_then(crate::clock::rfc3339_ms),
         }
     }
 }
@@ -117,6 +124,10 @@ pub struct ContactPatchRequest {
     #[serde(default, deserialize_with = "present")]
     #[schema(schema_with = custom_field_map)]
     custom_fields: Option<Value>,
+    /// `false` clears an opt-out (the contact may be messaged again); `true` sets one.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<bool>)]
+    opted_out: Option<Value>,
 }
 
 /// `Some` whenever the field was sent, `null` included (plain `Option` reads `null` as absent).
@@ -135,10 +146,16 @@ impl ContactPatchRequest {
                 .as_ref()
                 .map(fields::custom_fields)
                 .transpose()?,
-            opted_out: None,
+            opted_out: match &self.opted_out {
+                None => None,
+                Some(Value::Bool(b)) => Some(*b),
+                Some(_) => return Err(Invalid("opted_out must be true or false".into())),
+            },
         };
-        if patch.tags.is_none() && patch.custom_fields.is_none() {
-            return Err(Invalid("Give tags, custom_fields, or both".into()));
+        if patch.tags.is_none() && patch.custom_fields.is_none() && patch.opted_out.is_none() {
+            return Err(Invalid(
+                "Give tags, custom_fields or opted_out (any of them)".into(),
+            ));
         }
         Ok(patch)
     }
@@ -230,6 +247,7 @@ pub struct ContactFilterQuery {
     last_interaction_days: Option<String>,
     inactive_days: Option<String>,
     tags: Option<String>,
+    opted_out: Option<String>,
 }
 
 impl IntoParams for ContactFilterQuery {
@@ -257,6 +275,11 @@ impl IntoParams for ContactFilterQuery {
             optional_query(
                 "is_business",
                 "Only business accounts (`true`) or only the others (`false`).",
+                true_or_false(),
+            ),
+            optional_query(
+                "opted_out",
+                "Only contacts who opted out (`true`) or only the others (`false`).",
                 true_or_false(),
             ),
             optional_query(
@@ -319,6 +342,12 @@ pub fn contact_filter(
         Some("false") => Some(false),
         Some(_) => return Err(Invalid("is_business must be true or false".into())),
     };
+    let opted_out = match f.opted_out.as_deref() {
+        None => None,
+        Some("true") => Some(true),
+        Some("false") => Some(false),
+        Some(_) => return Err(Invalid("opted_out must be true or false".into())),
+    };
     let since = |field: &str, raw: Option<&str>| -> Result<Option<i64>, Invalid> {
         match raw {
             None => Ok(None),
@@ -345,5 +374,6 @@ pub fn contact_filter(
         active_since,
         inactive_since,
         tags,
+        opted_out,
     })
 }

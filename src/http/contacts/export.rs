@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use super::dto::{ContactFilterQuery, ContactSearchQuery, contact_filter};
 use super::recent_since;
 use crate::auth::Caller;
-use crate::clock::rfc3339_secs;
+use crate::clock::{rfc3339_ms, rfc3339_secs};
 use crate::domain::Pair;
 use crate::http::AppState;
 use crate::http::envelope::ErrorEnvelope;
@@ -36,7 +36,8 @@ const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
     summary = "Every contact of the pair (narrowed by the search filters) as CSV",
     description = "UTF-8 with a byte-order mark, so spreadsheet programs show Arabic names. \
         Streamed: any size is read in chunks. Columns: id, phone_number, name, push_name, \
-        is_business, last_interaction, tags (separated by `; `), custom_fields (JSON).",
+        is_business, last_interaction, tags (separated by `; `), custom_fields (JSON), \
+        opted_out, opted_out_at.",
     params(PairQuery, ContactSearchQuery, ContactFilterQuery),
     responses(
         (status = 200, description = "The CSV file", content_type = "text/csv", body = String),
@@ -141,7 +142,7 @@ pub(in crate::http) fn csv_response(
         .into_response()
 }
 
-const CSV_HEADER: [&str; 8] = [
+const CSV_HEADER: [&str; 10] = [
     "id",
     "phone_number",
     "name",
@@ -150,9 +151,11 @@ const CSV_HEADER: [&str; 8] = [
     "last_interaction",
     "tags",
     "custom_fields",
+    "opted_out",
+    "opted_out_at",
 ];
 
-fn contact_cells(c: &ContactRecord) -> [String; 8] {
+fn contact_cells(c: &ContactRecord) -> [String; 10] {
     [
         c.id.to_string(),
         c.phone_number.clone(),
@@ -166,6 +169,8 @@ fn contact_cells(c: &ContactRecord) -> [String; 8] {
         } else {
             text_cell(&serde_json::Value::Object(c.custom_fields.clone()).to_string())
         },
+        c.opted_out.to_string(),
+        c.opted_out_at.and_then(rfc3339_ms).unwrap_or_default(),
     ]
 }
 

@@ -77,7 +77,9 @@ pub fn find(method: &Method, path: &str) -> Option<Target> {
         return match rest {
             "init" | "restart" => target(Start, Body, COMMAND_TIMEOUT),
             "logout" | "pair-code" | "start-contact-fetch" => target(Act, Body, COMMAND_TIMEOUT),
-            "send-message" | "send-bulk-messages" => target(Act, Body, SEND_TIMEOUT),
+            "send-message" | "send-bulk-messages" | "check-numbers" => {
+                target(Act, Body, SEND_TIMEOUT)
+            }
             _ if one_segment_between(rest, "groups/", "/send-message") => {
                 target(Act, Body, SEND_TIMEOUT)
             }

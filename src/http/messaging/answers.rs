@@ -209,6 +209,10 @@ pub struct Job {
     #[schema(minimum = 0, maximum = 100)]
     progress: i64,
     completed: bool,
+    /// Members or recipients left out because they opted out.
+    opted_out_skipped: i64,
+    /// Left out by `skip_not_on_whatsapp`: no WhatsApp account.
+    not_on_whatsapp_skipped: i64,
     #[schema(value_type = String, required = true, format = DateTime)]
     created_at: Option<String>,
 }
@@ -234,6 +238,8 @@ impl From<&JobRecord> for Job {
                 100
             },
             completed: done >= j.total,
+            opted_out_skipped: j.skipped.opted_out,
+            not_on_whatsapp_skipped: j.skipped.not_on_whatsapp,
             created_at: rfc3339_ms(j.created_at),
         }
     }
@@ -282,6 +288,10 @@ pub struct BulkJob {
     whatsapp_message_ids: Vec<String>,
     /// Recipients dropped because their number came earlier in the list.
     duplicates_skipped: usize,
+    /// The numbers left out because they opted out, in the recipients' order.
+    opted_out_numbers: Vec<String>,
+    /// The numbers left out by `skip_not_on_whatsapp`, in the recipients' order.
+    not_on_whatsapp_numbers: Vec<String>,
 }
 
 impl BulkJob {
@@ -292,7 +302,15 @@ impl BulkJob {
             message_ids,
             whatsapp_message_ids,
             duplicates_skipped,
+            opted_out_numbers: Vec::new(),
+            not_on_whatsapp_numbers: Vec::new(),
         }
+    }
+
+    pub fn skipped(mut self, opted_out: Vec<String>, not_on_whatsapp: Vec<String>) -> Self {
+        self.opted_out_numbers = opted_out;
+        self.not_on_whatsapp_numbers = not_on_whatsapp;
+        self
     }
 }
 

@@ -6,6 +6,7 @@ use super::answers::{
     ImageInfo, ImageProbe, ImageProbeResponse, TemplateList, TemplateListResponse, Validation,
     ValidationResponse,
 };
+use super::audience::refuse_opted_out;
 use super::dto::{TestImageRequest, ValidateMessageRequest};
 use super::{resolve, sendable, single_target};
 use crate::auth::Caller;
@@ -69,6 +70,13 @@ pub async fn validate(
                 Err(e) => errors.push(e.to_string()),
             },
             Err(e) => errors.push(e.to_string()),
+        }
+    }
+    if let Some((contact, phone)) = &resolved {
+        match refuse_opted_out(&st, pair, contact.as_ref(), phone).await {
+            Ok(()) => {}
+            Err(AppError::Internal(e)) => return Err(AppError::Internal(e)),
+            Err(e) => warnings.push(format!("Would be refused: {e}")),
         }
     }
     if let Err(e) = sendable(&st, pair).await {

@@ -143,6 +143,11 @@ pub struct GroupSendRequest {
     #[serde(default)]
     #[schema(schema_with = variable_map)]
     pub variables: Option<Value>,
+    /// Check the recipients first and leave out the numbers without a WhatsApp account
+    /// (counted in `not_on_whatsapp_skipped`). Needs a `ready` session.
+    #[serde(default)]
+    #[schema(value_type = Option<bool>)]
+    pub skip_not_on_whatsapp: Option<Value>,
 }
 
 /// One message to each recipient.
@@ -187,6 +192,11 @@ pub struct BulkSendRequest {
     #[serde(default)]
     #[schema(schema_with = delay_ms)]
     pub delay: Option<Value>,
+    /// Check the recipients first and leave out the numbers without a WhatsApp account
+    /// (counted in `not_on_whatsapp_skipped`). Needs a `ready` session.
+    #[serde(default)]
+    #[schema(value_type = Option<bool>)]
+    pub skip_not_on_whatsapp: Option<Value>,
 }
 
 /// A dry run: the same fields as a send, the recipient optional. Every field but the pair

@@ -3,13 +3,16 @@
 //! What a message may say is [`crate::messaging::content`]'s to decide; here are the routes.
 
 mod answers;
+mod audience;
 mod checks;
 pub mod dto;
 mod logs;
+mod numbers;
 mod send;
 
 pub use checks::*;
 pub use logs::*;
+pub use numbers::*;
 pub use send::*;
 
 use serde_json::Value;

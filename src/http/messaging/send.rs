@@ -8,6 +8,9 @@ use serde_json::{Map, Value};
 use super::answers::{
     BulkJob, BulkJobResponse, GroupJob, GroupJobResponse, QueuedMessage, QueuedMessageResponse,
 };
+use super::audience::{
+    not_on_whatsapp, opted_out, refuse_everyone_skipped, refuse_opted_out, skip_flag,
+};
 use super::dto::{
     BulkSendRequest, GroupSendRequest, MAX_BULK_DELAY_SECONDS, MAX_BULK_RECIPIENTS,
     SendMessageRequest,
@@ -26,7 +29,7 @@ use crate::http::groups::dto::GroupPath;
 use crate::http::groups::recent_since;
 use crate::http::openapi::tags;
 use crate::messaging::content::{self, Content, ContentInput};
-use crate::store::{ContactFilter, JobKind, NewMessage};
+use crate::store::{ContactFilter, JobKind, JobSkips, NewMessage};
 
 /// Members read per query when a group send is queued.
 const GROUP_CHUNK: i64 = 5_000;
@@ -73,6 +76,7 @@ pub async fn send_message(
     let c = Content::parse(b.content())?;
     sendable(&st, pair).await?;
     let (contact, phone) = resolve(&st, pair, &target).await?;
+    refuse_opted_out(&st, pair, contact.as_ref(), &phone).await?;
     c.refuse_unknown(&field_names(contact.as_ref()), None)?;
     probe_image(&st, &c).await?;
     let msg = c.message_for(contact.as_ref(), &phone, None, &c.variables, &[], 0);
@@ -112,6 +116,7 @@ pub async fn send_group(
 ) -> AppResult<(StatusCode, GroupJobResponse)> {
     let group_id = parse_positive_str(GroupId::FIELD, &group_id)?;
     let pair = pair_from(caller, &b.user_id, &b.place_id)?;
+    let skip_missing = skip_flag(&b.skip_not_on_whatsapp)?;
     let c = Content::parse(ContentInput {
         text: b.text.as_ref(),
         message: b.message.as_ref(),
@@ -152,6 +157,26 @@ pub async fn send_group(
             "The group has no contacts to send to".into(),
         ));
     }
+    let mut skipped = JobSkips::default();
+    let stop = opted_out(
+        &st,
+        pair,
+        members.iter().map(|m| (Some(m), m.phone_number.as_str())),
+    )
+    .await?;
+    let before = members.len();
+    members.retain(|m| !stop.contains(&m.phone_number));
+    skipped.opted_out = (before - members.len()) as i64;
+    if skip_missing && !members.is_empty() {
+        let phones: Vec<&str> = members.iter().map(|m| m.phone_number.as_str()).collect();
+        let missing = not_on_whatsapp(&st, pair, &phones).await?;
+        let before = members.len();
+        members.retain(|m| !missing.contains(&m.phone_number));
+        skipped.not_on_whatsapp = (before - members.len()) as i64;
+    }
+    if members.is_empty() {
+        refuse_everyone_skipped(skipped, "member of the group")?;
+    }
     // A custom field some member has counts as known; the others get it empty.
     let fields = field_names(&members);
     c.refuse_unknown(&fields, None)?;
@@ -164,6 +189,7 @@ pub async fn send_group(
         .outbox
         .enqueue(pair, Some((JobKind::Group, Some(group.id))), &messages)
         .await?;
+    record_skips(&st, pair, job_id, skipped).await?;
     let job = queued_job(&st, pair, job_id).await?;
     Ok((
         StatusCode::ACCEPTED,
@@ -172,6 +198,24 @@ pub async fn send_group(
             format!("Message to {} contacts queued", messages.len()),
         ),
     ))
+}
+
+/// What a job's send left out, kept on the job (shown by `GET /messages/jobs/{job_id}`).
+async fn record_skips(
+    st: &AppState,
+    pair: crate::domain::Pair,
+    job_id: Option<i64>,
+    skipped: JobSkips,
+) -> AppResult<()> {
+    if let Some(id) = job_id
+        && skipped != JobSkips::default()
+    {
+        st.outbox
+            .store()
+            .record_job_skips(pair, id, skipped)
+            .await?;
+    }
+    Ok(())
 }
 
 struct BulkRecipient {
@@ -335,6 +379,7 @@ pub async fn send_bulk(
     let recipients = b.recipients()?;
     let c = Content::parse(b.content())?;
     let min_gap_ms = b.delay_ms()?;
+    let skip_missing = skip_flag(&b.skip_not_on_whatsapp)?;
     sendable(&st, pair).await?;
     let mut resolved = Vec::with_capacity(recipients.len());
     for r in &recipients {
@@ -370,16 +415,50 @@ pub async fn send_bulk(
             min_gap_ms,
         ));
     }
-    let skipped = recipients.len() - messages.len();
+    let duplicates = recipients.len() - messages.len();
+    let stop = opted_out(
+        &st,
+        pair,
+        resolved.iter().map(|(c, p)| (c.as_ref(), p.as_str())),
+    )
+    .await?;
+    let mut opted_out_numbers: Vec<String> = Vec::new();
+    messages.retain(|m| {
+        let keep = !stop.contains(&m.recipient);
+        if !keep {
+            opted_out_numbers.push(m.recipient.clone());
+        }
+        keep
+    });
+    let mut missing_numbers: Vec<String> = Vec::new();
+    if skip_missing && !messages.is_empty() {
+        let phones: Vec<&str> = messages.iter().map(|m| m.recipient.as_str()).collect();
+        let missing = not_on_whatsapp(&st, pair, &phones).await?;
+        messages.retain(|m| {
+            let keep = !missing.contains(&m.recipient);
+            if !keep {
+                missing_numbers.push(m.recipient.clone());
+            }
+            keep
+        });
+    }
+    let skipped = JobSkips {
+        opted_out: opted_out_numbers.len() as i64,
+        not_on_whatsapp: missing_numbers.len() as i64,
+    };
+    if messages.is_empty() {
+        refuse_everyone_skipped(skipped, "recipient")?;
+    }
     let (job_id, queued) = st
         .outbox
         .enqueue(pair, Some((JobKind::Bulk, None)), &messages)
         .await?;
+    record_skips(&st, pair, job_id, skipped).await?;
     let job = queued_job(&st, pair, job_id).await?;
     Ok((
         StatusCode::ACCEPTED,
         BulkJobResponse::new(
-            BulkJob::new(&job, &queued, skipped),
+            BulkJob::new(&job, &queued, duplicates).skipped(opted_out_numbers, missing_numbers),
             format!("{} messages queued", messages.len()),
         ),
     ))

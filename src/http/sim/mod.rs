@@ -2,6 +2,7 @@
 
 mod dto;
 pub mod receipt;
+mod network;
 
 use axum::extract::State;
 use serde_json::Value;
@@ -17,6 +18,7 @@ use crate::domain::PhoneNumber;
 use crate::engine::sim::{Fault, PhoneBook, SimError, SimIncoming, SimNetwork};
 use crate::http::error::{AppError, AppResult};
 pub use dto::*;
+pub use network::*;
 
 /// What a tenant key is told: the simulated network drives every tenant's phones.
 const SIM_ONLY_ADMIN: &str = "use the simulated phone network";
@@ -87,6 +89,8 @@ pub async fn set_phonebook(
     )
     .await
     .map_err(|e| AppError::Internal(e.context("store the simulated phone book")))?;
+    // Cached number checks would hide who this book puts on WhatsApp.
+    st.store.clear_number_checks().await?;
     Ok(PhonebookResponse::new(
         PhonebookSet {
             user_id: pair.user_id,

@@ -124,6 +124,10 @@ pub(crate) fn push_contact_filter<D: Dialect>(
         q.push(" AND c.is_business = ");
         D::bind(q, b);
     }
+    if let Some(o) = filter.opted_out {
+        q.push(" AND c.opted_out = ");
+        D::bind(q, o);
+    }
     if let Some(since) = filter.active_since {
         q.push(" AND c.last_message_at >= ");
         D::bind(q, since);
@@ -290,6 +294,34 @@ macro_rules! impl_contact_store {
                         .fetch_optional(&self.pool)
                         .await?;
                     row.as_ref().map(contact_from_row).transpose()
+                }
+
+                async fn opted_out_numbers(
+                    &self,
+                    pair: Pair,
+                    numbers: &[String],
+                ) -> StoreResult<Vec<String>> {
+                    let mut out = Vec::new();
+                    // Far below either database's limit on binds.
+                    for chunk in numbers.chunks(500) {
+                        // Inactive contacts too: asking to stop outlives a phone book's change.
+                        let mut q: QueryBuilder<$db> = QueryBuilder::new(
+                            "SELECT DISTINCT phone_number FROM contacts WHERE opted_out AND user_id = ",
+                        );
+                        q.push_bind(pair.user_id.get());
+                        q.push(" AND place_id = ");
+                        q.push_bind(pair.place_id.get());
+                        q.push(" AND phone_number IN (");
+                        let mut list = q.separated(", ");
+                        for n in chunk {
+                            list.push_bind(n.as_str());
+                        }
+                        q.push(")");
+                        for row in q.build().fetch_all(&self.pool).await? {
+                            out.push(row.col("phone_number")?);
+                        }
+                    }
+                    Ok(out)
                 }
 
                 async fn update_contact(

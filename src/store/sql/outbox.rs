@@ -473,8 +473,8 @@ macro_rules! impl_outbox_store {
 
                 async fn job(&self, pair: Pair, id: i64) -> StoreResult<Option<JobRecord>> {
                     let Some(row) = sqlx::query(
-                        "SELECT id, user_id, place_id, kind, group_id, total, created_at \
-                         FROM message_jobs WHERE id = $1 AND user_id = $2 AND place_id = $3",
+                        "SELECT id, user_id, place_id, kind, group_id, total, created_at, \
+                         opted_out_skipped, not_on_whatsapp_skipped FROM message_jobs WHERE id = $1 AND user_id = $2 AND place_id = $3",
                     )
                     .bind(id)
                     .bind(pair.user_id.get())
@@ -506,7 +506,34 @@ macro_rules! impl_outbox_store {
                         total: row.col("total")?,
                         created_at: row.col("created_at")?,
                         counts,
+                        skipped: JobSkips {
+                            opted_out: row.col("opted_out_skipped")?,
+                            not_on_whatsapp: row.col("not_on_whatsapp_skipped")?,
+                        },
                     }))
+                }
+
+                async fn record_job_skips(
+                    &self,
+                    pair: Pair,
+                    id: i64,
+                    skipped: JobSkips,
+                ) -> StoreResult<()> {
+                    $write!(self, "record a job's skipped recipients", |tx| {
+                        sqlx::query(
+                            "UPDATE message_jobs SET opted_out_skipped = $1, \
+                             not_on_whatsapp_skipped = $2 \
+                             WHERE id = $3 AND user_id = $4 AND place_id = $5",
+                        )
+                        .bind(skipped.opted_out)
+                        .bind(skipped.not_on_whatsapp)
+                        .bind(id)
+                        .bind(pair.user_id.get())
+                        .bind(pair.place_id.get())
+                        .execute(&mut *tx)
+                        .await?;
+                        Ok(())
+                    })
                 }
             }
         };
