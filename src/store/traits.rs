@@ -404,6 +404,7 @@ pub trait Database:
     + EventStore
     + SimStore
     + CredentialStore
+    + super::inbox::InboxStore
 {
 }
 
@@ -418,6 +419,7 @@ impl<T> Database for T where
         + EventStore
         + SimStore
         + CredentialStore
+        + super::inbox::InboxStore
 {
 }
 
