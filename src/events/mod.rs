@@ -22,15 +22,17 @@ pub enum EventKind {
     MessageReceived,
     MessageSent,
     MessageFailed,
+    ContactOptedOut,
 }
 
 impl EventKind {
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::SessionStatus,
         Self::ContactsFetchCompleted,
         Self::MessageReceived,
         Self::MessageSent,
         Self::MessageFailed,
+        Self::ContactOptedOut,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -40,6 +42,7 @@ impl EventKind {
             Self::MessageReceived => "message.received",
             Self::MessageSent => "message.sent",
             Self::MessageFailed => "message.failed",
+            Self::ContactOptedOut => "contact.opted_out",
         }
     }
 
