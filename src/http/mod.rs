@@ -10,6 +10,7 @@ pub mod forward;
 mod groups;
 mod guard;
 mod health;
+mod inbox;
 mod keys;
 mod linking;
 mod messaging;
@@ -108,6 +109,12 @@ fn api_parts(with_sim: bool) -> (OpenApiRouter<AppState>, OpenApiRouter<AppState
         .routes(routes!(messaging::validate))
         .routes(routes!(messaging::test_image_url))
         .routes(routes!(messaging::list_templates))
+        .routes(routes!(inbox::conversations))
+        .routes(routes!(inbox::contact_messages))
+        .routes(routes!(inbox::media))
+        .routes(routes!(inbox::read))
+        .routes(routes!(inbox::read_messages))
+        .routes(routes!(inbox::read_conversation_route))
         .routes(routes!(webhooks::set, webhooks::get, webhooks::delete))
         .routes(routes!(webhooks::deliveries))
         .routes(routes!(webhooks::stream));
