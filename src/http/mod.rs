@@ -136,7 +136,9 @@ fn api_parts(with_sim: bool) -> (OpenApiRouter<AppState>, OpenApiRouter<AppState
             .routes(routes!(sim::fault))
             .routes(routes!(sim::outbox))
             .routes(routes!(sim::connections))
-            .routes(routes!(sim::incoming));
+            // A file sent in the body, base64: up to 1 MiB of it.
+            .routes(routes!(sim::incoming).layer(DefaultBodyLimit::max(2 * 1024 * 1024)))
+            .routes(routes!(sim::read_receipts));
         app = app.nest("/api/sim", sim);
     }
     (public, app)

@@ -1,6 +1,7 @@
 //! The simulated phone network's controls (`--engine sim` only).
 
 mod dto;
+mod inbox;
 
 use axum::extract::State;
 use serde_json::Value;
@@ -16,6 +17,7 @@ use crate::domain::PhoneNumber;
 use crate::engine::sim::{Fault, PhoneBook, SimError, SimIncoming, SimNetwork};
 use crate::http::error::{AppError, AppResult};
 pub use dto::*;
+pub use inbox::*;
 
 /// What a tenant key is told: the simulated network drives every tenant's phones.
 const SIM_ONLY_ADMIN: &str = "use the simulated phone network";
@@ -247,11 +249,15 @@ pub async fn incoming(
             ));
         }
     };
+    let media = inbox::incoming_media(b.media.as_ref())?;
     let text = match &b.text {
         Some(Value::String(t)) if !t.trim().is_empty() && t.chars().count() <= TEXT_MAX_CHARS => {
-            t.clone()
+            Some(t.clone())
         }
-        None | Some(Value::Null) => return Err(AppError::BadRequest("text is required".into())),
+        None | Some(Value::Null) if media.is_some() => None,
+        None | Some(Value::Null) => {
+            return Err(AppError::BadRequest("text is required (or media)".into()));
+        }
         Some(_) => {
             return Err(AppError::BadRequest(format!(
                 "text must be a string of 1 to {TEXT_MAX_CHARS} characters"
@@ -274,6 +280,7 @@ pub async fn incoming(
                 from: from.clone(),
                 push_name,
                 text,
+                media,
             },
         )
         .await
