@@ -51,9 +51,16 @@ impl Receiver<'_> {
     pub async fn receive(&self, m: IncomingMessage) {
         let Some(from) = PhoneNumber::parse_international(&m.from) else {
             // Not a number (a chat WhatsApp names otherwise): nothing to keep it under.
-            tracing::warn!("⚠️ Message {} from {:?} is not from a phone number", m.id, m.from);
-            self.emit(EventKind::MessageReceived, self.payload(&m, m.from.as_str(), None))
-                .await;
+            tracing::warn!(
+                "⚠️ Message {} from {:?} is not from a phone number",
+                m.id,
+                m.from
+            );
+            self.emit(
+                EventKind::MessageReceived,
+                self.payload(&m, m.from.as_str(), None),
+            )
+            .await;
             return;
         };
         let new = NewIncoming {
@@ -62,13 +69,16 @@ impl Receiver<'_> {
             wa_message_id: m.id.clone(),
             kind: MessageKind::parse(&m.kind).unwrap_or(MessageKind::Other),
             body: m.text.clone(),
-            media: m.media.as_ref().map_or_else(MediaFields::default, |f| MediaFields {
-                mime: f.mime.clone(),
-                size: f.size,
-                file_name: f.file_name.clone(),
-                voice_note: f.voice_note,
-                ..MediaFields::default()
-            }),
+            media: m
+                .media
+                .as_ref()
+                .map_or_else(MediaFields::default, |f| MediaFields {
+                    mime: f.mime.clone(),
+                    size: f.size,
+                    file_name: f.file_name.clone(),
+                    voice_note: f.voice_note,
+                    ..MediaFields::default()
+                }),
             media_ref: m.media.as_ref().map(|f| f.media_ref.clone()),
             sent_at_ms: m.timestamp.saturating_mul(1000),
         };
@@ -82,8 +92,11 @@ impl Receiver<'_> {
             Err(e) => {
                 tracing::error!("❌ Cannot keep message {}: {e:#}", m.id);
                 // Told all the same: a webhook still learns someone wrote.
-                self.emit(EventKind::MessageReceived, self.payload(&m, from.as_str(), None))
-                    .await;
+                self.emit(
+                    EventKind::MessageReceived,
+                    self.payload(&m, from.as_str(), None),
+                )
+                .await;
                 return;
             }
         };
@@ -119,7 +132,12 @@ impl Receiver<'_> {
     /// A text that is exactly an opt-out word opts its writer out (told once, when it
     /// changes: a second STOP is no news).
     async fn check_opt_out(&self, r: &Recorded) {
-        let Some(word) = r.message.body.as_deref().and_then(|t| self.words.matched(t)) else {
+        let Some(word) = r
+            .message
+            .body
+            .as_deref()
+            .and_then(|t| self.words.matched(t))
+        else {
             return;
         };
         if r.contact.opted_out {

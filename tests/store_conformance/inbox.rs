@@ -4,8 +4,8 @@
 use whatsapp_manager::domain::PhoneNumber;
 use whatsapp_manager::store::inbox::NewIncoming;
 use whatsapp_manager::store::{
-    BatchProgress, Direction, ImportContact, SessionRecord, MediaFields, MessageFilter, MessageKind, MessageStatus, NewMessage,
-    RetryOutcome,
+    BatchProgress, Direction, ImportContact, MediaFields, MessageFilter, MessageKind,
+    MessageStatus, NewMessage, RetryOutcome, SessionRecord,
 };
 
 use crate::{Fixture, pair, session_id};
@@ -110,20 +110,20 @@ pub async fn a_known_contact_keeps_its_name_and_its_activity_moves_forward_only(
         total: 1,
         percent: 100,
     };
-    f.db.import_contacts(p, &[contact], progress, 1).await.unwrap();
-    let older = f
-        .db
-        .record_incoming(p, &incoming("966501234567", "A", 5_000_000), 2)
+    f.db.import_contacts(p, &[contact], progress, 1)
         .await
         .unwrap();
+    let older =
+        f.db.record_incoming(p, &incoming("966501234567", "A", 5_000_000), 2)
+            .await
+            .unwrap();
     assert_eq!(older.contact.name.as_deref(), Some("Sara Ahmed"));
     assert_eq!(older.contact.push_name.as_deref(), Some("Sara"));
     assert_eq!(older.contact.last_message_at, Some(9_000));
-    let newer = f
-        .db
-        .record_incoming(p, &incoming("966501234567", "B", 12_000_000), 3)
-        .await
-        .unwrap();
+    let newer =
+        f.db.record_incoming(p, &incoming("966501234567", "B", 12_000_000), 3)
+            .await
+            .unwrap();
     assert_eq!(newer.contact.id, older.contact.id);
     assert_eq!(newer.contact.last_message_at, Some(12_000));
     assert_eq!(f.db.pair_counts(p).await.unwrap().0, 1);
@@ -146,7 +146,13 @@ pub async fn conversations_order_by_newest_message_and_count_unread(f: Fixture) 
     assert_eq!(total, 2);
     let heads: Vec<_> = list
         .iter()
-        .map(|c| (c.contact.phone_number.as_str(), c.last_message.wa_message_id.as_str(), c.unread_count))
+        .map(|c| {
+            (
+                c.contact.phone_number.as_str(),
+                c.last_message.wa_message_id.as_str(),
+                c.unread_count,
+            )
+        })
         .collect();
     assert_eq!(heads, [(a, "A2", 2), (b, "B1", 1)]);
 
@@ -173,15 +179,28 @@ pub async fn conversations_order_by_newest_message_and_count_unread(f: Fixture) 
     let read = f.db.mark_conversation_read(p, a, 20).await.unwrap();
     let ids: Vec<_> = read.iter().map(|m| m.wa_message_id.as_str()).collect();
     assert_eq!(ids, ["A1", "A2"]);
-    assert!(read.iter().all(|m| m.status == MessageStatus::Read && m.read_at == Some(20)));
-    assert!(f.db.mark_conversation_read(p, a, 21).await.unwrap().is_empty());
+    assert!(
+        read.iter()
+            .all(|m| m.status == MessageStatus::Read && m.read_at == Some(20))
+    );
+    assert!(
+        f.db.mark_conversation_read(p, a, 21)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let (list, _) = f.db.conversations(p, 1, 10).await.unwrap();
     let unread: Vec<_> = list.iter().map(|c| c.unread_count).collect();
     assert_eq!(unread, [1, 0]);
 
     // Another tenant sees none of it.
     assert_eq!(f.db.conversations(pair(2, 2), 1, 10).await.unwrap().1, 0);
-    assert!(f.db.mark_conversation_read(pair(2, 2), b, 22).await.unwrap().is_empty());
+    assert!(
+        f.db.mark_conversation_read(pair(2, 2), b, 22)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 pub async fn a_peers_messages_are_both_directions_newest_first(f: Fixture) {
@@ -190,9 +209,14 @@ pub async fn a_peers_messages_are_both_directions_newest_first(f: Fixture) {
     f.db.record_incoming(p, &incoming(a, "A1", 1_000), 10)
         .await
         .unwrap();
-    f.db.enqueue(p, None, &[outgoing(a, "OUT1"), outgoing("+966502222222", "X")], 11)
-        .await
-        .unwrap();
+    f.db.enqueue(
+        p,
+        None,
+        &[outgoing(a, "OUT1"), outgoing("+966502222222", "X")],
+        11,
+    )
+    .await
+    .unwrap();
     f.db.record_incoming(p, &incoming(a, "A2", 2_000), 12)
         .await
         .unwrap();
@@ -207,12 +231,11 @@ pub async fn a_peers_messages_are_both_directions_newest_first(f: Fixture) {
 
 pub async fn incoming_rows_change_nothing_the_outbox_reads(f: Fixture) {
     let p = pair(1, 2);
-    let queued = f
-        .db
-        .enqueue(p, None, &[outgoing("+966501111111", "OUT1")], 100)
-        .await
-        .unwrap()
-        .1;
+    let queued =
+        f.db.enqueue(p, None, &[outgoing("+966501111111", "OUT1")], 100)
+            .await
+            .unwrap()
+            .1;
     f.db.mark_sending(queued[0].id, 110).await.unwrap();
     f.db.mark_failed(queued[0].id, "boom", 120).await.unwrap();
     let before = (
@@ -221,14 +244,15 @@ pub async fn incoming_rows_change_nothing_the_outbox_reads(f: Fixture) {
         f.db.next_pending(p).await.unwrap(),
         f.db.sent_since(p, 0).await.unwrap(),
         f.db.last_sent_at(p).await.unwrap(),
-        f.db.message_counts(p, &MessageFilter::default()).await.unwrap(),
+        f.db.message_counts(p, &MessageFilter::default())
+            .await
+            .unwrap(),
     );
     // Stamped by the sender's phone inside the window the daily cap counts.
-    let inc = f
-        .db
-        .record_incoming(p, &incoming("+966502222222", "IN1", 130), 130)
-        .await
-        .unwrap();
+    let inc =
+        f.db.record_incoming(p, &incoming("+966502222222", "IN1", 130), 130)
+            .await
+            .unwrap();
     f.db.mark_conversation_read(p, "+966502222222", 140)
         .await
         .unwrap();
@@ -241,7 +265,9 @@ pub async fn incoming_rows_change_nothing_the_outbox_reads(f: Fixture) {
         f.db.next_pending(p).await.unwrap(),
         f.db.sent_since(p, 0).await.unwrap(),
         f.db.last_sent_at(p).await.unwrap(),
-        f.db.message_counts(p, &MessageFilter::default()).await.unwrap(),
+        f.db.message_counts(p, &MessageFilter::default())
+            .await
+            .unwrap(),
     );
     assert_eq!(before, after);
     assert!(matches!(
@@ -254,8 +280,17 @@ pub async fn incoming_rows_change_nothing_the_outbox_reads(f: Fixture) {
         direction: Some(d),
         ..MessageFilter::default()
     };
-    assert_eq!(f.db.list_messages(p, &by(Direction::In), 1, 10).await.unwrap().1, 2);
-    let (out, n) = f.db.list_messages(p, &by(Direction::Out), 1, 10).await.unwrap();
+    assert_eq!(
+        f.db.list_messages(p, &by(Direction::In), 1, 10)
+            .await
+            .unwrap()
+            .1,
+        2
+    );
+    let (out, n) =
+        f.db.list_messages(p, &by(Direction::Out), 1, 10)
+            .await
+            .unwrap();
     assert_eq!((n, out[0].wa_message_id.as_str()), (1, "OUT1"));
     assert_eq!(
         f.db.list_messages(p, &MessageFilter::default(), 1, 10)

@@ -179,7 +179,10 @@ impl SimNetwork {
 
     /// The read receipts the pair's phone sent, oldest first.
     pub fn read_receipts(&self, pair: Pair) -> Vec<super::SimRead> {
-        lock(&self.inner.reads).get(&pair).cloned().unwrap_or_default()
+        lock(&self.inner.reads)
+            .get(&pair)
+            .cloned()
+            .unwrap_or_default()
     }
 
     pub(super) fn record_read(&self, pair: Pair, read: super::SimRead) {

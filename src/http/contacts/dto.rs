@@ -41,6 +41,8 @@ pub struct Contact {
     #[schema(required = true, format = DateTime)]
     last_interaction: Option<String>,
     tags: Vec<String>,
+    /// The contact wrote an opt-out word (or was marked so): nothing more is sent to it.
+    opted_out: bool,
 }
 
 impl From<&ContactRecord> for Contact {
@@ -53,6 +55,7 @@ impl From<&ContactRecord> for Contact {
             is_business: c.is_business,
             last_interaction: c.last_message_at.and_then(rfc3339_secs),
             tags: c.tags.clone(),
+            opted_out: c.opted_out,
         }
     }
 }

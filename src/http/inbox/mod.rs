@@ -16,7 +16,7 @@ use self::dto::{
 use super::AppState;
 use super::contacts::dto::ContactPath;
 use super::envelope::ErrorEnvelope;
-use super::extract::{Body, PageQuery, Pagination, Params, PairQuery, PairRequest};
+use super::extract::{Body, PageQuery, Pagination, PairQuery, PairRequest, Params};
 use super::messaging::answers::Message;
 use super::messaging::dto::MessagePath;
 use super::openapi::tags;
@@ -29,10 +29,9 @@ use crate::store::{ContactRecord, Direction};
 
 async fn contact_of(st: &AppState, pair: Pair, path: &ContactPath) -> AppResult<ContactRecord> {
     let id = path.id()?;
-    st.store
-        .contact(pair, id)
-        .await?
-        .ok_or_else(|| AppError::NotFound(format!("Contact {id} not found for this user and place")))
+    st.store.contact(pair, id).await?.ok_or_else(|| {
+        AppError::NotFound(format!("Contact {id} not found for this user and place"))
+    })
 }
 
 /// The pair's client, when its session is connected: downloads and receipts go through it.
