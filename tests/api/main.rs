@@ -19,6 +19,7 @@ mod laravel;
 mod legacy_files;
 mod lifecycle;
 mod manual_groups;
+mod messages_upgrade;
 mod messaging;
 mod messaging_aliases;
 mod metrics;
