@@ -161,7 +161,8 @@ impl Application {
             clock.clone(),
             config.max_concurrent_fetches,
         )
-        .with_events(events.clone());
+        .with_events(events.clone())
+        .with_opt_out_words(config.opt_out_words.clone());
         let (manager, leases) = match &cluster {
             // On a cluster the sessions this node runs are the leases it takes.
             Some(c) => {

@@ -307,6 +307,11 @@ pub struct ServeArgs {
     /// Sessions a joining node takes over per second from busier nodes. Default 5.
     #[arg(long, env = "WAM_REBALANCE_PER_SECOND", value_parser = rebalance_rate)]
     pub rebalance_per_second: Option<f64>,
+
+    /// An incoming text that is exactly one of these words (comma-separated; case and
+    /// surrounding spaces ignored) opts its writer out. Empty: none.
+    #[arg(long, env = "WAM_OPT_OUT_WORDS", default_value = crate::inbox::DEFAULT_OPT_OUT_WORDS, value_parser = crate::inbox::OptOutWords::parse_flag)]
+    pub opt_out_words: crate::inbox::OptOutWords,
 }
 
 /// What the application needs, independent of how it was given.
@@ -339,6 +344,7 @@ pub struct Config {
     /// Private networks that caller-supplied URLs may reach (`--outbound-allow`).
     pub outbound_allow: Vec<ipnet::IpNet>,
     pub cluster: ClusterArgs,
+    pub opt_out_words: crate::inbox::OptOutWords,
 }
 
 /// The cluster flags as given: `given` says whether any was, since a SQLite database
@@ -455,6 +461,7 @@ impl From<ServeArgs> for Config {
                 concurrency: a.webhook_concurrency as usize,
             },
             outbound_allow: a.outbound_allow,
+            opt_out_words: a.opt_out_words,
             cluster: ClusterArgs {
                 given: [
                     ("--node-id", a.node_id.is_some()),

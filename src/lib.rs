@@ -12,6 +12,7 @@ pub mod engine;
 pub mod events;
 pub mod files;
 pub mod http;
+pub mod inbox;
 pub mod logging;
 pub mod messaging;
 pub mod metrics;

@@ -26,10 +26,12 @@ pub enum EventKind {
     MessageDelivered,
     /// The recipient opened a sent message, or played a voice note (`status: played`).
     MessageRead,
+    /// A contact wrote an opt-out word.
+    ContactOptedOut,
 }
 
 impl EventKind {
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::SessionStatus,
         Self::ContactsFetchCompleted,
         Self::MessageReceived,
@@ -37,6 +39,7 @@ impl EventKind {
         Self::MessageFailed,
         Self::MessageDelivered,
         Self::MessageRead,
+        Self::ContactOptedOut,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -48,6 +51,7 @@ impl EventKind {
             Self::MessageFailed => "message.failed",
             Self::MessageDelivered => "message.delivered",
             Self::MessageRead => "message.read",
+            Self::ContactOptedOut => "contact.opted_out",
         }
     }
 

@@ -10,6 +10,7 @@ pub mod forward;
 mod groups;
 mod guard;
 mod health;
+mod inbox;
 mod keys;
 mod linking;
 mod messaging;
@@ -109,6 +110,12 @@ fn api_parts(with_sim: bool) -> (OpenApiRouter<AppState>, OpenApiRouter<AppState
         .routes(routes!(messaging::test_image_url))
         .routes(routes!(messaging::list_templates))
         .routes(routes!(messaging::check_numbers))
+        .routes(routes!(inbox::conversations))
+        .routes(routes!(inbox::contact_messages))
+        .routes(routes!(inbox::media))
+        .routes(routes!(inbox::read))
+        .routes(routes!(inbox::read_messages))
+        .routes(routes!(inbox::read_conversation_route))
         .routes(routes!(webhooks::set, webhooks::get, webhooks::delete))
         .routes(routes!(webhooks::deliveries))
         .routes(routes!(webhooks::stream));
@@ -130,7 +137,9 @@ fn api_parts(with_sim: bool) -> (OpenApiRouter<AppState>, OpenApiRouter<AppState
             .routes(routes!(sim::fault))
             .routes(routes!(sim::outbox))
             .routes(routes!(sim::connections))
-            .routes(routes!(sim::incoming))
+            // A file sent in the body, base64: up to 1 MiB of it.
+            .routes(routes!(sim::incoming).layer(DefaultBodyLimit::max(2 * 1024 * 1024)))
+            .routes(routes!(sim::read_receipts))
             .routes(routes!(sim::receipt::receipt))
             .routes(routes!(sim::set_network, sim::get_network));
         app = app.nest("/api/sim", sim);

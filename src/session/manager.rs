@@ -50,6 +50,7 @@ pub(super) struct Inner {
     /// Contact fetches running at once across the server; the rest wait their turn.
     fetch_slots: Arc<tokio::sync::Semaphore>,
     events: std::sync::OnceLock<crate::events::EventBus>,
+    opt_out_words: std::sync::OnceLock<Arc<crate::inbox::OptOutWords>>,
     /// On PostgreSQL: sessions run under leases (see [`crate::cluster`]).
     pub(super) cluster: std::sync::OnceLock<crate::cluster::Cluster>,
     /// Told the pair of every session this node starts running (a start, a restore, a
@@ -81,6 +82,7 @@ impl SessionManager {
                 actors: TaskTracker::new(),
                 fetch_slots: Arc::new(tokio::sync::Semaphore::new(max_concurrent_fetches.max(1))),
                 events: std::sync::OnceLock::new(),
+                opt_out_words: std::sync::OnceLock::new(),
                 cluster: std::sync::OnceLock::new(),
                 started: tokio::sync::broadcast::channel(1_024).0,
             }),
@@ -90,6 +92,13 @@ impl SessionManager {
     /// Sessions started from now on tell their events here.
     pub fn with_events(self, events: crate::events::EventBus) -> Self {
         let _ = self.inner.events.set(events);
+        self
+    }
+
+    /// Sessions started from now on opt out who writes one of these (the default list
+    /// otherwise).
+    pub fn with_opt_out_words(self, words: crate::inbox::OptOutWords) -> Self {
+        let _ = self.inner.opt_out_words.set(std::sync::Arc::new(words));
         self
     }
 
@@ -202,6 +211,7 @@ impl SessionManager {
             registry: self.inner.registry.clone(),
             fetch_slots: self.inner.fetch_slots.clone(),
             events: self.inner.events.get().cloned(),
+            opt_out_words: self.inner.opt_out_words.get().cloned().unwrap_or_default(),
             fence: self.inner.cluster.get().zip(lease).map(|(c, lease)| Fence {
                 store: c.store().clone(),
                 node_id: c.node_id().to_owned(),

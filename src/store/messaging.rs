@@ -223,6 +223,8 @@ pub struct MessageFilter {
     pub job_id: Option<i64>,
     /// The messages of the group sends to this group.
     pub group_id: Option<i64>,
+    /// Only what we sent (`out`) or what people wrote (`in`).
+    pub direction: Option<Direction>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

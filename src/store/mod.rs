@@ -3,6 +3,7 @@
 
 pub mod device;
 mod error;
+pub mod inbox;
 pub mod messaging;
 pub mod number_checks;
 mod postgres;
@@ -32,6 +33,7 @@ pub use traits::Database;
 /// Every trait of the store, for code that calls store methods.
 pub mod prelude {
     pub use super::device::CredentialStore;
+    pub use super::inbox::InboxStore;
     pub use super::number_checks::NumberCheckStore;
     pub use super::traits::{
         ClusterStore, ContactCacheStore, ContactStore, Database, EventStore, GroupStore, Health,

@@ -428,6 +428,7 @@ pub trait Database:
     + SimStore
     + NumberCheckStore
     + CredentialStore
+    + super::inbox::InboxStore
 {
 }
 
@@ -443,6 +444,7 @@ impl<T> Database for T where
         + SimStore
         + NumberCheckStore
         + CredentialStore
+        + super::inbox::InboxStore
 {
 }
 

@@ -574,3 +574,40 @@ async fn health_is_503_and_other_routes_500_in_the_envelope_when_the_database_is
     let res = app.oneshot(req).await.unwrap();
     assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
 }
+
+#[async_trait]
+impl InboxStore for DownStore {
+    async fn record_incoming(
+        &self,
+        _: Pair,
+        _: &inbox::NewIncoming,
+        _: i64,
+    ) -> StoreResult<inbox::Recorded> {
+        down()
+    }
+    async fn conversations(
+        &self,
+        _: Pair,
+        _: i64,
+        _: i64,
+    ) -> StoreResult<(Vec<inbox::Conversation>, i64)> {
+        down()
+    }
+    async fn peer_messages(
+        &self,
+        _: Pair,
+        _: &str,
+        _: i64,
+        _: i64,
+    ) -> StoreResult<(Vec<MessageRecord>, i64)> {
+        down()
+    }
+    async fn mark_conversation_read(
+        &self,
+        _: Pair,
+        _: &str,
+        _: i64,
+    ) -> StoreResult<Vec<MessageRecord>> {
+        down()
+    }
+}

@@ -1,6 +1,7 @@
 //! HTTP tests against a real server on port 0, one test per sentence of the contract.
 
 mod helpers;
+mod inbox;
 
 mod check_numbers;
 mod connections;

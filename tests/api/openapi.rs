@@ -117,7 +117,7 @@ async fn the_sim_routes_are_documented_as_sim_only_and_absent_without_it() {
     let without: BTreeSet<_> = routes(false).into_iter().collect();
     assert!(without.is_subset(&with));
     let sim_only: Vec<_> = with.difference(&without).cloned().collect();
-    assert_eq!(sim_only.len(), 9, "{sim_only:?}");
+    assert_eq!(sim_only.len(), 10, "{sim_only:?}");
 
     let app = spawn_app().await;
     let doc = document(&app).await;

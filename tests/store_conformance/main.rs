@@ -10,6 +10,7 @@ mod contact_cache;
 mod contacts;
 mod events;
 mod groups;
+mod inbox;
 mod keys;
 mod outbox;
 /// PostgreSQL's own tests: concurrency from several pools, and its statements over arrays
@@ -129,6 +130,17 @@ macro_rules! suite {
                 a_patch_replaces_tags_and_merges_fields_where_null_removes,
                 search_matches_non_ascii_names_case_insensitively,
                 stats_count_names_business_and_activity,
+            ]
+        );
+        instantiate!(
+            $backend,
+            inbox,
+            [
+                an_incoming_message_is_kept_once_and_makes_its_sender_a_contact,
+                a_known_contact_keeps_its_name_and_its_activity_moves_forward_only,
+                conversations_order_by_newest_message_and_count_unread,
+                a_peers_messages_are_both_directions_newest_first,
+                incoming_rows_change_nothing_the_outbox_reads,
             ]
         );
         instantiate!(

@@ -169,6 +169,41 @@ impl EngineClient for SimClient {
         }
         self.net.check_numbers(self.shared.pair, numbers).await
     }
+
+    async fn mark_read(&self, chat: &PhoneNumber, ids: &[String]) -> Result<(), EngineError> {
+        if !self.is_alive() {
+            return Err(EngineError::ClientGone);
+        }
+        if !self.shared.connected.load(Ordering::SeqCst) {
+            return Err(EngineError::NotConnected);
+        }
+        self.net.record_read(
+            self.shared.pair,
+            super::SimRead {
+                chat: chat.as_str().to_owned(),
+                ids: ids.to_vec(),
+                at_ms: self.net.inner.clock.now_ms(),
+            },
+        );
+        Ok(())
+    }
+
+    async fn download_media(&self, media_ref: &str) -> Result<Vec<u8>, EngineError> {
+        use base64::Engine as _;
+        if !self.is_alive() {
+            return Err(EngineError::ClientGone);
+        }
+        if !self.shared.connected.load(Ordering::SeqCst) {
+            return Err(EngineError::NotConnected);
+        }
+        let data = serde_json::from_str::<serde_json::Value>(media_ref)
+            .ok()
+            .and_then(|v| v.get("sim_data_base64")?.as_str().map(str::to_owned))
+            .ok_or_else(|| EngineError::Invalid("not a simulated file".into()))?;
+        base64::engine::general_purpose::STANDARD
+            .decode(data)
+            .map_err(|e| EngineError::Failed(format!("the simulated file is corrupt: {e}")))
+    }
 }
 
 enum Linking {

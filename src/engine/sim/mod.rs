@@ -115,7 +115,31 @@ pub struct SimSent {
 pub struct SimIncoming {
     pub from: PhoneNumber,
     pub push_name: Option<String>,
-    pub text: String,
+    /// The text, or the file's caption.
+    pub text: Option<String>,
+    pub media: Option<SimMedia>,
+}
+
+/// A file someone sends to a pair's number; the sim keeps the bytes in the message's
+/// `media_ref`, so a download hands them back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimMedia {
+    /// `image`, `document`, `video`, `audio` or `sticker`.
+    pub kind: String,
+    pub mime: String,
+    pub file_name: Option<String>,
+    pub bytes: Vec<u8>,
+    pub voice_note: bool,
+}
+
+/// Read receipts the pair's phone sent, as the sim recorded them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SimRead {
+    /// The chat, E.164.
+    pub chat: String,
+    /// WhatsApp's ids of the messages read.
+    pub ids: Vec<String>,
+    pub at_ms: i64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -54,6 +54,8 @@ pub(super) struct Inner {
     pub(super) incoming_counter: AtomicU64,
     /// Numbers asked about since start ([`SimNetwork::numbers_checked`]).
     pub(super) numbers_checked: AtomicU64,
+    /// Read receipts each pair's phone sent (in memory: what a test looks at).
+    pub(super) reads: Mutex<HashMap<Pair, Vec<super::SimRead>>>,
     /// One phone-book upload read and parsed at a time: a large book costs several times its
     /// size in memory while parsed, and four at once must not add up.
     pub(super) uploads: tokio::sync::Semaphore,
@@ -87,6 +89,7 @@ impl SimNetwork {
                 qr_counter: AtomicU64::new(0),
                 incoming_counter: AtomicU64::new(0),
                 numbers_checked: AtomicU64::new(0),
+                reads: Mutex::default(),
                 uploads: tokio::sync::Semaphore::new(1),
             }),
         }
@@ -146,14 +149,28 @@ impl SimNetwork {
             "SIMIN{:016X}",
             (self.inner.clock.now_ms() as u64) ^ n.rotate_left(40)
         );
+        let kind = msg.media.as_ref().map_or("text".into(), |m| m.kind.clone());
+        let media = msg.media.map(|m| {
+            use base64::Engine as _;
+            crate::engine::IncomingMedia {
+                mime: Some(m.mime),
+                size: i64::try_from(m.bytes.len()).ok(),
+                file_name: m.file_name,
+                voice_note: m.voice_note,
+                media_ref: serde_json::json!({
+                    "sim_data_base64": base64::engine::general_purpose::STANDARD.encode(&m.bytes),
+                })
+                .to_string(),
+            }
+        });
         let event = EngineEvent::MessageReceived(crate::engine::IncomingMessage {
             id: id.clone(),
             from: msg.from.digits().to_owned(),
             push_name: phone_name_opt(msg.push_name.as_deref()),
-            text: Some(msg.text),
-            kind: "text".into(),
+            text: msg.text,
+            kind,
             timestamp: self.inner.clock.now().timestamp(),
-            media: None,
+            media,
         });
         client
             .events
@@ -187,6 +204,18 @@ impl SimNetwork {
             .send(event)
             .await
             .map_err(|_| SimError::NoClient(pair))
+    }
+
+    /// The read receipts the pair's phone sent, oldest first.
+    pub fn read_receipts(&self, pair: Pair) -> Vec<super::SimRead> {
+        lock(&self.inner.reads)
+            .get(&pair)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    pub(super) fn record_read(&self, pair: Pair, read: super::SimRead) {
+        lock(&self.inner.reads).entry(pair).or_default().push(read);
     }
 
     /// Sets what the pair's phone holds; it outlives restarts like a real phone would.

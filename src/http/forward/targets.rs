@@ -67,6 +67,10 @@ pub fn find(method: &Method, path: &str) -> Option<Target> {
     if method == Method::GET {
         return match path {
             "/api/whatsapp/qr" => target(Act, Query, COMMAND_TIMEOUT),
+            // The file comes through the owner's connection.
+            _ if one_segment_between(path, "/api/whatsapp/messages/", "/media") => {
+                target(Act, Query, SEND_TIMEOUT)
+            }
             _ => None,
         };
     }
@@ -84,6 +88,13 @@ pub fn find(method: &Method, path: &str) -> Option<Target> {
                 target(Act, Body, SEND_TIMEOUT)
             }
             _ if one_segment_between(rest, "messages/", "/retry") => {
+                target(Act, Body, COMMAND_TIMEOUT)
+            }
+            // Read receipts go through the owner's connection.
+            _ if one_segment_between(rest, "contacts/", "/read")
+                || one_segment_between(rest, "contacts/", "/messages/read")
+                || one_segment_between(rest, "conversations/", "/read") =>
+            {
                 target(Act, Body, COMMAND_TIMEOUT)
             }
             _ => None,

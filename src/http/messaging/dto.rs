@@ -55,6 +55,16 @@ pub struct MessageFilterQuery {
     /// A group of another pair matches nothing.
     #[param(value_type = Option<i64>, minimum = 1)]
     pub group_id: Option<String>,
+    /// `out`: what we sent; `in`: what people wrote to the number.
+    #[param(schema_with = message_direction)]
+    pub direction: Option<String>,
+}
+
+fn message_direction() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(["in", "out"]))
+        .build()
 }
 
 /// A status to filter by: ours, or the earlier service's `pending` (= `queued`).

@@ -16,7 +16,7 @@ use crate::http::extract::{Body, Pagination, Params};
 use crate::http::extract::{PageQuery, PairQuery, PairRequest};
 use crate::http::openapi::tags;
 use crate::messaging::pacing::DAY_MS;
-use crate::store::{MessageFilter, MessageKind, MessageStatus, RetryOutcome};
+use crate::store::{Direction, MessageFilter, MessageKind, MessageStatus, RetryOutcome};
 
 /// `date_from` / `date_to`: RFC 3339, or a day (`2026-11-25`, the whole day for `date_to`).
 fn date_param(given: Option<(&str, &str)>, end_of_day: bool) -> AppResult<Option<i64>> {
@@ -115,7 +115,15 @@ fn message_filter(q: &MessageFilterQuery) -> AppResult<MessageFilter> {
             "date_from must not be after date_to".into(),
         ));
     }
+    let direction = match q.direction.as_deref() {
+        None => None,
+        Some(d) => Some(
+            Direction::parse(d)
+                .ok_or_else(|| AppError::BadRequest("direction must be in or out".into()))?,
+        ),
+    };
     Ok(MessageFilter {
+        direction,
         status,
         kind,
         from_ms,

@@ -2,7 +2,7 @@
 //! number's pace; logs, stats, retry, dry-run checks, an image URL probe and templates.
 //! What a message may say is [`crate::messaging::content`]'s to decide; here are the routes.
 
-mod answers;
+pub(crate) mod answers;
 mod audience;
 mod checks;
 pub mod dto;

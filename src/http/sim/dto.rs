@@ -178,12 +178,17 @@ pub struct SimIncomingRequest {
     #[serde(default)]
     #[schema(schema_with = sender, required = true)]
     pub from: Option<Value>,
+    /// The text; with `media`, its caption (optional then).
     #[serde(default)]
-    #[schema(schema_with = incoming_text, required = true)]
+    #[schema(schema_with = incoming_text)]
     pub text: Option<Value>,
     #[serde(default)]
     #[schema(schema_with = push_name)]
     pub push_name: Option<Value>,
+    /// A file sent with it.
+    #[serde(default)]
+    #[schema(value_type = Option<super::inbox::SimIncomingMedia>)]
+    pub media: Option<Value>,
 }
 
 fn sender() -> Object {

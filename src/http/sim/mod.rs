@@ -1,8 +1,9 @@
 //! The simulated phone network's controls (`--engine sim` only).
 
 mod dto;
-pub mod receipt;
+mod inbox;
 mod network;
+pub mod receipt;
 
 use axum::extract::State;
 use serde_json::Value;
@@ -18,6 +19,7 @@ use crate::domain::PhoneNumber;
 use crate::engine::sim::{Fault, PhoneBook, SimError, SimIncoming, SimNetwork};
 use crate::http::error::{AppError, AppResult};
 pub use dto::*;
+pub use inbox::*;
 pub use network::*;
 
 /// What a tenant key is told: the simulated network drives every tenant's phones.
@@ -252,11 +254,15 @@ pub async fn incoming(
             ));
         }
     };
+    let media = inbox::incoming_media(b.media.as_ref())?;
     let text = match &b.text {
         Some(Value::String(t)) if !t.trim().is_empty() && t.chars().count() <= TEXT_MAX_CHARS => {
-            t.clone()
+            Some(t.clone())
         }
-        None | Some(Value::Null) => return Err(AppError::BadRequest("text is required".into())),
+        None | Some(Value::Null) if media.is_some() => None,
+        None | Some(Value::Null) => {
+            return Err(AppError::BadRequest("text is required (or media)".into()));
+        }
         Some(_) => {
             return Err(AppError::BadRequest(format!(
                 "text must be a string of 1 to {TEXT_MAX_CHARS} characters"
@@ -279,6 +285,7 @@ pub async fn incoming(
                 from: from.clone(),
                 push_name,
                 text,
+                media,
             },
         )
         .await

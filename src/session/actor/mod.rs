@@ -39,6 +39,8 @@ pub(super) struct Deps {
     /// held; a node that lost it (another node took the session over) stops the client
     /// without writing, so two nodes never drive one device.
     pub fence: Option<Fence>,
+    /// What an incoming text must be to opt its writer out.
+    pub opt_out_words: Arc<crate::inbox::OptOutWords>,
 }
 
 struct RunningFetch {
@@ -370,18 +372,15 @@ impl Actor {
             EngineEvent::Receipt(r) => self.on_receipt(r).await,
             EngineEvent::MessageReceived(m) => {
                 tracing::info!("ℹ️ Message {} received by session {id}", m.id);
-                let from = PhoneNumber::parse_international(&m.from);
-                self.emit(
-                    crate::events::EventKind::MessageReceived,
-                    serde_json::json!({
-                        "whatsapp_message_id": m.id,
-                        "from": from.as_ref().map_or(m.from.as_str(), PhoneNumber::as_str),
-                        "push_name": m.push_name,
-                        "type": m.kind,
-                        "text": m.text,
-                        "sent_at": crate::clock::rfc3339_secs(m.timestamp),
-                    }),
-                )
+                crate::inbox::Receiver {
+                    store: self.deps.store.as_ref(),
+                    events: self.deps.events.as_ref(),
+                    words: &self.deps.opt_out_words,
+                    pair: self.record.pair,
+                    session_id: &id,
+                    now_ms: self.now_ms(),
+                }
+                .receive(m)
                 .await;
             }
         }

@@ -8,6 +8,7 @@ mod contacts;
 mod device;
 mod events;
 mod groups;
+mod inbox;
 mod keys;
 mod number_checks;
 mod outbox;

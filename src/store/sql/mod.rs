@@ -13,6 +13,7 @@ pub(super) mod contact_cache;
 pub(super) mod contacts;
 pub(super) mod events;
 pub(super) mod groups;
+pub(super) mod inbox;
 pub(super) mod keys;
 pub(super) mod number_checks;
 pub(super) mod outbox;

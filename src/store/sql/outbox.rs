@@ -118,6 +118,10 @@ pub(crate) fn push_message_filter<D: Dialect>(
         D::bind(q, r.to_owned());
         q.push(") > 0");
     }
+    if let Some(d) = f.direction {
+        q.push(" AND direction = ");
+        D::bind(q, d.as_str());
+    }
     if let Some(j) = f.job_id {
         q.push(" AND job_id = ");
         D::bind(q, j);
@@ -209,7 +213,8 @@ macro_rules! impl_outbox_store {
                         "SELECT ",
                         message_columns!(),
                         " FROM messages WHERE user_id = $1 AND place_id = $2 \
-                         AND status IN ('queued', 'sending') ORDER BY id LIMIT 1"
+                         AND status IN ('queued', 'sending') AND direction = 'out' \
+                         ORDER BY id LIMIT 1"
                     ))
                     .bind(pair.user_id.get())
                     .bind(pair.place_id.get())
@@ -290,7 +295,8 @@ macro_rules! impl_outbox_store {
                 ) -> StoreResult<(i64, Option<i64>)> {
                     let row = sqlx::query(
                         "SELECT COUNT(*) AS n, MIN(sent_at) AS oldest FROM messages \
-                         WHERE user_id = $1 AND place_id = $2 AND sent_at >= $3",
+                         WHERE user_id = $1 AND place_id = $2 AND sent_at >= $3 \
+                         AND direction = 'out'",
                     )
                     .bind(pair.user_id.get())
                     .bind(pair.place_id.get())
@@ -303,7 +309,7 @@ macro_rules! impl_outbox_store {
                 async fn last_sent_at(&self, pair: Pair) -> StoreResult<Option<i64>> {
                     Ok(sqlx::query_scalar(
                         "SELECT MAX(sent_at) FROM messages WHERE user_id = $1 AND place_id = $2 \
-                         AND sent_at IS NOT NULL",
+                         AND sent_at IS NOT NULL AND direction = 'out'",
                     )
                     .bind(pair.user_id.get())
                     .bind(pair.place_id.get())
@@ -370,6 +376,8 @@ macro_rules! impl_outbox_store {
                          COUNT(*) FILTER (WHERE kind = 'image') AS image",
                     );
                     push_message_filter(&mut q, pair, filter);
+                    // The outbox's counts: what people wrote is not part of them.
+                    q.push(" AND direction = 'out'");
                     let row = q.build().fetch_one(&self.pool).await?;
                     Ok(MessageCounts {
                         queued: row.col("queued")?,
@@ -398,7 +406,7 @@ macro_rules! impl_outbox_store {
                             "UPDATE messages SET status = 'queued', error = NULL, \
                              failed_at = NULL, updated_at = $1 \
                              WHERE id = $2 AND user_id = $3 AND place_id = $4 \
-                             AND status = 'failed' RETURNING ",
+                             AND status = 'failed' AND direction = 'out' RETURNING ",
                             message_columns!()
                         ))
                         .bind(now_ms)

@@ -6,6 +6,7 @@ mod contacts;
 mod events;
 pub(super) mod group_names;
 mod groups;
+mod inbox;
 mod keys;
 mod number_checks;
 mod outbox;
