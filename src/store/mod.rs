@@ -3,6 +3,7 @@
 
 pub mod device;
 mod error;
+pub mod media;
 pub mod messaging;
 mod postgres;
 mod retry;
@@ -19,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::domain::{Pair, PhoneNumber, SessionId, SessionStatus, UserId};
 
 pub use error::{StoreContext, StoreError, StoreResult, Unavailable, is_busy};
+pub use media::*;
 pub use messaging::*;
 pub use postgres::{PgStore, redact};
 pub use retry::{BACKGROUND_RETRY_FOR, keep_trying};
@@ -32,7 +34,7 @@ pub mod prelude {
     pub use super::device::CredentialStore;
     pub use super::traits::{
         ClusterStore, ContactCacheStore, ContactStore, Database, EventStore, GroupStore, Health,
-        KeyStore, OutboxStore, SessionStore, Signals, SimStore,
+        KeyStore, MediaStore, OutboxStore, SessionStore, Signals, SimStore,
     };
 }
 

@@ -213,9 +213,29 @@ pub trait OutboxStore: Send + Sync + 'static {
     /// A failed message goes back to the queue with its error cleared.
     async fn retry_message(&self, pair: Pair, id: i64, now_ms: i64) -> StoreResult<RetryOutcome>;
     async fn job(&self, pair: Pair, id: i64) -> StoreResult<Option<JobRecord>>;
+    /// What the worker learned of a message's file when it downloaded it.
+    async fn set_message_media(
+        &self,
+        id: i64,
+        mime: &str,
+        size: i64,
+        file_name: Option<&str>,
+    ) -> StoreResult<()>;
 }
 
 /// The event log and the webhook delivery queue.
+/// Uploaded files, sent later by id; each is usable until its `expires_at`.
+#[async_trait]
+pub trait MediaStore: Send + Sync + 'static {
+    /// Keeps the file (and drops the expired ones).
+    async fn insert_upload(&self, upload: &NewUpload) -> StoreResult<UploadInfo>;
+    /// The upload unless it is unknown or expired at `now_ms`.
+    async fn upload(&self, id: &str, now_ms: i64) -> StoreResult<Option<UploadInfo>>;
+    async fn upload_bytes(&self, id: &str, now_ms: i64) -> StoreResult<Option<Vec<u8>>>;
+    /// Drops the uploads expired at `now_ms`; how many.
+    async fn purge_uploads(&self, now_ms: i64) -> StoreResult<u64>;
+}
+
 #[async_trait]
 pub trait EventStore: Send + Sync + 'static {
     /// Appends the event and, when the tenant's webhook subscribes to it, queues its delivery,
@@ -401,6 +421,7 @@ pub trait Database:
     + ContactCacheStore
     + KeyStore
     + OutboxStore
+    + MediaStore
     + EventStore
     + SimStore
     + CredentialStore
@@ -415,6 +436,7 @@ impl<T> Database for T where
         + ContactCacheStore
         + KeyStore
         + OutboxStore
+        + MediaStore
         + EventStore
         + SimStore
         + CredentialStore

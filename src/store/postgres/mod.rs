@@ -9,6 +9,7 @@ mod device;
 mod events;
 mod groups;
 mod keys;
+mod media;
 mod outbox;
 mod sessions;
 mod sim;

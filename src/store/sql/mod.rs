@@ -14,6 +14,7 @@ pub(super) mod contacts;
 pub(super) mod events;
 pub(super) mod groups;
 pub(super) mod keys;
+pub(super) mod media;
 pub(super) mod outbox;
 pub(super) mod sessions;
 

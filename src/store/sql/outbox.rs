@@ -231,6 +231,28 @@ macro_rules! impl_outbox_store {
                     })
                 }
 
+                async fn set_message_media(
+                    &self,
+                    id: i64,
+                    mime: &str,
+                    size: i64,
+                    file_name: Option<&str>,
+                ) -> StoreResult<()> {
+                    $write!(self, "record a message's file", |conn| {
+                        sqlx::query(
+                            "UPDATE messages SET media_mime = $1, media_size = $2, \
+                             media_file_name = COALESCE($3, media_file_name) WHERE id = $4",
+                        )
+                        .bind(mime)
+                        .bind(size)
+                        .bind(file_name)
+                        .bind(id)
+                        .execute(conn)
+                        .await?;
+                        Ok(())
+                    })
+                }
+
                 async fn mark_failed(&self, id: i64, error: &str, now_ms: i64) -> StoreResult<()> {
                     $write!(self, "mark a message as failed", |conn| {
                         sqlx::query(

@@ -7,6 +7,7 @@ mod events;
 pub(super) mod group_names;
 mod groups;
 mod keys;
+mod media;
 mod outbox;
 mod sessions;
 mod sim;
