@@ -108,6 +108,11 @@ fn api_parts(with_sim: bool) -> (OpenApiRouter<AppState>, OpenApiRouter<AppState
         .routes(routes!(messaging::validate))
         .routes(routes!(messaging::test_image_url))
         .routes(routes!(messaging::list_templates))
+        // Files up to WhatsApp's largest cap; the handler checks each kind's.
+        .routes(
+            routes!(messaging::upload_media)
+                .layer(DefaultBodyLimit::max(messaging::UPLOAD_BODY_LIMIT)),
+        )
         .routes(routes!(webhooks::set, webhooks::get, webhooks::delete))
         .routes(routes!(webhooks::deliveries))
         .routes(routes!(webhooks::stream));

@@ -18,6 +18,7 @@ mod laravel;
 mod legacy_files;
 mod lifecycle;
 mod manual_groups;
+mod media;
 mod messaging;
 mod messaging_aliases;
 mod metrics;

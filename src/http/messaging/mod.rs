@@ -7,10 +7,12 @@ mod checks;
 pub mod dto;
 mod logs;
 mod send;
+mod uploads;
 
 pub use checks::*;
 pub use logs::*;
 pub use send::*;
+pub use uploads::*;
 
 use serde_json::Value;
 

@@ -358,7 +358,10 @@ macro_rules! impl_outbox_store {
                          COUNT(*) FILTER (WHERE status = 'sent') AS sent, \
                          COUNT(*) FILTER (WHERE status = 'failed') AS failed, \
                          COUNT(*) FILTER (WHERE kind = 'text') AS text, \
-                         COUNT(*) FILTER (WHERE kind = 'image') AS image",
+                         COUNT(*) FILTER (WHERE kind = 'image') AS image, \
+                         COUNT(*) FILTER (WHERE kind = 'document') AS document, \
+                         COUNT(*) FILTER (WHERE kind = 'video') AS video, \
+                         COUNT(*) FILTER (WHERE kind = 'audio') AS audio",
                     );
                     push_message_filter(&mut q, pair, filter);
                     let row = q.build().fetch_one(&self.pool).await?;
@@ -369,6 +372,9 @@ macro_rules! impl_outbox_store {
                         failed: row.col("failed")?,
                         text: row.col("text")?,
                         image: row.col("image")?,
+                        document: row.col("document")?,
+                        video: row.col("video")?,
+                        audio: row.col("audio")?,
                     })
                 }
 
