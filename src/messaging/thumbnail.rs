@@ -1,6 +1,7 @@
-//! What WhatsApp shows of an image before it is downloaded: its width and height (without
-//! them the recipient sees a grey box of the wrong shape). Read from the file's header, for
-//! PNG, JPEG, GIF and WebP, without decoding the picture.
+//! What WhatsApp shows of an image before it is downloaded: a small JPEG of it (at most 72
+//! pixels on its long side, as WhatsApp Web makes them) and its width and height; without
+//! them the recipient sees a grey box. The size is read from the file's header (PNG, JPEG,
+//! GIF, WebP), so it is known even when the picture cannot be decoded.
 
 /// An image's size and, when one could be made, its JPEG preview.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -10,14 +11,30 @@ pub struct Preview {
     pub jpeg: Option<Vec<u8>>,
 }
 
-/// The image's preview, or `None` when its format is not one of those read here.
+/// The longest side of a thumbnail, in pixels.
+pub const THUMBNAIL_SIDE: u32 = 72;
+
+/// The image's preview, or `None` when its format is not one of those read here. Decoding
+/// is CPU work: call it off the async threads.
 pub fn preview(bytes: &[u8]) -> Option<Preview> {
     let (width, height) = dimensions(bytes)?;
     Some(Preview {
         width,
         height,
-        jpeg: None,
+        jpeg: thumbnail(bytes),
     })
+}
+
+/// A JPEG of the image at most [`THUMBNAIL_SIDE`] pixels on its long side; `None` when the
+/// picture cannot be decoded (the message then goes without one).
+pub fn thumbnail(bytes: &[u8]) -> Option<Vec<u8>> {
+    let img = image::load_from_memory(bytes).ok()?;
+    let small = img.thumbnail(THUMBNAIL_SIDE, THUMBNAIL_SIDE).to_rgb8();
+    let mut out = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 60)
+        .encode_image(&small)
+        .ok()?;
+    Some(out)
 }
 
 /// Width and height from the header of a PNG, JPEG, GIF or WebP file.
@@ -89,6 +106,27 @@ mod tests {
         webp.extend([0x3f, 0x01, 0x00, 0xef, 0x00, 0x00]);
         assert_eq!(dimensions(&webp), Some((320, 240)));
         assert_eq!(dimensions(b"%PDF-1.7"), None);
+        assert_eq!(
+            preview(&jpeg).map(|p| (p.width, p.height, p.jpeg)),
+            Some((200, 300, None))
+        );
         assert_eq!(dimensions(&jpeg[..10]), None);
+    }
+
+    #[test]
+    fn a_decodable_image_gets_a_jpeg_thumbnail_of_at_most_72_pixels() {
+        let img = image::RgbImage::from_fn(400, 100, |x, _| image::Rgb([(x % 256) as u8, 0, 0]));
+        let mut png = Vec::new();
+        image::DynamicImage::ImageRgb8(img)
+            .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+            .unwrap();
+        let p = preview(&png).expect("a PNG");
+        assert_eq!((p.width, p.height), (400, 100));
+        let thumb = image::load_from_memory(&p.jpeg.expect("a thumbnail")).unwrap();
+        assert_eq!(
+            image::guess_format(&thumbnail(&png).unwrap()).unwrap(),
+            image::ImageFormat::Jpeg
+        );
+        assert_eq!((thumb.width(), thumb.height()), (72, 18));
     }
 }

@@ -245,9 +245,17 @@ impl Worker {
                 .await;
             (f.bytes, f.mime)
         };
-        let preview = (msg.kind == MessageKind::Image)
-            .then(|| thumbnail::preview(&bytes))
-            .flatten();
+        let (bytes, preview) = if msg.kind == MessageKind::Image {
+            // Decoding a large picture takes a while: not on the async threads.
+            tokio::task::spawn_blocking(move || {
+                let p = thumbnail::preview(&bytes);
+                (bytes, p)
+            })
+            .await
+            .map_err(|e| format!("cannot read the image: {e}"))?
+        } else {
+            (bytes, None)
+        };
         let out = OutgoingMedia {
             kind: msg.kind,
             bytes: Arc::new(bytes),
