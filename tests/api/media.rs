@@ -67,8 +67,11 @@ async fn file_server() -> String {
     base
 }
 
-/// A multipart body: `(name, file name, content type, bytes)` per part.
-fn multipart(parts: &[(&str, Option<&str>, Option<&str>, &[u8])]) -> (String, Vec<u8>) {
+/// One part of a multipart body: name, file name, content type, bytes.
+type Part<'a> = (&'a str, Option<&'a str>, Option<&'a str>, &'a [u8]);
+
+/// A multipart body and its content type.
+fn multipart(parts: &[Part<'_>]) -> (String, Vec<u8>) {
     let boundary = "----media-test-boundary-7f3a";
     let mut body = Vec::new();
     for (name, file, mime, bytes) in parts {
@@ -90,11 +93,7 @@ fn multipart(parts: &[(&str, Option<&str>, Option<&str>, &[u8])]) -> (String, Ve
     (format!("multipart/form-data; boundary={boundary}"), body)
 }
 
-async fn upload(
-    app: &TestApp,
-    key: Option<&str>,
-    parts: &[(&str, Option<&str>, Option<&str>, &[u8])],
-) -> (StatusCode, Value) {
+async fn upload(app: &TestApp, key: Option<&str>, parts: &[Part<'_>]) -> (StatusCode, Value) {
     let (ct, body) = multipart(parts);
     let mut req = app
         .client
