@@ -187,6 +187,7 @@ impl Application {
         let outbound = OutboundPolicy::new(config.outbound_allow.clone());
         let outbox = Outbox::new(
             store.clone(),
+            store.clone(),
             manager.clone(),
             events.clone(),
             clock.clone(),

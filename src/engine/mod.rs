@@ -128,23 +128,40 @@ pub struct OutgoingMessage {
     /// one, so a send repeated after a crash is the same message to the recipient.
     pub id: String,
     pub to: PhoneNumber,
-    /// The text, or the image's caption.
+    /// The text, or the media's caption.
     pub text: Option<String>,
-    pub image: Option<OutgoingImage>,
+    pub media: Option<OutgoingMedia>,
 }
 
+/// A file to send, already downloaded (or read from its upload).
 #[derive(Clone)]
-pub struct OutgoingImage {
+pub struct OutgoingMedia {
+    /// `Image`, `Document`, `Video` or `Audio`.
+    pub kind: crate::store::MessageKind,
     pub bytes: Arc<Vec<u8>>,
-    /// `image/jpeg`, `image/png`, ... as the server that served it said.
+    /// `image/jpeg`, `application/pdf`, ... as the server that served it (or the upload) said.
     pub mime: String,
+    /// The name a document shows.
+    pub file_name: Option<String>,
+    /// An audio to play as a voice note (`ptt`).
+    pub voice_note: bool,
+    /// An image's JPEG preview, shown until the image is downloaded.
+    pub thumbnail: Option<Vec<u8>>,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
 }
 
-impl std::fmt::Debug for OutgoingImage {
+impl std::fmt::Debug for OutgoingMedia {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OutgoingImage")
+        f.debug_struct("OutgoingMedia")
+            .field("kind", &self.kind)
             .field("bytes", &self.bytes.len())
             .field("mime", &self.mime)
+            .field("file_name", &self.file_name)
+            .field("voice_note", &self.voice_note)
+            .field("thumbnail", &self.thumbnail.as_ref().map(Vec::len))
+            .field("width", &self.width)
+            .field("height", &self.height)
             .finish()
     }
 }

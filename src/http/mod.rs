@@ -116,6 +116,11 @@ fn api_parts(with_sim: bool) -> (OpenApiRouter<AppState>, OpenApiRouter<AppState
         .routes(routes!(inbox::read))
         .routes(routes!(inbox::read_messages))
         .routes(routes!(inbox::read_conversation_route))
+        // Files up to WhatsApp's largest cap; the handler checks each kind's.
+        .routes(
+            routes!(messaging::upload_media)
+                .layer(DefaultBodyLimit::max(messaging::UPLOAD_BODY_LIMIT)),
+        )
         .routes(routes!(webhooks::set, webhooks::get, webhooks::delete))
         .routes(routes!(webhooks::deliveries))
         .routes(routes!(webhooks::stream));

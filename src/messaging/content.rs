@@ -6,7 +6,8 @@ use std::fmt;
 
 use serde_json::{Map, Value};
 
-use super::image::{self, ImageError};
+use super::image::{self, FetchError, ImageError};
+use super::media::MediaRequest;
 use super::templates::{self, RECIPIENT_VARIABLES, Recipient};
 use super::{MAX_TEXT_CHARS, new_message_id};
 use crate::domain::text::{TextError, caller_name};
@@ -27,6 +28,10 @@ pub enum ContentError {
     Invalid(String),
     /// The image URL is refused or could not be fetched.
     Image(ImageError),
+    /// `media.url` is refused or could not be fetched.
+    Media(FetchError),
+    /// `media.media_id` names no upload the sender may use (unknown, expired, another's).
+    NoUpload(String),
     /// Placeholders nobody gives a value for; `recipient` is where one recipient's own
     /// variables were looked at (`recipients[3]`).
     NoValue {
@@ -41,6 +46,13 @@ impl fmt::Display for ContentError {
             Self::Invalid(m) => f.write_str(m),
             Self::Image(e @ (ImageError::InvalidUrl | ImageError::Refused(_))) => e.fmt(f),
             Self::Image(e) => write!(f, "image_url cannot be used: {e}"),
+            Self::Media(e @ (FetchError::InvalidUrl | FetchError::Refused(_))) => e.fmt(f),
+            Self::Media(e) => write!(f, "media.url cannot be used: {e}"),
+            Self::NoUpload(id) => write!(
+                f,
+                "media.media_id {id:?} is not an upload of this user: unknown, or expired \
+                 (uploads are kept 24 hours)"
+            ),
             Self::NoValue { names, recipient } => {
                 let names: Vec<String> = names.iter().map(|n| format!("{{{n}}}")).collect();
                 write!(f, "text uses {} with no value", names.join(", "))?;
@@ -61,6 +73,12 @@ impl From<TextError> for ContentError {
     }
 }
 
+impl From<FetchError> for ContentError {
+    fn from(e: FetchError) -> Self {
+        Self::Media(e)
+    }
+}
+
 impl From<ImageError> for ContentError {
     fn from(e: ImageError) -> Self {
         Self::Image(e)
@@ -78,6 +96,7 @@ pub struct ContentInput<'a> {
     /// The earlier service's name for `text`.
     pub message: Option<&'a Value>,
     pub image_url: Option<&'a Value>,
+    pub media: Option<&'a Value>,
     pub template_id: Option<&'a Value>,
     pub variables: Option<&'a Value>,
 }
@@ -87,6 +106,8 @@ pub struct ContentInput<'a> {
 pub struct Content {
     pub text: Option<String>,
     pub image_url: Option<String>,
+    /// A file of any kind (`media`); `image_url` is its shortcut for an image.
+    pub media: Option<MediaRequest>,
     pub template_id: Option<String>,
     pub variables: Map<String, Value>,
 }
@@ -163,6 +184,23 @@ impl Content {
             return Err(invalid("Give text or message (the same field), not both"));
         }
         let mut text = text.or(message);
+        let media = match input.media {
+            None | Some(Value::Null) => None,
+            Some(raw) => Some(MediaRequest::parse(raw)?),
+        };
+        if let Some(m) = &media {
+            let caption = text_field(
+                m.caption
+                    .as_ref()
+                    .map(|c| Value::String(c.clone()))
+                    .as_ref(),
+                "media.caption",
+            )?;
+            if caption.is_some() && text.is_some() {
+                return Err(invalid("Give text or media.caption, not both"));
+            }
+            text = text.or(caption);
+        }
         let template = match input.template_id {
             None | Some(Value::Null) => None,
             Some(Value::String(id)) => Some(templates::find(id.trim()).ok_or_else(|| {
@@ -183,21 +221,34 @@ impl Content {
             Some(Value::String(u)) => Some(image::check_url(u)?.to_string()),
             Some(_) => return Err(ImageError::InvalidUrl.into()),
         };
-        if text.is_none() && image_url.is_none() {
+        if image_url.is_some() && media.is_some() {
             return Err(invalid(
-                "text is required (or template_id, or an image_url)",
+                "Give image_url or media, not both (image_url is media of type image)",
+            ));
+        }
+        if media.as_ref().is_some_and(|m| m.voice_note) && text.is_some() {
+            return Err(invalid(
+                "A voice note has no caption: leave out media.caption and text",
+            ));
+        }
+        if text.is_none() && image_url.is_none() && media.is_none() {
+            return Err(invalid(
+                "text is required (or template_id, or media, or an image_url)",
             ));
         }
         Ok(Self {
             text,
             image_url,
+            media,
             template_id: template.map(|t| t.id.to_owned()),
             variables: variables(input.variables, "variables")?,
         })
     }
 
     pub fn kind(&self) -> MessageKind {
-        if self.image_url.is_some() {
+        if let Some(m) = &self.media {
+            m.kind
+        } else if self.image_url.is_some() {
             MessageKind::Image
         } else {
             MessageKind::Text
@@ -274,9 +325,12 @@ impl Content {
             template_id: self.template_id.clone(),
             wa_message_id: new_message_id(),
             min_gap_ms,
-            media: crate::store::MediaFields {
-                url: self.image_url.clone(),
-                ..Default::default()
+            media: match &self.media {
+                Some(m) => m.fields(),
+                None => crate::store::MediaFields {
+                    url: self.image_url.clone(),
+                    ..Default::default()
+                },
             },
         }
     }
@@ -346,6 +400,7 @@ mod tests {
             text: v.get("text"),
             message: v.get("message"),
             image_url: v.get("image_url"),
+            media: v.get("media"),
             template_id: v.get("template_id"),
             variables: v.get("variables"),
         })

@@ -13,9 +13,11 @@
 
 pub mod content;
 pub mod image;
+pub mod media;
 pub mod numbers;
 pub mod pacing;
 pub mod templates;
+pub mod thumbnail;
 mod worker;
 
 use worker::Worker;
@@ -31,7 +33,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::clock::SharedClock;
 use crate::domain::{Pair, PhoneNumber};
-use crate::engine::{EngineClient, EngineError, OutgoingImage, OutgoingMessage};
+use crate::engine::{EngineClient, EngineError, OutgoingMedia, OutgoingMessage};
 use crate::events::{EventBus, EventKind};
 use crate::session::SessionManager;
 use crate::store::prelude::*;
@@ -46,8 +48,8 @@ const MAX_ATTEMPTS: i64 = 5;
 const SEND_TIMEOUT: Duration = Duration::from_secs(60);
 /// How often a waiting worker looks again (a session that appears, a clock moved by hand).
 const RECHECK: Duration = Duration::from_secs(2);
-/// A fetched image is reused for the next messages with the same URL (a group send).
-const IMAGE_REUSE: Duration = Duration::from_secs(600);
+/// A fetched file is reused for the next messages with the same source (a group send).
+const MEDIA_REUSE: Duration = Duration::from_secs(600);
 
 /// A WhatsApp message id in the form WhatsApp Web uses: `3EB0` and 16 random hex bytes.
 pub fn new_message_id() -> String {
@@ -74,6 +76,8 @@ pub struct Outbox {
 
 struct Inner {
     store: Arc<dyn OutboxStore>,
+    /// Where files sent by `media_id` are read.
+    uploads: Arc<dyn MediaStore>,
     manager: SessionManager,
     events: EventBus,
     clock: SharedClock,
@@ -90,6 +94,7 @@ struct Inner {
 impl Outbox {
     pub fn new(
         store: Arc<dyn OutboxStore>,
+        uploads: Arc<dyn MediaStore>,
         manager: SessionManager,
         events: EventBus,
         clock: SharedClock,
@@ -99,6 +104,7 @@ impl Outbox {
         Self {
             inner: Arc::new(Inner {
                 store,
+                uploads,
                 manager,
                 events,
                 clock,
@@ -125,6 +131,10 @@ impl Outbox {
 
     pub fn pacing(&self) -> Pacing {
         self.inner.pacing
+    }
+
+    pub fn uploads(&self) -> &Arc<dyn MediaStore> {
+        &self.inner.uploads
     }
 
     pub fn images(&self) -> &image::Images {

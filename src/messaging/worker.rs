@@ -8,7 +8,8 @@ pub(super) struct Worker {
     pair: Pair,
     notify: Arc<Notify>,
     pacer: Pacer,
-    image: Option<(String, OutgoingImage, tokio::time::Instant)>,
+    /// The last file sent, by where it came from: a group send reuses it.
+    media: Option<(String, OutgoingMedia, tokio::time::Instant)>,
 }
 
 enum Outcome {
@@ -36,7 +37,7 @@ impl Worker {
             pair,
             notify,
             pacer,
-            image: None,
+            media: None,
         }
     }
 
@@ -185,25 +186,122 @@ impl Worker {
         }
     }
 
-    async fn image_for(&mut self, url: &str) -> Result<OutgoingImage, String> {
-        if let Some((u, img, at)) = &self.image
-            && u == url
-            && at.elapsed() < IMAGE_REUSE
-        {
-            return Ok(img.clone());
-        }
-        let fetched = self
-            .inner
-            .images
-            .fetch(url)
-            .await
-            .map_err(|e| format!("image_url: {e}"))?;
-        let img = OutgoingImage {
-            bytes: Arc::new(fetched.bytes),
-            mime: fetched.mime,
+    /// The message's file: from its upload, or downloaded from its URL (`image_url` under
+    /// its own rules); what a download found goes into the log.
+    async fn media_for(&mut self, msg: &MessageRecord) -> Result<OutgoingMedia, String> {
+        let legacy = msg
+            .image_url
+            .as_deref()
+            .filter(|_| msg.media.media_id.is_none());
+        let key = match (&msg.media.media_id, legacy, &msg.media.url) {
+            (Some(id), _, _) => format!("upload:{id}"),
+            (None, Some(url), _) => format!("url:{url}"),
+            (None, None, Some(url)) => format!("url:{url}"),
+            (None, None, None) => return Err("the message has no file to send".into()),
         };
-        self.image = Some((url.to_owned(), img.clone(), tokio::time::Instant::now()));
-        Ok(img)
+        let key = format!("{}:{key}", msg.kind.as_str());
+        if let Some((k, m, at)) = &self.media
+            && *k == key
+            && at.elapsed() < MEDIA_REUSE
+        {
+            return Ok(self.shaped(m.clone(), msg));
+        }
+        let (bytes, mime) = if let Some(id) = &msg.media.media_id {
+            let now = self.inner.clock.now_ms();
+            let bytes = self
+                .inner
+                .uploads
+                .upload_bytes(id, now)
+                .await
+                .map_err(|e| format!("cannot read upload {id}: {e}"))?
+                .ok_or_else(|| {
+                    format!("media_id {id} expired before the message went out (uploads are kept 24 hours)")
+                })?;
+            let mime = msg
+                .media
+                .mime
+                .clone()
+                .unwrap_or_else(|| "application/octet-stream".into());
+            (bytes, mime)
+        } else if let Some(url) = legacy {
+            let f = self
+                .inner
+                .images
+                .fetch(url)
+                .await
+                .map_err(|e| format!("image_url: {e}"))?;
+            self.note_download(msg, &f.mime, f.bytes.len(), &f.final_url)
+                .await;
+            (f.bytes, f.mime)
+        } else {
+            let url = msg.media.url.as_deref().unwrap_or_default();
+            let f = self
+                .inner
+                .images
+                .fetch_as(url, msg.kind, media::cap(msg.kind))
+                .await
+                .map_err(|e| crate::messaging::content::ContentError::Media(e).to_string())?;
+            self.note_download(msg, &f.mime, f.bytes.len(), &f.final_url)
+                .await;
+            (f.bytes, f.mime)
+        };
+        let (bytes, preview) = if msg.kind == MessageKind::Image {
+            // Decoding a large picture takes a while: not on the async threads.
+            tokio::task::spawn_blocking(move || {
+                let p = thumbnail::preview(&bytes);
+                (bytes, p)
+            })
+            .await
+            .map_err(|e| format!("cannot read the image: {e}"))?
+        } else {
+            (bytes, None)
+        };
+        let out = OutgoingMedia {
+            kind: msg.kind,
+            bytes: Arc::new(bytes),
+            mime,
+            file_name: None,
+            voice_note: false,
+            thumbnail: preview.as_ref().and_then(|p| p.jpeg.clone()),
+            width: preview.as_ref().map(|p| p.width),
+            height: preview.as_ref().map(|p| p.height),
+        };
+        self.media = Some((key, out.clone(), tokio::time::Instant::now()));
+        Ok(self.shaped(out, msg))
+    }
+
+    /// The shared file as this message sends it: its own name and voice-note flag.
+    fn shaped(&self, mut m: OutgoingMedia, msg: &MessageRecord) -> OutgoingMedia {
+        m.file_name = msg.media.file_name.clone();
+        m.voice_note = msg.media.voice_note;
+        if m.voice_note && !m.mime.starts_with("audio/ogg") {
+            tracing::warn!(
+                "⚠️ Message {} is a voice note of {}; WhatsApp's clients expect {}",
+                msg.id,
+                m.mime,
+                media::VOICE_NOTE_MIME
+            );
+        }
+        m
+    }
+
+    /// Records what a download found, when the log does not say it yet.
+    async fn note_download(&self, msg: &MessageRecord, mime: &str, size: usize, final_url: &str) {
+        let name = (msg.kind == MessageKind::Document && msg.media.file_name.is_none())
+            .then(|| media::url_file_name(final_url))
+            .flatten();
+        if msg.media.mime.as_deref() == Some(mime) && msg.media.size == Some(size as i64) {
+            return;
+        }
+        if let Err(e) = self
+            .inner
+            .store
+            .set_message_media(msg.id, mime, size as i64, name.as_deref())
+            .await
+        {
+            // Only the log's detail is lost; the send goes on.
+            tracing::warn!("⚠️ Cannot record the file of message {}: {e:#}", msg.id);
+        }
     }
 
     async fn deliver(&mut self, client: &dyn EngineClient, msg: &MessageRecord) -> Outcome {
@@ -219,18 +317,19 @@ impl Worker {
                 "the text is longer than {MAX_TEXT_CHARS} characters once its variables are filled"
             ));
         }
-        let image = match (msg.kind, msg.image_url.as_deref()) {
-            (MessageKind::Image, Some(url)) => match self.image_for(url).await {
-                Ok(i) => Some(i),
+        let media = if msg.kind.is_media() {
+            match self.media_for(msg).await {
+                Ok(m) => Some(m),
                 Err(reason) => return Outcome::Failed(reason),
-            },
-            _ => None,
+            }
+        } else {
+            None
         };
         let out = OutgoingMessage {
             id: msg.wa_message_id.clone(),
             to,
             text: msg.body.clone(),
-            image,
+            media,
         };
         match tokio::time::timeout(SEND_TIMEOUT, client.send(&out)).await {
             Ok(Ok(id)) => Outcome::Sent(id),

@@ -242,6 +242,9 @@ pub struct MessageCounts {
     pub failed: i64,
     pub text: i64,
     pub image: i64,
+    pub document: i64,
+    pub video: i64,
+    pub audio: i64,
 }
 
 impl MessageCounts {

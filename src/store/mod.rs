@@ -4,6 +4,7 @@
 pub mod device;
 mod error;
 pub mod inbox;
+pub mod media;
 pub mod messaging;
 pub mod number_checks;
 mod postgres;
@@ -21,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use crate::domain::{Pair, PhoneNumber, SessionId, SessionStatus, UserId};
 
 pub use error::{StoreContext, StoreError, StoreResult, Unavailable, is_busy};
+pub use media::*;
 pub use messaging::*;
 pub use number_checks::{NumberCheckRecord, NumberCheckStore};
 pub use postgres::{PgStore, redact};
@@ -37,7 +39,7 @@ pub mod prelude {
     pub use super::number_checks::NumberCheckStore;
     pub use super::traits::{
         ClusterStore, ContactCacheStore, ContactStore, Database, EventStore, GroupStore, Health,
-        KeyStore, OutboxStore, SessionStore, Signals, SimStore,
+        KeyStore, MediaStore, OutboxStore, SessionStore, Signals, SimStore,
     };
 }
 

@@ -231,9 +231,29 @@ pub trait OutboxStore: Send + Sync + 'static {
     ) -> StoreResult<Vec<MessageRecord>>;
     /// Records what a job's send left out (after [`Self::enqueue`] made the job).
     async fn record_job_skips(&self, pair: Pair, id: i64, skipped: JobSkips) -> StoreResult<()>;
+    /// What the worker learned of a message's file when it downloaded it.
+    async fn set_message_media(
+        &self,
+        id: i64,
+        mime: &str,
+        size: i64,
+        file_name: Option<&str>,
+    ) -> StoreResult<()>;
 }
 
 /// The event log and the webhook delivery queue.
+/// Uploaded files, sent later by id; each is usable until its `expires_at`.
+#[async_trait]
+pub trait MediaStore: Send + Sync + 'static {
+    /// Keeps the file (and drops the expired ones).
+    async fn insert_upload(&self, upload: &NewUpload) -> StoreResult<UploadInfo>;
+    /// The upload unless it is unknown or expired at `now_ms`.
+    async fn upload(&self, id: &str, now_ms: i64) -> StoreResult<Option<UploadInfo>>;
+    async fn upload_bytes(&self, id: &str, now_ms: i64) -> StoreResult<Option<Vec<u8>>>;
+    /// Drops the uploads expired at `now_ms`; how many.
+    async fn purge_uploads(&self, now_ms: i64) -> StoreResult<u64>;
+}
+
 #[async_trait]
 pub trait EventStore: Send + Sync + 'static {
     /// Appends the event and, when the tenant's webhook subscribes to it, queues its delivery,
@@ -424,6 +444,7 @@ pub trait Database:
     + ContactCacheStore
     + KeyStore
     + OutboxStore
+    + MediaStore
     + EventStore
     + SimStore
     + NumberCheckStore
@@ -440,6 +461,7 @@ impl<T> Database for T where
         + ContactCacheStore
         + KeyStore
         + OutboxStore
+        + MediaStore
         + EventStore
         + SimStore
         + NumberCheckStore

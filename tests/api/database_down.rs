@@ -53,6 +53,15 @@ impl OutboxStore for DownStore {
     async fn mark_failed(&self, _id: i64, _error: &str, _now_ms: i64) -> StoreResult<()> {
         down()
     }
+    async fn set_message_media(
+        &self,
+        _id: i64,
+        _mime: &str,
+        _size: i64,
+        _file_name: Option<&str>,
+    ) -> StoreResult<()> {
+        down()
+    }
     async fn requeue(&self, _id: i64, _now_ms: i64) -> StoreResult<()> {
         down()
     }
@@ -102,6 +111,22 @@ impl OutboxStore for DownStore {
         down()
     }
     async fn record_job_skips(&self, _pair: Pair, _id: i64, _s: JobSkips) -> StoreResult<()> {
+        down()
+    }
+}
+
+#[async_trait]
+impl MediaStore for DownStore {
+    async fn insert_upload(&self, _upload: &NewUpload) -> StoreResult<UploadInfo> {
+        down()
+    }
+    async fn upload(&self, _id: &str, _now_ms: i64) -> StoreResult<Option<UploadInfo>> {
+        down()
+    }
+    async fn upload_bytes(&self, _id: &str, _now_ms: i64) -> StoreResult<Option<Vec<u8>>> {
+        down()
+    }
+    async fn purge_uploads(&self, _now_ms: i64) -> StoreResult<u64> {
         down()
     }
 }
@@ -497,6 +522,7 @@ async fn health_is_503_and_other_routes_500_in_the_envelope_when_the_database_is
     let events = whatsapp_manager::events::EventBus::new(Arc::new(side.clone()), clock.clone());
     let manager = SessionManager::new(Arc::new(net.clone()), store.clone(), clock.clone(), 4);
     let outbox = whatsapp_manager::messaging::Outbox::new(
+        Arc::new(side.clone()),
         Arc::new(side),
         manager.clone(),
         events.clone(),

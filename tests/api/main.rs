@@ -20,6 +20,7 @@ mod laravel;
 mod legacy_files;
 mod lifecycle;
 mod manual_groups;
+mod media;
 mod messages_upgrade;
 mod messaging;
 mod messaging_aliases;

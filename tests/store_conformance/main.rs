@@ -12,6 +12,7 @@ mod events;
 mod groups;
 mod inbox;
 mod keys;
+mod media;
 mod outbox;
 /// PostgreSQL's own tests: concurrency from several pools, and its statements over arrays
 /// compared with SQLite's.
@@ -186,6 +187,15 @@ macro_rules! suite {
                 jobs_count_their_messages_by_status,
                 pairs_with_pending_lists_each_pair_once,
                 media_of_every_kind_is_kept_with_its_file_details,
+                a_download_fills_in_the_file_and_kinds_are_counted,
+            ]
+        );
+        instantiate!(
+            $backend,
+            media,
+            [
+                an_upload_is_kept_byte_for_byte_until_it_expires,
+                expired_uploads_are_purged_and_a_new_one_sweeps_them,
             ]
         );
         instantiate!(

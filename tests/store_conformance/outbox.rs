@@ -336,6 +336,7 @@ pub async fn message_filters_narrow_and_a_foreign_group_matches_nothing(f: Fixtu
             failed: 0,
             text: 2,
             image: 1,
+            ..MessageCounts::default()
         }
     );
     assert_eq!(counts.total(), 3);
@@ -388,6 +389,7 @@ pub async fn jobs_count_their_messages_by_status(f: Fixture) {
             failed: 1,
             text: 3,
             image: 1,
+            ..MessageCounts::default()
         }
     );
     assert_eq!(f.db.job(p, 999_999).await.unwrap(), None);
@@ -445,4 +447,68 @@ pub async fn media_of_every_kind_is_kept_with_its_file_details(f: Fixture) {
         let again = f.db.message(p, rec.id).await.unwrap().expect("stored");
         assert_eq!(&again, rec);
     }
+}
+
+pub async fn a_download_fills_in_the_file_and_kinds_are_counted(f: Fixture) {
+    let p = pair(1, 2);
+    let doc = NewMessage {
+        kind: MessageKind::Document,
+        body: None,
+        media: MediaFields {
+            url: Some("https://example.com/x".into()),
+            file_name: Some("given.pdf".into()),
+            ..MediaFields::default()
+        },
+        ..text("+1", "D1")
+    };
+    let video = NewMessage {
+        kind: MessageKind::Video,
+        ..doc.clone()
+    };
+    let audio = NewMessage {
+        kind: MessageKind::Audio,
+        ..doc.clone()
+    };
+    let q = queue(&f.db, p, &[doc, video, audio, text("+2", "T")], 1).await;
+    f.db.set_message_media(q[0].id, "application/pdf", 1234, None)
+        .await
+        .unwrap();
+    f.db.set_message_media(q[1].id, "video/mp4", 99, Some("clip.mp4"))
+        .await
+        .unwrap();
+    let d = f.db.message(p, q[0].id).await.unwrap().unwrap();
+    assert_eq!(d.media.mime.as_deref(), Some("application/pdf"));
+    assert_eq!(d.media.size, Some(1234));
+    assert_eq!(
+        d.media.file_name.as_deref(),
+        Some("given.pdf"),
+        "a download without a name keeps the one the message had"
+    );
+    let v = f.db.message(p, q[1].id).await.unwrap().unwrap();
+    assert_eq!(v.media.file_name.as_deref(), Some("clip.mp4"));
+    let counts =
+        f.db.message_counts(p, &MessageFilter::default())
+            .await
+            .unwrap();
+    assert_eq!(
+        (
+            counts.text,
+            counts.image,
+            counts.document,
+            counts.video,
+            counts.audio
+        ),
+        (1, 0, 1, 1, 1)
+    );
+    let docs =
+        f.db.message_counts(
+            p,
+            &MessageFilter {
+                kind: Some(MessageKind::Document),
+                ..MessageFilter::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!((docs.queued, docs.document, docs.video), (1, 1, 0));
 }

@@ -6,14 +6,15 @@ use std::time::Duration;
 use fake_whatsapp::{FakeWhatsApp, History};
 use testkit::wa::*;
 use whatsapp_manager::domain::PhoneNumber;
-use whatsapp_manager::engine::{EngineError, EngineEvent, OutgoingImage, OutgoingMessage};
+use whatsapp_manager::engine::{EngineError, EngineEvent, OutgoingMedia, OutgoingMessage};
+use whatsapp_manager::store::MessageKind;
 
 fn outgoing(id: &str, to: &str, text: &str) -> OutgoingMessage {
     OutgoingMessage {
         id: id.to_string(),
         to: PhoneNumber::parse_international(to).expect("a valid number"),
         text: Some(text.to_string()),
-        image: None,
+        media: None,
     }
 }
 
@@ -150,6 +151,19 @@ async fn a_message_whatsapp_refuses_is_not_reported_as_sent() {
     assert_eq!(sent, "3EB0NACK000000000002");
 }
 
+fn image(bytes: std::sync::Arc<Vec<u8>>, mime: String) -> OutgoingMedia {
+    OutgoingMedia {
+        kind: MessageKind::Image,
+        bytes,
+        mime,
+        file_name: None,
+        voice_note: false,
+        thumbnail: None,
+        width: None,
+        height: None,
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_image_goes_through_the_media_server_with_its_caption() {
     let s = EngineSession::linked(FakeWhatsApp::new()).await;
@@ -157,10 +171,10 @@ async fn an_image_goes_through_the_media_server_with_its_caption() {
     let picture: Vec<u8> = (0..50_000u32).map(|i| (i * 7 % 251) as u8).collect();
     let id = "3EB0IMAGE00000000001";
     let mut message = outgoing(id, "966500000077", "today's menu");
-    message.image = Some(OutgoingImage {
-        bytes: std::sync::Arc::new(picture.clone()),
-        mime: "image/jpeg".into(),
-    });
+    message.media = Some(image(
+        std::sync::Arc::new(picture.clone()),
+        "image/jpeg".into(),
+    ));
     let sent = s.client.send(&message).await.expect("sent");
     assert_eq!(sent, id);
 
@@ -183,20 +197,20 @@ async fn an_image_that_cannot_be_uploaded_or_is_not_an_image_is_not_sent() {
     let s = EngineSession::linked(FakeWhatsApp::new()).await;
     s.fake.refuse_uploads(true);
     let mut message = outgoing("3EB0IMAGE00000000002", "966500000077", "the menu");
-    message.image = Some(OutgoingImage {
-        bytes: std::sync::Arc::new(vec![0xFF, 0xD8, 0xFF, 0xE0, 1, 2, 3, 4]),
-        mime: "image/jpeg".into(),
-    });
+    message.media = Some(image(
+        std::sync::Arc::new(vec![0xFF, 0xD8, 0xFF, 0xE0, 1, 2, 3, 4]),
+        "image/jpeg".into(),
+    ));
     let err = s.client.send(&message).await.expect_err("no media server");
     match err {
         EngineError::Failed(reason) => assert!(reason.contains("upload"), "{reason}"),
         other => panic!("expected Failed, got {other:?}"),
     }
 
-    message.image = Some(OutgoingImage {
-        bytes: std::sync::Arc::new(b"%PDF-1.4".to_vec()),
-        mime: "application/pdf".into(),
-    });
+    message.media = Some(image(
+        std::sync::Arc::new(b"%PDF-1.4".to_vec()),
+        "application/pdf".into(),
+    ));
     let err = s.client.send(&message).await.expect_err("not an image");
     assert!(matches!(err, EngineError::Invalid(_)), "{err:?}");
     assert!(s.fake.sent_messages().is_empty());

@@ -145,12 +145,21 @@ impl EngineClient for SimClient {
                 "WhatsApp refused the message (simulated failure)".into(),
             ));
         }
+        let media = message.media.as_ref();
+        let image = media.filter(|m| m.kind == crate::store::MessageKind::Image);
         let sent = SimSent {
             id: message.id.clone(),
             to: message.to.as_str().to_owned(),
             text: message.text.clone(),
-            image_mime: message.image.as_ref().map(|i| i.mime.clone()),
-            image_bytes: message.image.as_ref().map(|i| i.bytes.len()),
+            image_mime: image.map(|i| i.mime.clone()),
+            image_bytes: image.map(|i| i.bytes.len()),
+            media_type: media.map(|m| m.kind.as_str().to_owned()),
+            media_mime: media.map(|m| m.mime.clone()),
+            media_bytes: media.map(|m| m.bytes.len()),
+            file_name: media.and_then(|m| m.file_name.clone()),
+            voice_note: media.is_some_and(|m| m.voice_note),
+            width: media.and_then(|m| m.width),
+            height: media.and_then(|m| m.height),
             at_ms: self.net.inner.clock.now_ms(),
         };
         self.net.record_sent(self.shared.pair, &sent).await?;

@@ -107,6 +107,23 @@ pub struct SimSent {
     pub text: Option<String>,
     pub image_mime: Option<String>,
     pub image_bytes: Option<usize>,
+    /// A file of any kind (an image too): `image`, `document`, `video`, `audio`. Lines
+    /// written before media of every kind have none.
+    #[serde(default)]
+    pub media_type: Option<String>,
+    #[serde(default)]
+    pub media_mime: Option<String>,
+    #[serde(default)]
+    pub media_bytes: Option<usize>,
+    #[serde(default)]
+    pub file_name: Option<String>,
+    #[serde(default)]
+    pub voice_note: bool,
+    /// An image's size as the message carried it.
+    #[serde(default)]
+    pub width: Option<u32>,
+    #[serde(default)]
+    pub height: Option<u32>,
     pub at_ms: i64,
 }
 

@@ -65,8 +65,11 @@ const SEND_WAIT: Duration = Duration::from_secs(30);
 const ACK_WAIT: Duration = Duration::from_secs(20);
 /// Encrypting and uploading an image of the largest size on a slow uplink.
 const UPLOAD_WAIT: Duration = Duration::from_secs(120);
-/// WhatsApp refuses images above 16 MB; saying so up front spares a useless upload.
-const MAX_IMAGE_BYTES: usize = 16 * 1024 * 1024;
+/// WhatsApp refuses images, videos and audio above 16 MB; saying so up front spares a
+/// useless upload.
+const MAX_MEDIA_BYTES: usize = 16 * 1024 * 1024;
+/// A document's cap.
+const MAX_DOCUMENT_BYTES: usize = 100 * 1024 * 1024;
 
 #[derive(Clone)]
 pub struct WhatsAppEngine {

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::sync::oneshot;
 use whatsapp_rust::download::MediaType;
-use whatsapp_rust::media::ImageOptions;
+use whatsapp_rust::media::{AudioOptions, DocumentOptions, ImageOptions, VideoOptions};
 use whatsapp_rust::pair_code::PairError;
 use whatsapp_rust::request::IqError;
 use whatsapp_rust::send::{SendError, SendOptions};
@@ -18,8 +18,9 @@ use whatsapp_rust::waproto::whatsapp as wa;
 use whatsapp_rust::{Client, ClientError, Jid};
 
 use super::client::WaClient;
-use super::{ACK_WAIT, MAX_IMAGE_BYTES, SEND_WAIT, UPLOAD_WAIT};
-use crate::engine::{EngineClient, EngineError, OutgoingImage, OutgoingMessage};
+use super::{ACK_WAIT, MAX_DOCUMENT_BYTES, MAX_MEDIA_BYTES, SEND_WAIT, UPLOAD_WAIT};
+use crate::engine::{EngineClient, EngineError, OutgoingMedia, OutgoingMessage};
+use crate::store::MessageKind;
 
 impl WaClient {
     pub(super) async fn send_message(
@@ -31,17 +32,17 @@ impl WaClient {
             return Err(EngineError::Invalid("the message has no id".into()));
         }
         let text = message.text.clone().filter(|t| !t.trim().is_empty());
-        if let Some(image) = &message.image {
-            check_image(image)?;
+        if let Some(media) = &message.media {
+            check_media(media)?;
         } else if text.is_none() {
             return Err(EngineError::Invalid(
-                "the message has neither text nor an image".into(),
+                "the message has neither text nor a file".into(),
             ));
         }
         let to = Jid::pn(message.to.digits());
         self.check_recipient(&lib, &to, message).await?;
-        let content = match &message.image {
-            Some(image) => self.image_content(&lib, image, text).await?,
+        let content = match &message.media {
+            Some(media) => self.media_content(&lib, media, text).await?,
             None => wa::Message {
                 conversation: text,
                 ..Default::default()
@@ -147,21 +148,23 @@ impl WaClient {
         )))
     }
 
-    /// Encrypts and uploads the image to WhatsApp's media servers; the message then only
-    /// carries where it is and its key.
-    pub(super) async fn image_content(
+    /// Encrypts and uploads the file to WhatsApp's media servers; the message then only
+    /// carries where it is, its key, and what the recipient sees before downloading it.
+    pub(super) async fn media_content(
         &self,
         lib: &Client,
-        image: &OutgoingImage,
+        media: &OutgoingMedia,
         caption: Option<String>,
     ) -> Result<wa::Message, EngineError> {
+        let (media_type, what) = match media.kind {
+            MessageKind::Image => (MediaType::Image, "image"),
+            MessageKind::Video => (MediaType::Video, "video"),
+            MessageKind::Audio => (MediaType::Audio, "audio"),
+            _ => (MediaType::Document, "document"),
+        };
         let upload = tokio::time::timeout(
             UPLOAD_WAIT,
-            lib.upload(
-                image.bytes.to_vec(),
-                MediaType::Image,
-                UploadOptions::default(),
-            ),
+            lib.upload(media.bytes.to_vec(), media_type, UploadOptions::default()),
         )
         .await;
         let upload = match upload {
@@ -169,41 +172,94 @@ impl WaClient {
             Ok(Err(_)) if !lib.is_connected() => return Err(EngineError::NotConnected),
             Ok(Err(e)) => {
                 return Err(EngineError::Failed(format!(
-                    "cannot upload the image to WhatsApp: {e:#}"
+                    "cannot upload the {what} to WhatsApp: {e:#}"
                 )));
             }
             Err(_) => {
                 return Err(EngineError::Failed(format!(
-                    "uploading the image to WhatsApp took over {} s",
+                    "uploading the {what} to WhatsApp took over {} s",
                     UPLOAD_WAIT.as_secs()
                 )));
             }
         };
-        Ok(whatsapp_rust::media::image_message(
-            upload,
-            ImageOptions {
-                caption,
-                mimetype: Some(image.mime.clone()),
-                ..Default::default()
-            },
-        ))
+        let mimetype = Some(media.mime.clone());
+        Ok(match media.kind {
+            MessageKind::Image => {
+                let mut m = whatsapp_rust::media::image_message(
+                    upload,
+                    ImageOptions {
+                        caption,
+                        mimetype,
+                        jpeg_thumbnail: media.thumbnail.clone(),
+                        ..Default::default()
+                    },
+                );
+                if let Some(img) = m.image_message.as_option_mut() {
+                    img.width = media.width;
+                    img.height = media.height;
+                }
+                m
+            }
+            MessageKind::Video => whatsapp_rust::media::video_message(
+                upload,
+                VideoOptions {
+                    caption,
+                    mimetype,
+                    ..Default::default()
+                },
+            ),
+            MessageKind::Audio => whatsapp_rust::media::audio_message(
+                upload,
+                AudioOptions {
+                    mimetype,
+                    ptt: Some(media.voice_note),
+                    ..Default::default()
+                },
+            ),
+            _ => {
+                let name = media.file_name.clone().unwrap_or_else(|| "document".into());
+                whatsapp_rust::media::document_message(
+                    upload,
+                    DocumentOptions {
+                        mimetype,
+                        file_name: Some(name.clone()),
+                        title: Some(name),
+                        caption,
+                        ..Default::default()
+                    },
+                )
+            }
+        })
     }
 }
 
-pub(super) fn check_image(image: &OutgoingImage) -> Result<(), EngineError> {
-    if !image.mime.starts_with("image/") {
+pub(super) fn check_media(media: &OutgoingMedia) -> Result<(), EngineError> {
+    let (fits, cap) = match media.kind {
+        MessageKind::Image => (media.mime.starts_with("image/"), MAX_MEDIA_BYTES),
+        MessageKind::Video => (media.mime.starts_with("video/"), MAX_MEDIA_BYTES),
+        MessageKind::Audio => (media.mime.starts_with("audio/"), MAX_MEDIA_BYTES),
+        MessageKind::Document => (true, MAX_DOCUMENT_BYTES),
+        other => {
+            return Err(EngineError::Invalid(format!(
+                "a {} cannot be sent",
+                other.as_str()
+            )));
+        }
+    };
+    let what = media.kind.as_str();
+    if !fits {
         return Err(EngineError::Invalid(format!(
-            "the attachment is {}, not an image",
-            image.mime
+            "the attachment is {}, not an {what}",
+            media.mime
         )));
     }
-    if image.bytes.is_empty() {
-        return Err(EngineError::Invalid("the image is empty".into()));
+    if media.bytes.is_empty() {
+        return Err(EngineError::Invalid(format!("the {what} is empty")));
     }
-    if image.bytes.len() > MAX_IMAGE_BYTES {
+    if media.bytes.len() > cap {
         return Err(EngineError::Invalid(format!(
-            "the image is {} bytes; WhatsApp takes at most {MAX_IMAGE_BYTES}",
-            image.bytes.len()
+            "the {what} is {} bytes; WhatsApp takes at most {cap}",
+            media.bytes.len()
         )));
     }
     Ok(())

@@ -346,6 +346,9 @@ pub struct MessageStats {
 pub struct ByType {
     pub text: i64,
     pub image: i64,
+    pub document: i64,
+    pub video: i64,
+    pub audio: i64,
 }
 
 #[derive(Serialize, ToSchema)]

@@ -8,7 +8,7 @@ use super::answers::{
 };
 use super::audience::refuse_opted_out;
 use super::dto::{TestImageRequest, ValidateMessageRequest};
-use super::{resolve, sendable, single_target};
+use super::{look_at_media, resolve, sendable, single_target};
 use crate::auth::Caller;
 use crate::http::AppState;
 use crate::http::envelope::ErrorEnvelope;
@@ -45,10 +45,11 @@ pub async fn validate(
     let pair = pair_from(caller, &b.user_id, &b.place_id)?;
     let mut errors: Vec<String> = Vec::new();
     let mut warnings: Vec<String> = Vec::new();
-    let c = match Content::parse(ContentInput {
+    let mut c = match Content::parse(ContentInput {
         text: b.text.as_ref(),
         message: b.message.as_ref(),
         image_url: b.image_url.as_ref(),
+        media: b.media.as_ref(),
         template_id: b.template_id.as_ref(),
         variables: b.variables.as_ref(),
     }) {
@@ -87,8 +88,15 @@ pub async fn validate(
     }
     let mut run = DryRun::default();
     let mut image_info = None;
-    if let Some(c) = &c {
+    if let Some(c) = &mut c {
         let mut image_problem = None;
+        if let Some(m) = &mut c.media {
+            match look_at_media(&st, pair, m).await {
+                Ok(()) => {}
+                Err(AppError::Internal(e)) => return Err(AppError::Internal(e)),
+                Err(e) => image_problem = Some(e.to_string()),
+            }
+        }
         if let Some(url) = &c.image_url {
             match st.outbox.images().fetch(url).await {
                 Ok(img) => {

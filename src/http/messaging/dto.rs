@@ -30,7 +30,7 @@ pub struct MessageFilterQuery {
     /// `played` or `failed`; `pending` is the earlier service's name for `queued`.
     #[param(schema_with = message_status_filter)]
     pub status: Option<String>,
-    /// `text` or `image`.
+    /// `text`, `image`, `document`, `video`, `audio` (or, incoming, `sticker`, `other`).
     #[param(schema_with = message_type)]
     pub r#type: Option<String>,
     /// The earlier service's name for `type`.
@@ -118,6 +118,11 @@ pub struct SendMessageRequest {
     #[serde(default)]
     #[schema(schema_with = optional_http_url)]
     pub image_url: Option<Value>,
+    /// A file of any kind instead of (or with the caption of) a text: `{type: image |
+    /// document | video | audio, url | media_id, caption?, file_name?, voice_note?}`.
+    #[serde(default)]
+    #[schema(schema_with = media_object)]
+    pub media: Option<Value>,
     /// A template's text instead of `text` (`GET /templates`).
     #[serde(default)]
     #[schema(schema_with = template_id)]
@@ -147,6 +152,11 @@ pub struct GroupSendRequest {
     #[serde(default)]
     #[schema(schema_with = optional_http_url)]
     pub image_url: Option<Value>,
+    /// A file of any kind instead of (or with the caption of) a text: `{type: image |
+    /// document | video | audio, url | media_id, caption?, file_name?, voice_note?}`.
+    #[serde(default)]
+    #[schema(schema_with = media_object)]
+    pub media: Option<Value>,
     #[serde(default)]
     #[schema(schema_with = template_id)]
     pub template_id: Option<Value>,
@@ -188,6 +198,11 @@ pub struct BulkSendRequest {
     #[serde(default)]
     #[schema(schema_with = optional_http_url)]
     pub image_url: Option<Value>,
+    /// A file of any kind instead of (or with the caption of) a text: `{type: image |
+    /// document | video | audio, url | media_id, caption?, file_name?, voice_note?}`.
+    #[serde(default)]
+    #[schema(schema_with = media_object)]
+    pub media: Option<Value>,
     #[serde(default)]
     #[schema(schema_with = template_id)]
     pub template_id: Option<Value>,
@@ -239,6 +254,9 @@ pub struct ValidateMessageRequest {
     #[serde(default)]
     #[schema(schema_with = checked_in_errors)]
     pub image_url: Option<Value>,
+    #[serde(default)]
+    #[schema(schema_with = checked_in_errors)]
+    pub media: Option<Value>,
     #[serde(default)]
     #[schema(schema_with = checked_in_errors)]
     pub template_id: Option<Value>,
@@ -336,6 +354,49 @@ fn optional_phone() -> Object {
         .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
         .pattern(Some(r"^\s*\+?[0-9 .()-]*[0-9][0-9 .()-]*\s*$"))
         .examples([serde_json::json!("+966501234567")])
+        .build()
+}
+
+/// A message's file: its kind and where it comes from (exactly one of `url` and `media_id`).
+fn media_object() -> Object {
+    use crate::messaging::media::{FILE_NAME_MAX_CHARS, MEDIA_ID_MAX_CHARS};
+    let string = |max: usize| {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .min_length(Some(1))
+            .max_length(Some(max))
+    };
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::Object, Type::Null]))
+        .property(
+            "type",
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some(["image", "document", "video", "audio"])),
+        )
+        .required("type")
+        .property("url", http_url())
+        .property("media_id", string(MEDIA_ID_MAX_CHARS))
+        .property(
+            "caption",
+            string(crate::messaging::MAX_TEXT_CHARS).description(Some(
+                "The message's text; not with `text`, not for a voice note",
+            )),
+        )
+        .property(
+            "file_name",
+            string(FILE_NAME_MAX_CHARS).description(Some(
+                "A document's name as the recipient sees it (default: the upload's, else the \
+                 URL's last path segment, else `document`)",
+            )),
+        )
+        .property(
+            "voice_note",
+            ObjectBuilder::new()
+                .schema_type(Type::Boolean)
+                .description(Some("An audio to play as a voice note (`ptt`); no caption")),
+        )
+        .additional_properties(Some(AdditionalProperties::FreeForm(false)))
         .build()
 }
 

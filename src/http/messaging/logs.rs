@@ -67,13 +67,14 @@ fn message_filter(q: &MessageFilterQuery) -> AppResult<MessageFilter> {
             )
         })?),
     };
-    let kind =
-        match either(("type", &q.r#type), ("message_type", &q.message_type))? {
-            None => None,
-            Some((field, s)) => Some(MessageKind::parse(s).ok_or_else(|| {
-                AppError::BadRequest(format!("{field} must be one of: text, image"))
-            })?),
-        };
+    let kind = match either(("type", &q.r#type), ("message_type", &q.message_type))? {
+        None => None,
+        Some((field, s)) => Some(MessageKind::parse(s).ok_or_else(|| {
+            AppError::BadRequest(format!(
+                "{field} must be one of: text, image, document, video, audio, sticker, other"
+            ))
+        })?),
+    };
     let recipient = match either(
         ("recipient", &q.recipient),
         ("recipient_number", &q.recipient_number),
@@ -211,6 +212,9 @@ pub async fn stats(
             by_type: ByType {
                 text: counts.text,
                 image: counts.image,
+                document: counts.document,
+                video: counts.video,
+                audio: counts.audio,
             },
             last_24_hours: LastDay {
                 sent: sent_24h,

@@ -9,11 +9,13 @@ pub mod dto;
 mod logs;
 mod numbers;
 mod send;
+mod uploads;
 
 pub use checks::*;
 pub use logs::*;
 pub use numbers::*;
 pub use send::*;
+pub use uploads::*;
 
 use serde_json::Value;
 
@@ -21,13 +23,17 @@ use super::AppState;
 use crate::domain::{Pair, PhoneNumber, parse_positive_str};
 use crate::http::error::{AppError, AppResult};
 use crate::messaging::content::{Content, ContentError};
+use crate::messaging::media::{self, MediaRequest, MediaSource};
 use crate::session::SessionError;
 use crate::store::{ContactRecord, JobRecord};
 
 /// Every content problem is the caller's: the message names the field.
 impl From<ContentError> for AppError {
     fn from(e: ContentError) -> Self {
-        Self::BadRequest(e.to_string())
+        match e {
+            ContentError::NoUpload(_) => Self::NotFound(e.to_string()),
+            e => Self::BadRequest(e.to_string()),
+        }
     }
 }
 
@@ -41,15 +47,45 @@ async fn sendable(st: &AppState, pair: Pair) -> AppResult<()> {
     Ok(snap.sendable()?)
 }
 
-/// Downloads the image once at request time, so a URL that cannot work is refused now
-/// rather than failing every message later.
-async fn probe_image(st: &AppState, c: &Content) -> AppResult<()> {
+/// Looks at the message's file once at request time, so a file that cannot work is refused
+/// now rather than failing every message later: downloads a URL, reads an upload's record.
+async fn probe_media(st: &AppState, pair: Pair, c: &mut Content) -> AppResult<()> {
     if let Some(url) = &c.image_url {
         st.outbox
             .images()
             .fetch(url)
             .await
             .map_err(ContentError::from)?;
+    }
+    if let Some(m) = &mut c.media {
+        look_at_media(st, pair, m).await?;
+    }
+    Ok(())
+}
+
+/// What the file of `media` is: its upload's record (which the pair's user must be allowed
+/// to use) or a download of its URL under the kind's rules.
+async fn look_at_media(st: &AppState, pair: Pair, m: &mut MediaRequest) -> AppResult<()> {
+    match m.source.clone() {
+        MediaSource::Upload(id) => {
+            let up = st
+                .outbox
+                .uploads()
+                .upload(&id, st.clock.now_ms())
+                .await?
+                .filter(|u| u.usable_by(pair.user_id))
+                .ok_or(ContentError::NoUpload(id))?;
+            m.uploaded(&up)?;
+        }
+        MediaSource::Url(url) => {
+            let f = st
+                .outbox
+                .images()
+                .fetch_as(&url, m.kind, media::cap(m.kind))
+                .await
+                .map_err(ContentError::from)?;
+            m.downloaded(&f.mime, f.bytes.len(), &f.final_url);
+        }
     }
     Ok(())
 }

@@ -16,7 +16,7 @@ use super::dto::{
     SendMessageRequest,
 };
 use super::{
-    Target, contact_id, field_names, number, present, probe_image, queued_job, resolve, sendable,
+    Target, contact_id, field_names, number, present, probe_media, queued_job, resolve, sendable,
     single_target,
 };
 use crate::auth::Caller;
@@ -40,6 +40,7 @@ impl SendMessageRequest {
             text: self.text.as_ref(),
             message: self.message.as_ref(),
             image_url: self.image_url.as_ref(),
+            media: self.media.as_ref(),
             template_id: self.template_id.as_ref(),
             variables: self.variables.as_ref(),
         }
@@ -73,12 +74,12 @@ pub async fn send_message(
 ) -> AppResult<(StatusCode, QueuedMessageResponse)> {
     let pair = pair_from(caller, &b.user_id, &b.place_id)?;
     let target = single_target(&b.contact_id, &b.phone_number, &b.to)?;
-    let c = Content::parse(b.content())?;
+    let mut c = Content::parse(b.content())?;
     sendable(&st, pair).await?;
     let (contact, phone) = resolve(&st, pair, &target).await?;
     refuse_opted_out(&st, pair, contact.as_ref(), &phone).await?;
     c.refuse_unknown(&field_names(contact.as_ref()), None)?;
-    probe_image(&st, &c).await?;
+    probe_media(&st, pair, &mut c).await?;
     let msg = c.message_for(contact.as_ref(), &phone, None, &c.variables, &[], 0);
     let (_, queued) = st.outbox.enqueue(pair, None, &[msg]).await?;
     let stored = queued
@@ -117,10 +118,11 @@ pub async fn send_group(
     let group_id = parse_positive_str(GroupId::FIELD, &group_id)?;
     let pair = pair_from(caller, &b.user_id, &b.place_id)?;
     let skip_missing = skip_flag(&b.skip_not_on_whatsapp)?;
-    let c = Content::parse(ContentInput {
+    let mut c = Content::parse(ContentInput {
         text: b.text.as_ref(),
         message: b.message.as_ref(),
         image_url: b.image_url.as_ref(),
+        media: b.media.as_ref(),
         template_id: b.template_id.as_ref(),
         variables: b.variables.as_ref(),
     })?;
@@ -180,7 +182,7 @@ pub async fn send_group(
     // A custom field some member has counts as known; the others get it empty.
     let fields = field_names(&members);
     c.refuse_unknown(&fields, None)?;
-    probe_image(&st, &c).await?;
+    probe_media(&st, pair, &mut c).await?;
     let messages: Vec<NewMessage> = members
         .iter()
         .map(|m| c.message_for(Some(m), &m.phone_number, None, &c.variables, &fields, 0))
@@ -249,6 +251,7 @@ impl BulkSendRequest {
             text: self.text.as_ref(),
             message: self.message.as_ref(),
             image_url: self.image_url.as_ref(),
+            media: self.media.as_ref(),
             template_id: self.template_id.as_ref(),
             variables: self.variables.as_ref(),
         }
@@ -377,7 +380,7 @@ pub async fn send_bulk(
 ) -> AppResult<(StatusCode, BulkJobResponse)> {
     let pair = pair_from(caller, &b.user_id, &b.place_id)?;
     let recipients = b.recipients()?;
-    let c = Content::parse(b.content())?;
+    let mut c = Content::parse(b.content())?;
     let min_gap_ms = b.delay_ms()?;
     let skip_missing = skip_flag(&b.skip_not_on_whatsapp)?;
     sendable(&st, pair).await?;
@@ -397,7 +400,7 @@ pub async fn send_bulk(
         known.extend(fields.iter().copied());
         c.refuse_unknown(&known, Some(&format!("{list}[{i}]")))?;
     }
-    probe_image(&st, &c).await?;
+    probe_media(&st, pair, &mut c).await?;
     let mut seen = std::collections::HashSet::new();
     let mut messages = Vec::with_capacity(recipients.len());
     for (r, (contact, phone)) in recipients.iter().zip(&resolved) {

@@ -277,6 +277,23 @@ pub struct SimSentMessage {
     image_mime: Option<String>,
     #[schema(required = true, value_type = Option<i64>)]
     image_bytes: Option<usize>,
+    /// `image`, `document`, `video` or `audio`; null for a text.
+    #[schema(required = true)]
+    media_type: Option<String>,
+    #[schema(required = true)]
+    media_mime: Option<String>,
+    #[schema(required = true, value_type = Option<i64>)]
+    media_bytes: Option<usize>,
+    /// A document's name as the recipient sees it.
+    #[schema(required = true)]
+    file_name: Option<String>,
+    /// An audio sent as a voice note.
+    voice_note: bool,
+    /// An image's width and height, as the message carried them.
+    #[schema(required = true)]
+    width: Option<u32>,
+    #[schema(required = true)]
+    height: Option<u32>,
     #[schema(required = true, format = DateTime)]
     sent_at: Option<String>,
 }
@@ -289,6 +306,13 @@ impl From<&SimSent> for SimSentMessage {
             text: m.text.clone(),
             image_mime: m.image_mime.clone(),
             image_bytes: m.image_bytes,
+            media_type: m.media_type.clone(),
+            media_mime: m.media_mime.clone(),
+            media_bytes: m.media_bytes,
+            file_name: m.file_name.clone(),
+            voice_note: m.voice_note,
+            width: m.width,
+            height: m.height,
             sent_at: rfc3339_ms(m.at_ms),
         }
     }

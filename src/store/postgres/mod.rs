@@ -10,6 +10,7 @@ mod events;
 mod groups;
 mod inbox;
 mod keys;
+mod media;
 mod number_checks;
 mod outbox;
 mod sessions;

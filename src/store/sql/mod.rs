@@ -15,6 +15,7 @@ pub(super) mod events;
 pub(super) mod groups;
 pub(super) mod inbox;
 pub(super) mod keys;
+pub(super) mod media;
 pub(super) mod number_checks;
 pub(super) mod outbox;
 pub(super) mod sessions;

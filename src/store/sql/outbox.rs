@@ -259,6 +259,28 @@ macro_rules! impl_outbox_store {
                     })
                 }
 
+                async fn set_message_media(
+                    &self,
+                    id: i64,
+                    mime: &str,
+                    size: i64,
+                    file_name: Option<&str>,
+                ) -> StoreResult<()> {
+                    $write!(self, "record a message's file", |conn| {
+                        sqlx::query(
+                            "UPDATE messages SET media_mime = $1, media_size = $2, \
+                             media_file_name = COALESCE($3, media_file_name) WHERE id = $4",
+                        )
+                        .bind(mime)
+                        .bind(size)
+                        .bind(file_name)
+                        .bind(id)
+                        .execute(conn)
+                        .await?;
+                        Ok(())
+                    })
+                }
+
                 async fn mark_failed(&self, id: i64, error: &str, now_ms: i64) -> StoreResult<()> {
                     $write!(self, "mark a message as failed", |conn| {
                         sqlx::query(
@@ -373,7 +395,10 @@ macro_rules! impl_outbox_store {
                          AS played, \
                          COUNT(*) FILTER (WHERE status = 'failed') AS failed, \
                          COUNT(*) FILTER (WHERE kind = 'text') AS text, \
-                         COUNT(*) FILTER (WHERE kind = 'image') AS image",
+                         COUNT(*) FILTER (WHERE kind = 'image') AS image, \
+                         COUNT(*) FILTER (WHERE kind = 'document') AS document, \
+                         COUNT(*) FILTER (WHERE kind = 'video') AS video, \
+                         COUNT(*) FILTER (WHERE kind = 'audio') AS audio",
                     );
                     push_message_filter(&mut q, pair, filter);
                     // The outbox's counts: what people wrote is not part of them.
@@ -389,6 +414,9 @@ macro_rules! impl_outbox_store {
                         failed: row.col("failed")?,
                         text: row.col("text")?,
                         image: row.col("image")?,
+                        document: row.col("document")?,
+                        video: row.col("video")?,
+                        audio: row.col("audio")?,
                     })
                 }
 

@@ -8,6 +8,7 @@ pub(super) mod group_names;
 mod groups;
 mod inbox;
 mod keys;
+mod media;
 mod number_checks;
 mod outbox;
 mod sessions;
