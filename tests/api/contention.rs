@@ -542,8 +542,8 @@ async fn concurrent_writers_of_every_kind_get_no_5xx_and_lose_nothing() {
     assert!(done.keys.is_subset(&listed), "a created key is not listed");
 
     // Every send is in the log, and goes out (its `message.sent` event is part of the count
-    // below).
-    let log = format!("/api/whatsapp/messages?user_id={user}&place_id={place}");
+    // below). The incoming messages are in the log too, as `in`.
+    let log = format!("/api/whatsapp/messages?user_id={user}&place_id={place}&direction=out");
     poll("every message sent", async || {
         let all = all_pages(&app, &log, "messages").await;
         let sent: BTreeSet<i64> = all

@@ -107,7 +107,7 @@ async fn events_reach_the_webhook_signed_so_the_receiver_can_verify_them() {
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["data"]["secret"], SECRET);
-    assert_eq!(body["data"]["events"].as_array().unwrap().len(), 7);
+    assert_eq!(body["data"]["events"].as_array().unwrap().len(), 8);
 
     // session.status (on the way to ready), contacts.fetch.completed, message.sent,
     // message.received.
