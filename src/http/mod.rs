@@ -143,7 +143,7 @@ fn api_parts(with_sim: bool) -> (OpenApiRouter<AppState>, OpenApiRouter<AppState
             .routes(routes!(sim::outbox))
             .routes(routes!(sim::connections))
             // A file sent in the body, base64: up to 1 MiB of it.
-            .routes(routes!(sim::incoming).layer(DefaultBodyLimit::max(2 * 1024 * 1024)))
+            .routes(routes!(sim::incoming).layer(DefaultBodyLimit::max(sim::INCOMING_BODY_LIMIT)))
             .routes(routes!(sim::read_receipts))
             .routes(routes!(sim::receipt::receipt))
             .routes(routes!(sim::set_network, sim::get_network));

@@ -19,6 +19,8 @@ mod cluster;
 /// Only here: a node of a cluster cut off from the database.
 mod cut_off;
 
+#[path = "../api/check_numbers.rs"]
+mod check_numbers;
 #[path = "../api/connections.rs"]
 mod connections;
 #[path = "../api/contact_search.rs"]
@@ -33,6 +35,8 @@ mod conventions;
 mod fetch;
 #[path = "../api/groups.rs"]
 mod groups;
+#[path = "../api/inbox.rs"]
+mod inbox;
 #[path = "../api/keys.rs"]
 mod keys;
 #[path = "../api/laravel.rs"]
@@ -43,6 +47,8 @@ mod legacy_files;
 mod lifecycle;
 #[path = "../api/manual_groups.rs"]
 mod manual_groups;
+#[path = "../api/media.rs"]
+mod media;
 #[path = "../api/messaging.rs"]
 mod messaging;
 #[path = "../api/messaging_aliases.rs"]
@@ -50,6 +56,8 @@ mod messaging_aliases;
 #[path = "../api/names.rs"]
 mod names;
 mod nodes_events;
+#[path = "../api/opt_out.rs"]
+mod opt_out;
 #[path = "../api/outbound.rs"]
 mod outbound;
 #[path = "../api/quotas.rs"]

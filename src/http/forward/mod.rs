@@ -119,7 +119,7 @@ pub async fn forward(State(f): State<Forwarder>, req: Request, next: Next) -> Re
     };
     let (parts, body) = req.into_parts();
     let bytes = if target.reads_body() {
-        match read_body(body, f.body_limit).await {
+        match read_body(body, target.body_limit.unwrap_or(f.body_limit)).await {
             Ok(b) => b,
             Err(e) => return e.into_response(),
         }

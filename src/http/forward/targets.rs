@@ -31,6 +31,8 @@ pub struct Target {
     pair_in: PairIn,
     /// How long the owner may take to answer.
     pub timeout: Duration,
+    /// The route's own body limit, where it takes more than the API's default.
+    pub body_limit: Option<usize>,
 }
 
 impl Target {
@@ -39,7 +41,13 @@ impl Target {
             kind,
             pair_in,
             timeout,
+            body_limit: None,
         }
+    }
+
+    const fn with_body_limit(mut self, limit: usize) -> Self {
+        self.body_limit = Some(limit);
+        self
     }
 
     /// Whether the pair is read from the body (which must then be buffered to be sent on).
@@ -101,9 +109,14 @@ pub fn find(method: &Method, path: &str) -> Option<Target> {
         };
     }
     match path {
-        "/api/sim/scan" | "/api/sim/fault" | "/api/sim/incoming" | "/api/sim/receipt" => {
+        "/api/sim/scan" | "/api/sim/fault" | "/api/sim/receipt" => {
             target(Act, Body, COMMAND_TIMEOUT)
         }
+        // It may carry a file.
+        "/api/sim/incoming" => Some(
+            Target::new(Act, Body, COMMAND_TIMEOUT)
+                .with_body_limit(crate::http::sim::INCOMING_BODY_LIMIT),
+        ),
         _ => None,
     }
 }

@@ -22,6 +22,9 @@ pub use dto::*;
 pub use inbox::*;
 pub use network::*;
 
+/// `/api/sim/incoming` may carry a file of up to 1 MiB, base64.
+pub const INCOMING_BODY_LIMIT: usize = 2 * 1024 * 1024;
+
 /// What a tenant key is told: the simulated network drives every tenant's phones.
 const SIM_ONLY_ADMIN: &str = "use the simulated phone network";
 
