@@ -42,8 +42,9 @@ async fn ready_client(st: &AppState, pair: Pair) -> AppResult<Arc<dyn EngineClie
         .await?
         .ok_or(SessionError::NoSession)?;
     let status = snap.status();
+    // As a send to a session that is not linked: the caller's to fix (link it), not ours.
     if !status.is_ready() {
-        return Err(AppError::Unavailable(format!(
+        return Err(AppError::BadRequest(format!(
             "Session is not ready. Current status: {}. Please wait for the session to be ready.",
             status.as_str()
         )));
@@ -142,7 +143,8 @@ pub async fn contact_messages(
         (status = 400, description = "A bad parameter; the message names it", body = ErrorEnvelope),
         (status = 404, description = "No such message for this pair, or it is not an incoming message with a file", body = ErrorEnvelope),
         (status = 502, description = "WhatsApp did not hand the file over (expired or refused)", body = ErrorEnvelope),
-        (status = 503, description = "The session is not connected", body = ErrorEnvelope),
+        (status = 400, description = "The session is not ready", body = ErrorEnvelope),
+        (status = 503, description = "The session's client is gone: restart it", body = ErrorEnvelope),
     )
 )]
 pub async fn media(
@@ -291,7 +293,8 @@ async fn read_conversation(
         (status = 200, description = "How many were marked", body = ConversationReadResponse),
         (status = 400, description = "A bad parameter; the message names it", body = ErrorEnvelope),
         (status = 404, description = "No such contact for this pair", body = ErrorEnvelope),
-        (status = 503, description = "The session is not connected", body = ErrorEnvelope),
+        (status = 400, description = "The session is not ready", body = ErrorEnvelope),
+        (status = 503, description = "The session's client is gone: restart it", body = ErrorEnvelope),
     )
 )]
 pub async fn read(
@@ -316,7 +319,8 @@ pub async fn read(
         (status = 200, description = "How many were marked", body = ConversationReadResponse),
         (status = 400, description = "A bad parameter; the message names it", body = ErrorEnvelope),
         (status = 404, description = "No such contact for this pair", body = ErrorEnvelope),
-        (status = 503, description = "The session is not connected", body = ErrorEnvelope),
+        (status = 400, description = "The session is not ready", body = ErrorEnvelope),
+        (status = 503, description = "The session's client is gone: restart it", body = ErrorEnvelope),
     )
 )]
 pub async fn read_messages(
@@ -341,7 +345,8 @@ pub async fn read_messages(
         (status = 200, description = "How many were marked", body = ConversationReadResponse),
         (status = 400, description = "A bad parameter; the message names it", body = ErrorEnvelope),
         (status = 404, description = "No such contact for this pair", body = ErrorEnvelope),
-        (status = 503, description = "The session is not connected", body = ErrorEnvelope),
+        (status = 400, description = "The session is not ready", body = ErrorEnvelope),
+        (status = 503, description = "The session's client is gone: restart it", body = ErrorEnvelope),
     )
 )]
 pub async fn read_conversation_route(
