@@ -127,6 +127,9 @@ pub async fn upload_media(
     let mut file: Option<(Vec<u8>, String, Option<String>)> = None;
     while let Some(mut field) = form.next_field().await.map_err(read_error)? {
         match field.name().unwrap_or_default() {
+            // A field given twice is a list, which neither is.
+            "type" if kind.is_some() => return Err(twice("type")),
+            "user_id" if user.is_some() => return Err(twice("user_id")),
             "type" => {
                 let t = text_field(field, "type").await?;
                 kind = Some(media::parse_kind(&t, "type")?);
@@ -221,4 +224,8 @@ pub async fn upload_media(
             "File uploaded; send it by media_id within 24 hours",
         ),
     ))
+}
+
+fn twice(field: &str) -> AppError {
+    AppError::BadRequest(format!("{field} must be given once"))
 }
