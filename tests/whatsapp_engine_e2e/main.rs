@@ -12,6 +12,7 @@
 //! `cargo test --test whatsapp_engine_e2e` runs exactly these.
 
 mod failures;
+mod inbox;
 mod linking;
 mod nodes;
 mod receipts;
