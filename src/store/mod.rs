@@ -10,6 +10,7 @@ pub mod number_checks;
 mod postgres;
 mod retry;
 mod sim;
+mod simulated;
 mod sql;
 mod sqlite;
 pub mod traits;
