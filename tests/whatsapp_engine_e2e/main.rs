@@ -7,13 +7,17 @@
 //! or the one `WAM_TEST_POSTGRES` names; without one they fail, never skip). `failures`: what
 //! WhatsApp or the network refuse. `send`: the engine's client below the API, sending.
 //! `nodes`: two server processes on one PostgreSQL database; a linked device whose node is
-//! killed comes back on the other with its keys.
+//! killed comes back on the other with its keys. `inbox`: what contacts write (texts and files)
+//! in the inbox, files downloaded, read receipts, opt-out words. `numbers`: number checks by
+//! WhatsApp's usync, and a bulk send that skips numbers without WhatsApp.
 //!
 //! `cargo test --test whatsapp_engine_e2e` runs exactly these.
 
 mod failures;
+mod inbox;
 mod linking;
 mod nodes;
+mod numbers;
 mod receipts;
 mod send;
 

@@ -444,6 +444,11 @@ impl Conn {
                 if node.tag.as_ref() == "message" {
                     self.record_message(&node).await;
                 }
+                if node.tag.as_ref() == "receipt"
+                    && let Some(Role::Login { phone, device }) = &self.role
+                {
+                    crate::receipts::record(&self.inner, phone, *device, &node);
+                }
                 // Acknowledge like the server does, so senders are not left
                 // waiting; nothing is delivered anywhere.
                 let mut ack = NodeBuilder::new("ack")

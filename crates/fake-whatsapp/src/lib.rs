@@ -103,6 +103,7 @@ use wacore_binary::node::Node;
 mod conn;
 mod contacts;
 mod history;
+mod inbound;
 mod iq;
 mod keyshare;
 mod media;
@@ -117,9 +118,10 @@ mod transport;
 
 pub use contacts::PhoneContact;
 pub use history::{History, HistoryChat};
+pub use inbound::{PhoneMedia, PhoneMediaKind};
 pub use media::FakeMediaServer;
 pub use outbox::SentMessage;
-pub use receipts::ReceiptKind;
+pub use receipts::{ClientReceipt, ReceiptKind};
 pub use transport::FakeTransportFactory;
 
 /// How long [`FakeWhatsApp::scan`] waits for the client's `pair-device-sign`.
@@ -191,6 +193,8 @@ pub(crate) struct State {
     pub number_checks: Vec<Vec<String>>,
     /// Every `<message>` clients sent, in arrival order.
     pub sent: Vec<SentMessage>,
+    /// Every `<receipt>` clients sent, in arrival order.
+    pub client_receipts: Vec<receipts::ClientReceipt>,
     /// Encrypted media uploaded to the fake media server, by direct path.
     pub uploads: HashMap<String, Vec<u8>>,
     /// The media server answers every request with 503 ([`FakeWhatsApp::refuse_uploads`]).
@@ -323,6 +327,7 @@ impl FakeWhatsApp {
                     businesses: HashSet::new(),
                     number_checks: Vec::new(),
                     sent: Vec::new(),
+                    client_receipts: Vec::new(),
                     uploads: HashMap::new(),
                     uploads_refused: false,
                     nacks: HashMap::new(),
@@ -967,6 +972,36 @@ impl FakeWhatsApp {
         text: &str,
         timestamp: i64,
     ) -> anyhow::Result<()> {
+        let msg = waproto::whatsapp::Message {
+            conversation: Some(text.to_string()),
+            ..Default::default()
+        };
+        let id = signal::message_id();
+        self.deliver(
+            phone_digits,
+            from_jid,
+            push_name,
+            msg,
+            "text",
+            &id,
+            timestamp,
+        )
+        .await
+    }
+
+    /// Encrypts `msg` from `from_jid` to every connected companion of the account, as
+    /// [`Self::send_message`] describes, under the stanza `type` and id given.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn deliver(
+        &self,
+        phone_digits: &str,
+        from_jid: &str,
+        push_name: &str,
+        msg: waproto::whatsapp::Message,
+        msg_type: &str,
+        id: &str,
+        timestamp: i64,
+    ) -> anyhow::Result<()> {
         let from: wacore_binary::Jid = from_jid
             .parse()
             .map_err(|e| anyhow!("bad sender JID {from_jid:?}: {e:?}"))?;
@@ -985,19 +1020,17 @@ impl FakeWhatsApp {
                 }
             })
         });
-        let msg = waproto::whatsapp::Message {
-            conversation: Some(text.to_string()),
-            ..Default::default()
-        };
         let plaintext = wacore::messages::MessageUtils::pad_message_v2(
             waproto::buffa::Message::encode_to_vec(&msg),
         );
         let mut extra = vec![("notify", push_name.to_string())];
         extra.extend(alt);
+        let (id, msg_type) = (id.to_string(), msg_type.to_string());
         self.push_to_devices(phone_digits, |account, signals, device, bundle| {
             let plaintext = plaintext.clone();
             let from = from.clone();
             let extra = extra.clone();
+            let (id, msg_type) = (id.clone(), msg_type.clone());
             async move {
                 let enc = signal::encrypt_from(
                     &signals,
@@ -1010,12 +1043,7 @@ impl FakeWhatsApp {
                 )
                 .await?;
                 Ok(signal::enc_message_node(
-                    &from,
-                    &signal::message_id(),
-                    "text",
-                    timestamp,
-                    &extra,
-                    enc,
+                    &from, &id, &msg_type, timestamp, &extra, enc,
                 ))
             }
         })

@@ -4,7 +4,10 @@
 use anyhow::bail;
 use wacore_binary::builder::NodeBuilder;
 
-use crate::{FakeWhatsApp, conn};
+use wacore_binary::node::Node;
+
+use crate::nodes::attr;
+use crate::{FakeWhatsApp, Inner, conn};
 
 /// What the recipient reports, as the stanza's `type` says it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,5 +58,57 @@ impl FakeWhatsApp {
             bail!("no device of {to_account_phone} is connected");
         }
         Ok(())
+    }
+}
+
+/// A `<receipt>` a client sent about messages it got: read receipts for what it showed its
+/// user (`type="read"`), the automatic delivery receipts (no `type`), and the rest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientReceipt {
+    /// The account (digits) and device that sent it.
+    pub account: String,
+    pub device: u16,
+    /// The chat it is addressed to (`to`), as the client wrote it.
+    pub to: String,
+    /// `read`, `read-self`, `played`, ... or `None` for a delivery receipt.
+    pub receipt_type: Option<String>,
+    /// Every message id it names: `id`, then the `<list><item id=../></list>`.
+    pub ids: Vec<String>,
+}
+
+/// Keeps a receipt the client sent, for [`FakeWhatsApp::client_receipts`].
+pub(crate) fn record(inner: &Inner, account: &str, device: u16, node: &Node) {
+    let ids = attr(node, "id")
+        .into_iter()
+        .chain(
+            node.get_optional_child("list")
+                .into_iter()
+                .flat_map(|l| l.get_children_by_tag("item"))
+                .filter_map(|i| attr(i, "id")),
+        )
+        .collect();
+    let r = ClientReceipt {
+        account: account.to_string(),
+        device,
+        to: attr(node, "to").unwrap_or_default(),
+        receipt_type: attr(node, "type"),
+        ids,
+    };
+    inner.lock().client_receipts.push(r);
+    inner.notify_changed();
+}
+
+impl FakeWhatsApp {
+    /// Every receipt clients sent about messages they got, in arrival order.
+    pub fn client_receipts(&self) -> Vec<ClientReceipt> {
+        self.inner.lock().client_receipts.clone()
+    }
+
+    /// The read receipts (`type="read"`) clients sent, in arrival order.
+    pub fn read_receipts(&self) -> Vec<ClientReceipt> {
+        self.client_receipts()
+            .into_iter()
+            .filter(|r| r.receipt_type.as_deref() == Some("read"))
+            .collect()
     }
 }

@@ -223,6 +223,14 @@ impl EngineClient for WaClient {
     ) -> Result<Vec<crate::engine::NumberInfo>, EngineError> {
         self.lookup_numbers(numbers).await
     }
+
+    async fn mark_read(&self, chat: &PhoneNumber, ids: &[String]) -> Result<(), EngineError> {
+        self.send_read_receipts(chat, ids).await
+    }
+
+    async fn download_media(&self, media_ref: &str) -> Result<Vec<u8>, EngineError> {
+        self.download_file(media_ref).await
+    }
 }
 
 /// The cache of a session, read in chunks like any contact source.

@@ -10,6 +10,7 @@ use whatsapp_rust::{Client, Jid};
 
 use super::client::WaClient;
 use super::history::{contact_action_fact, history_facts, is_lid, is_pn, message_content};
+use super::inbox::media_content;
 use super::send::human_duration;
 use super::{NO_PROGRESS_AFTER, STOP_GRACE};
 use crate::domain::text::phone_name_opt;
@@ -120,7 +121,13 @@ impl Pump {
         if src.is_from_me || src.is_group || !(src.chat.is_pn() || src.chat.is_lid()) {
             return None;
         }
-        let (kind, text) = message_content(&m.message)?;
+        let (kind, text, media) = match media_content(&m.message) {
+            Some(found) => found,
+            None => {
+                let (kind, text) = message_content(&m.message)?;
+                (kind, text, None)
+            }
+        };
         let Some(from) = self
             .sender_number(&src.sender, src.sender_alt.as_ref())
             .await
@@ -140,7 +147,7 @@ impl Pump {
             text,
             kind: kind.to_string(),
             timestamp: m.info.timestamp.timestamp(),
-            media: None,
+            media,
         })
     }
 

@@ -13,6 +13,7 @@
 mod client;
 mod events;
 mod history;
+mod inbox;
 mod legacy;
 mod numbers;
 mod options;
