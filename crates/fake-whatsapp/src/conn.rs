@@ -656,6 +656,9 @@ impl Conn {
         {
             sent.image = crate::media::open_image(&st.uploads, image);
         }
+        if let Some(m) = sent.message.as_ref() {
+            sent.file = crate::media::open_file(&st.uploads, m);
+        }
         tracing::debug!(
             conn = self.id,
             to = sent.to,

@@ -14,7 +14,7 @@ use anyhow::anyhow;
 use async_trait::async_trait;
 use whatsapp_rust::http::{HttpClient, HttpRequest, HttpResponse};
 
-use crate::Inner;
+use crate::{Inner, PhoneMedia, PhoneMediaKind};
 
 /// The one upload host `media_conn` names.
 pub(crate) const HOST: &str = "mmg.fake.whatsapp.net";
@@ -85,17 +85,100 @@ fn status(code: u16, text: &str) -> HttpResponse {
     }
 }
 
+/// The plaintext of the blob at `direct_path`, if it was uploaded here and `key` opens it
+/// as `kind`.
+fn open(
+    uploads: &std::collections::HashMap<String, Vec<u8>>,
+    direct_path: Option<&str>,
+    key: Option<&[u8]>,
+    kind: wacore::download::MediaType,
+) -> Option<Vec<u8>> {
+    let blob = uploads.get(direct_path?)?;
+    wacore::download::DownloadUtils::verify_and_decrypt(blob, key?, kind).ok()
+}
+
 /// The plaintext of the image a message points to, if it was uploaded here
 /// and its key opens it.
 pub(crate) fn open_image(
     uploads: &std::collections::HashMap<String, Vec<u8>>,
     image: &waproto::whatsapp::message::ImageMessage,
 ) -> Option<Vec<u8>> {
-    let blob = uploads.get(image.direct_path.as_deref()?)?;
-    wacore::download::DownloadUtils::verify_and_decrypt(
-        blob,
-        image.media_key.as_deref()?,
+    open(
+        uploads,
+        image.direct_path.as_deref(),
+        image.media_key.as_deref(),
         wacore::download::MediaType::Image,
     )
-    .ok()
+}
+
+/// The file a message carries, as the recipient's phone sees it once downloaded: its kind,
+/// what the message says about it, and its bytes opened with the message's key. `None`
+/// for a message without a file, or whose file is not here or does not open.
+pub(crate) fn open_file(
+    uploads: &std::collections::HashMap<String, Vec<u8>>,
+    m: &waproto::whatsapp::Message,
+) -> Option<PhoneMedia> {
+    use wacore::download::MediaType;
+    let file = |kind, bytes: Option<Vec<u8>>, mime: Option<&String>| {
+        Some(PhoneMedia::new(
+            kind,
+            bytes?,
+            mime.map_or("", String::as_str),
+        ))
+    };
+    if let Some(i) = m.image_message.as_option() {
+        let bytes = open(
+            uploads,
+            i.direct_path.as_deref(),
+            i.media_key.as_deref(),
+            MediaType::Image,
+        );
+        let mut f = file(PhoneMediaKind::Image, bytes, i.mimetype.as_ref())?;
+        f.caption = i.caption.clone();
+        return Some(f);
+    }
+    if let Some(d) = m.document_message.as_option() {
+        let bytes = open(
+            uploads,
+            d.direct_path.as_deref(),
+            d.media_key.as_deref(),
+            MediaType::Document,
+        );
+        let mut f = file(PhoneMediaKind::Document, bytes, d.mimetype.as_ref())?;
+        f.caption = d.caption.clone();
+        f.file_name = d.file_name.clone();
+        return Some(f);
+    }
+    if let Some(v) = m.video_message.as_option() {
+        let bytes = open(
+            uploads,
+            v.direct_path.as_deref(),
+            v.media_key.as_deref(),
+            MediaType::Video,
+        );
+        let mut f = file(PhoneMediaKind::Video, bytes, v.mimetype.as_ref())?;
+        f.caption = v.caption.clone();
+        return Some(f);
+    }
+    if let Some(a) = m.audio_message.as_option() {
+        let bytes = open(
+            uploads,
+            a.direct_path.as_deref(),
+            a.media_key.as_deref(),
+            MediaType::Audio,
+        );
+        let mut f = file(PhoneMediaKind::Audio, bytes, a.mimetype.as_ref())?;
+        f.voice_note = a.ptt.unwrap_or(false);
+        return Some(f);
+    }
+    if let Some(st) = m.sticker_message.as_option() {
+        let bytes = open(
+            uploads,
+            st.direct_path.as_deref(),
+            st.media_key.as_deref(),
+            MediaType::Sticker,
+        );
+        return file(PhoneMediaKind::Sticker, bytes, st.mimetype.as_ref());
+    }
+    None
 }

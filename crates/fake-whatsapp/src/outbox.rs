@@ -50,6 +50,9 @@ pub struct SentMessage {
     /// For an image message: the image, downloaded from the fake media
     /// server and decrypted with the key the message carries.
     pub image: Option<Vec<u8>>,
+    /// The file the message carries, of any kind, downloaded and decrypted as the
+    /// recipient's phone would (with the caption, file name and `ptt` the message gives).
+    pub file: Option<crate::PhoneMedia>,
 }
 
 impl SentMessage {
@@ -68,6 +71,16 @@ impl SentMessage {
                 m.image_message
                     .as_option()
                     .and_then(|i| i.caption.as_deref())
+            })
+            .or_else(|| {
+                m.document_message
+                    .as_option()
+                    .and_then(|d| d.caption.as_deref())
+            })
+            .or_else(|| {
+                m.video_message
+                    .as_option()
+                    .and_then(|v| v.caption.as_deref())
             })
     }
 
@@ -315,6 +328,7 @@ pub(crate) async fn record(
         message: None,
         decrypt_error: None,
         image: None,
+        file: None,
     };
     let (Some(dir), Some(signals)) = (dir, signals) else {
         sent.decrypt_error = Some("not a logged-in device".into());

@@ -3,10 +3,11 @@
 //!
 //! Each sender has an identity key and keeps one session per companion
 //! (device id + companion identity), started from the companion's uploaded
-//! pre-key bundle. The companion never answers these senders, so every
-//! message stays a `pkmsg` carrying the session's base key: the client can
-//! decrypt it whatever it stored before (a restarted client, a PN→LID session
-//! move, …), and a sender's later messages advance the same chain.
+//! pre-key bundle. Until the companion answers on it, every message stays a
+//! `pkmsg` carrying the session's base key: the client can decrypt it whatever
+//! it stored before (a restarted client, a PN→LID session move, …), and a
+//! sender's later messages advance the same chain. A companion's reply on that
+//! session (`msg`) is read with it, as a phone would.
 
 use std::collections::HashMap;
 
@@ -267,15 +268,51 @@ impl SignalSender {
             other => return Err(anyhow!("cannot decrypt <enc type={other:?}>")),
         };
         let address = ProtocolAddress::new(from, u32::from(from_device).into());
-        let mut sessions = OneSession(std::mem::take(&mut self.inbound));
+        if enc_type == "msg" && !self.inbound.contains_key(address.as_str()) {
+            // A reply on a session this sender started (a contact who wrote first): the
+            // same session, read the other way, and advanced for what they write next.
+            let started: Vec<_> = self
+                .sessions
+                .keys()
+                .filter(|(device, _)| *device == from_device)
+                .copied()
+                .collect();
+            for key in started {
+                let Some(record) = self.sessions.get(&key).cloned() else {
+                    continue;
+                };
+                let one = HashMap::from([(address.as_str().to_string(), record)]);
+                let (result, mut one) = self.open(&message, &address, one).await;
+                if let Ok(plaintext) = result {
+                    if let Some(record) = one.remove(address.as_str()) {
+                        self.sessions.insert(key, record);
+                    }
+                    return Ok(plaintext);
+                }
+            }
+        }
+        let inbound = std::mem::take(&mut self.inbound);
+        let (result, inbound) = self.open(&message, &address, inbound).await;
+        self.inbound = inbound;
+        result.map_err(|e| anyhow!("decrypting the companion's message: {e}"))
+    }
+
+    /// Decrypts `message` from `address` with `sessions`; gives them back as they are after.
+    async fn open(
+        &mut self,
+        message: &CiphertextMessage,
+        address: &ProtocolAddress,
+        sessions: HashMap<String, SessionRecord>,
+    ) -> (SignalResult<Vec<u8>>, HashMap<String, SessionRecord>) {
+        let mut sessions = OneSession(sessions);
         let mut identities = SenderIdentity {
             pair: IdentityKeyPair::from(self.identity.clone()),
             registration_id: self.registration_id,
             known: HashMap::new(),
         };
         let result = message_decrypt(
-            &message,
-            &address,
+            message,
+            address,
             &mut sessions,
             &mut identities,
             &mut self.pre_keys,
@@ -284,10 +321,7 @@ impl SignalSender {
             UsePQRatchet::No,
         )
         .await;
-        self.inbound = sessions.0;
-        Ok(result
-            .map_err(|e| anyhow!("decrypting the companion's message: {e}"))?
-            .plaintext)
+        (result.map(|r| r.plaintext), sessions.0)
     }
 
     /// A sender with a fresh identity key (another WhatsApp user).
