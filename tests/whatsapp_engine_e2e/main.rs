@@ -9,13 +9,16 @@
 //! `nodes`: two server processes on one PostgreSQL database; a linked device whose node is
 //! killed comes back on the other with its keys. `inbox`: what contacts write (texts and files)
 //! in the inbox, files downloaded, read receipts, opt-out words. `numbers`: number checks by
-//! WhatsApp's usync, and a bulk send that skips numbers without WhatsApp.
+//! WhatsApp's usync, and a bulk send that skips numbers without WhatsApp. `media`: files of
+//! every kind sent through our API (by URL and by upload; to a contact, a number, a group and
+//! in bulk) reach WhatsApp byte for byte.
 //!
 //! `cargo test --test whatsapp_engine_e2e` runs exactly these.
 
 mod failures;
 mod inbox;
 mod linking;
+mod media;
 mod nodes;
 mod numbers;
 mod receipts;

@@ -38,6 +38,8 @@ pub struct Server {
     /// The harness' own connection to the server's database, opened on first use.
     store: OnceCell<Db>,
     running: Option<crate::Running>,
+    /// Applied to [`Self::config`] at every boot: what one test needs differently.
+    tweak: fn(&mut Config),
 }
 
 impl Server {
@@ -47,6 +49,16 @@ impl Server {
     }
 
     pub async fn start_on(fake: FakeWhatsApp, backend: TestBackend) -> Self {
+        Self::start_with(fake, backend, |_| {}).await
+    }
+
+    /// Like [`Self::start_on`], with `tweak` applied to the configuration at every boot
+    /// (a restart keeps it).
+    pub async fn start_with(
+        fake: FakeWhatsApp,
+        backend: TestBackend,
+        tweak: fn(&mut Config),
+    ) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut s = Self {
             fake,
@@ -67,6 +79,7 @@ impl Server {
                 .expect("client"),
             store: OnceCell::new(),
             running: None,
+            tweak,
         };
         s.boot().await;
         s
@@ -79,6 +92,7 @@ impl Server {
         c.data_dir = self.dir.path().join("data");
         c.engine = EngineKind::Whatsapp;
         c.admin_key = Some(whatsapp_manager::auth::AdminKeyHash::of(ADMIN_KEY));
+        (self.tweak)(&mut c);
         c
     }
 
