@@ -531,3 +531,46 @@ pub async fn an_opt_out_is_stamped_once_kept_by_a_fetch_and_cleared(f: Fixture) 
     assert_eq!((got.opted_out, got.opted_out_at), (false, None));
     assert!(!only(&f.db, p).await.opted_out);
 }
+
+pub async fn opted_out_numbers_are_found_among_a_list_for_their_pair_only(f: Fixture) {
+    let (p, q) = (pair(1, 2), pair(1, 3));
+    let numbers = ["+966500000001", "+966500000002", "+966500000003"];
+    let book: Vec<ImportContact> = numbers.iter().map(|n| contact(n, Some(1), None)).collect();
+    import(&f.db, p, &book).await;
+    import(&f.db, q, &book).await;
+    let opt_out = ContactPatch {
+        opted_out: Some(true),
+        ..Default::default()
+    };
+    for (pair, number) in [(p, numbers[0]), (p, numbers[2]), (q, numbers[1])] {
+        let (list, _) =
+            f.db.search_contacts(pair, None, &query(ContactFilter::default(), 1, 10), 0)
+                .await
+                .unwrap();
+        let c = list.iter().find(|c| c.phone_number == number).unwrap();
+        f.db.update_contact(pair, c.id, &opt_out, 10).await.unwrap();
+    }
+    let asked: Vec<String> = numbers
+        .iter()
+        .map(|n| n.to_string())
+        .chain(["+966599999999".to_string()])
+        .collect();
+    let mut found = f.db.opted_out_numbers(p, &asked).await.unwrap();
+    found.sort();
+    assert_eq!(
+        found,
+        vec![numbers[0], numbers[2]],
+        "this pair's opt-outs only"
+    );
+    assert_eq!(
+        f.db.opted_out_numbers(q, &asked).await.unwrap(),
+        vec![numbers[1]]
+    );
+    assert!(f.db.opted_out_numbers(p, &[]).await.unwrap().is_empty());
+    assert!(
+        f.db.opted_out_numbers(pair(9, 9), &asked)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}

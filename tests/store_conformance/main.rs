@@ -13,6 +13,7 @@ mod groups;
 mod inbox;
 mod keys;
 mod media;
+mod number_checks;
 mod outbox;
 /// PostgreSQL's own tests: concurrency from several pools, and its statements over arrays
 /// compared with SQLite's.
@@ -131,6 +132,7 @@ macro_rules! suite {
                 a_patch_replaces_tags_and_merges_fields_where_null_removes,
                 search_matches_non_ascii_names_case_insensitively,
                 stats_count_names_business_and_activity,
+                opted_out_numbers_are_found_among_a_list_for_their_pair_only,
             ]
         );
         instantiate!(
@@ -150,6 +152,7 @@ macro_rules! suite {
             [
                 a_sim_link_is_kept_replaced_and_forgotten_once,
                 a_phone_book_is_kept_byte_for_byte_per_pair,
+                the_networks_list_is_kept_apart_from_every_pairs_book,
                 the_outbox_keeps_the_order_sent_per_pair,
                 a_second_connection_of_a_device_replaces_the_first_unless_its_node_is_dead,
                 racing_connections_of_one_device_leave_exactly_one_open,
@@ -188,6 +191,15 @@ macro_rules! suite {
                 pairs_with_pending_lists_each_pair_once,
                 media_of_every_kind_is_kept_with_its_file_details,
                 a_download_fills_in_the_file_and_kinds_are_counted,
+                a_jobs_skips_are_recorded_for_its_pair_only,
+            ]
+        );
+        instantiate!(
+            $backend,
+            number_checks,
+            [
+                answers_are_read_back_when_fresh_and_a_newer_one_replaces_the_older,
+                a_long_list_is_saved_and_read_whole,
             ]
         );
         instantiate!(

@@ -2,8 +2,8 @@
 //! queued with, and counted for the cap.
 
 use whatsapp_manager::store::{
-    Direction, JobKind, MediaFields, MessageCounts, MessageFilter, MessageKind, MessageRecord,
-    MessageStatus, NewMessage, RetryOutcome,
+    Direction, JobKind, JobSkips, MediaFields, MessageCounts, MessageFilter, MessageKind,
+    MessageRecord, MessageStatus, NewMessage, RetryOutcome,
 };
 
 use crate::{Db, Fixture, pair};
@@ -511,4 +511,31 @@ pub async fn a_download_fills_in_the_file_and_kinds_are_counted(f: Fixture) {
         .await
         .unwrap();
     assert_eq!((docs.queued, docs.document, docs.video), (1, 1, 0));
+}
+
+pub async fn a_jobs_skips_are_recorded_for_its_pair_only(f: Fixture) {
+    let (p, q) = (pair(1, 2), pair(1, 3));
+    let (job, _) =
+        f.db.enqueue(p, Some((JobKind::Bulk, None)), &[text("+1", "A")], 1)
+            .await
+            .unwrap();
+    let job = job.unwrap();
+    assert_eq!(
+        f.db.job(p, job).await.unwrap().unwrap().skipped,
+        JobSkips::default()
+    );
+    let skipped = JobSkips {
+        opted_out: 3,
+        not_on_whatsapp: 2,
+    };
+    // Another pair naming the job changes nothing.
+    f.db.record_job_skips(q, job, skipped).await.unwrap();
+    assert_eq!(
+        f.db.job(p, job).await.unwrap().unwrap().skipped,
+        JobSkips::default()
+    );
+    f.db.record_job_skips(p, job, skipped).await.unwrap();
+    let j = f.db.job(p, job).await.unwrap().unwrap();
+    assert_eq!(j.skipped, skipped);
+    assert_eq!(j.total, 1, "skips are not messages");
 }

@@ -38,6 +38,32 @@ pub async fn a_phone_book_is_kept_byte_for_byte_per_pair(f: Fixture) {
     );
 }
 
+pub async fn the_networks_list_is_kept_apart_from_every_pairs_book(f: Fixture) {
+    let p = pair(1, 2);
+    assert_eq!(f.db.sim_network().await.unwrap(), None);
+    f.db.set_sim_phonebook(p, b"the pair's book", 1)
+        .await
+        .unwrap();
+    f.db.set_sim_network(b"first list", 1).await.unwrap();
+    f.db.set_sim_network(b"second list", 2).await.unwrap();
+    assert_eq!(
+        f.db.sim_network().await.unwrap().as_deref(),
+        Some(&b"second list"[..]),
+        "replaced"
+    );
+    assert_eq!(
+        f.db.sim_phonebook(p).await.unwrap().as_deref(),
+        Some(&b"the pair's book"[..]),
+        "no pair's book is the network's"
+    );
+    let mut all = f.db.all_sim_phonebooks().await.unwrap();
+    all.sort();
+    assert_eq!(
+        all,
+        vec![b"second list".to_vec(), b"the pair's book".to_vec()]
+    );
+}
+
 pub async fn the_outbox_keeps_the_order_sent_per_pair(f: Fixture) {
     let (p, q) = (pair(1, 2), pair(2, 2));
     for i in 0..50 {
