@@ -49,6 +49,23 @@ fn pair_routes(user: i64, place: i64, group: i64) -> Vec<(Method, String, Option
         ),
         (Method::GET, format!("/api/whatsapp/groups?{q}"), None),
         (
+            Method::POST,
+            "/api/whatsapp/check-numbers".into(),
+            Some(json!({"user_id": user, "place_id": place, "numbers": ["+966501234567"]})),
+        ),
+        (Method::GET, format!("/api/whatsapp/conversations?{q}"), None),
+        (
+            Method::GET,
+            format!("/api/whatsapp/contacts/1/messages?{q}"),
+            None,
+        ),
+        (Method::POST, "/api/whatsapp/contacts/1/read".into(), b()),
+        (
+            Method::GET,
+            format!("/api/whatsapp/messages/1/media?{q}"),
+            None,
+        ),
+        (
             Method::GET,
             format!("/api/whatsapp/groups/{group}/contacts?{q}"),
             None,
