@@ -140,10 +140,9 @@ pub async fn contact_messages(
     params(MessagePath, PairQuery),
     responses(
         (status = 200, description = "The file", content_type = "application/octet-stream", body = Vec<u8>),
-        (status = 400, description = "A bad parameter; the message names it", body = ErrorEnvelope),
+        (status = 400, description = "A bad parameter (the message names it), or a session that is not ready", body = ErrorEnvelope),
         (status = 404, description = "No such message for this pair, or it is not an incoming message with a file", body = ErrorEnvelope),
         (status = 502, description = "WhatsApp did not hand the file over (expired or refused)", body = ErrorEnvelope),
-        (status = 400, description = "The session is not ready", body = ErrorEnvelope),
         (status = 503, description = "The session's client is gone: restart it", body = ErrorEnvelope),
     )
 )]
@@ -278,82 +277,58 @@ async fn read_conversation(
     ))
 }
 
-/// # `POST /api/whatsapp/contacts/{contact_id}/read`
-#[utoipa::path(
-    post,
-    path = "/contacts/{contact_id}/read",
-    operation_id = "read_contact_messages",
-    tag = tags::MESSAGING,
-    summary = "Mark a contact's unread messages read, and send WhatsApp's read receipts",
-    description = "Also routed as `/contacts/{contact_id}/messages/read` and \
-        `/conversations/{contact_id}/read`. Needs the session connected.",
-    params(ContactPath),
-    request_body = PairRequest,
-    responses(
-        (status = 200, description = "How many were marked", body = ConversationReadResponse),
-        (status = 400, description = "A bad parameter; the message names it", body = ErrorEnvelope),
-        (status = 404, description = "No such contact for this pair", body = ErrorEnvelope),
-        (status = 400, description = "The session is not ready", body = ErrorEnvelope),
-        (status = 503, description = "The session's client is gone: restart it", body = ErrorEnvelope),
-    )
-)]
-pub async fn read(
-    State(st): State<AppState>,
-    caller: Caller,
-    Path(path): Path<ContactPath>,
-    Body(b): Body<PairRequest>,
-) -> AppResult<ConversationReadResponse> {
-    read_conversation(st, caller, path, b).await
+/// One read route: the route and its two aliases differ only in path and summary, and each
+/// needs a handler of its own for its entry in the OpenAPI document.
+macro_rules! read_route {
+    ($(#[$doc:meta])* $name:ident, $path:tt, $operation:tt, $summary:tt) => {
+        $(#[$doc])*
+        #[utoipa::path(
+            post,
+            path = $path,
+            operation_id = $operation,
+            tag = tags::MESSAGING,
+            summary = $summary,
+            description = "Also routed as `/contacts/{contact_id}/read`, \
+                `/contacts/{contact_id}/messages/read` and `/conversations/{contact_id}/read`. \
+                Needs the session connected.",
+            params(ContactPath),
+            request_body = PairRequest,
+            responses(
+                (status = 200, description = "How many were marked", body = ConversationReadResponse),
+                (status = 400, description = "A bad parameter (the message names it), or a session that is not ready", body = ErrorEnvelope),
+                (status = 404, description = "No such contact for this pair", body = ErrorEnvelope),
+                (status = 503, description = "The session's client is gone: restart it", body = ErrorEnvelope),
+            )
+        )]
+        pub async fn $name(
+            State(st): State<AppState>,
+            caller: Caller,
+            Path(path): Path<ContactPath>,
+            Body(b): Body<PairRequest>,
+        ) -> AppResult<ConversationReadResponse> {
+            read_conversation(st, caller, path, b).await
+        }
+    };
 }
 
-/// # `POST /api/whatsapp/contacts/{contact_id}/messages/read`
-#[utoipa::path(
-    post,
-    path = "/contacts/{contact_id}/messages/read",
-    operation_id = "read_contact_messages_alias",
-    tag = tags::MESSAGING,
-    summary = "The same as `POST /contacts/{contact_id}/read`",
-    params(ContactPath),
-    request_body = PairRequest,
-    responses(
-        (status = 200, description = "How many were marked", body = ConversationReadResponse),
-        (status = 400, description = "A bad parameter; the message names it", body = ErrorEnvelope),
-        (status = 404, description = "No such contact for this pair", body = ErrorEnvelope),
-        (status = 400, description = "The session is not ready", body = ErrorEnvelope),
-        (status = 503, description = "The session's client is gone: restart it", body = ErrorEnvelope),
-    )
-)]
-pub async fn read_messages(
-    State(st): State<AppState>,
-    caller: Caller,
-    Path(path): Path<ContactPath>,
-    Body(b): Body<PairRequest>,
-) -> AppResult<ConversationReadResponse> {
-    read_conversation(st, caller, path, b).await
-}
-
-/// # `POST /api/whatsapp/conversations/{contact_id}/read`
-#[utoipa::path(
-    post,
-    path = "/conversations/{contact_id}/read",
-    operation_id = "read_conversation",
-    tag = tags::MESSAGING,
-    summary = "The same as `POST /contacts/{contact_id}/read`",
-    params(ContactPath),
-    request_body = PairRequest,
-    responses(
-        (status = 200, description = "How many were marked", body = ConversationReadResponse),
-        (status = 400, description = "A bad parameter; the message names it", body = ErrorEnvelope),
-        (status = 404, description = "No such contact for this pair", body = ErrorEnvelope),
-        (status = 400, description = "The session is not ready", body = ErrorEnvelope),
-        (status = 503, description = "The session's client is gone: restart it", body = ErrorEnvelope),
-    )
-)]
-pub async fn read_conversation_route(
-    State(st): State<AppState>,
-    caller: Caller,
-    Path(path): Path<ContactPath>,
-    Body(b): Body<PairRequest>,
-) -> AppResult<ConversationReadResponse> {
-    read_conversation(st, caller, path, b).await
-}
+read_route!(
+    /// # `POST /api/whatsapp/contacts/{contact_id}/read`
+    read,
+    "/contacts/{contact_id}/read",
+    "read_contact_messages",
+    "Mark a contact's unread messages read, and send WhatsApp's read receipts"
+);
+read_route!(
+    /// # `POST /api/whatsapp/contacts/{contact_id}/messages/read`
+    read_messages,
+    "/contacts/{contact_id}/messages/read",
+    "read_contact_messages_alias",
+    "The same as `POST /contacts/{contact_id}/read`"
+);
+read_route!(
+    /// # `POST /api/whatsapp/conversations/{contact_id}/read`
+    read_conversation_route,
+    "/conversations/{contact_id}/read",
+    "read_conversation",
+    "The same as `POST /contacts/{contact_id}/read`"
+);
