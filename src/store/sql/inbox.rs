@@ -28,17 +28,9 @@ macro_rules! impl_inbox_store {
                     let mut q = QueryBuilder::<$db>::new(concat!(
                         "SELECT ",
                         message_columns!(),
-                        " FROM messages WHERE user_id = "
+                        " FROM messages WHERE "
                     ));
-                    <$db as Dialect>::bind(&mut q, pair.user_id.get());
-                    q.push(" AND place_id = ");
-                    <$db as Dialect>::bind(&mut q, pair.place_id.get());
-                    q.push(" AND id IN (");
-                    let mut list = q.separated(", ");
-                    for id in ids {
-                        list.push_bind(*id);
-                    }
-                    q.push(")");
+                    <$db as Dialect>::push_pair_ids(&mut q, "", pair, ids);
                     let rows = q.build().fetch_all(&self.pool).await?;
                     rows.iter()
                         .map(|r| message_from_row(r).map(|m| (m.id, m)))
@@ -54,17 +46,9 @@ macro_rules! impl_inbox_store {
                     let mut q = QueryBuilder::<$db>::new(concat!(
                         "SELECT ",
                         contact_columns!(),
-                        " FROM contacts c WHERE c.user_id = "
+                        " FROM contacts c WHERE c.is_active AND "
                     ));
-                    <$db as Dialect>::bind(&mut q, pair.user_id.get());
-                    q.push(" AND c.place_id = ");
-                    <$db as Dialect>::bind(&mut q, pair.place_id.get());
-                    q.push(" AND c.is_active AND c.id IN (");
-                    let mut list = q.separated(", ");
-                    for id in ids {
-                        list.push_bind(*id);
-                    }
-                    q.push(")");
+                    <$db as Dialect>::push_pair_ids(&mut q, "c.", pair, ids);
                     let rows = q.build().fetch_all(&self.pool).await?;
                     rows.iter()
                         .map(|r| contact_from_row(r).map(|c| (c.id, c)))

@@ -99,6 +99,23 @@ pub(crate) trait Dialect: sqlx::Database {
         q.push(" OFFSET ");
         Self::bind(q, page_offset(page, limit));
     }
+
+    /// `<alias>user_id = … AND <alias>place_id = … AND <alias>id IN (…)`: the pair's rows
+    /// among `ids` (not empty). `alias` is a table's name with its dot, or empty.
+    fn push_pair_ids(q: &mut QueryBuilder<Self>, alias: &str, pair: Pair, ids: &[i64]) {
+        q.push(format_args!("{alias}user_id = "));
+        Self::bind(q, pair.user_id.get());
+        q.push(format_args!(" AND {alias}place_id = "));
+        Self::bind(q, pair.place_id.get());
+        q.push(format_args!(" AND {alias}id IN ("));
+        for (i, id) in ids.iter().enumerate() {
+            if i > 0 {
+                q.push(", ");
+            }
+            Self::bind(q, *id);
+        }
+        q.push(")");
+    }
 }
 
 /// The `OFFSET` of page `page` (from 1) of `limit` rows. A page before the first is the
