@@ -3,44 +3,14 @@
 //! statuses; PostgreSQL swaps the table's checks.
 
 use crate::helpers::*;
-
-/// A copy of one backend's migrations up to `last`: the server before issue 19.
-fn migrations_until(backend: &str, last: u32) -> tempfile::TempDir {
-    let old = tempfile::tempdir().unwrap();
-    let dir = format!("{}/migrations/{backend}", env!("CARGO_MANIFEST_DIR"));
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let entry = entry.unwrap();
-        let name = entry.file_name().into_string().unwrap();
-        let version: u32 = name[..4].parse().unwrap();
-        if version <= last {
-            std::fs::copy(entry.path(), old.path().join(&name)).unwrap();
-        }
-    }
-    old
-}
-
-/// The migrations of the server before issue 19, applied by hand.
-async fn database_before_rich_messaging(path: &std::path::Path) -> sqlx::SqlitePool {
-    let old = migrations_until("sqlite", 9);
-    let opts = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(path)
-        .create_if_missing(true)
-        .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal);
-    let pool = sqlx::SqlitePool::connect_with(opts).await.unwrap();
-    sqlx::migrate::Migrator::new(old.path())
-        .await
-        .unwrap()
-        .run(&pool)
-        .await
-        .unwrap();
-    pool
-}
+use crate::old_schema::{migrations_until, sqlite_until};
 
 #[tokio::test]
 async fn messages_from_before_rich_messaging_keep_their_ids_statuses_and_images() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("old.db");
-    let pool = database_before_rich_messaging(&db).await;
+    // The migrations of the server before rich messaging.
+    let pool = sqlite_until(&db, 9).await;
     insert_old_messages(&pool).await;
     pool.close().await;
     let url = format!("sqlite://{}", db.display());

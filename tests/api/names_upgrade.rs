@@ -5,40 +5,14 @@ use reqwest::StatusCode;
 
 use crate::helpers::*;
 use crate::names::{TAKEN, create_group, lookalikes};
-
-/// The migrations of the server before name keys, applied by hand.
-async fn database_before_name_keys(path: &std::path::Path) -> sqlx::SqlitePool {
-    let old = tempfile::tempdir().unwrap();
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite");
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let entry = entry.unwrap();
-        let name = entry.file_name().into_string().unwrap();
-        if ["0001", "0002", "0003", "0004"]
-            .iter()
-            .any(|v| name.starts_with(v))
-        {
-            std::fs::copy(entry.path(), old.path().join(&name)).unwrap();
-        }
-    }
-    let opts = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(path)
-        .create_if_missing(true)
-        .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal);
-    let pool = sqlx::SqlitePool::connect_with(opts).await.unwrap();
-    sqlx::migrate::Migrator::new(old.path())
-        .await
-        .unwrap()
-        .run(&pool)
-        .await
-        .unwrap();
-    pool
-}
+use crate::old_schema::sqlite_until;
 
 #[tokio::test]
 async fn a_database_from_before_name_keys_starts_and_keeps_its_lookalikes_apart() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("old.db");
-    let pool = database_before_name_keys(&db).await;
+    // The migrations of the server before name keys.
+    let pool = sqlite_until(&db, 4).await;
     // What that server let in: two groups differing by case, the automatic groups, and a
     // manual group named like one of them with a joiner.
     sqlx::query(
