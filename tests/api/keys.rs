@@ -53,7 +53,11 @@ fn pair_routes(user: i64, place: i64, group: i64) -> Vec<(Method, String, Option
             "/api/whatsapp/check-numbers".into(),
             Some(json!({"user_id": user, "place_id": place, "numbers": ["+966501234567"]})),
         ),
-        (Method::GET, format!("/api/whatsapp/conversations?{q}"), None),
+        (
+            Method::GET,
+            format!("/api/whatsapp/conversations?{q}"),
+            None,
+        ),
         (
             Method::GET,
             format!("/api/whatsapp/contacts/1/messages?{q}"),

@@ -7,7 +7,8 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::helpers::*;
-use crate::messaging::{fast, image_server, message, pair_with_contacts, settled, sim_outbox};
+use crate::message_checks::image_server;
+use crate::messaging::{fast, message, pair_with_contacts, settled, sim_outbox};
 
 const FORM: &str = "application/x-www-form-urlencoded";
 

@@ -205,7 +205,7 @@ async fn the_allow_list_opens_a_private_network_for_webhooks_and_images() {
         c.outbound_allow = vec!["127.0.0.0/8".parse().unwrap()];
     })
     .await;
-    let img = crate::messaging::image_server().await;
+    let img = crate::message_checks::image_server().await;
     let (status, body) = app
         .post(
             "/api/whatsapp/test-image-url",

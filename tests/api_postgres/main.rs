@@ -49,6 +49,8 @@ mod lifecycle;
 mod manual_groups;
 #[path = "../api/media.rs"]
 mod media;
+#[path = "../api/message_checks.rs"]
+mod message_checks;
 #[path = "../api/messaging.rs"]
 mod messaging;
 #[path = "../api/messaging_aliases.rs"]
