@@ -38,7 +38,7 @@ use crate::events::{EventBus, EventKind};
 use crate::session::SessionManager;
 use crate::store::prelude::*;
 use crate::store::traits::Signals;
-use crate::store::{JobKind, MessageKind, MessageRecord, NewMessage, keep_trying};
+use crate::store::{MessageKind, MessageRecord, NewJob, NewMessage, keep_trying};
 use pacing::{DAY_MS, Pacer, Pacing};
 
 pub const MAX_TEXT_CHARS: usize = 4_096;
@@ -194,7 +194,7 @@ impl Outbox {
     pub async fn enqueue(
         &self,
         pair: Pair,
-        job: Option<(JobKind, Option<i64>)>,
+        job: Option<NewJob>,
         messages: &[NewMessage],
     ) -> anyhow::Result<(Option<i64>, Vec<MessageRecord>)> {
         let out = self

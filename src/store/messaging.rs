@@ -272,6 +272,27 @@ pub struct JobSkips {
     pub not_on_whatsapp: i64,
 }
 
+/// A group or bulk send's job, made with its messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NewJob {
+    pub kind: JobKind,
+    /// The contact group a group send went to.
+    pub group_id: Option<i64>,
+    /// Kept on the job in the same transaction as its messages: a job is never seen
+    /// without what it left out.
+    pub skipped: JobSkips,
+}
+
+impl NewJob {
+    pub fn new(kind: JobKind, group_id: Option<i64>) -> Self {
+        Self {
+            kind,
+            group_id,
+            skipped: JobSkips::default(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum RetryOutcome {
     Queued(Box<MessageRecord>),

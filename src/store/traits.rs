@@ -183,7 +183,7 @@ pub trait OutboxStore: Send + Sync + 'static {
     async fn enqueue(
         &self,
         pair: Pair,
-        job: Option<(JobKind, Option<i64>)>,
+        job: Option<NewJob>,
         messages: &[NewMessage],
         now_ms: i64,
     ) -> StoreResult<(Option<i64>, Vec<MessageRecord>)>;
@@ -230,8 +230,6 @@ pub trait OutboxStore: Send + Sync + 'static {
         to: MessageStatus,
         now_ms: i64,
     ) -> StoreResult<Vec<MessageRecord>>;
-    /// Records what a job's send left out (after [`Self::enqueue`] made the job).
-    async fn record_job_skips(&self, pair: Pair, id: i64, skipped: JobSkips) -> StoreResult<()>;
     /// What the worker learned of a message's file when it downloaded it.
     async fn set_message_media(
         &self,

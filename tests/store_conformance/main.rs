@@ -191,7 +191,7 @@ macro_rules! suite {
                 pairs_with_pending_lists_each_pair_once,
                 media_of_every_kind_is_kept_with_its_file_details,
                 a_download_fills_in_the_file_and_kinds_are_counted,
-                a_jobs_skips_are_recorded_for_its_pair_only,
+                a_job_is_made_with_what_its_send_left_out,
             ]
         );
         instantiate!(

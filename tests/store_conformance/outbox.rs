@@ -3,7 +3,7 @@
 
 use whatsapp_manager::store::{
     Direction, JobKind, JobSkips, MediaFields, MessageCounts, MessageFilter, MessageKind,
-    MessageRecord, MessageStatus, NewMessage, RetryOutcome,
+    MessageRecord, MessageStatus, NewJob, NewMessage, RetryOutcome,
 };
 
 use crate::{Db, Fixture, pair};
@@ -53,7 +53,7 @@ pub async fn enqueue_keeps_the_order_and_makes_the_job(f: Fixture) {
         })
         .collect();
     let (job, queued) =
-        f.db.enqueue(p, Some((JobKind::Group, Some(42))), &msgs, 100)
+        f.db.enqueue(p, Some(NewJob::new(JobKind::Group, Some(42))), &msgs, 100)
             .await
             .unwrap();
     let job = job.expect("a job");
@@ -100,11 +100,16 @@ pub async fn enqueue_keeps_the_order_and_makes_the_job(f: Fixture) {
     assert_eq!(one[0].job_id, None);
     assert!(one[0].id > queued.last().unwrap().id);
     let bulk =
-        f.db.enqueue(p, Some((JobKind::Bulk, None)), &[text("+1", "WAY")], 102)
-            .await
-            .unwrap()
-            .0
-            .unwrap();
+        f.db.enqueue(
+            p,
+            Some(NewJob::new(JobKind::Bulk, None)),
+            &[text("+1", "WAY")],
+            102,
+        )
+        .await
+        .unwrap()
+        .0
+        .unwrap();
     let j = f.db.job(p, bulk).await.unwrap().unwrap();
     assert_eq!((j.kind, j.group_id, j.total), (JobKind::Bulk, None, 1));
 }
@@ -239,7 +244,7 @@ pub async fn message_filters_narrow_and_a_foreign_group_matches_nothing(f: Fixtu
     let (job, grouped) =
         f.db.enqueue(
             p,
-            Some((JobKind::Group, Some(7))),
+            Some(NewJob::new(JobKind::Group, Some(7))),
             &[text("+966500000001", "A"), image("+966500000002", "B")],
             100,
         )
@@ -250,7 +255,7 @@ pub async fn message_filters_narrow_and_a_foreign_group_matches_nothing(f: Fixtu
     // Another tenant's group send to a group of the same id.
     f.db.enqueue(
         pair(5, 5),
-        Some((JobKind::Group, Some(7))),
+        Some(NewJob::new(JobKind::Group, Some(7))),
         &[text("+1", "Z")],
         100,
     )
@@ -358,7 +363,7 @@ pub async fn jobs_count_their_messages_by_status(f: Fixture) {
     let (job, q) =
         f.db.enqueue(
             p,
-            Some((JobKind::Bulk, None)),
+            Some(NewJob::new(JobKind::Bulk, None)),
             &[
                 text("+1", "A"),
                 text("+2", "B"),
@@ -513,29 +518,37 @@ pub async fn a_download_fills_in_the_file_and_kinds_are_counted(f: Fixture) {
     assert_eq!((docs.queued, docs.document, docs.video), (1, 1, 0));
 }
 
-pub async fn a_jobs_skips_are_recorded_for_its_pair_only(f: Fixture) {
-    let (p, q) = (pair(1, 2), pair(1, 3));
-    let (job, _) =
-        f.db.enqueue(p, Some((JobKind::Bulk, None)), &[text("+1", "A")], 1)
-            .await
-            .unwrap();
-    let job = job.unwrap();
-    assert_eq!(
-        f.db.job(p, job).await.unwrap().unwrap().skipped,
-        JobSkips::default()
-    );
+pub async fn a_job_is_made_with_what_its_send_left_out(f: Fixture) {
+    let p = pair(1, 2);
     let skipped = JobSkips {
         opted_out: 3,
         not_on_whatsapp: 2,
     };
-    // Another pair naming the job changes nothing.
-    f.db.record_job_skips(q, job, skipped).await.unwrap();
-    assert_eq!(
-        f.db.job(p, job).await.unwrap().unwrap().skipped,
-        JobSkips::default()
-    );
-    f.db.record_job_skips(p, job, skipped).await.unwrap();
-    let j = f.db.job(p, job).await.unwrap().unwrap();
+    let (job, _) =
+        f.db.enqueue(
+            p,
+            Some(NewJob {
+                skipped,
+                ..NewJob::new(JobKind::Bulk, None)
+            }),
+            &[text("+1", "A")],
+            1,
+        )
+        .await
+        .unwrap();
+    let j = f.db.job(p, job.unwrap()).await.unwrap().unwrap();
     assert_eq!(j.skipped, skipped);
     assert_eq!(j.total, 1, "skips are not messages");
+    let (plain, _) =
+        f.db.enqueue(
+            p,
+            Some(NewJob::new(JobKind::Group, Some(7))),
+            &[text("+2", "B")],
+            2,
+        )
+        .await
+        .unwrap();
+    let j = f.db.job(p, plain.unwrap()).await.unwrap().unwrap();
+    assert_eq!(j.skipped, JobSkips::default());
+    assert_eq!(j.group_id, Some(7));
 }

@@ -13,7 +13,7 @@ use sqlx::Connection;
 use testkit::db::TestBackend;
 use whatsapp_manager::store::{
     CachedContact, ContactPatch, ContactQuery, DatabaseOptions, GroupChange, ImportContact,
-    JobKind, MessageKind, MessageStatus, NewMessage, RetryOutcome, WebhookRecord,
+    JobKind, MessageKind, MessageStatus, NewJob, NewMessage, RetryOutcome, WebhookRecord,
 };
 
 use crate::groups::{contact, import};
@@ -126,7 +126,7 @@ async fn a_job_queued_with_no_messages_is_kept_on_both() {
         let f = Fixture::open(backend).await;
         let p = pair(1, 2);
         let (job, queued) =
-            f.db.enqueue(p, Some((JobKind::Bulk, None)), &[], 1)
+            f.db.enqueue(p, Some(NewJob::new(JobKind::Bulk, None)), &[], 1)
                 .await
                 .unwrap();
         assert!(queued.is_empty());

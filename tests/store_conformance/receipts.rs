@@ -4,7 +4,7 @@
 use sqlx::Connection;
 use testkit::db::TestBackend;
 use whatsapp_manager::store::{
-    JobKind, MessageFilter, MessageKind, MessageRecord, MessageStatus, NewMessage,
+    JobKind, MessageFilter, MessageKind, MessageRecord, MessageStatus, NewJob, NewMessage,
 };
 
 use crate::{Db, Fixture, pair};
@@ -245,7 +245,7 @@ pub async fn counts_follow_receipts_and_a_job_stays_done(f: Fixture) {
         .map(|(i, id)| text(&format!("+1{i}"), id))
         .collect();
     let (job, q) =
-        f.db.enqueue(p, Some((JobKind::Bulk, None)), &msgs, 1)
+        f.db.enqueue(p, Some(NewJob::new(JobKind::Bulk, None)), &msgs, 1)
             .await
             .unwrap();
     let job = job.unwrap();

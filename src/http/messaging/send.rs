@@ -29,7 +29,7 @@ use crate::http::groups::dto::GroupPath;
 use crate::http::groups::recent_since;
 use crate::http::openapi::tags;
 use crate::messaging::content::{self, Content, ContentInput};
-use crate::store::{ContactFilter, JobKind, JobSkips, NewMessage};
+use crate::store::{ContactFilter, JobKind, JobSkips, NewJob, NewMessage};
 
 /// Members read per query when a group send is queued.
 const GROUP_CHUNK: i64 = 5_000;
@@ -189,9 +189,15 @@ pub async fn send_group(
         .collect();
     let (job_id, queued) = st
         .outbox
-        .enqueue(pair, Some((JobKind::Group, Some(group.id))), &messages)
+        .enqueue(
+            pair,
+            Some(NewJob {
+                skipped,
+                ..NewJob::new(JobKind::Group, Some(group.id))
+            }),
+            &messages,
+        )
         .await?;
-    record_skips(&st, pair, job_id, skipped).await?;
     let job = queued_job(&st, pair, job_id).await?;
     Ok((
         StatusCode::ACCEPTED,
@@ -200,24 +206,6 @@ pub async fn send_group(
             format!("Message to {} contacts queued", messages.len()),
         ),
     ))
-}
-
-/// What a job's send left out, kept on the job (shown by `GET /messages/jobs/{job_id}`).
-async fn record_skips(
-    st: &AppState,
-    pair: crate::domain::Pair,
-    job_id: Option<i64>,
-    skipped: JobSkips,
-) -> AppResult<()> {
-    if let Some(id) = job_id
-        && skipped != JobSkips::default()
-    {
-        st.outbox
-            .store()
-            .record_job_skips(pair, id, skipped)
-            .await?;
-    }
-    Ok(())
 }
 
 struct BulkRecipient {
@@ -454,9 +442,15 @@ pub async fn send_bulk(
     }
     let (job_id, queued) = st
         .outbox
-        .enqueue(pair, Some((JobKind::Bulk, None)), &messages)
+        .enqueue(
+            pair,
+            Some(NewJob {
+                skipped,
+                ..NewJob::new(JobKind::Bulk, None)
+            }),
+            &messages,
+        )
         .await?;
-    record_skips(&st, pair, job_id, skipped).await?;
     let job = queued_job(&st, pair, job_id).await?;
     Ok((
         StatusCode::ACCEPTED,

@@ -160,25 +160,28 @@ macro_rules! impl_outbox_store {
                 async fn enqueue(
                     &self,
                     pair: Pair,
-                    job: Option<(JobKind, Option<i64>)>,
+                    job: Option<NewJob>,
                     messages: &[NewMessage],
                     now_ms: i64,
                 ) -> StoreResult<(Option<i64>, Vec<MessageRecord>)> {
                     $write!(self, "queue messages", |tx| {
                         let job_id = match job {
                             None => None,
-                            Some((kind, group_id)) => Some(
+                            Some(job) => Some(
                                 sqlx::query_scalar::<_, i64>(
                                     "INSERT INTO message_jobs (user_id, place_id, kind, \
-                                     group_id, total, created_at) \
-                                     VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+                                     group_id, total, created_at, opted_out_skipped, \
+                                     not_on_whatsapp_skipped) \
+                                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
                                 )
                                 .bind(pair.user_id.get())
                                 .bind(pair.place_id.get())
-                                .bind(kind.as_str())
-                                .bind(group_id)
+                                .bind(job.kind.as_str())
+                                .bind(job.group_id)
                                 .bind(messages.len() as i64)
                                 .bind(now_ms)
+                                .bind(job.skipped.opted_out)
+                                .bind(job.skipped.not_on_whatsapp)
                                 .fetch_one(&mut *tx)
                                 .await?,
                             ),
@@ -547,29 +550,6 @@ macro_rules! impl_outbox_store {
                             not_on_whatsapp: row.col("not_on_whatsapp_skipped")?,
                         },
                     }))
-                }
-
-                async fn record_job_skips(
-                    &self,
-                    pair: Pair,
-                    id: i64,
-                    skipped: JobSkips,
-                ) -> StoreResult<()> {
-                    $write!(self, "record a job's skipped recipients", |tx| {
-                        sqlx::query(
-                            "UPDATE message_jobs SET opted_out_skipped = $1, \
-                             not_on_whatsapp_skipped = $2 \
-                             WHERE id = $3 AND user_id = $4 AND place_id = $5",
-                        )
-                        .bind(skipped.opted_out)
-                        .bind(skipped.not_on_whatsapp)
-                        .bind(id)
-                        .bind(pair.user_id.get())
-                        .bind(pair.place_id.get())
-                        .execute(&mut *tx)
-                        .await?;
-                        Ok(())
-                    })
                 }
             }
         };

@@ -19,7 +19,7 @@ impl OutboxStore for DownStore {
     async fn enqueue(
         &self,
         _pair: Pair,
-        _job: Option<(JobKind, Option<i64>)>,
+        _job: Option<NewJob>,
         _messages: &[NewMessage],
         _now_ms: i64,
     ) -> StoreResult<(Option<i64>, Vec<MessageRecord>)> {
@@ -98,9 +98,6 @@ impl OutboxStore for DownStore {
         _to: MessageStatus,
         _now_ms: i64,
     ) -> StoreResult<Vec<MessageRecord>> {
-        down()
-    }
-    async fn record_job_skips(&self, _pair: Pair, _id: i64, _s: JobSkips) -> StoreResult<()> {
         down()
     }
 }
