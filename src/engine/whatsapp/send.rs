@@ -182,7 +182,13 @@ impl WaClient {
                 )));
             }
         };
-        let mimetype = Some(media.mime.clone());
+        // A voice note is Opus in Ogg, and phones are told so: the codec parameter of the
+        // content type it came with was dropped when the type was read.
+        let mimetype = Some(if media.voice_note && media.mime == "audio/ogg" {
+            "audio/ogg; codecs=opus".to_owned()
+        } else {
+            media.mime.clone()
+        });
         Ok(match media.kind {
             MessageKind::Image => {
                 let mut m = whatsapp_rust::media::image_message(
