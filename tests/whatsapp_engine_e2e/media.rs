@@ -351,7 +351,10 @@ async fn every_kind_of_file_reaches_whatsapp_byte_for_byte_from_every_send() {
     let f = m.file.as_ref().expect("the voice note");
     assert_eq!(f.bytes, ogg, "the voice note, byte for byte");
     assert!(f.voice_note, "sent as a voice note (ptt)");
-    assert_eq!(f.mime, "audio/ogg; codecs=opus", "what phones play a voice note as");
+    assert_eq!(
+        f.mime, "audio/ogg; codecs=opus",
+        "what phones play a voice note as"
+    );
 
     // A group send: each member gets the same document under their own name.
     let (code, body) = s

@@ -87,8 +87,9 @@
 //! phone) unless [`set_not_on_whatsapp`](FakeWhatsApp::set_not_on_whatsapp)
 //! says otherwise. Media go to a fake media server reached through
 //! [`http_client`](FakeWhatsApp::http_client) (the client's HTTP client);
-//! the recorded message then also holds the image it points to, decrypted
-//! ([`SentMessage::image`]).
+//! the recorded message then also holds the file it points to, of any kind,
+//! decrypted with its caption, name and `ptt` ([`SentMessage::file`]; an
+//! image also in [`SentMessage::image`]).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
