@@ -3,7 +3,7 @@
 //! statuses; PostgreSQL swaps the table's checks.
 
 use crate::helpers::*;
-use crate::old_schema::{migrations_until, sqlite_until};
+use crate::old_schema::{postgres_until, sqlite_until};
 
 #[tokio::test]
 async fn messages_from_before_rich_messaging_keep_their_ids_statuses_and_images() {
@@ -21,14 +21,8 @@ async fn messages_from_before_rich_messaging_keep_their_ids_statuses_and_images(
 #[tokio::test]
 async fn messages_from_before_rich_messaging_keep_them_on_postgres_too() {
     let db = testkit::pg::database().await;
-    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
-    let old = migrations_until("postgres", 4);
-    sqlx::migrate::Migrator::new(old.path())
-        .await
-        .unwrap()
-        .run(&pool)
-        .await
-        .unwrap();
+    // The migrations of the server before rich messaging.
+    let pool = postgres_until(&db.url, 4).await;
     insert_old_messages(&pool).await;
     // The rows were written with their ids; a real database's sequences are past them.
     for statement in [
