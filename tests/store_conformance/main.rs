@@ -200,6 +200,7 @@ macro_rules! suite {
             [
                 answers_are_read_back_when_fresh_and_a_newer_one_replaces_the_older,
                 a_long_list_is_saved_and_read_whole,
+                racing_saves_of_the_same_numbers_in_any_order_all_succeed,
             ]
         );
         instantiate!(

@@ -73,3 +73,31 @@ pub async fn a_long_list_is_saved_and_read_whole(f: Fixture) {
         checks
     );
 }
+
+pub async fn racing_saves_of_the_same_numbers_in_any_order_all_succeed(f: Fixture) {
+    let other = f.second_server().await;
+    let forward: Vec<NumberCheckRecord> = (0..200)
+        .map(|i| check(&format!("+9665{i:08}"), true, false, 1))
+        .collect();
+    let backward: Vec<NumberCheckRecord> = forward
+        .iter()
+        .rev()
+        .map(|c| NumberCheckRecord {
+            checked_at: 2,
+            ..c.clone()
+        })
+        .collect();
+    for _ in 0..10 {
+        let (a, b) = tokio::join!(
+            f.db.save_number_checks(&forward),
+            other.save_number_checks(&backward)
+        );
+        a.unwrap();
+        b.unwrap();
+    }
+    let numbers: Vec<String> = forward.iter().map(|c| c.phone_number.clone()).collect();
+    let kept = f.db.number_checks(&numbers, 0).await.unwrap();
+    assert_eq!(kept.len(), 200);
+    // Each number holds one whole answer, whichever save came last.
+    assert!(kept.iter().all(|c| c.checked_at == 1 || c.checked_at == 2));
+}

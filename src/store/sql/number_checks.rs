@@ -53,8 +53,13 @@ macro_rules! impl_number_check_store {
                     if checks.is_empty() {
                         return Ok(());
                     }
+                    // In one order whoever writes: two requests saving the same numbers
+                    // in different orders would otherwise each wait for the other's rows
+                    // (a deadlock on PostgreSQL).
+                    let mut ordered: Vec<&NumberCheckRecord> = checks.iter().collect();
+                    ordered.sort_by(|a, b| a.phone_number.cmp(&b.phone_number));
                     $write!(self, "store number checks", |tx| {
-                        for c in checks {
+                        for c in &ordered {
                             sqlx::query(
                                 "INSERT INTO number_checks (phone_number, on_whatsapp, \
                                  is_business, jid, checked_at) VALUES ($1, $2, $3, $4, $5) \
