@@ -5,9 +5,10 @@ use whatsapp_manager::domain::PhoneNumber;
 use whatsapp_manager::store::inbox::NewIncoming;
 use whatsapp_manager::store::{
     BatchProgress, Direction, ImportContact, MediaFields, MessageFilter, MessageKind,
-    MessageStatus, NewMessage, RetryOutcome, SessionRecord,
+    MessageStatus, RetryOutcome, SessionRecord,
 };
 
+use crate::receipts::text as outgoing;
 use crate::{Fixture, pair, session_id};
 
 fn phone(raw: &str) -> PhoneNumber {
@@ -24,21 +25,6 @@ fn incoming(from: &str, wa_id: &str, sent_at_ms: i64) -> NewIncoming {
         media: MediaFields::default(),
         media_ref: None,
         sent_at_ms,
-    }
-}
-
-fn outgoing(recipient: &str, wa_id: &str) -> NewMessage {
-    NewMessage {
-        contact_id: None,
-        recipient: recipient.into(),
-        recipient_name: None,
-        kind: MessageKind::Text,
-        body: Some("hello".into()),
-        image_url: None,
-        template_id: None,
-        wa_message_id: wa_id.into(),
-        min_gap_ms: 0,
-        media: Default::default(),
     }
 }
 

@@ -9,7 +9,8 @@ use whatsapp_manager::store::{
 
 use crate::{Db, Fixture, pair};
 
-fn text(recipient: &str, wa_id: &str) -> NewMessage {
+/// A text to `recipient` under the WhatsApp id `wa_id` (also the inbox's outgoing rows).
+pub fn text(recipient: &str, wa_id: &str) -> NewMessage {
     NewMessage {
         contact_id: None,
         recipient: recipient.into(),
