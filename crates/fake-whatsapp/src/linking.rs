@@ -7,9 +7,10 @@ use std::time::Duration;
 use anyhow::{Context, anyhow, bail};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::faults::stream_error_code;
 use crate::{
     Account, CLOSE_WAIT, ConnEntry, ConnKind, DeviceRecord, FakeWhatsApp, Signals, State, conn,
-    keyshare, paircode, phone, stream_error_code,
+    keyshare, paircode, phone,
 };
 
 /// How long [`FakeWhatsApp::scan`] waits for the client's `pair-device-sign`.
