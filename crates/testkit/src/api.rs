@@ -357,6 +357,19 @@ impl TestApp {
         self.wait_fetch_end(user, place).await
     }
 
+    /// Polls the running fetch until it has read at least `count` contacts.
+    pub async fn wait_fetched(&self, user: i64, place: i64, count: i64) -> Value {
+        crate::poll(FETCH_WAIT, &format!("{count} contacts read"), || async {
+            let p = self.progress(user, place).await;
+            if p["processed"].as_i64().is_some_and(|n| n >= count) {
+                Ok(p)
+            } else {
+                Err(p.to_string())
+            }
+        })
+        .await
+    }
+
     pub async fn wait_fetch_end(&self, user: i64, place: i64) -> Value {
         crate::poll(FETCH_WAIT, "the fetch's end", || async {
             let p = self.progress(user, place).await;

@@ -399,13 +399,15 @@ async fn stay_connected(
                 }
                 Some(Control::Fault(Fault::Disconnect)) => {
                     if reconnect_at.is_none() {
-                        down();
-                        net.close_connection(shared, SimCloseReason::ConnectionLost).await;
+                        // Told before a read notices the drop, as a real socket's close
+                        // reaches its owner before a request on it times out.
                         let _ = events
                             .send(EngineEvent::Disconnected {
                                 reason: "connection to WhatsApp lost (simulated)".into(),
                             })
                             .await;
+                        down();
+                        net.close_connection(shared, SimCloseReason::ConnectionLost).await;
                         reconnect_at = Some(Instant::now() + net.inner.cfg.reconnect_backoff);
                     }
                 }
@@ -418,8 +420,8 @@ async fn stay_connected(
                     {
                         continue;
                     }
-                    down();
                     if reason == SimCloseReason::Replaced {
+                        down();
                         shared.alive.store(false, Ordering::SeqCst);
                         let _ = events
                             .send(EngineEvent::Failed {
@@ -438,6 +440,7 @@ async fn stay_connected(
                             ),
                         })
                         .await;
+                    down();
                     reconnect_at = Some(Instant::now() + net.inner.cfg.reconnect_backoff);
                 }
                 Some(Control::Fault(Fault::Logout)) => {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::{Actor, RunningFetch};
+use super::{Actor, Flow, RunningFetch};
 use crate::contacts::fetch::{FetchJob, FetchOutcome, FetchUpdate};
 use crate::domain::SessionStatus;
 use crate::session::FetchStarted;
@@ -71,7 +71,7 @@ impl Actor {
         })
     }
 
-    pub(super) async fn on_fetch_update(&mut self, update: FetchUpdate) {
+    pub(super) async fn on_fetch_update(&mut self, update: FetchUpdate) -> Flow {
         match update {
             FetchUpdate::Progress {
                 processed,
@@ -92,12 +92,19 @@ impl Actor {
                 self.publish();
             }
             FetchUpdate::Done(outcome) => {
+                // A fetch that failed because the connection dropped must not set `ready`
+                // over the drop's `disconnected`: a client starting a fetch on that `ready`
+                // would find no connection. The engine's waiting events go first.
+                if self.drain_events().await == Flow::Stop {
+                    return Flow::Stop;
+                }
                 let took = self.fetch.take().map(|f| f.started.elapsed());
                 crate::metrics::count(&self.deps.events, |m| m.fetch_finished(&outcome, took));
                 self.counted_at = None;
                 self.finish_fetch(outcome).await;
             }
         }
+        Flow::Continue
     }
 
     pub(super) async fn finish_fetch(&mut self, outcome: FetchOutcome) {

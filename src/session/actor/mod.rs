@@ -167,9 +167,10 @@ impl Actor {
                     Some((serial, update)) = self.fetch_rx.recv() => {
                         // Updates of a fetch already let go are stale.
                         if self.fetch.as_ref().is_some_and(|f| f.serial == serial) {
-                            self.on_fetch_update(update).await;
+                            self.on_fetch_update(update).await
+                        } else {
+                            Flow::Continue
                         }
-                        Flow::Continue
                     }
                     _ = liveness.tick(), if watch_liveness && self.client.is_some() => {
                         self.check_liveness().await
@@ -402,15 +403,23 @@ impl Actor {
     /// A client that died before linking leaves no QR to scan and no error to read.
     async fn check_liveness(&mut self) -> Flow {
         // An event already sent (a QR failure, say) explains the death better than we can.
-        while let Some(ev) = self.events.as_mut().and_then(|rx| rx.try_recv().ok()) {
-            if self.on_event(ev).await == Flow::Stop {
-                return Flow::Stop;
-            }
+        if self.drain_events().await == Flow::Stop {
+            return Flow::Stop;
         }
         if self.client.as_ref().is_some_and(|c| !c.is_alive()) {
             tracing::warn!("⚠️ Client of session {} stopped unexpectedly", self.id());
             self.qr = None;
             self.mark_client_gone().await;
+        }
+        Flow::Continue
+    }
+
+    /// Handles the engine's events already waiting, so what follows sees the state they set.
+    async fn drain_events(&mut self) -> Flow {
+        while let Some(ev) = self.events.as_mut().and_then(|rx| rx.try_recv().ok()) {
+            if self.on_event(ev).await == Flow::Stop {
+                return Flow::Stop;
+            }
         }
         Flow::Continue
     }
