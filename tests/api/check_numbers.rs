@@ -129,3 +129,18 @@ async fn bad_requests_are_refused_and_a_session_must_be_ready() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["data"]["results"].as_array().unwrap().len(), 100);
 }
+
+#[tokio::test]
+async fn the_phone_a_book_belongs_to_is_on_whatsapp() {
+    let app = spawn_app_with(fast).await;
+    // This pair's phone is +966500000009; another pair's book belongs to +966500000123.
+    pair_with_contacts(&app, 1, 2, 1).await;
+    app.set_phonebook(3, 4, "966500000123@s.whatsapp.net", json!([]))
+        .await;
+    let (status, body) = check(&app, json!(["+966500000009", "+966500000123"])).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let r = &body["data"]["results"];
+    assert_eq!(r[0]["on_whatsapp"], true, "{body}");
+    assert_eq!(r[1]["on_whatsapp"], true, "{body}");
+    assert_eq!(r[1]["is_business"], false, "{body}");
+}

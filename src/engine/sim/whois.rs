@@ -1,5 +1,6 @@
-//! Who is on the simulated WhatsApp: every number in a phone book someone set (of any pair),
-//! in the asking pair's own book, or on the network's list (`PUT /api/sim/network`). The
+//! Who is on the simulated WhatsApp: every number in a phone book someone set (of any pair)
+//! and the phone it belongs to, in the asking pair's own book and its phone, or on the
+//! network's list (`PUT /api/sim/network`). The
 //! list is kept in the database beside the phone books, so every node answers alike.
 
 use std::collections::HashMap;
@@ -75,6 +76,14 @@ impl SimNetwork {
         // Number → whether some book's entry for it is a business.
         let mut known: HashMap<PhoneNumber, bool> = HashMap::new();
         let mut add = |book: &PhoneBook| {
+            // The phone a book belongs to is on WhatsApp too.
+            let owner = book.me.as_deref().and_then(|jid| {
+                let digits = jid.strip_suffix("@s.whatsapp.net")?.split(':').next()?;
+                PhoneNumber::parse_international(digits)
+            });
+            if let Some(n) = owner {
+                known.entry(n).or_default();
+            }
             for e in &book.entries {
                 if let Some(n) = entry_number(e) {
                     *known.entry(n).or_default() |= e.is_business;
