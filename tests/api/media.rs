@@ -297,6 +297,24 @@ async fn each_kind_has_its_cap_and_content_type() {
         .post("/api/whatsapp/media", json!({"file": "not multipart"}))
         .await;
     assert!(assert_error(status, &body, 400).contains("multipart/form-data"));
+    // A form built like every other request, with its place, is taken; a bad place or a
+    // field uploads do not have is refused.
+    let pdf: Part = ("file", Some("x.pdf"), Some("application/pdf"), b"%PDF");
+    let (status, body) = upload(
+        &app,
+        None,
+        &[
+            ("user_id", None, None, b"1"),
+            ("place_id", None, None, b"2"),
+            pdf,
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = upload(&app, None, &[("place_id", None, None, b"two"), pdf]).await;
+    assert!(assert_error(status, &body, 400).contains("place_id must be a positive integer"));
+    let (status, body) = upload(&app, None, &[("caption", None, None, b"hi"), pdf]).await;
+    assert!(assert_error(status, &body, 400).contains("\"caption\" is not a field"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

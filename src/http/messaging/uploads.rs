@@ -38,6 +38,10 @@ pub struct UploadForm {
     /// it, the admin key's upload may be sent by any user.
     #[schema(value_type = Option<i64>, minimum = 1)]
     user_id: Option<i64>,
+    /// Accepted, as every request names one, and not kept: an upload is its user's, and
+    /// any of the user's places may send it.
+    #[schema(value_type = Option<i64>, minimum = 1)]
+    place_id: Option<i64>,
 }
 
 /// A kept upload.
@@ -101,13 +105,13 @@ async fn text_field(field: Field<'_>, name: &str) -> AppResult<String> {
     tag = tags::MESSAGING,
     summary = "Upload a file to send by media_id",
     description = "A `multipart/form-data` body with the file in the field `file` (and \
-        optionally `type`, `user_id`). The file is kept 24 hours; any send of its user (the \
+        optionally `type`, `user_id`, `place_id`). The file is kept 24 hours; any send of its user (the \
         admin key's: of any user) may name it as `media: {type, media_id}`. WhatsApp's caps: \
         16 MB for an image, a video or an audio, 100 MB for a document.",
     request_body(content = UploadForm, content_type = "multipart/form-data"),
     responses(
         (status = 201, description = "Kept", body = UploadResponse),
-        (status = 400, description = "No `file`, an empty file, a bad `type` or `user_id`, or a file whose content type is not of its `type`", body = ErrorEnvelope),
+        (status = 400, description = "No `file`, an empty file, a bad `type`, `user_id` or `place_id`, or a file whose content type is not of its `type`", body = ErrorEnvelope),
         (status = 403, description = "A tenant key naming another user", body = ErrorEnvelope),
         (status = 413, description = "Larger than WhatsApp's cap for its kind (the message says the cap)", body = ErrorEnvelope),
     )
@@ -124,12 +128,14 @@ pub async fn upload_media(
     })?;
     let mut kind: Option<MessageKind> = None;
     let mut user: Option<UserId> = None;
+    let mut place_seen = false;
     let mut file: Option<(Vec<u8>, String, Option<String>)> = None;
     while let Some(mut field) = form.next_field().await.map_err(read_error)? {
         match field.name().unwrap_or_default() {
             // A field given twice is a list, which neither is.
             "type" if kind.is_some() => return Err(twice("type")),
             "user_id" if user.is_some() => return Err(twice("user_id")),
+            "place_id" if place_seen => return Err(twice("place_id")),
             "type" => {
                 let t = text_field(field, "type").await?;
                 kind = Some(media::parse_kind(&t, "type")?);
@@ -140,6 +146,15 @@ pub async fn upload_media(
                     AppError::BadRequest("user_id must be a positive integer".into())
                 })?;
                 user = Some(UserId::new_unchecked(id));
+            }
+            "place_id" => {
+                let t = text_field(field, "place_id").await?;
+                if t.parse::<i64>().ok().filter(|n| *n > 0).is_none() {
+                    return Err(AppError::BadRequest(
+                        "place_id must be a positive integer".into(),
+                    ));
+                }
+                place_seen = true;
             }
             "file" if file.is_none() => {
                 let mime = field
@@ -171,7 +186,7 @@ pub async fn upload_media(
             }
             other => {
                 return Err(AppError::BadRequest(format!(
-                    "{other:?} is not a field of an upload (file, type, user_id)"
+                    "{other:?} is not a field of an upload (file, type, user_id, place_id)"
                 )));
             }
         }
