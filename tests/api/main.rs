@@ -13,6 +13,7 @@ mod dashboard;
 mod database_busy;
 mod database_down;
 mod fetch;
+mod fetch_interrupted;
 mod files;
 mod groups;
 mod keys;

@@ -33,6 +33,8 @@ mod contention;
 mod conventions;
 #[path = "../api/fetch.rs"]
 mod fetch;
+#[path = "../api/fetch_interrupted.rs"]
+mod fetch_interrupted;
 #[path = "../api/groups.rs"]
 mod groups;
 #[path = "../api/inbox.rs"]
