@@ -71,12 +71,7 @@ async fn a_dropped_connection_mid_fetch_ends_the_fetch_with_an_error_not_a_stuck
     app.set_phonebook(1, 2, ME, numbered_book(10_000, Some(1)))
         .await;
     app.ready_session(1, 2).await;
-    let mut stream = app
-        .client
-        .get(format!("{}/api/whatsapp/events?user_id=1", app.base))
-        .send()
-        .await
-        .unwrap();
+    let mut stream = app.event_stream(1).await;
     app.start_fetch(1, 2).await;
     // Mid-read: a drop before the read began would only delay it until the reconnect.
     app.wait_fetched(1, 2, 1_000).await;

@@ -105,13 +105,7 @@ async fn receipts_are_told_on_the_stream_and_to_the_webhook() {
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     app.ready_session(1, 2).await;
-    let mut stream = app
-        .client
-        .get(format!("{}/api/whatsapp/events?user_id=1", app.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(stream.status(), StatusCode::OK);
+    let mut stream = app.event_stream(1).await;
     let id = send_to(&app, 1, 2, "+966551234567").await;
     let wa = sent(&app, 1, 2, id).await;
     receipt(&app, 1, 2, &wa, "delivered").await;

@@ -348,13 +348,7 @@ async fn bad_webhook_settings_are_refused_and_another_tenant_cannot_touch_it() {
 async fn the_event_stream_pushes_events_live_and_replays_what_a_listener_missed() {
     let app = spawn_app_with(fast).await;
     app.ready_session(1, 2).await;
-    let mut resp = app
-        .client
-        .get(format!("{}/api/whatsapp/events?user_id=1", app.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
+    let mut resp = app.event_stream(1).await;
     assert!(
         resp.headers()["content-type"]
             .to_str()

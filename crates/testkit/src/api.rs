@@ -286,6 +286,19 @@ impl TestApp {
         v["data"].clone()
     }
 
+    /// Opens the user's event stream (with the app's key, if any) and checks it answered 200.
+    pub async fn event_stream(&self, user: i64) -> reqwest::Response {
+        let mut req = self
+            .client
+            .get(format!("{}/api/whatsapp/events?user_id={user}", self.base));
+        if let Some(k) = &self.api_key {
+            req = req.header("x-api-key", k);
+        }
+        let stream = req.send().await.expect("open the event stream");
+        assert_eq!(stream.status(), StatusCode::OK, "the event stream");
+        stream
+    }
+
     pub async fn progress(&self, user: i64, place: i64) -> Value {
         let (s, v) = self
             .get(&format!(
